@@ -1,0 +1,179 @@
+"""All of busque's configuration, in one pydantic-settings class.
+
+Every field can be set from the environment with the prefix ``BUSQUE_`` and ``__`` between
+nested names, e.g. ``BUSQUE_DATABASE__URL=postgresql+psycopg://...`` or
+``BUSQUE_STORAGE__BACKEND=s3``. The defaults need nothing running: SQLite and a local object
+directory under ``./.busque``, and a local Ray started on demand.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_HOME = Path(".busque")
+
+
+class DatabaseSettings(BaseModel):
+    url: str = Field("", description="SQLAlchemy URL; empty means SQLite at {home}/busque.db")
+    pool_size: int = 10
+    echo: bool = False
+
+
+class StorageSettings(BaseModel):
+    backend: Literal["local", "s3"] = "local"
+    local_dir: Path | None = Field(None, description="local backend root; default {home}/objects")
+    signing_key: str = Field(
+        "", description="HMAC key for local download/upload URLs; empty: {home}/signing.key"
+    )
+    url_ttl_s: int = Field(3600, ge=10, le=7 * 24 * 3600)
+    s3_endpoint: str = "127.0.0.1:9000"
+    s3_access_key: str = ""
+    s3_secret_key: str = ""
+    s3_bucket: str = "busque"
+    s3_secure: bool = False
+    s3_region: str | None = None
+
+
+class JobSettings(BaseModel):
+    lease_s: float = Field(
+        30.0, gt=0, description="a running attempt's lease, renewed by heartbeats"
+    )
+    heartbeat_s: float = Field(5.0, gt=0)
+    max_attempts: int = Field(3, ge=1)
+    retry_backoff_s: float = Field(1.0, ge=0)
+    retry_backoff_max_s: float = Field(60.0, ge=0)
+    default_timeout_s: float = Field(600.0, gt=0, description="per attempt, unless the model says")
+    poll_s: float = Field(0.5, gt=0, description="dispatcher's fallback poll for queued jobs")
+    claim_batch: int = Field(32, ge=1)
+    max_running: int = Field(64, ge=1, description="jobs one dispatcher replica runs at once")
+    max_wait_s: float = Field(60.0, gt=0, description="the longest ?wait= long-poll")
+
+
+class EventSettings(BaseModel):
+    poll_s: float = Field(0.02, gt=0, description="how often a gateway tails job_events")
+    keepalive_s: float = Field(15.0, gt=0, description="SSE comment / WebSocket ping interval")
+
+
+class WebhookSettings(BaseModel):
+    allow_networks: list[str] = Field(
+        default_factory=list,
+        description="CIDRs webhooks may target although private/loopback, e.g. 10.0.0.0/8",
+    )
+    max_attempts: int = Field(8, ge=1)
+    backoff_s: float = Field(2.0, ge=0)
+    backoff_max_s: float = Field(600.0, ge=0)
+    timeout_s: float = Field(10.0, gt=0)
+    default_events: list[str] = Field(default_factory=lambda: ["job.status", "job.result"])
+
+    @field_validator("allow_networks")
+    @classmethod
+    def _valid_networks(cls, networks: list[str]) -> list[str]:
+        for network in networks:
+            ipaddress.ip_network(network, strict=False)  # raises a clear ValueError
+        return networks
+
+
+class AuthSettings(BaseModel):
+    dev_key_file: Path | None = Field(None, description="default {home}/admin.key")
+    cache_s: float = Field(5.0, ge=0, description="how long a verified key is trusted in memory")
+
+
+class DeploymentSettings(BaseModel):
+    num_cpus: float = 0.2
+    num_gpus: float = 0.0
+    min_replicas: int = 1
+    max_replicas: int = 1
+    max_ongoing_requests: int = 100
+    downscale_to_zero_delay_s: float | None = None
+
+
+class ServeSettings(BaseModel):
+    app_name: str = "busque"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    grpc_port: int = Field(9000, description="0 disables the gRPC proxy")
+    public_url: str = Field("", description="base URL clients reach; default http://host:port")
+    max_body_bytes: int = Field(25 * 2**20, ge=1024)
+    cors_origins: list[str] = Field(default_factory=list)
+    gateway: DeploymentSettings = Field(
+        default_factory=lambda: DeploymentSettings(num_cpus=0.25, max_ongoing_requests=1000)
+    )
+    dispatcher: DeploymentSettings = Field(
+        default_factory=lambda: DeploymentSettings(num_cpus=0.25, max_ongoing_requests=1000)
+    )
+    dashboard_url: str = "http://127.0.0.1:8265"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="BUSQUE_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    home: Path = DEFAULT_HOME
+    ray_address: str | None = Field(
+        default_factory=lambda: os.environ.get("RAY_ADDRESS"),
+        description="join this Ray cluster; empty starts a local Ray",
+    )
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    jobs: JobSettings = Field(default_factory=JobSettings)
+    events: EventSettings = Field(default_factory=EventSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
+    model_modules: list[str] = Field(
+        default_factory=list,
+        description="extra modules whose register(registry, settings) adds models",
+    )
+    model_deployments: dict[str, DeploymentSettings] = Field(
+        default_factory=dict, description="per model deployment resources and autoscaling"
+    )
+
+    @field_validator("home")
+    @classmethod
+    def _absolute_home(cls, home: Path) -> Path:
+        # Replicas run in other processes (and cwds); every path they get must be absolute.
+        return home.expanduser().resolve()
+
+    @model_validator(mode="after")
+    def _fill_paths(self) -> Settings:
+        if not self.database.url:
+            self.database.url = f"sqlite:///{self.home / 'busque.db'}"
+        if self.storage.local_dir is None:
+            self.storage.local_dir = self.home / "objects"
+        self.storage.local_dir = self.storage.local_dir.expanduser().resolve()
+        if self.auth.dev_key_file is None:
+            self.auth.dev_key_file = self.home / "admin.key"
+        if not self.serve.public_url:
+            self.serve.public_url = f"http://{self.serve.host}:{self.serve.port}"
+        return self
+
+    def ensure_secrets(self) -> Settings:
+        """Fill secrets that default to files under home, creating them (0600) on first use."""
+        if not self.storage.signing_key:
+            self.storage.signing_key = read_or_create_secret(self.home / "signing.key")
+        return self
+
+    def deployment(self, name: str) -> DeploymentSettings:
+        return self.model_deployments.get(name, DeploymentSettings())
+
+
+def read_or_create_secret(path: Path) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process created it first: use theirs
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
+    return value

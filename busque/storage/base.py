@@ -1,0 +1,64 @@
+"""The object store interface both backends implement."""
+
+from __future__ import annotations
+
+import mimetypes
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    content_type: str | None
+    etag: str | None
+
+
+def content_type_for(key: str, content_type: str | None) -> str:
+    """The content type to store: the caller's, else a guess from the key, else octet-stream."""
+    return content_type or mimetypes.guess_type(key)[0] or "application/octet-stream"
+
+
+class ObjectNotFound(KeyError):
+    """``get`` of a key that does not exist."""
+
+
+class ObjectStore(ABC):
+    """Keys are validated with ``validate_key`` by every method; tenancy is checked above this."""
+
+    @abstractmethod
+    def put(self, key: str, data: bytes, content_type: str | None = None) -> ObjectInfo: ...
+
+    @abstractmethod
+    def put_file(self, key: str, path: Path, content_type: str | None = None) -> ObjectInfo:
+        """Upload a file without reading it whole into memory."""
+
+    @abstractmethod
+    def get(self, key: str) -> bytes: ...
+
+    @abstractmethod
+    def stat(self, key: str) -> ObjectInfo | None:
+        """None when the object does not exist."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """No error when the object does not exist."""
+
+    @abstractmethod
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Every object whose key starts with ``prefix``, recursively."""
+
+    @abstractmethod
+    def presign_get(self, key: str, expires_s: int) -> str:
+        """An absolute URL that downloads the object until it expires."""
+
+    @abstractmethod
+    def presign_put(self, key: str, expires_s: int, content_type: str | None = None) -> str:
+        """An absolute URL that accepts an HTTP PUT of the object's body until it expires."""
+
+    @abstractmethod
+    def ping(self) -> None:
+        """Raise when the store cannot be reached."""

