@@ -1,0 +1,37 @@
+"""Build the FastAPI application (the Gateway's ASGI app) around an ApiContext."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from busque.api import catalog, events, jobs, objects, ops
+from busque.api.context import ApiContext
+from busque.api.errors import install_error_handlers
+from busque.api.limits import BodyLimitMiddleware
+
+DESCRIPTION = """busque: jobs for image and media AI on Ray.
+
+Authenticate with `X-API-Key: KEY` or `Authorization: Bearer KEY`. Errors come as
+`{"error": {"code", "message", "details"}}`. Every model call is a job
+(`queued -> running -> succeeded | failed | canceled`), followed by polling, `?wait=`,
+server-sent events, the WebSocket at `/v1/ws`, webhooks or gRPC.
+"""
+
+
+def create_app(ctx: ApiContext) -> FastAPI:
+    app = FastAPI(title="busque", version="0.1.0", description=DESCRIPTION)
+    app.state.ctx = ctx
+    install_error_handlers(app)
+    for module in (ops, jobs, events, objects, catalog):
+        app.include_router(module.router)
+    if ctx.settings.serve.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=ctx.settings.serve.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["Location", "Idempotent-Replayed"],
+        )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=ctx.settings.serve.max_body_bytes)
+    return app

@@ -1,0 +1,91 @@
+"""The error envelope: {"error": {"code", "message", "details"}} with the right status code."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+logger = logging.getLogger("busque.api")
+
+STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    429: "too_many_requests",
+}
+
+
+class ApiError(Exception):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.details = details or {}
+        self.headers = headers
+
+
+def envelope(code: str, message: str, details: dict[str, Any] | None = None) -> dict:
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def not_found(what: str, ident: str) -> ApiError:
+    return ApiError(404, f"{what}_not_found", f"no {what} {ident!r}")
+
+
+def _jsonable_errors(errors: list[dict]) -> list[dict]:
+    return [
+        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg")), "type": str(e.get("type"))}
+        for e in errors
+    ]
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError):
+        return JSONResponse(
+            envelope(exc.code, exc.message, exc.details), exc.status, headers=exc.headers
+        )
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException):
+        code = STATUS_CODES.get(exc.status_code, "error")
+        return JSONResponse(
+            envelope(code, str(exc.detail)), exc.status_code, headers=getattr(exc, "headers", None)
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        errors = _jsonable_errors(exc.errors())
+        if any(e["type"] == "json_invalid" for e in errors):
+            return JSONResponse(
+                envelope("invalid_json", "the request body is not valid JSON", {"errors": errors}),
+                400,
+            )
+        return JSONResponse(
+            envelope(
+                "invalid_request", "the request does not match the schema", {"errors": errors}
+            ),
+            422,
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):
+        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse(envelope("internal_error", "an unexpected error happened"), 500)

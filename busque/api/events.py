@@ -1,0 +1,223 @@
+"""Live job events: SSE per job and per tenant (resumable with Last-Event-ID) and a WebSocket.
+
+Each stream subscribes to the in-process event tail *before* replaying the past from the
+database, then skips live events it has already sent: nothing falls between replay and live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Depends, Header, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import StreamingResponse
+
+from busque.api.auth import require
+from busque.api.errors import ApiError, not_found
+from busque.api.views import event_view
+from busque.auth.keys import Principal
+from busque.jobs.store import TERMINAL
+
+router = APIRouter(prefix="/v1", tags=["events"])
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def _is_terminal(event: dict) -> bool:
+    return event["type"] == "job.status" and event["data"].get("status") in TERMINAL
+
+
+def _sse(event: dict) -> str:
+    return f"id: {event['id']}\nevent: {event['type']}\ndata: {json.dumps(event_view(event))}\n\n"
+
+
+def _resume_from(last_event_id: str | None) -> int:
+    if last_event_id in (None, ""):
+        return 0
+    try:
+        value = int(last_event_id)
+    except ValueError:
+        raise ApiError(422, "invalid_request", "Last-Event-ID must be an event id") from None
+    if value < 0:
+        raise ApiError(422, "invalid_request", "Last-Event-ID must be >= 0")
+    return value
+
+
+async def _stream(ctx, sub, replay, after: int, stop_at_terminal: bool) -> AsyncIterator[str]:
+    keepalive = ctx.settings.events.keepalive_s
+    with sub:
+        sent = after
+        for event in await asyncio.to_thread(replay, after):
+            sent = event["id"]
+            yield _sse(event)
+            if stop_at_terminal and _is_terminal(event):
+                return
+        while True:
+            event = await sub.get(timeout=keepalive)
+            if event is None:
+                yield ": keepalive\n\n"
+                continue
+            if event["id"] <= sent:
+                continue
+            sent = event["id"]
+            yield _sse(event)
+            if stop_at_terminal and _is_terminal(event):
+                return
+
+
+@router.get("/jobs/{job_id}/events", summary="Server-sent events of one job; ends when it ends")
+async def job_events(
+    job_id: str,
+    request: Request,
+    last_event_id: str | None = Header(None),
+    after: str | None = Query(None, description="the same as Last-Event-ID"),
+    principal: Principal = Depends(require("jobs:read")),
+):
+    ctx = request.app.state.ctx
+    job = await asyncio.to_thread(ctx.jobs.get, job_id, principal.tenant_id)
+    if job is None:
+        raise not_found("job", job_id)
+    start = _resume_from(last_event_id or after)
+    sub = ctx.tail.job(job_id)
+
+    def replay(after_id: int) -> list[dict]:
+        return ctx.jobs.events(job_id=job_id, after_id=after_id)
+
+    return StreamingResponse(
+        _stream(ctx, sub, replay, start, stop_at_terminal=True),
+        media_type="text/event-stream",
+        headers=SSE_HEADERS,
+    )
+
+
+@router.get("/events", summary="Server-sent events of all the tenant's jobs")
+async def tenant_events(
+    request: Request,
+    last_event_id: str | None = Header(None),
+    after: str | None = Query(None, description="the same as Last-Event-ID"),
+    principal: Principal = Depends(require("jobs:read")),
+):
+    ctx = request.app.state.ctx
+    resume = last_event_id or after
+    sub = ctx.tail.tenant(principal.tenant_id)
+    if resume is None:  # no resume point: from now on
+        start = await asyncio.to_thread(ctx.jobs.last_event_id)
+    else:
+        start = _resume_from(resume)
+
+    def replay(after_id: int) -> list[dict]:
+        return ctx.jobs.events(tenant_id=principal.tenant_id, after_id=after_id, limit=10_000)
+
+    return StreamingResponse(
+        _stream(ctx, sub, replay, start, stop_at_terminal=False),
+        media_type="text/event-stream",
+        headers=SSE_HEADERS,
+    )
+
+
+@router.websocket("/ws")
+async def websocket(ws: WebSocket):
+    """Send {"action": "subscribe", "job_ids": [...], "last_event_id"?: N} (or "unsubscribe");
+    receive {"type": "event", "event": {...}} for each event of those jobs. Authenticate with
+    the usual headers or ?api_key= (browsers cannot set WebSocket headers)."""
+    ctx = ws.app.state.ctx
+    try:
+        principal = await ctx.auth.authenticate(ws.headers, ws.query_params.get("api_key"))
+    except ApiError as exc:
+        await ws.close(code=4401, reason=exc.message)
+        return
+    if not principal.allows("jobs:read"):
+        await ws.close(code=4403, reason="this API key lacks the 'jobs:read' scope")
+        return
+    await ws.accept()
+    jobs: set[str] = set()
+    sent: dict[str, int] = {}
+    sub = ctx.tail.subscribe(lambda e: e["job_id"] in jobs)
+    outgoing: asyncio.Queue[dict] = asyncio.Queue()
+    # Held while a job's past is replayed, so live events of it wait in the queue behind it.
+    replaying = asyncio.Lock()
+
+    async def forward_live():
+        while True:
+            event = await sub.get(timeout=ctx.settings.events.keepalive_s)
+            if event is None:
+                await outgoing.put({"type": "ping"})
+                continue
+            async with replaying:
+                if event["job_id"] in jobs and event["id"] > sent.get(event["job_id"], 0):
+                    sent[event["job_id"]] = event["id"]
+                    await outgoing.put({"type": "event", "event": event_view(event)})
+
+    async def send_all():
+        while True:
+            await ws.send_json(await outgoing.get())
+
+    async def subscribe(job_ids: list[str], after: int) -> None:
+        for job_id in job_ids:
+            job = await asyncio.to_thread(ctx.jobs.get, job_id, principal.tenant_id)
+            if job is None:
+                await outgoing.put(
+                    {
+                        "type": "error",
+                        "error": {"code": "job_not_found", "message": f"no job {job_id!r}"},
+                    }
+                )
+                continue
+            async with replaying:
+                jobs.add(job_id)
+                await outgoing.put({"type": "subscribed", "job_id": job_id})
+                past = await asyncio.to_thread(ctx.jobs.events, job_id=job_id, after_id=after)
+                for event in past:
+                    if event["id"] > sent.get(job_id, 0):
+                        sent[job_id] = event["id"]
+                        await outgoing.put({"type": "event", "event": event_view(event)})
+
+    tasks = [asyncio.create_task(forward_live()), asyncio.create_task(send_all())]
+    try:
+        while True:
+            try:
+                message = await ws.receive_json()
+            except (json.JSONDecodeError, KeyError, TypeError):
+                await outgoing.put(
+                    {
+                        "type": "error",
+                        "error": {"code": "invalid_json", "message": "send JSON messages"},
+                    }
+                )
+                continue
+            if not isinstance(message, dict):
+                message = {}
+            action, job_ids = message.get("action"), message.get("job_ids")
+            after = message.get("last_event_id", 0)
+            if (
+                action not in ("subscribe", "unsubscribe")
+                or not isinstance(job_ids, list)
+                or not all(isinstance(j, str) for j in job_ids)
+                or not isinstance(after, int)
+            ):
+                await outgoing.put(
+                    {
+                        "type": "error",
+                        "error": {
+                            "code": "invalid_request",
+                            "message": 'expected {"action": "subscribe"|"unsubscribe", "job_ids": [...]}',
+                        },
+                    }
+                )
+                continue
+            if action == "subscribe":
+                await subscribe(job_ids, after)
+            else:
+                jobs.difference_update(job_ids)
+                await outgoing.put({"type": "unsubscribed", "job_ids": job_ids})
+    except WebSocketDisconnect:
+        pass
+    finally:
+        sub.close()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task

@@ -1,0 +1,247 @@
+"""The jobs API: create (202 + Location, Idempotency-Key), get (?wait= long-poll), list, cancel,
+artifacts and the webhook delivery log."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from pydantic import BaseModel, Field, ValidationError
+
+from busque.api.auth import require
+from busque.api.errors import ApiError, not_found
+from busque.api.views import iso, job_view
+from busque.auth.keys import Principal
+from busque.jobs import webhooks
+from busque.jobs.store import STATES, TERMINAL, IdempotencyConflict, NewJob
+
+router = APIRouter(prefix="/v1", tags=["jobs"])
+
+EventType = Literal["job.status", "job.progress", "job.output", "job.result"]
+
+
+class WebhookSpec(BaseModel):
+    url: str = Field(max_length=2000)
+    events: list[EventType] | None = Field(None, description="default: job.status, job.result")
+    secret: str | None = Field(
+        None, pattern=r"^whsec_[A-Za-z0-9+/=]{16,}$", description="default: the tenant's secret"
+    )
+
+
+class JobCreate(BaseModel):
+    model: str = Field(max_length=100)
+    input: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict)
+    webhook: WebhookSpec | None = None
+    priority: int = Field(0, ge=-100, le=100, description="higher runs first")
+
+
+def _ctx(request: Request):
+    return request.app.state.ctx
+
+
+def _load_job(ctx, job_id: str, principal: Principal) -> dict:
+    job = ctx.jobs.get(job_id, principal.tenant_id)
+    if job is None:  # also another tenant's job: never leak that it exists
+        raise not_found("job", job_id)
+    return job
+
+
+@router.post("/jobs", status_code=202, summary="Submit a job")
+async def create_job(
+    body: JobCreate,
+    request: Request,
+    response: Response,
+    principal: Principal = Depends(require("jobs:write")),
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+):
+    ctx = _ctx(request)
+    spec = ctx.registry.get(body.model)
+    if spec is None:
+        raise ApiError(
+            404,
+            "unknown_model",
+            f"no model {body.model!r}",
+            {"available": [s.id for s in ctx.registry]},
+        )
+    reason = spec.unavailable(ctx.settings)
+    if reason:
+        raise ApiError(422, "model_unavailable", f"model {spec.id!r} is unavailable: {reason}")
+    try:
+        inputs, params = spec.validate(body.input, body.params)
+    except ValidationError as exc:
+        errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        raise ApiError(
+            422,
+            "invalid_input",
+            f"input or params do not fit model {spec.id!r}",
+            {"errors": errors},
+        ) from None
+    hook = None
+    if body.webhook:
+        try:
+            await asyncio.to_thread(
+                webhooks.validate_url, body.webhook.url, ctx.settings.webhooks.allow_networks
+            )
+        except webhooks.WebhookTargetRefused as exc:
+            raise ApiError(422, "invalid_webhook", str(exc)) from None
+        hook = body.webhook.model_dump(exclude_none=True)
+    new = NewJob(
+        tenant_id=principal.tenant_id,
+        model=spec.id,
+        input=inputs,
+        params=params,
+        priority=body.priority,
+        max_attempts=spec.max_attempts or ctx.settings.jobs.max_attempts,
+        timeout_s=spec.timeout_s or ctx.settings.jobs.default_timeout_s,
+        webhook=hook,
+        idempotency_key=idempotency_key,
+    )
+    try:
+        job, created = await asyncio.to_thread(ctx.jobs.create, new)
+    except IdempotencyConflict as exc:
+        raise ApiError(409, "idempotency_conflict", str(exc)) from None
+    if created:
+        ctx.wake_dispatcher()
+    else:
+        response.headers["Idempotent-Replayed"] = "true"
+    response.headers["Location"] = f"/v1/jobs/{job['id']}"
+    return job_view(job)
+
+
+@router.get("/jobs/{job_id}", summary="Get a job; ?wait=N long-polls until it finishes")
+async def get_job(
+    job_id: str,
+    request: Request,
+    wait: Annotated[float, Query(ge=0, description="seconds to wait for a terminal state")] = 0,
+    principal: Principal = Depends(require("jobs:read")),
+):
+    ctx = _ctx(request)
+    job = await asyncio.to_thread(_load_job, ctx, job_id, principal)
+    wait = min(wait, ctx.settings.jobs.max_wait_s)
+    if wait <= 0 or job["state"] in TERMINAL:
+        return job_view(job)
+    deadline = time.monotonic() + wait
+    with ctx.tail.job(job_id) as sub:
+        # Read again after subscribing: it may have finished in between.
+        job = await asyncio.to_thread(_load_job, ctx, job_id, principal)
+        while job["state"] not in TERMINAL and (left := deadline - time.monotonic()) > 0:
+            event = await sub.get(timeout=left)
+            if event is None:
+                break
+            if event["type"] == "job.status" and event["data"].get("status") in TERMINAL:
+                job = await asyncio.to_thread(_load_job, ctx, job_id, principal)
+    return job_view(job)
+
+
+def _timestamp(value: str | None, name: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise ApiError(422, "invalid_request", f"{name} must be an ISO-8601 time") from None
+
+
+@router.get("/jobs", summary="List jobs, newest first, with cursor pagination")
+async def list_jobs(
+    request: Request,
+    status: Annotated[list[str] | None, Query()] = None,
+    model: str | None = None,
+    created_after: str | None = None,
+    created_before: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: str | None = None,
+    principal: Principal = Depends(require("jobs:read")),
+):
+    states = [s for value in status or [] for s in value.split(",") if s]
+    unknown = set(states) - set(STATES)
+    if unknown:
+        raise ApiError(
+            422, "invalid_request", f"unknown status {sorted(unknown)}", {"allowed": list(STATES)}
+        )
+    try:
+        rows, next_cursor = await asyncio.to_thread(
+            _ctx(request).jobs.list,
+            principal.tenant_id,
+            states=states,
+            model=model,
+            created_after=_timestamp(created_after, "created_after"),
+            created_before=_timestamp(created_before, "created_before"),
+            limit=limit,
+            cursor=cursor,
+        )
+    except ValueError as exc:
+        raise ApiError(400, "invalid_cursor", str(exc)) from None
+    return {"object": "list", "data": [job_view(j) for j in rows], "next_cursor": next_cursor}
+
+
+@router.post("/jobs/{job_id}/cancel", summary="Cancel a job (a running one stops cooperatively)")
+async def cancel_job(
+    job_id: str,
+    request: Request,
+    response: Response,
+    principal: Principal = Depends(require("jobs:write")),
+):
+    ctx = _ctx(request)
+    job = await asyncio.to_thread(_load_job, ctx, job_id, principal)
+    if job["state"] in TERMINAL:
+        raise ApiError(409, "job_finished", f"job {job_id} is already {job['state']}")
+    job = await asyncio.to_thread(ctx.jobs.request_cancel, job_id, principal.tenant_id)
+    if job["state"] == "running":
+        ctx.cancel_on_dispatcher(job_id)
+        response.status_code = 202
+    return job_view(job)
+
+
+@router.get("/jobs/{job_id}/artifacts", summary="A job's artifacts with download URLs")
+async def job_artifacts(
+    job_id: str, request: Request, principal: Principal = Depends(require("jobs:read"))
+):
+    ctx = _ctx(request)
+    await asyncio.to_thread(_load_job, ctx, job_id, principal)
+    ttl = ctx.settings.storage.url_ttl_s
+    items = []
+    for art in await asyncio.to_thread(ctx.jobs.artifacts, job_id):
+        url = await asyncio.to_thread(ctx.objects.presign_get, art["object_key"], ttl)
+        items.append(
+            {
+                "name": art["name"],
+                "object_key": art["object_key"],
+                "content_type": art["content_type"],
+                "size": art["size"],
+                "created_at": iso(art["created_at"]),
+                "url": url,
+                "expires_at": iso(time.time() + ttl),
+            }
+        )
+    return {"object": "list", "data": items}
+
+
+@router.get("/jobs/{job_id}/webhooks", summary="The job's webhook delivery log")
+async def job_webhooks(
+    job_id: str, request: Request, principal: Principal = Depends(require("jobs:read"))
+):
+    ctx = _ctx(request)
+    await asyncio.to_thread(_load_job, ctx, job_id, principal)
+    rows = await asyncio.to_thread(ctx.jobs.deliveries, job_id)
+    data = [
+        {
+            "id": d["id"],
+            "event_id": d["event_id"],
+            "event_type": d["event_type"],
+            "url": d["url"],
+            "state": d["state"],
+            "attempts": d["attempts"],
+            "last_status": d["last_status"],
+            "last_error": d["last_error"],
+            "next_attempt_at": iso(d["next_attempt_at"]) if d["state"] == "pending" else None,
+            "delivered_at": iso(d["delivered_at"]),
+            "log": d["log"],
+        }
+        for d in rows
+    ]
+    return {"object": "list", "data": data}

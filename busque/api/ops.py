@@ -1,0 +1,79 @@
+"""Operations: liveness, readiness, Prometheus metrics, and who-am-I."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from busque.api.auth import require
+from busque.auth.keys import Principal
+
+router = APIRouter(tags=["operations"])
+
+DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600)
+
+
+@router.get("/healthz", summary="The gateway process is alive")
+async def healthz():
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Database, object store and deployments answer")
+async def readyz(request: Request):
+    ctx = request.app.state.ctx
+    checks = {}
+
+    async def check(name, probe):
+        started = time.perf_counter()
+        try:
+            await asyncio.wait_for(probe(), timeout=5)
+            checks[name] = {"ok": True, "ms": round((time.perf_counter() - started) * 1000, 1)}
+        except Exception as exc:
+            checks[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+
+    await check("database", lambda: asyncio.to_thread(ctx.jobs.last_event_id))
+    await check("object_store", lambda: asyncio.to_thread(ctx.objects.ping))
+    await check("dispatcher", ctx.dispatcher_status)
+    ready = all(c["ok"] for c in checks.values())
+    return JSONResponse(
+        {"status": "ready" if ready else "not_ready", "checks": checks}, 200 if ready else 503
+    )
+
+
+@router.get("/metrics", summary="busque_* Prometheus metrics (Ray's own are on Ray's port)")
+async def metrics(request: Request):
+    ctx = request.app.state.ctx
+    counts = await asyncio.to_thread(ctx.jobs.counts_by_state)
+    durations = await asyncio.to_thread(ctx.jobs.durations, time.time() - 3600)
+    registry = CollectorRegistry()
+    by_state = Gauge("busque_jobs", "Jobs by state", ["state"], registry=registry)
+    for state, n in counts.items():
+        by_state.labels(state=state).set(n)
+    Gauge("busque_queue_depth", "Jobs waiting to run", registry=registry).set(counts["queued"])
+    Gauge("busque_jobs_running", "Jobs running now", registry=registry).set(counts["running"])
+    histogram = Histogram(
+        "busque_job_duration_seconds",
+        "Run time of the jobs that finished in the last hour",
+        buckets=DURATION_BUCKETS,
+        registry=registry,
+    )
+    for seconds in durations:
+        histogram.observe(seconds)
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/v1/me", summary="The calling key's tenant, scopes and webhook signing secret")
+async def me(request: Request, principal: Principal = Depends(require("jobs:read"))):
+    tenant = await asyncio.to_thread(request.app.state.ctx.keys.tenant, principal.tenant_id)
+    return {
+        "tenant_id": principal.tenant_id,
+        "tenant": tenant["name"],
+        "key_id": principal.key_id,
+        "scopes": sorted(principal.scopes),
+        "webhook_secret": tenant["webhook_secret"],
+    }

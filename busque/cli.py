@@ -1,0 +1,191 @@
+"""busque's command line: `busque serve`, `busque keys ...`, `busque migrate`.
+
+Configuration comes from BUSQUE_* environment variables (see busque/config.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+from datetime import UTC, datetime
+
+from busque.config import Settings
+
+
+def _migrate(settings: Settings) -> None:
+    from busque.db.migrate import upgrade
+
+    upgrade(settings.database.url)
+
+
+def _key_store(settings: Settings):
+    from busque.auth.keys import KeyStore
+    from busque.db.engine import make_engine
+
+    _migrate(settings)
+    return KeyStore(make_engine(settings.database.url))
+
+
+def ensure_dev_key(settings: Settings) -> tuple[str, bool]:
+    """The dev admin key: created on the first `busque serve`, kept 0600 in the key file."""
+    path = settings.auth.dev_key_file
+    keys = _key_store(settings)
+    if path.exists():
+        key = path.read_text().strip()
+        if keys.verify(key) is not None:
+            return key, False
+    created = keys.create("default", "dev admin key", ("admin",))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(created.key + "\n")
+    os.chmod(path, 0o600)
+    return created.key, True
+
+
+def start_ray(settings: Settings):
+    import ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if settings.ray_address:
+        ray.init(address=settings.ray_address, log_to_driver=False)
+    else:
+        # Several small replicas share 2 cores: declare more logical CPUs than there are
+        # (replicas reserve fractions) so that Serve and a Ray Data job never starve each other.
+        ray.init(
+            address="local",
+            num_cpus=max(4, os.cpu_count() or 1),
+            include_dashboard=True,
+            dashboard_host="127.0.0.1",
+            log_to_driver=False,
+        )
+    return ray
+
+
+def run_serve(settings: Settings, block: bool = True) -> None:
+    from ray import serve
+
+    from busque.serve.app import build_app
+
+    _migrate(settings)
+    key, created = ensure_dev_key(settings)
+    start_ray(settings)
+    http = {"host": settings.serve.host, "port": settings.serve.port}
+    grpc = {}
+    if settings.serve.grpc_port:
+        grpc = {
+            "port": settings.serve.grpc_port,
+            "grpc_servicer_functions": [
+                "busque.grpc.busque_jobs_pb2_grpc.add_JobServiceServicer_to_server"
+            ],
+        }
+    serve.start(http_options=http, grpc_options=grpc or None)
+    serve.run(build_app(settings), name=settings.serve.app_name, route_prefix="/")
+    url = settings.serve.public_url
+    print(f"busque is up\n  API:        {url}/v1\n  docs:       {url}/docs")
+    print(f"  dashboard:  {settings.serve.dashboard_url}")
+    if settings.serve.grpc_port:
+        print(f"  gRPC:       {settings.serve.host}:{settings.serve.grpc_port} (JobService)")
+    note = "created now" if created else "existing"
+    print(f"  admin key ({note}, in {settings.auth.dev_key_file}):\n    {key}")
+    print(f'  try: curl -H "X-API-Key: {key}" {url}/v1/models')
+    sys.stdout.flush()
+    if not block:
+        return
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    print("shutting down (running jobs go back to the queue)")
+    serve.shutdown()
+
+
+def _print_table(rows: list[dict]) -> None:
+    for row in rows:
+        created = datetime.fromtimestamp(row["created_at"], UTC).strftime("%Y-%m-%d %H:%M")
+        state = "revoked" if row["revoked_at"] else "active"
+        print(f"{row['id']}  {row['tenant']:<16} {state:<8} {created}  "
+              f"{','.join(row['scopes']):<40} {row['name']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="busque",
+        description="busque: AI jobs over images and media on Ray Serve. Settings come from "
+        "BUSQUE_* environment variables, e.g. BUSQUE_DATABASE__URL, BUSQUE_STORAGE__BACKEND.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p_serve = sub.add_parser("serve", help="start the service (local Ray, or RAY_ADDRESS)")
+    p_serve.add_argument("--host", help="HTTP bind address (default 127.0.0.1)")
+    p_serve.add_argument("--port", type=int, help="HTTP port (default 8000)")
+    p_serve.add_argument("--grpc-port", type=int, help="gRPC port, 0 to disable (default 9000)")
+
+    sub.add_parser("migrate", help="bring the database to the newest schema")
+
+    p_keys = sub.add_parser("keys", help="manage API keys")
+    keys_sub = p_keys.add_subparsers(dest="keys_command", required=True)
+    p_create = keys_sub.add_parser("create", help="create a key (printed once)")
+    p_create.add_argument("--tenant", default="default", help="tenant name (created if new)")
+    p_create.add_argument("--name", default="api key", help="what the key is for")
+    p_create.add_argument(
+        "--scopes",
+        default="jobs:read,jobs:write,objects:read,objects:write",
+        help="comma-separated: jobs:read, jobs:write, objects:read, objects:write, admin",
+    )
+    p_create.add_argument("--json", action="store_true", help="print JSON")
+    p_list = keys_sub.add_parser("list", help="list keys (never their secrets)")
+    p_list.add_argument("--tenant", help="only this tenant")
+    p_list.add_argument("--json", action="store_true", help="print JSON")
+    p_revoke = keys_sub.add_parser("revoke", help="revoke a key by its id (key_...)")
+    p_revoke.add_argument("key_id")
+
+    args = parser.parse_args(argv)
+    overrides: dict = {}
+    if args.command == "serve":
+        serve_opts = {k: v for k, v in (("host", args.host), ("port", args.port),
+                                        ("grpc_port", args.grpc_port)) if v is not None}
+        if serve_opts:
+            base = Settings().serve.model_dump()
+            base.pop("public_url")
+            overrides["serve"] = base | serve_opts
+    settings = Settings(**overrides)
+
+    if args.command == "serve":
+        run_serve(settings)
+    elif args.command == "migrate":
+        _migrate(settings)
+        print(f"database at the newest schema: {settings.database.url}")
+    elif args.keys_command == "create":
+        scopes = tuple(s.strip() for s in args.scopes.split(",") if s.strip())
+        try:
+            created = _key_store(settings).create(args.tenant, args.name, scopes)
+        except ValueError as exc:
+            parser.error(str(exc))
+        if args.json:
+            print(json.dumps(created.__dict__))
+        else:
+            print(f"key id:  {created.key_id}\ntenant:  {args.tenant}\nscopes:  "
+                  f"{','.join(created.scopes)}\nkey:     {created.key}\n(shown once: store it now)")
+    elif args.keys_command == "list":
+        rows = _key_store(settings).list(args.tenant)
+        if args.json:
+            print(json.dumps(rows))
+        else:
+            _print_table(rows)
+    elif args.keys_command == "revoke":
+        if not _key_store(settings).revoke(args.key_id):
+            print(f"no active key {args.key_id}", file=sys.stderr)
+            return 1
+        print(f"revoked {args.key_id}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""The SQL schema: one definition for SQLite and PostgreSQL. Alembic migrations create it.
+
+Times are unix seconds (float) so that SQLite and PostgreSQL compare them the same way.
+Ids are time-ordered strings (see busque.ids) so that `ORDER BY id` is creation order.
+"""
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# BIGINT autoincrement on PostgreSQL, INTEGER PRIMARY KEY (rowid) on SQLite.
+EventId = BigInteger().with_variant(Integer, "sqlite")
+
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("webhook_secret", String(100), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(40), primary_key=True),  # the public part of the key
+    Column("tenant_id", String(40), ForeignKey("tenants.id"), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    Column("key_hash", String(64), nullable=False),  # sha256 of the secret part
+    Column("scopes", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("last_used_at", Float),
+    Column("revoked_at", Float),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("tenant_id", String(40), ForeignKey("tenants.id"), nullable=False),
+    Column("model", String(100), nullable=False),
+    Column("input", JSON, nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("priority", Integer, nullable=False, default=0),
+    Column("progress", Float, nullable=False, default=0.0),
+    Column("attempt", Integer, nullable=False, default=0),
+    Column("max_attempts", Integer, nullable=False),
+    Column("timeout_s", Float, nullable=False),
+    Column("run_after", Float, nullable=False),
+    Column("lease_owner", String(120)),
+    Column("lease_expires_at", Float),
+    Column("cancel_requested", Boolean, nullable=False, default=False),
+    Column("webhook", JSON),
+    Column("idempotency_key", String(200)),
+    Column("request_hash", String(64)),
+    Column("result", JSON),
+    Column("error_code", String(64)),
+    Column("error_message", Text),
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float),
+    Column("finished_at", Float),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("tenant_id", "idempotency_key"),
+    Index("ix_jobs_claim", "state", "priority", "id"),
+    Index("ix_jobs_lease", "state", "lease_expires_at"),
+    Index("ix_jobs_tenant_id", "tenant_id", "id"),
+)
+
+job_events = Table(
+    "job_events",
+    metadata,
+    Column("id", EventId, primary_key=True, autoincrement=True),
+    Column("job_id", String(40), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("tenant_id", String(40), nullable=False),
+    Column("type", String(40), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_job_events_job", "job_id", "id"),
+    Index("ix_job_events_tenant", "tenant_id", "id"),
+)
+
+artifacts = Table(
+    "artifacts",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("job_id", String(40), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("tenant_id", String(40), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("object_key", String(1024), nullable=False),
+    Column("content_type", String(200)),
+    Column("size", BigInteger, nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("job_id", "name"),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", String(40), primary_key=True),  # also the webhook-id header: stable on retries
+    Column("job_id", String(40), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("tenant_id", String(40), nullable=False),
+    Column("event_id", EventId, nullable=False),
+    Column("event_type", String(40), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("secret", String(100), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("state", String(16), nullable=False),  # pending | succeeded | failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("locked_until", Float),
+    Column("last_status", Integer),
+    Column("last_error", Text),
+    Column("log", JSON, nullable=False),  # one entry per attempt: at, status, error, ms
+    Column("created_at", Float, nullable=False),
+    Column("delivered_at", Float),
+    Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),
+    Index("ix_webhook_deliveries_job", "job_id"),
+)

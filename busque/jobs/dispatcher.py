@@ -1,0 +1,286 @@
+"""The dispatcher loop: claim queued jobs, run them, keep their leases alive, record outcomes.
+
+Ray-free: it is given `call(deployment, job)`, which opens a model deployment's event stream
+(see busque.jobs.runner). Several dispatchers may run at once; the store's atomic claim and
+fenced writes keep each job with exactly one live attempt.
+
+Timeouts go through the lease: past its deadline an attempt is no longer renewed and its call is
+abandoned; once the lease runs out the reaper (in any dispatcher) retries the job or, after
+max attempts, fails it with code `timeout`. A dispatcher that dies is handled the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+from busque.config import Settings
+from busque.jobs import webhooks
+from busque.jobs.store import JobStore
+from busque.models.registry import ModelRegistry
+
+logger = logging.getLogger("busque.dispatcher")
+
+Call = Callable[[str, dict], AsyncIterator[dict]]
+
+
+class WorkerUnavailable(Exception):
+    """The model's deployment could not run the call (replica died, overloaded...)."""
+
+
+@dataclass
+class Attempt:
+    job: dict
+    deadline: float
+    task: asyncio.Task | None = None
+    output_index: int = 0
+    abandoned: bool = False
+    cancel_requested: bool = False
+    started: float = field(default_factory=time.monotonic)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        settings: Settings,
+        store: JobStore,
+        registry: ModelRegistry,
+        call: Call,
+        *,
+        on_finished: Callable[[dict, str, float], None] | None = None,
+    ):
+        self.settings = settings
+        self.jobs = settings.jobs
+        self.store = store
+        self.registry = registry
+        self.call = call
+        self.on_finished = on_finished
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.running: dict[str, Attempt] = {}
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._tasks: list[asyncio.Task] = []
+        self._http = None
+
+    # ---- lifecycle ----
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._claim_loop(), name="claim"),
+            asyncio.create_task(self._lease_loop(), name="lease"),
+            asyncio.create_task(self._webhook_loop(), name="webhooks"),
+        ]
+
+    async def stop(self, release: bool = True) -> None:
+        """Stop claiming; give running jobs back to the queue so another dispatcher resumes them
+        at once instead of after their lease runs out."""
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+        for attempt in list(self.running.values()):
+            attempt.abandoned = True
+            if attempt.task:
+                attempt.task.cancel()
+        if release:
+            released = await asyncio.to_thread(self.store.release, self.owner)
+            logger.info("dispatcher %s released %d running jobs", self.owner, released)
+        if self._http is not None:
+            await self._http.aclose()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def cancel(self, job_id: str) -> bool:
+        attempt = self.running.get(job_id)
+        if attempt is None or attempt.task is None:
+            return False
+        attempt.cancel_requested = True
+        attempt.task.cancel()
+        return True
+
+    # ---- claiming and running ----
+
+    async def _claim_loop(self) -> None:
+        while not self._stopping:
+            try:
+                await asyncio.to_thread(self._reap)
+                free = self.jobs.max_running - len(self.running)
+                claimed = []
+                if free > 0:
+                    limit = min(free, self.jobs.claim_batch)
+                    claimed = await asyncio.to_thread(self.store.claim, self.owner, limit)
+                    for job in claimed:
+                        self._start(job)
+                if len(claimed) == self.jobs.claim_batch:
+                    continue  # more may be waiting: claim again at once
+            except Exception:
+                logger.exception("claim loop error")
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.jobs.poll_s)
+
+    def _reap(self) -> None:
+        for job_id, state in self.store.reap_expired():
+            logger.warning(
+                "lease of job %s expired: now %s", job_id, state, extra={"job_id": job_id}
+            )
+
+    def _start(self, job: dict) -> None:
+        spec = self.registry.get(job["model"])
+        timeout = (
+            job["timeout_s"] or (spec.timeout_s if spec else None) or self.jobs.default_timeout_s
+        )
+        attempt = Attempt(job=job, deadline=time.monotonic() + timeout)
+        self.running[job["id"]] = attempt
+        attempt.task = asyncio.create_task(self._run(attempt), name=f"job {job['id']}")
+
+    async def _run(self, attempt: Attempt) -> None:
+        job = attempt.job
+        job_id, number = job["id"], job["attempt"]
+        spec = self.registry.get(job["model"])
+        log_extra = {"job_id": job_id, "attempt": number, "model": job["model"]}
+        final_state = None
+        stream = None
+        try:
+            if spec is None:
+                final_state = await self._fail(
+                    job, "unknown_model", f"no model {job['model']!r}", False
+                )
+                return
+            logger.info("running job %s attempt %d", job_id, number, extra=log_extra)
+            stream = self.call(spec.deployment, job)
+            async for event in stream:
+                final_state = await self._record(attempt, event)
+                if final_state:
+                    break
+            if final_state is None:
+                final_state = await self._fail(
+                    job, "worker_error", "the model ended without a result", True
+                )
+        except asyncio.CancelledError:
+            if hasattr(stream, "cancel"):
+                stream.cancel()  # stop the model's side too (it sees ctx.cancelled)
+            if attempt.cancel_requested:
+                final_state = (
+                    await asyncio.to_thread(self.store.cancel_attempt, job_id, number)
+                    and "canceled"
+                )
+            # else: shutting down or past the deadline; the lease/reaper or release decides.
+        except Exception as exc:  # the call itself failed: replica died, unreachable, overloaded
+            logger.warning(
+                "job %s attempt %d: worker failed: %r", job_id, number, exc, extra=log_extra
+            )
+            final_state = await self._fail(job, "worker_died", f"{type(exc).__name__}: {exc}", True)
+        finally:
+            self.running.pop(job_id, None)
+            if final_state and self.on_finished:
+                self.on_finished(job, final_state, time.monotonic() - attempt.started)
+            self._wake.set()  # a slot is free
+
+    async def _record(self, attempt: Attempt, event: dict) -> str | None:
+        job, kind = attempt.job, event["type"]
+        job_id, number = job["id"], job["attempt"]
+        if kind == "progress":
+            await asyncio.to_thread(
+                self.store.progress, job_id, number, event["percent"], event.get("message")
+            )
+        elif kind == "output":
+            await asyncio.to_thread(
+                self.store.output, job_id, number, [event["chunk"]], attempt.output_index
+            )
+            attempt.output_index += 1
+        elif kind == "artifact":
+            await asyncio.to_thread(self.store.add_artifact, job_id, number, event)
+        elif kind == "result":
+            ok = await asyncio.to_thread(self.store.succeed, job_id, number, event["result"])
+            return "succeeded" if ok else "stale"
+        elif kind == "error":
+            if event["code"] == "canceled":
+                ok = await asyncio.to_thread(self.store.cancel_attempt, job_id, number)
+                return "canceled" if ok else "stale"
+            return await self._fail(
+                job, event["code"], event["message"], event.get("retryable", False)
+            )
+        return None
+
+    async def _fail(self, job: dict, code: str, message: str, retryable: bool) -> str:
+        state = await asyncio.to_thread(
+            self.store.fail_attempt, job["id"], job["attempt"], code, message, retryable
+        )
+        return state or "stale"
+
+    # ---- leases ----
+
+    async def _lease_loop(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(self.jobs.heartbeat_s)
+            try:
+                now = time.monotonic()
+                for attempt in list(self.running.values()):
+                    if now > attempt.deadline and not attempt.abandoned:
+                        logger.warning(
+                            "job %s attempt %d passed its deadline; abandoning it",
+                            attempt.job["id"],
+                            attempt.job["attempt"],
+                            extra={"job_id": attempt.job["id"]},
+                        )
+                        attempt.abandoned = True
+                        if attempt.task:
+                            attempt.task.cancel()
+                live = {jid: a.job["attempt"] for jid, a in self.running.items() if not a.abandoned}
+                for job_id in await asyncio.to_thread(self.store.heartbeat, self.owner, live):
+                    self.cancel(job_id)
+            except Exception:
+                logger.exception("lease loop error")
+
+    # ---- webhooks (the outbox) ----
+
+    async def _webhook_loop(self) -> None:
+        import httpx
+
+        hooks = self.settings.webhooks
+        self._http = httpx.AsyncClient(follow_redirects=False)
+        while not self._stopping:
+            try:
+                due = await asyncio.to_thread(self.store.claim_deliveries, 32, hooks.timeout_s * 3)
+                if due:
+                    await asyncio.gather(*(self._deliver(d) for d in due))
+                    continue
+            except Exception:
+                logger.exception("webhook loop error")
+            await asyncio.sleep(0.2)
+
+    async def _deliver(self, delivery: dict) -> None:
+        hooks = self.settings.webhooks
+        outcome = await webhooks.deliver(
+            self._http,
+            delivery["url"],
+            delivery["secret"],
+            delivery["id"],
+            webhooks.payload_for(delivery["payload"]),
+            hooks.allow_networks,
+            hooks.timeout_s,
+        )
+        attempts = delivery["attempts"] + 1
+        retry = not outcome.ok and attempts < hooks.max_attempts
+        refused = (outcome.error or "").startswith("refused")
+        next_at = None
+        if retry and not refused:
+            next_at = time.time() + webhooks.backoff_s(
+                attempts, hooks.backoff_s, hooks.backoff_max_s
+            )
+        record = {
+            "ok": outcome.ok,
+            "status": outcome.status,
+            "error": outcome.error,
+            "duration_ms": round(outcome.duration_ms, 1),
+            "response_excerpt": outcome.response_excerpt,
+        }
+        await asyncio.to_thread(self.store.record_delivery, delivery, record, next_at)

@@ -1,0 +1,606 @@
+"""The job store: every job's state lives here, and every change of it is an event row.
+
+Writes by a running attempt are *fenced*: they only land while the job is still `running` that
+very attempt, so a late writer (an attempt whose lease expired and was claimed again) can never
+overwrite a newer one. Each event that a job's webhook subscribes to gets a delivery row in the
+same transaction (an outbox), so no webhook is lost when a process dies.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import random
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from busque.config import JobSettings
+from busque.db.engine import is_postgres, readonly
+from busque.db.schema import artifacts, job_events, jobs, tenants, webhook_deliveries
+from busque.ids import new_id
+
+QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED = (
+    "queued",
+    "running",
+    "succeeded",
+    "failed",
+    "canceled",
+)
+TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELED})
+STATES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED)
+
+
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was used before with a different request."""
+
+
+@dataclass(frozen=True)
+class NewJob:
+    tenant_id: str
+    model: str
+    input: dict[str, Any]
+    params: dict[str, Any]
+    max_attempts: int
+    timeout_s: float
+    priority: int = 0
+    webhook: dict[str, Any] | None = None
+    idempotency_key: str | None = None
+
+
+def request_hash(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def backoff(attempt: int, base: float, cap: float) -> float:
+    """Exponential backoff with jitter, never below half the base."""
+    ceiling = min(cap, base * 2 ** max(attempt - 1, 0))
+    return max(base / 2, random.uniform(0, ceiling))
+
+
+def encode_cursor(job_id: str) -> str:
+    return base64.urlsafe_b64encode(job_id.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        job_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except ValueError as exc:
+        raise ValueError("invalid cursor") from exc
+    if not job_id.startswith("job_") or not job_id.isascii():
+        raise ValueError("invalid cursor")
+    return job_id
+
+
+class JobStore:
+    def __init__(self, engine: Engine, settings: JobSettings, default_webhook_events: list[str]):
+        self.engine = engine
+        self.reader = readonly(engine)
+        self.settings = settings
+        self.default_webhook_events = default_webhook_events
+        self._skip_locked = is_postgres(engine)
+
+    # ---- creating and reading jobs (the API) ----
+
+    def create(self, new: NewJob) -> tuple[dict, bool]:
+        """Insert a queued job; returns (job, created). A repeated idempotency key returns the
+        first job (created=False) or raises IdempotencyConflict if the request differs."""
+        digest = request_hash(new.model, new.input, new.params, new.priority, new.webhook)
+        now = time.time()
+        row = dict.fromkeys(jobs.c.keys()) | {
+            "id": new_id("job"),
+            "tenant_id": new.tenant_id,
+            "model": new.model,
+            "input": new.input,
+            "params": new.params,
+            "state": QUEUED,
+            "priority": new.priority,
+            "progress": 0.0,
+            "attempt": 0,
+            "max_attempts": new.max_attempts,
+            "timeout_s": new.timeout_s,
+            "run_after": now,
+            "cancel_requested": False,
+            "webhook": new.webhook,
+            "idempotency_key": new.idempotency_key,
+            "request_hash": digest,
+            "created_at": now,
+            "updated_at": now,
+        }
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(jobs).values(row))
+                self._emit(conn, row, "job.status", {"status": QUEUED})
+            return row, True
+        except IntegrityError:
+            if new.idempotency_key is None:
+                raise
+        existing = self._by_idempotency_key(new.tenant_id, new.idempotency_key)
+        if existing is None:  # the conflicting row vanished (deleted): not expected, surface it
+            raise IdempotencyConflict("idempotency key is being reused concurrently")
+        if existing["request_hash"] != digest:
+            raise IdempotencyConflict("Idempotency-Key was already used with a different request")
+        return existing, False
+
+    def _by_idempotency_key(self, tenant_id: str, key: str) -> dict | None:
+        with self.reader.connect() as conn:
+            row = conn.execute(
+                select(jobs).where(jobs.c.tenant_id == tenant_id, jobs.c.idempotency_key == key)
+            ).first()
+        return row._asdict() if row else None
+
+    def get(self, job_id: str, tenant_id: str | None = None) -> dict | None:
+        query = select(jobs).where(jobs.c.id == job_id)
+        if tenant_id is not None:
+            query = query.where(jobs.c.tenant_id == tenant_id)
+        with self.reader.connect() as conn:
+            row = conn.execute(query).first()
+        return row._asdict() if row else None
+
+    def list(
+        self,
+        tenant_id: str,
+        *,
+        states: Sequence[str] = (),
+        model: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[dict], str | None]:
+        """Newest first; the cursor is the last id of the previous page."""
+        query = select(jobs).where(jobs.c.tenant_id == tenant_id)
+        if states:
+            query = query.where(jobs.c.state.in_(states))
+        if model:
+            query = query.where(jobs.c.model == model)
+        if created_after is not None:
+            query = query.where(jobs.c.created_at >= created_after)
+        if created_before is not None:
+            query = query.where(jobs.c.created_at < created_before)
+        if cursor:
+            query = query.where(jobs.c.id < decode_cursor(cursor))
+        query = query.order_by(jobs.c.id.desc()).limit(limit + 1)
+        with self.reader.connect() as conn:
+            rows = [r._asdict() for r in conn.execute(query)]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return rows, encode_cursor(rows[-1]["id"]) if more and rows else None
+
+    def request_cancel(self, job_id: str, tenant_id: str) -> dict | None:
+        """A queued job is canceled at once; a running one is flagged for its dispatcher."""
+        now = time.time()
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.tenant_id == tenant_id, jobs.c.state == QUEUED)
+                .values(state=CANCELED, finished_at=now, updated_at=now, cancel_requested=True)
+                .returning(*jobs.c)
+            ).first()
+            if row is not None:
+                self._emit(conn, row._asdict(), "job.status", {"status": CANCELED})
+            else:
+                conn.execute(
+                    update(jobs)
+                    .where(
+                        jobs.c.id == job_id, jobs.c.tenant_id == tenant_id, jobs.c.state == RUNNING
+                    )
+                    .values(cancel_requested=True, updated_at=now)
+                )
+        return self.get(job_id, tenant_id)
+
+    def artifacts(self, job_id: str) -> list[dict]:
+        with self.reader.connect() as conn:
+            rows = conn.execute(
+                select(artifacts).where(artifacts.c.job_id == job_id).order_by(artifacts.c.name)
+            )
+            return [r._asdict() for r in rows]
+
+    # ---- events ----
+
+    def events(
+        self,
+        *,
+        job_id: str | None = None,
+        tenant_id: str | None = None,
+        after_id: int = 0,
+        limit: int = 1000,
+    ) -> list[dict]:
+        query = select(job_events).where(job_events.c.id > after_id)
+        if job_id is not None:
+            query = query.where(job_events.c.job_id == job_id)
+        if tenant_id is not None:
+            query = query.where(job_events.c.tenant_id == tenant_id)
+        with self.reader.connect() as conn:
+            rows = conn.execute(query.order_by(job_events.c.id).limit(limit))
+            return [r._asdict() for r in rows]
+
+    def events_since(self, after_id: int, also_ids: Iterable[int] = (), limit: int = 2000):
+        """Events after an id, plus some earlier ids that may have committed late (the tail)."""
+        cond = job_events.c.id > after_id
+        also = list(also_ids)
+        if also:
+            cond = or_(cond, job_events.c.id.in_(also))
+        with self.reader.connect() as conn:
+            rows = conn.execute(
+                select(job_events).where(cond).order_by(job_events.c.id).limit(limit)
+            )
+            return [r._asdict() for r in rows]
+
+    def last_event_id(self) -> int:
+        with self.reader.connect() as conn:
+            return conn.execute(select(func.max(job_events.c.id))).scalar() or 0
+
+    def _emit(self, conn: Connection, job: dict, type_: str, data: dict) -> int:
+        now = time.time()
+        event_id = conn.execute(
+            insert(job_events)
+            .values(
+                job_id=job["id"],
+                tenant_id=job["tenant_id"],
+                type=type_,
+                attempt=job.get("attempt", 0),
+                data=data,
+                created_at=now,
+            )
+            .returning(job_events.c.id)
+        ).scalar_one()
+        hook = job.get("webhook")
+        if hook and type_ in (hook.get("events") or self.default_webhook_events):
+            event = {"id": event_id, "job_id": job["id"], "type": type_, "data": data}
+            conn.execute(
+                insert(webhook_deliveries).values(
+                    id=new_id("msg"),
+                    job_id=job["id"],
+                    tenant_id=job["tenant_id"],
+                    event_id=event_id,
+                    event_type=type_,
+                    url=hook["url"],
+                    secret=hook.get("secret") or self._tenant_secret(conn, job["tenant_id"]),
+                    payload={**event, "created_at": now},
+                    state="pending",
+                    attempts=0,
+                    next_attempt_at=now,
+                    log=[],
+                    created_at=now,
+                )
+            )
+        return event_id
+
+    def _tenant_secret(self, conn: Connection, tenant_id: str) -> str:
+        return conn.execute(
+            select(tenants.c.webhook_secret).where(tenants.c.id == tenant_id)
+        ).scalar_one()
+
+    # ---- the dispatcher's side ----
+
+    def claim(self, owner: str, limit: int) -> list[dict]:
+        """Atomically move up to `limit` due queued jobs to running under this owner's lease."""
+        now = time.time()
+        due = (
+            select(jobs.c.id)
+            .where(jobs.c.state == QUEUED, jobs.c.run_after <= now)
+            .order_by(jobs.c.priority.desc(), jobs.c.id)
+            .limit(limit)
+        )
+        if self._skip_locked:
+            due = due.with_for_update(skip_locked=True)
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                update(jobs)
+                .where(jobs.c.id.in_(due), jobs.c.state == QUEUED)
+                .values(
+                    state=RUNNING,
+                    attempt=jobs.c.attempt + 1,
+                    lease_owner=owner,
+                    lease_expires_at=now + self.settings.lease_s,
+                    started_at=func.coalesce(jobs.c.started_at, now),
+                    updated_at=now,
+                )
+                .returning(*jobs.c)
+            ).all()
+            claimed = sorted((r._asdict() for r in rows), key=lambda j: (-j["priority"], j["id"]))
+            for job in claimed:
+                self._emit(conn, job, "job.status", {"status": RUNNING, "attempt": job["attempt"]})
+        return claimed
+
+    def heartbeat(self, owner: str, attempts: dict[str, int]) -> set[str]:
+        """Renew the leases of these (job id -> attempt); returns the ids asked to cancel."""
+        if not attempts:
+            return set()
+        now = time.time()
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(jobs)
+                .where(
+                    jobs.c.id.in_(list(attempts)),
+                    jobs.c.lease_owner == owner,
+                    jobs.c.state == RUNNING,
+                )
+                .values(lease_expires_at=now + self.settings.lease_s)
+            )
+            rows = conn.execute(
+                select(jobs.c.id, jobs.c.attempt).where(
+                    jobs.c.id.in_(list(attempts)), jobs.c.cancel_requested.is_(True)
+                )
+            ).all()
+        return {r.id for r in rows if attempts.get(r.id) == r.attempt}
+
+    def reap_expired(self, limit: int = 100) -> list[tuple[str, str]]:
+        """Jobs whose lease ran out (dead worker, hung model): retry, cancel or fail them."""
+        now = time.time()
+        query = (
+            select(jobs).where(jobs.c.state == RUNNING, jobs.c.lease_expires_at < now).limit(limit)
+        )
+        if self._skip_locked:
+            query = query.with_for_update(skip_locked=True)
+        changed = []
+        with self.engine.begin() as conn:
+            for row in conn.execute(query).all():
+                job = row._asdict()
+                if job["cancel_requested"]:
+                    state = self._finish(conn, job, CANCELED)
+                elif job["attempt"] >= job["max_attempts"]:
+                    message = (
+                        f"attempt {job['attempt']} of {job['max_attempts']} stopped "
+                        "heartbeating (timed out or its worker died)"
+                    )
+                    state = self._finish(conn, job, FAILED, error=("timeout", message))
+                else:
+                    state = self._requeue(conn, job, "timeout", "lease expired")
+                if state:
+                    changed.append((job["id"], state))
+        return changed
+
+    def release(self, owner: str) -> int:
+        """Give this owner's running jobs back to the queue (a graceful shutdown)."""
+        now = time.time()
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                update(jobs)
+                .where(jobs.c.lease_owner == owner, jobs.c.state == RUNNING)
+                .values(state=QUEUED, lease_owner=None, lease_expires_at=None, run_after=now)
+                .returning(*jobs.c)
+            ).all()
+            for row in rows:
+                self._emit(conn, row._asdict(), "job.status", {"status": QUEUED, "released": True})
+        return len(rows)
+
+    def _fenced(self, conn: Connection, job_id: str, attempt: int, **values) -> dict | None:
+        row = conn.execute(
+            update(jobs)
+            .where(jobs.c.id == job_id, jobs.c.attempt == attempt, jobs.c.state == RUNNING)
+            .values(updated_at=time.time(), **values)
+            .returning(*jobs.c)
+        ).first()
+        return row._asdict() if row else None
+
+    def progress(self, job_id: str, attempt: int, percent: float, message: str | None) -> bool:
+        percent = max(0.0, min(100.0, float(percent)))
+        with self.engine.begin() as conn:
+            job = self._fenced(conn, job_id, attempt, progress=percent)
+            if job is None:
+                return False
+            data = {"progress": percent} | ({"message": message} if message else {})
+            self._emit(conn, job, "job.progress", data)
+        return True
+
+    def output(self, job_id: str, attempt: int, chunks: list[Any], first_index: int) -> bool:
+        with self.engine.begin() as conn:
+            job = self._fenced(conn, job_id, attempt)
+            if job is None:
+                return False
+            for offset, chunk in enumerate(chunks):
+                self._emit(conn, job, "job.output", {"chunk": chunk, "index": first_index + offset})
+        return True
+
+    def add_artifact(self, job_id: str, attempt: int, info: dict) -> bool:
+        with self.engine.begin() as conn:
+            job = self._fenced(conn, job_id, attempt)
+            if job is None:
+                return False
+            conn.execute(
+                delete(artifacts).where(
+                    artifacts.c.job_id == job_id, artifacts.c.name == info["name"]
+                )
+            )
+            conn.execute(
+                insert(artifacts).values(
+                    id=new_id("art"),
+                    job_id=job_id,
+                    tenant_id=job["tenant_id"],
+                    name=info["name"],
+                    object_key=info["object_key"],
+                    content_type=info.get("content_type"),
+                    size=info["size"],
+                    created_at=time.time(),
+                )
+            )
+        return True
+
+    def succeed(self, job_id: str, attempt: int, result: Any) -> bool:
+        with self.engine.begin() as conn:
+            job = self._fenced_row(conn, job_id, attempt)
+            if job is None:
+                return False
+            return self._finish(conn, job, SUCCEEDED, result=result) is not None
+
+    def cancel_attempt(self, job_id: str, attempt: int) -> bool:
+        with self.engine.begin() as conn:
+            job = self._fenced_row(conn, job_id, attempt)
+            return job is not None and self._finish(conn, job, CANCELED) is not None
+
+    def fail_attempt(
+        self, job_id: str, attempt: int, code: str, message: str, retryable: bool
+    ) -> str | None:
+        """Record a failed attempt: requeue it with backoff, or fail the job for good.
+        Returns the new state, or None if this attempt no longer owns the job."""
+        with self.engine.begin() as conn:
+            job = self._fenced_row(conn, job_id, attempt)
+            if job is None:
+                return None
+            if job["cancel_requested"]:
+                return self._finish(conn, job, CANCELED)
+            if retryable and job["attempt"] < job["max_attempts"]:
+                return self._requeue(conn, job, code, message)
+            return self._finish(conn, job, FAILED, error=(code, message))
+
+    def _fenced_row(self, conn: Connection, job_id: str, attempt: int) -> dict | None:
+        query = select(jobs).where(
+            jobs.c.id == job_id, jobs.c.attempt == attempt, jobs.c.state == RUNNING
+        )
+        if self._skip_locked:
+            query = query.with_for_update()
+        row = conn.execute(query).first()
+        return row._asdict() if row else None
+
+    def _requeue(self, conn: Connection, job: dict, code: str, message: str) -> str | None:
+        delay = backoff(
+            job["attempt"], self.settings.retry_backoff_s, self.settings.retry_backoff_max_s
+        )
+        row = self._fenced(
+            conn,
+            job["id"],
+            job["attempt"],
+            state=QUEUED,
+            lease_owner=None,
+            lease_expires_at=None,
+            run_after=time.time() + delay,
+            error_code=code,
+            error_message=message,
+        )
+        if row is None:
+            return None
+        data = {
+            "status": QUEUED,
+            "retry_in_s": round(delay, 3),
+            "error": {"code": code, "message": message},
+        }
+        self._emit(conn, row, "job.status", data)
+        return QUEUED
+
+    def _finish(
+        self,
+        conn: Connection,
+        job: dict,
+        state: str,
+        *,
+        result: Any = None,
+        error: tuple[str, str] | None = None,
+    ) -> str | None:
+        values: dict[str, Any] = {
+            "state": state,
+            "finished_at": time.time(),
+            "lease_owner": None,
+            "lease_expires_at": None,
+        }
+        if state == SUCCEEDED:
+            values |= {
+                "result": result,
+                "progress": 100.0,
+                "error_code": None,
+                "error_message": None,
+            }
+        if error:
+            values |= {"error_code": error[0], "error_message": error[1]}
+        if state == CANCELED:
+            values |= {"error_code": "canceled", "error_message": "canceled on request"}
+        row = self._fenced(conn, job["id"], job["attempt"], **values)
+        if row is None:
+            return None
+        if state == SUCCEEDED:
+            self._emit(conn, row, "job.result", {"result": result})
+        status: dict[str, Any] = {"status": state}
+        if row["error_code"] and state != SUCCEEDED:
+            status["error"] = {"code": row["error_code"], "message": row["error_message"]}
+        self._emit(conn, row, "job.status", status)
+        return state
+
+    # ---- webhook outbox ----
+
+    def claim_deliveries(self, limit: int, lock_s: float) -> list[dict]:
+        now = time.time()
+        due = (
+            select(webhook_deliveries.c.id)
+            .where(
+                webhook_deliveries.c.state == "pending",
+                webhook_deliveries.c.next_attempt_at <= now,
+                or_(
+                    webhook_deliveries.c.locked_until.is_(None),
+                    webhook_deliveries.c.locked_until < now,
+                ),
+            )
+            .order_by(webhook_deliveries.c.next_attempt_at)
+            .limit(limit)
+        )
+        if self._skip_locked:
+            due = due.with_for_update(skip_locked=True)
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                update(webhook_deliveries)
+                .where(webhook_deliveries.c.id.in_(due))
+                .values(locked_until=now + lock_s)
+                .returning(*webhook_deliveries.c)
+            ).all()
+        return [r._asdict() for r in rows]
+
+    def record_delivery(self, delivery: dict, outcome: dict, next_attempt_at: float | None) -> None:
+        """Append an attempt to the delivery log; next_attempt_at None means no more tries."""
+        now = time.time()
+        attempts = delivery["attempts"] + 1
+        if outcome["ok"]:
+            state = "succeeded"
+        else:
+            state = "pending" if next_attempt_at is not None else "failed"
+        entry = {"attempt": attempts, "at": now} | outcome
+        with self.engine.begin() as conn:
+            current = conn.execute(
+                select(webhook_deliveries.c.log).where(webhook_deliveries.c.id == delivery["id"])
+            ).scalar_one()
+            conn.execute(
+                update(webhook_deliveries)
+                .where(webhook_deliveries.c.id == delivery["id"])
+                .values(
+                    state=state,
+                    attempts=attempts,
+                    next_attempt_at=next_attempt_at or now,
+                    locked_until=None,
+                    last_status=outcome.get("status"),
+                    last_error=outcome.get("error"),
+                    log=[*current, entry],
+                    delivered_at=now if outcome["ok"] else None,
+                )
+            )
+
+    def deliveries(self, job_id: str) -> list[dict]:
+        with self.reader.connect() as conn:
+            rows = conn.execute(
+                select(webhook_deliveries)
+                .where(webhook_deliveries.c.job_id == job_id)
+                .order_by(webhook_deliveries.c.event_id)
+            )
+            return [r._asdict() for r in rows]
+
+    # ---- metrics ----
+
+    def counts_by_state(self) -> dict[str, int]:
+        with self.reader.connect() as conn:
+            rows = conn.execute(select(jobs.c.state, func.count()).group_by(jobs.c.state))
+            counts = dict.fromkeys(STATES, 0)
+            counts.update({state: n for state, n in rows})
+        return counts
+
+    def durations(self, since: float) -> list[float]:
+        """Run times (start to finish) of jobs that finished after `since`."""
+        with self.reader.connect() as conn:
+            rows = conn.execute(
+                select(jobs.c.finished_at - jobs.c.started_at).where(
+                    and_(jobs.c.finished_at > since, jobs.c.started_at.is_not(None))
+                )
+            )
+            return [r[0] for r in rows]

@@ -1,0 +1,111 @@
+"""The model catalog: which models exist, their schemas and defaults, where they run.
+
+Later capabilities plug model kinds in with `registry.register(ModelSpec(...))`; extra modules
+named in `Settings.model_modules` (test fixtures, site-specific models) add theirs through a
+`register(registry, settings)` function.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from busque.config import Settings
+from busque.models.base import Model
+
+
+class EmptyParams(BaseModel):
+    pass
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    id: str
+    kind: str
+    backend: str
+    factory: Callable[[Settings], Model]
+    input_schema: type[BaseModel]
+    deployment: str
+    params_schema: type[BaseModel] = EmptyParams
+    description: str = ""
+    timeout_s: float | None = None
+    max_attempts: int | None = None
+    # Returns None when the model can run, else the reason it cannot (e.g. no weights).
+    unavailable: Callable[[Settings], str | None] = field(default=lambda settings: None)
+
+    def validate(self, inputs: Any, params: Any) -> tuple[dict, dict]:
+        """Check a job's input and parameters; raises pydantic's ValidationError."""
+        checked_input = self.input_schema.model_validate(inputs)
+        checked_params = self.params_schema.model_validate(params or {})
+        return checked_input.model_dump(mode="json"), checked_params.model_dump(mode="json")
+
+    def describe(self, settings: Settings) -> dict[str, Any]:
+        resources = settings.deployment(self.deployment)
+        reason = self.unavailable(settings)
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "backend": self.backend,
+            "description": self.description,
+            "deployment": self.deployment,
+            "default_parameters": self.params_schema().model_dump(mode="json"),
+            "parameter_schema": self.params_schema.model_json_schema(),
+            "input_schema": self.input_schema.model_json_schema(),
+            "resources": {"num_cpus": resources.num_cpus, "num_gpus": resources.num_gpus},
+            "available": reason is None,
+            "unavailable_reason": reason,
+        }
+
+
+class ModelRegistry:
+    def __init__(self) -> None:
+        self._specs: dict[str, ModelSpec] = {}
+
+    def register(self, spec: ModelSpec) -> None:
+        if spec.id in self._specs:
+            raise ValueError(f"model {spec.id!r} is registered twice")
+        self._specs[spec.id] = spec
+
+    def get(self, model_id: str) -> ModelSpec | None:
+        return self._specs.get(model_id)
+
+    def __iter__(self) -> Iterator[ModelSpec]:
+        return iter(sorted(self._specs.values(), key=lambda s: s.id))
+
+    def deployments(self) -> dict[str, list[ModelSpec]]:
+        grouped: dict[str, list[ModelSpec]] = {}
+        for spec in self:
+            grouped.setdefault(spec.deployment, []).append(spec)
+        return grouped
+
+
+def _register_builtin(registry: ModelRegistry, settings: Settings) -> None:
+    from busque.models.echo import Echo, EchoInput
+
+    registry.register(
+        ModelSpec(
+            id="echo",
+            kind="utility",
+            backend="python",
+            factory=lambda s: Echo(),
+            input_schema=EchoInput,
+            deployment="utility",
+            description="Returns its input: checks the job pipeline end to end.",
+            timeout_s=30,
+        )
+    )
+
+
+def build_registry(settings: Settings) -> ModelRegistry:
+    registry = ModelRegistry()
+    _register_builtin(registry, settings)
+    for module in settings.model_modules:
+        importlib.import_module(module).register(registry, settings)
+    return registry
+
+
+__all__ = ["ModelRegistry", "ModelSpec", "ValidationError", "build_registry"]

@@ -1,0 +1,53 @@
+"""The one place where busque's deployments are composed (`.bind()`), for `busque serve`,
+`serve run serve_config.yaml` and the tests alike."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray.serve import Application
+
+from busque.config import DeploymentSettings, Settings
+from busque.models.registry import build_registry
+from busque.serve.dispatcher import DispatcherDeployment
+from busque.serve.gateway import Gateway
+from busque.serve.model_host import ModelHost
+
+
+def _options(name: str, resources: DeploymentSettings) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "name": name,
+        "ray_actor_options": {"num_cpus": resources.num_cpus, "num_gpus": resources.num_gpus},
+        "max_ongoing_requests": resources.max_ongoing_requests,
+        "logging_config": {"encoding": "JSON"},
+    }
+    if resources.max_replicas > resources.min_replicas:
+        autoscaling: dict[str, Any] = {
+            "min_replicas": resources.min_replicas,
+            "max_replicas": resources.max_replicas,
+            "initial_replicas": resources.min_replicas,
+        }
+        if resources.downscale_to_zero_delay_s is not None:
+            autoscaling["downscale_to_zero_delay_s"] = resources.downscale_to_zero_delay_s
+        options["autoscaling_config"] = autoscaling
+    else:
+        options["num_replicas"] = resources.min_replicas
+    return options
+
+
+def build_app(settings: Settings) -> Application:
+    settings.ensure_secrets()
+    bound = settings.model_dump(mode="json")
+    model_handles = {
+        name: ModelHost.options(**_options(name, settings.deployment(name))).bind(bound, name)
+        for name in build_registry(settings).deployments()
+    }
+    dispatcher = DispatcherDeployment.options(
+        **_options("Dispatcher", settings.serve.dispatcher)
+    ).bind(bound, model_handles)
+    return Gateway.options(**_options("Gateway", settings.serve.gateway)).bind(bound, dispatcher)
+
+
+def app_builder(args: dict[str, Any]) -> Application:
+    """For `serve run serve_config.yaml`: settings from the environment, overridden by args."""
+    return build_app(Settings(**args))

@@ -1,0 +1,44 @@
+"""The Dispatcher deployment: wraps busque.jobs.dispatcher.Dispatcher and reaches the model
+deployments through DeploymentHandles."""
+
+from __future__ import annotations
+
+import logging
+
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from busque.jobs.dispatcher import Dispatcher
+from busque.serve.runtime import Runtime
+
+logger = logging.getLogger("busque.dispatcher")
+
+
+@serve.deployment(name="Dispatcher", graceful_shutdown_timeout_s=20)
+class DispatcherDeployment:
+    async def __init__(self, settings: dict, model_handles: dict[str, DeploymentHandle]):
+        self.runtime = Runtime(settings)
+        self.handles = model_handles
+        self.dispatcher = Dispatcher(
+            self.runtime.settings, self.runtime.jobs, self.runtime.registry, self._call
+        )
+        self.dispatcher.start()
+        logger.info("dispatcher %s started", self.dispatcher.owner)
+
+    def _call(self, deployment: str, job: dict):
+        handle = self.handles.get(deployment)
+        if handle is None:
+            raise LookupError(f"no deployment {deployment!r} serves model {job['model']!r}")
+        return handle.options(stream=True).run_job.remote(job)
+
+    async def wake(self) -> None:
+        self.dispatcher.wake()
+
+    async def cancel(self, job_id: str) -> bool:
+        return self.dispatcher.cancel(job_id)
+
+    async def status(self) -> dict:
+        return {"owner": self.dispatcher.owner, "running": sorted(self.dispatcher.running)}
+
+    async def __del__(self):
+        await self.dispatcher.stop(release=True)

@@ -1,0 +1,32 @@
+"""The Gateway deployment: the HTTP ingress (FastAPI) and the gRPC JobService.
+
+Ray Serve's gRPC proxy calls the method named like the RPC on the ingress deployment, with the
+`grpc_context` parameter carrying metadata (the API key) and status codes.
+"""
+
+from __future__ import annotations
+
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from busque.api import grpc_jobs
+from busque.api.app import create_app
+from busque.api.context import ApiContext
+from busque.serve.runtime import Runtime
+
+
+@serve.deployment(name="Gateway")
+@serve.ingress()
+class Gateway:
+    def __init__(self, settings: dict, dispatcher: DeploymentHandle):
+        self.ctx = ApiContext(Runtime(settings), dispatcher)
+
+    def __serve_build_asgi_app__(self):
+        return create_app(self.ctx)
+
+    async def GetStatus(self, request, grpc_context):
+        return await grpc_jobs.get_status(self.ctx, request, grpc_context)
+
+    async def StreamStatus(self, request, grpc_context):
+        async for event in grpc_jobs.stream_status(self.ctx, request, grpc_context):
+            yield event

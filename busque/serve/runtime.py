@@ -1,0 +1,44 @@
+"""What every busque replica builds from the settings it was bound with."""
+
+from __future__ import annotations
+
+import logging
+from functools import cached_property
+
+from busque.auth.keys import KeyStore
+from busque.config import Settings
+from busque.db.engine import make_engine
+from busque.jobs.store import JobStore
+from busque.models.registry import build_registry
+from busque.storage import ObjectStore, open_object_store
+
+
+class Runtime:
+    """Lazily opened shared parts: the database, stores, the model catalog."""
+
+    def __init__(self, settings: dict | Settings):
+        self.settings = (
+            settings if isinstance(settings, Settings) else Settings.model_validate(settings)
+        )
+        logging.getLogger("busque").setLevel(logging.INFO)
+
+    @cached_property
+    def engine(self):
+        db = self.settings.database
+        return make_engine(db.url, pool_size=db.pool_size, echo=db.echo)
+
+    @cached_property
+    def jobs(self) -> JobStore:
+        return JobStore(self.engine, self.settings.jobs, self.settings.webhooks.default_events)
+
+    @cached_property
+    def keys(self) -> KeyStore:
+        return KeyStore(self.engine)
+
+    @cached_property
+    def objects(self) -> ObjectStore:
+        return open_object_store(self.settings.storage, self.settings.serve.public_url)
+
+    @cached_property
+    def registry(self):
+        return build_registry(self.settings)

@@ -1,0 +1,154 @@
+"""Shared fixtures: real servers (SeaweedFS, PostgreSQL), one Ray cluster and one busque Serve
+application per test session, reached over HTTP like any client would."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from tests.servers import free_port, postgres, postgres_available, seaweedfs
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+FAST_JOBS = {
+    "lease_s": 2.0,
+    "heartbeat_s": 0.4,
+    "retry_backoff_s": 0.2,
+    "retry_backoff_max_s": 1.0,
+    "poll_s": 0.2,
+    "max_wait_s": 30,
+}
+
+
+@pytest.fixture(scope="session")
+def seaweedfs_server(tmp_path_factory):
+    """A real SeaweedFS S3 server for the session: dict(endpoint, access_key, secret_key)."""
+    with seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory):
+    """A real PostgreSQL server. CI sets BUSQUE_REQUIRE_POSTGRES=1: then it is never skipped."""
+    if not postgres_available():
+        if os.environ.get("BUSQUE_REQUIRE_POSTGRES") == "1":
+            pytest.fail("PostgreSQL server binaries are required (BUSQUE_REQUIRE_POSTGRES=1)")
+        pytest.skip("PostgreSQL server binaries not installed")
+    with postgres(tmp_path_factory.mktemp("postgres")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    import ray
+
+    ray.init(
+        address="local",
+        num_cpus=4,
+        include_dashboard=False,
+        object_store_memory=200 * 2**20,
+        log_to_driver=False,
+        _node_ip_address="127.0.0.1",
+    )
+    yield ray
+    ray.shutdown()
+
+
+def test_settings(home, **overrides):
+    from busque.config import Settings
+
+    fixtures = {"num_cpus": 0.1, "max_ongoing_requests": 200}
+    values = {
+        "home": home,
+        "jobs": FAST_JOBS,
+        "webhooks": {"allow_networks": ["127.0.0.0/8"], "backoff_s": 0.2, "backoff_max_s": 1},
+        "events": {"poll_s": 0.02, "keepalive_s": 2},
+        "model_modules": ["tests.fixture_models"],
+        "model_deployments": {"fixtures": fixtures, "crashy": fixtures, "utility": fixtures},
+        "serve": {
+            "port": free_port(),
+            "grpc_port": free_port(),
+            "max_body_bytes": 64 * 1024,
+            "cors_origins": ["http://allowed.example"],
+            "gateway": {"num_cpus": 0.1, "max_ongoing_requests": 1000},
+            "dispatcher": {"num_cpus": 0.1, "max_ongoing_requests": 1000},
+        },
+    } | overrides
+    return Settings(**values)
+
+
+@dataclass
+class App:
+    settings: object
+    url: str
+    grpc_target: str
+    admin_key: str
+
+    def client(self, key: str | None = None) -> httpx.Client:
+        headers = {"X-API-Key": key or self.admin_key}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
+
+
+def start_app(settings):
+    """serve.start + serve.run of the real app, as `busque serve` does."""
+    from ray import serve
+
+    from busque.cli import ensure_dev_key
+    from busque.serve.app import build_app
+
+    key, _ = ensure_dev_key(settings)
+    serve.start(
+        http_options={"host": "127.0.0.1", "port": settings.serve.port},
+        grpc_options={
+            "port": settings.serve.grpc_port,
+            "grpc_servicer_functions": [
+                "busque.grpc.busque_jobs_pb2_grpc.add_JobServiceServicer_to_server"
+            ],
+        },
+    )
+    serve.run(build_app(settings), name=settings.serve.app_name, route_prefix="/")
+    app = App(settings, settings.serve.public_url, f"127.0.0.1:{settings.serve.grpc_port}", key)
+    with app.client() as client:
+        deadline = time.monotonic() + 60
+        while client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline, "busque did not become ready"
+            time.sleep(0.2)
+    return app
+
+
+@pytest.fixture(scope="session")
+def app(ray_cluster, tmp_path_factory):
+    from ray import serve
+
+    settings = test_settings(tmp_path_factory.mktemp("busque"))
+    yield start_app(settings)
+    serve.delete(settings.serve.app_name)
+
+
+@pytest.fixture
+def client(app):
+    with app.client() as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def other_tenant_key(app):
+    from busque.cli import _key_store
+
+    return _key_store(app.settings).create("other-tenant", "tests").key
+
+
+def wait_for(job_client: httpx.Client, job_id: str, timeout: float = 30) -> dict:
+    """Long-poll a job until it is terminal."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        assert left > 0, f"job {job_id} did not finish in {timeout}s"
+        job = job_client.get(f"/v1/jobs/{job_id}", params={"wait": min(left, 10)}).json()
+        if job["status"] in ("succeeded", "failed", "canceled"):
+            return job
