@@ -6,6 +6,7 @@ Configuration comes from BUSQUE_* environment variables (see busque/config.py).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -98,10 +99,8 @@ def run_serve(settings: Settings, block: bool = True) -> None:
         return
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         stop.wait()
-    except KeyboardInterrupt:
-        pass
     print("shutting down (running jobs go back to the queue)")
     serve.shutdown()
 
@@ -110,8 +109,10 @@ def _print_table(rows: list[dict]) -> None:
     for row in rows:
         created = datetime.fromtimestamp(row["created_at"], UTC).strftime("%Y-%m-%d %H:%M")
         state = "revoked" if row["revoked_at"] else "active"
-        print(f"{row['id']}  {row['tenant']:<16} {state:<8} {created}  "
-              f"{','.join(row['scopes']):<40} {row['name']}")
+        print(
+            f"{row['id']}  {row['tenant']:<16} {state:<8} {created}  "
+            f"{','.join(row['scopes']):<40} {row['name']}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,8 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     overrides: dict = {}
     if args.command == "serve":
-        serve_opts = {k: v for k, v in (("host", args.host), ("port", args.port),
-                                        ("grpc_port", args.grpc_port)) if v is not None}
+        serve_opts = {
+            k: v
+            for k, v in (("host", args.host), ("port", args.port), ("grpc_port", args.grpc_port))
+            if v is not None
+        }
         if serve_opts:
             base = Settings().serve.model_dump()
             base.pop("public_url")
@@ -171,8 +175,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             print(json.dumps(created.__dict__))
         else:
-            print(f"key id:  {created.key_id}\ntenant:  {args.tenant}\nscopes:  "
-                  f"{','.join(created.scopes)}\nkey:     {created.key}\n(shown once: store it now)")
+            print(
+                f"key id:  {created.key_id}\ntenant:  {args.tenant}\nscopes:  "
+                f"{','.join(created.scopes)}\nkey:     {created.key}\n(shown once: store it now)"
+            )
     elif args.keys_command == "list":
         rows = _key_store(settings).list(args.tenant)
         if args.json:

@@ -76,7 +76,13 @@ def test_settings(home, **overrides):
             "max_body_bytes": 64 * 1024,
             "cors_origins": ["http://allowed.example"],
             "gateway": {"num_cpus": 0.1, "max_ongoing_requests": 1000},
-            "dispatcher": {"num_cpus": 0.1, "max_ongoing_requests": 1000},
+            # Two dispatchers, so every test also checks that they never run a job twice.
+            "dispatcher": {
+                "num_cpus": 0.1,
+                "max_ongoing_requests": 1000,
+                "min_replicas": 2,
+                "max_replicas": 2,
+            },
         },
     } | overrides
     return Settings(**values)

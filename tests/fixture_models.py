@@ -113,9 +113,17 @@ class Artifact(Model):
 
 def register(registry: ModelRegistry, settings) -> None:
     def spec(model_id, cls, schema, deployment="fixtures", **extra):
-        registry.register(ModelSpec(
-            id=model_id, kind="test-fixture", backend="python", factory=lambda s: cls(),
-            input_schema=schema, deployment=deployment, **extra))
+        registry.register(
+            ModelSpec(
+                id=model_id,
+                kind="test-fixture",
+                backend="python",
+                factory=lambda s: cls(),
+                input_schema=schema,
+                deployment=deployment,
+                **extra,
+            )
+        )
 
     spec("sleep", Sleep, SleepInput)
     spec("fail", Fail, FailInput)

@@ -137,7 +137,14 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait(timeout=10)
 
 
-PG_BIN = Path(os.environ.get("BUSQUE_PG_BIN", "/usr/lib/postgresql/15/bin"))
+def _pg_bin() -> Path:
+    if os.environ.get("BUSQUE_PG_BIN"):
+        return Path(os.environ["BUSQUE_PG_BIN"])
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return found[-1].parent if found else Path("/usr/lib/postgresql/15/bin")
+
+
+PG_BIN = _pg_bin()
 
 
 def postgres_available() -> bool:
@@ -158,26 +165,62 @@ def postgres(tmp_path: Path) -> Iterator[str]:
     port = free_port()
     log = tmp_path / "postgres.log"
     subprocess.run(
-        [*as_user, str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "busque",
-         "--no-sync", "-E", "UTF8"],
-        check=True, capture_output=True,
+        [
+            *as_user,
+            str(PG_BIN / "initdb"),
+            "-D",
+            str(data),
+            "-A",
+            "trust",
+            "-U",
+            "busque",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        ],
+        check=True,
+        capture_output=True,
     )
-    options = f"-c listen_addresses=127.0.0.1 -p {port} -k {sockets} -c fsync=off " \
-              "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
+    options = (
+        f"-c listen_addresses=127.0.0.1 -p {port} -k {sockets} -c fsync=off "
+        "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
+    )
     subprocess.run(
-        [*as_user, str(PG_BIN / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(log),
-         "-w", "start"],
-        check=True, capture_output=True,
+        [
+            *as_user,
+            str(PG_BIN / "pg_ctl"),
+            "-D",
+            str(data),
+            "-o",
+            options,
+            "-l",
+            str(log),
+            "-w",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
     )
     try:
         subprocess.run(
-            [*as_user, str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U",
-             "busque", "busque"],
-            check=True, capture_output=True,
+            [
+                *as_user,
+                str(PG_BIN / "createdb"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-U",
+                "busque",
+                "busque",
+            ],
+            check=True,
+            capture_output=True,
         )
         yield f"postgresql+psycopg://busque@127.0.0.1:{port}/busque"
     finally:
         subprocess.run(
             [*as_user, str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
-            check=False, capture_output=True,
+            check=False,
+            capture_output=True,
         )

@@ -148,18 +148,26 @@ def test_list_filters_and_cursor_pagination(client):
 
 
 def test_bad_requests_get_the_error_envelope(client, app):
-    assert_error(client.post("/v1/jobs", content=b"{not json", headers={
-        "content-type": "application/json"}), 400, "invalid_json")
+    assert_error(
+        client.post("/v1/jobs", content=b"{not json", headers={"content-type": "application/json"}),
+        400,
+        "invalid_json",
+    )
     error = assert_error(client.post("/v1/jobs", json={"model": "nope"}), 404, "unknown_model")
     assert "echo" in error["details"]["available"]
     error = assert_error(
         client.post("/v1/jobs", json={"model": "sleep", "input": {"seconds": "long"}}),
-        422, "invalid_input")
+        422,
+        "invalid_input",
+    )
     assert error["details"]["errors"][0]["loc"] == ["seconds"]
-    assert_error(client.post("/v1/jobs", json={"model": "sleep", "input": {}}), 422, "invalid_input")
+    assert_error(
+        client.post("/v1/jobs", json={"model": "sleep", "input": {}}), 422, "invalid_input"
+    )
     assert_error(client.post("/v1/jobs", json={"input": {}}), 422, "invalid_request")
-    assert_error(client.post("/v1/jobs", json={"model": "echo", "priority": 1000}), 422,
-                 "invalid_request")
+    assert_error(
+        client.post("/v1/jobs", json={"model": "echo", "priority": 1000}), 422, "invalid_request"
+    )
     big = {"model": "echo", "input": {"blob": "x" * (app.settings.serve.max_body_bytes + 10)}}
     assert_error(client.post("/v1/jobs", json=big), 413, "payload_too_large")
     assert_error(client.get("/v1/jobs/job_doesnotexist"), 404, "job_not_found")
@@ -174,16 +182,18 @@ def test_oversized_chunked_body_is_refused(client, app):
         for _ in range(limit // 1024 + 2):
             yield b"x" * 1024
 
-    response = client.post("/v1/jobs", content=chunks(),
-                           headers={"content-type": "application/json"})
+    response = client.post(
+        "/v1/jobs", content=chunks(), headers={"content-type": "application/json"}
+    )
     assert_error(response, 413, "payload_too_large")
 
 
 def test_auth_is_required_and_scoped(app, client, other_tenant_key):
     with httpx.Client(base_url=app.url) as anonymous:
         assert_error(anonymous.get("/v1/jobs"), 401, "unauthorized")
-        assert_error(anonymous.get("/v1/jobs", headers={"X-API-Key": "bq_x_y"}), 401,
-                     "unauthorized")
+        assert_error(
+            anonymous.get("/v1/jobs", headers={"X-API-Key": "bq_x_y"}), 401, "unauthorized"
+        )
         ok = anonymous.get("/v1/jobs", headers={"Authorization": f"Bearer {app.admin_key}"})
         assert ok.status_code == 200
     from busque.cli import _key_store

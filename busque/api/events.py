@@ -123,6 +123,9 @@ async def websocket(ws: WebSocket):
     receive {"type": "event", "event": {...}} for each event of those jobs. Authenticate with
     the usual headers or ?api_key= (browsers cannot set WebSocket headers)."""
     ctx = ws.app.state.ctx
+    # Accept before closing: a close before the handshake completes is sent as a bare HTTP 403,
+    # so the client would never see the 4401/4403 close code and its reason.
+    await ws.accept()
     try:
         principal = await ctx.auth.authenticate(ws.headers, ws.query_params.get("api_key"))
     except ApiError as exc:
@@ -131,7 +134,6 @@ async def websocket(ws: WebSocket):
     if not principal.allows("jobs:read"):
         await ws.close(code=4403, reason="this API key lacks the 'jobs:read' scope")
         return
-    await ws.accept()
     jobs: set[str] = set()
     sent: dict[str, int] = {}
     sub = ctx.tail.subscribe(lambda e: e["job_id"] in jobs)

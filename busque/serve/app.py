@@ -50,4 +50,8 @@ def build_app(settings: Settings) -> Application:
 
 def app_builder(args: dict[str, Any]) -> Application:
     """For `serve run serve_config.yaml`: settings from the environment, overridden by args."""
-    return build_app(Settings(**args))
+    from busque.db.migrate import upgrade
+
+    settings = Settings(**args)
+    upgrade(settings.database.url)
+    return build_app(settings)
