@@ -123,16 +123,26 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p_serve = sub.add_parser("serve", help="start the service (local Ray, or RAY_ADDRESS)")
+    p_serve = sub.add_parser(
+        "serve",
+        help="start the service (local Ray, or RAY_ADDRESS)",
+        description="start the service (local Ray, or RAY_ADDRESS)",
+    )
     p_serve.add_argument("--host", help="HTTP bind address (default 127.0.0.1)")
     p_serve.add_argument("--port", type=int, help="HTTP port (default 8000)")
     p_serve.add_argument("--grpc-port", type=int, help="gRPC port, 0 to disable (default 9000)")
 
-    sub.add_parser("migrate", help="bring the database to the newest schema")
+    sub.add_parser(
+        "migrate",
+        help="bring the database to the newest schema",
+        description="bring the database to the newest schema",
+    )
 
-    p_keys = sub.add_parser("keys", help="manage API keys")
+    p_keys = sub.add_parser("keys", help="manage API keys", description="manage API keys")
     keys_sub = p_keys.add_subparsers(dest="keys_command", required=True)
-    p_create = keys_sub.add_parser("create", help="create a key (printed once)")
+    p_create = keys_sub.add_parser(
+        "create", help="create a key (printed once)", description="create a key (printed once)"
+    )
     p_create.add_argument("--tenant", default="default", help="tenant name (created if new)")
     p_create.add_argument("--name", default="api key", help="what the key is for")
     p_create.add_argument(
@@ -141,10 +151,18 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated: jobs:read, jobs:write, objects:read, objects:write, admin",
     )
     p_create.add_argument("--json", action="store_true", help="print JSON")
-    p_list = keys_sub.add_parser("list", help="list keys (never their secrets)")
+    p_list = keys_sub.add_parser(
+        "list",
+        help="list keys (never their secrets)",
+        description="list keys (never their secrets)",
+    )
     p_list.add_argument("--tenant", help="only this tenant")
     p_list.add_argument("--json", action="store_true", help="print JSON")
-    p_revoke = keys_sub.add_parser("revoke", help="revoke a key by its id (key_...)")
+    p_revoke = keys_sub.add_parser(
+        "revoke",
+        help="revoke a key by its id (key_...)",
+        description="revoke a key by its id (key_...)",
+    )
     p_revoke.add_argument("key_id")
 
     args = parser.parse_args(argv)

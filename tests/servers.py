@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -155,9 +156,14 @@ def postgres_available() -> bool:
 def postgres(tmp_path: Path) -> Iterator[str]:
     """A throwaway PostgreSQL server; yields its SQLAlchemy URL. Runs as the `postgres` user
     when started by root (PostgreSQL refuses to run as root)."""
+    as_user: list[str] = []
+    scratch: Path | None = None
+    if os.geteuid() == 0:
+        # pytest's base temp dir (/tmp/pytest-of-root) is 0700: the postgres user could not
+        # reach a data directory inside it, so use a fresh one directly under /tmp.
+        tmp_path = scratch = Path(tempfile.mkdtemp(prefix="busque-pg-"))
     data, sockets = tmp_path / "pgdata", tmp_path / "pgsock"
     sockets.mkdir(parents=True, exist_ok=True)
-    as_user: list[str] = []
     if os.geteuid() == 0:
         shutil.chown(tmp_path, "postgres")
         shutil.chown(sockets, "postgres")
@@ -224,3 +230,5 @@ def postgres(tmp_path: Path) -> Iterator[str]:
             check=False,
             capture_output=True,
         )
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)

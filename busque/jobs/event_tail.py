@@ -80,11 +80,13 @@ class EventTail:
             await asyncio.sleep(self.poll_s)
 
     async def _poll_once(self) -> None:
-        if self._last_id is None:
-            # Start from now: subscribers replay the past from the database themselves.
-            self._last_id = await asyncio.to_thread(self.store.last_event_id)
-            return
         now = time.monotonic()
+        if self._last_id is None:
+            # Start from now (subscribers replay the past from the database themselves), but
+            # watch the ids missing just below, which may belong to transactions still open.
+            self._last_id, missing = await asyncio.to_thread(self.store.recent_gaps, 1000)
+            self._gaps = dict.fromkeys(missing, now + self.gap_s)
+            return
         self._gaps = {i: until for i, until in self._gaps.items() if until > now}
         events = await asyncio.to_thread(self.store.events_since, self._last_id, list(self._gaps))
         for event in events:

@@ -113,19 +113,22 @@ class JobStore:
             "updated_at": now,
         }
         try:
-            with self.engine.begin() as conn:
-                conn.execute(insert(jobs).values(row))
-                self._emit(conn, row, "job.status", {"status": QUEUED})
+            self._insert(row)
             return row, True
         except IntegrityError:
             if new.idempotency_key is None:
                 raise
-        existing = self._by_idempotency_key(new.tenant_id, new.idempotency_key)
-        if existing is None:  # the conflicting row vanished (deleted): not expected, surface it
-            raise IdempotencyConflict("idempotency key is being reused concurrently")
+            existing = self._by_idempotency_key(new.tenant_id, new.idempotency_key)
+            if existing is None:  # the insert failed for another reason: surface that
+                raise
         if existing["request_hash"] != digest:
             raise IdempotencyConflict("Idempotency-Key was already used with a different request")
         return existing, False
+
+    def _insert(self, row: dict) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert(jobs).values(row))
+            self._emit(conn, row, "job.status", {"status": QUEUED})
 
     def _by_idempotency_key(self, tenant_id: str, key: str) -> dict | None:
         with self.reader.connect() as conn:
@@ -232,6 +235,17 @@ class JobStore:
             )
             return [r._asdict() for r in rows]
 
+    def recent_gaps(self, window: int) -> tuple[int, list[int]]:
+        """The newest event id, and the ids missing among the `window` ids below it."""
+        last = self.last_event_id()
+        with self.reader.connect() as conn:
+            seen = set(
+                conn.execute(
+                    select(job_events.c.id).where(job_events.c.id > last - window)
+                ).scalars()
+            )
+        return last, [i for i in range(max(1, last - window + 1), last) if i not in seen]
+
     def last_event_id(self) -> int:
         with self.reader.connect() as conn:
             return conn.execute(select(func.max(job_events.c.id))).scalar() or 0
@@ -291,9 +305,14 @@ class JobStore:
         if self._skip_locked:
             due = due.with_for_update(skip_locked=True)
         with self.engine.begin() as conn:
+            # Pick (and on PostgreSQL lock) the ids first: as an `IN (subquery)` PostgreSQL may
+            # rescan the LIMITed, SKIP LOCKED subquery once per row and so claim every due job.
+            ids = conn.execute(due).scalars().all()
+            if not ids:
+                return []
             rows = conn.execute(
                 update(jobs)
-                .where(jobs.c.id.in_(due), jobs.c.state == QUEUED)
+                .where(jobs.c.id.in_(ids), jobs.c.state == QUEUED)
                 .values(
                     state=RUNNING,
                     attempt=jobs.c.attempt + 1,
@@ -314,22 +333,19 @@ class JobStore:
         if not attempts:
             return set()
         now = time.time()
+        # Each lease is renewed only for the very attempt this owner runs (fenced like writes).
+        this_attempt = or_(
+            *(and_(jobs.c.id == i, jobs.c.attempt == a) for i, a in attempts.items())
+        )
+        mine = and_(this_attempt, jobs.c.lease_owner == owner, jobs.c.state == RUNNING)
         with self.engine.begin() as conn:
             conn.execute(
-                update(jobs)
-                .where(
-                    jobs.c.id.in_(list(attempts)),
-                    jobs.c.lease_owner == owner,
-                    jobs.c.state == RUNNING,
-                )
-                .values(lease_expires_at=now + self.settings.lease_s)
+                update(jobs).where(mine).values(lease_expires_at=now + self.settings.lease_s)
             )
             rows = conn.execute(
-                select(jobs.c.id, jobs.c.attempt).where(
-                    jobs.c.id.in_(list(attempts)), jobs.c.cancel_requested.is_(True)
-                )
+                select(jobs.c.id).where(mine, jobs.c.cancel_requested.is_(True))
             ).all()
-        return {r.id for r in rows if attempts.get(r.id) == r.attempt}
+        return {r.id for r in rows}
 
     def reap_expired(self, limit: int = 100) -> list[tuple[str, str]]:
         """Jobs whose lease ran out (dead worker, hung model): retry, cancel or fail them."""
@@ -358,18 +374,31 @@ class JobStore:
         return changed
 
     def release(self, owner: str) -> int:
-        """Give this owner's running jobs back to the queue (a graceful shutdown)."""
+        """Give this owner's running jobs back to the queue (a graceful shutdown); those asked
+        to cancel are canceled instead. The attempt stays counted: lowering it again would let
+        a late writer of that attempt pass the fence."""
         now = time.time()
         with self.engine.begin() as conn:
-            rows = conn.execute(
-                update(jobs)
-                .where(jobs.c.lease_owner == owner, jobs.c.state == RUNNING)
-                .values(state=QUEUED, lease_owner=None, lease_expires_at=None, run_after=now)
-                .returning(*jobs.c)
+            owned = conn.execute(
+                select(jobs).where(jobs.c.lease_owner == owner, jobs.c.state == RUNNING)
             ).all()
-            for row in rows:
-                self._emit(conn, row._asdict(), "job.status", {"status": QUEUED, "released": True})
-        return len(rows)
+            for row in owned:
+                job = row._asdict()
+                if job["cancel_requested"]:
+                    self._finish(conn, job, CANCELED)
+                    continue
+                requeued = self._fenced(
+                    conn,
+                    job["id"],
+                    job["attempt"],
+                    state=QUEUED,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    run_after=now,
+                )
+                if requeued:
+                    self._emit(conn, requeued, "job.status", {"status": QUEUED, "released": True})
+        return len(owned)
 
     def _fenced(self, conn: Connection, job_id: str, attempt: int, **values) -> dict | None:
         row = conn.execute(
@@ -541,9 +570,12 @@ class JobStore:
         if self._skip_locked:
             due = due.with_for_update(skip_locked=True)
         with self.engine.begin() as conn:
+            ids = conn.execute(due).scalars().all()  # first, as in claim()
+            if not ids:
+                return []
             rows = conn.execute(
                 update(webhook_deliveries)
-                .where(webhook_deliveries.c.id.in_(due))
+                .where(webhook_deliveries.c.id.in_(ids))
                 .values(locked_until=now + lock_s)
                 .returning(*webhook_deliveries.c)
             ).all()

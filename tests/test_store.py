@@ -1,0 +1,936 @@
+"""The job store, API keys and the event tail against real databases: SQLite and PostgreSQL.
+
+Every test runs on both: SQLite in a fresh file, PostgreSQL in a fresh database on the session's
+server. Each database is built by the Alembic migrations, so they are tested on both too.
+No Ray here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import threading
+import time
+import uuid
+
+import pytest
+from sqlalchemy import create_engine, func, insert, inspect, select, text, update
+from sqlalchemy.engine import make_url
+
+from busque.auth.keys import KeyStore, parse_key
+from busque.config import JobSettings
+from busque.db.engine import is_postgres, make_engine
+from busque.db.migrate import current_revision, upgrade
+from busque.db.schema import api_keys, job_events, jobs, webhook_deliveries
+from busque.jobs.event_tail import EventTail
+from busque.jobs.store import IdempotencyConflict, JobStore, NewJob, encode_cursor
+
+TABLES = {"tenants", "api_keys", "jobs", "job_events", "artifacts", "webhook_deliveries"}
+SETTINGS = JobSettings(lease_s=30, retry_backoff_s=10, retry_backoff_max_s=20)
+DEFAULT_EVENTS = ["job.status", "job.result"]
+
+
+# ---- fixtures ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request, tmp_path):
+    """A fresh, migrated database: a SQLite file, or a new database on the PostgreSQL server."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'busque.db'}"
+        upgrade(url)
+        yield url
+        return
+    server = request.getfixturevalue("postgres_url")
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        url = make_url(server).set(database=name).render_as_string(hide_password=False)
+        upgrade(url)
+        yield url
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture
+def engines(db_url):
+    """make_engine(db_url) for as many engines as a test wants; all disposed afterwards."""
+    made = []
+
+    def make():
+        engine = make_engine(db_url, pool_size=4)
+        made.append(engine)
+        return engine
+
+    yield make
+    for engine in made:
+        engine.dispose()
+
+
+@pytest.fixture
+def engine(engines):
+    return engines()
+
+
+@pytest.fixture
+def store(engine):
+    return JobStore(engine, SETTINGS, DEFAULT_EVENTS)
+
+
+@pytest.fixture
+def keys(engine):
+    return KeyStore(engine)
+
+
+@pytest.fixture
+def tenant(keys):
+    return keys.ensure_tenant("acme")
+
+
+def new_job(tenant_id: str, **overrides) -> NewJob:
+    values = {
+        "tenant_id": tenant_id,
+        "model": "echo",
+        "input": {"text": "hello"},
+        "params": {},
+        "max_attempts": 3,
+        "timeout_s": 60.0,
+    } | overrides
+    return NewJob(**values)
+
+
+def set_job(engine, job_id: str, **values) -> None:
+    with engine.begin() as conn:
+        conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
+
+
+def expire_lease(engine, job_id: str) -> None:
+    set_job(engine, job_id, lease_expires_at=time.time() - 1)
+
+
+def make_due(engine, job_id: str) -> None:
+    set_job(engine, job_id, run_after=time.time() - 1)
+
+
+def types(events: list[dict]) -> list[str]:
+    return [e["type"] for e in events]
+
+
+def statuses(events: list[dict]) -> list[str]:
+    return [e["data"]["status"] for e in events if e["type"] == "job.status"]
+
+
+def claim_one(store: JobStore, job_id: str, owner: str = "d1") -> dict:
+    claimed = store.claim(owner, 10)
+    assert [j["id"] for j in claimed] == [job_id]
+    return claimed[0]
+
+
+def run_threads(n: int, target) -> list:
+    """Run target(i) in n threads that start together; returns the results (re-raises errors)."""
+    barrier = threading.Barrier(n)
+    results: list = [None] * n
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            results[i] = target(i)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads), "threads did not finish"
+    if errors:
+        raise errors[0]
+    return results
+
+
+# ---- migrations --------------------------------------------------------------------------------
+
+
+def test_migrations_are_idempotent_and_create_the_schema(db_url, engine):
+    assert current_revision(db_url) == "0001"
+    upgrade(db_url)  # a second upgrade is a no-op
+    upgrade(db_url)
+    assert current_revision(db_url) == "0001"
+    names = set(inspect(engine).get_table_names())
+    assert names >= TABLES | {"alembic_version"}
+    job_columns = {c["name"] for c in inspect(engine).get_columns("jobs")}
+    assert {"lease_owner", "lease_expires_at", "attempt", "cancel_requested"} <= job_columns
+    unique = inspect(engine).get_unique_constraints("jobs")
+    assert any(set(u["column_names"]) == {"tenant_id", "idempotency_key"} for u in unique)
+    if not is_postgres(engine):
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+# ---- creating jobs -----------------------------------------------------------------------------
+
+
+def test_create_is_queued_with_a_status_event(store, tenant):
+    job, created = store.create(new_job(tenant, priority=3))
+    assert created
+    assert job["state"] == "queued" and job["attempt"] == 0 and job["progress"] == 0
+    stored = store.get(job["id"])
+    assert stored["state"] == "queued"
+    assert stored["priority"] == 3
+    assert stored["input"] == {"text": "hello"}
+    assert store.get(job["id"], tenant_id=tenant)["id"] == job["id"]
+    assert store.get(job["id"], tenant_id="ten_other") is None
+    assert store.get("job_missing") is None
+    events = store.events(job_id=job["id"])
+    assert [(e["type"], e["data"], e["attempt"]) for e in events] == [
+        ("job.status", {"status": "queued"}, 0)
+    ]
+    assert events[0]["tenant_id"] == tenant
+
+
+def test_idempotency_key_returns_the_first_job(store, tenant):
+    first, created = store.create(new_job(tenant, idempotency_key="k1"))
+    again, created_again = store.create(new_job(tenant, idempotency_key="k1"))
+    assert created and not created_again
+    assert again["id"] == first["id"]
+    # The same key in another tenant is another job.
+    other_tenant = KeyStore(store.engine).ensure_tenant("other")
+    other, created_other = store.create(new_job(other_tenant, idempotency_key="k1"))
+    assert created_other and other["id"] != first["id"]
+    assert len(store.events(job_id=first["id"])) == 1  # the replay emitted nothing
+
+
+def test_idempotency_key_with_a_different_request_conflicts(store, tenant):
+    store.create(new_job(tenant, idempotency_key="k1"))
+    with pytest.raises(IdempotencyConflict):
+        store.create(new_job(tenant, idempotency_key="k1", input={"text": "other"}))
+    with pytest.raises(IdempotencyConflict):
+        store.create(new_job(tenant, idempotency_key="k1", priority=9))
+    assert store.counts_by_state()["queued"] == 1
+
+
+def test_concurrent_creates_with_one_key_make_one_job(engines, tenant):
+    stores = [JobStore(engines(), SETTINGS, DEFAULT_EVENTS) for _ in range(8)]
+    results = run_threads(8, lambda i: stores[i].create(new_job(tenant, idempotency_key="same")))
+    assert len({job["id"] for job, _ in results}) == 1
+    assert sum(created for _, created in results) == 1
+    with stores[0].engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(jobs)).scalar() == 1
+        assert conn.execute(select(func.count()).select_from(job_events)).scalar() == 1
+
+
+# ---- claiming ----------------------------------------------------------------------------------
+
+
+def test_claim_is_atomic_across_engines(engines, store, tenant):
+    ids = {store.create(new_job(tenant))[0]["id"] for _ in range(200)}
+    # Four dispatchers, as separate processes would be: each with its own engine and pool.
+    stores = [JobStore(engines(), SETTINGS, DEFAULT_EVENTS) for _ in range(4)]
+
+    def drain(i: int) -> list[dict]:
+        got = []
+        while True:
+            batch = stores[i].claim(f"owner-{i}", 7)
+            assert len(batch) <= 7
+            if not batch:
+                return got
+            got.extend(batch)
+
+    results = run_threads(4, drain)
+    claimed = [job["id"] for batch in results for job in batch]
+    assert len(claimed) == len(set(claimed)) == 200
+    assert set(claimed) == ids
+    for i, batch in enumerate(results):
+        assert all(j["lease_owner"] == f"owner-{i}" and j["attempt"] == 1 for j in batch)
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(jobs.c.id, jobs.c.state, jobs.c.attempt, jobs.c.lease_owner))
+        owners = {}
+        for row in rows:
+            assert row.state == "running" and row.attempt == 1
+            owners[row.id] = row.lease_owner
+    for i, batch in enumerate(results):
+        assert all(owners[j["id"]] == f"owner-{i}" for j in batch)
+    # Exactly one "running" event per job.
+    running = [e for e in store.events(limit=10_000) if e["data"].get("status") == "running"]
+    assert len(running) == 200 and {e["job_id"] for e in running} == ids
+    assert store.counts_by_state() == {
+        "queued": 0,
+        "running": 200,
+        "succeeded": 0,
+        "failed": 0,
+        "canceled": 0,
+    }
+
+
+def test_claim_takes_higher_priority_first_then_creation_order(store, tenant):
+    created = []
+    for priority in (0, 5, 0, 5, 1):
+        created.append(store.create(new_job(tenant, priority=priority))[0]["id"])
+        time.sleep(0.003)  # ids order creation to the millisecond
+    low1, high1, low2, high2, mid = created
+    expected = [high1, high2, mid, low1, low2]
+    assert [store.claim("d1", 1)[0]["id"] for _ in range(2)] == expected[:2]
+    batch = store.claim("d1", 10)
+    assert [j["id"] for j in batch] == expected[2:]
+    assert store.claim("d1", 10) == []
+
+
+def test_claim_limit_and_run_after(store, engine, tenant):
+    later = store.create(new_job(tenant))[0]["id"]
+    set_job(engine, later, run_after=time.time() + 60)
+    now_ids = [store.create(new_job(tenant))[0]["id"] for _ in range(3)]
+    first = store.claim("d1", 2)
+    assert len(first) == 2
+    rest = store.claim("d1", 10)
+    assert len(rest) == 1
+    assert {j["id"] for j in first + rest} == set(now_ids)
+    assert store.claim("d1", 10) == []  # the future job is not due
+    assert store.get(later)["state"] == "queued"
+    make_due(engine, later)
+    job = claim_one(store, later)
+    assert job["state"] == "running" and job["lease_owner"] == "d1"
+    assert job["lease_expires_at"] == pytest.approx(time.time() + SETTINGS.lease_s, abs=5)
+    assert job["started_at"] is not None
+
+
+# ---- fencing -----------------------------------------------------------------------------------
+
+
+def test_a_stale_attempt_cannot_write(store, engine, tenant):
+    job_id = store.create(new_job(tenant))[0]["id"]
+    first = claim_one(store, job_id, "d1")
+    assert first["attempt"] == 1
+    assert store.progress(job_id, 1, 10, "warming up")
+    expire_lease(engine, job_id)
+    assert store.reap_expired() == [(job_id, "queued")]
+    assert store.get(job_id)["state"] == "queued"
+    make_due(engine, job_id)
+    second = claim_one(store, job_id, "d2")
+    assert second["attempt"] == 2 and second["lease_owner"] == "d2"
+    started = second["started_at"]
+    assert started == first["started_at"]  # started_at is when the job first started
+
+    before = store.get(job_id)
+    events_before = store.events(job_id=job_id)
+    assert store.progress(job_id, 1, 90, "stale") is False
+    assert store.output(job_id, 1, ["stale chunk"], 0) is False
+    assert store.add_artifact(job_id, 1, {"name": "a", "object_key": "k", "size": 1}) is False
+    assert store.succeed(job_id, 1, {"stale": True}) is False
+    assert store.fail_attempt(job_id, 1, "boom", "stale failure", retryable=False) is None
+    assert store.cancel_attempt(job_id, 1) is False
+    after = store.get(job_id)
+    assert after == before
+    assert store.events(job_id=job_id) == events_before
+    assert store.artifacts(job_id) == []
+
+    assert store.progress(job_id, 2, 50, None)
+    assert store.succeed(job_id, 2, {"ok": True})
+    assert store.succeed(job_id, 2, {"ok": "twice"}) is False  # terminal: nothing more lands
+    assert store.progress(job_id, 2, 10, None) is False
+    done = store.get(job_id)
+    assert done["state"] == "succeeded" and done["result"] == {"ok": True}
+    events = store.events(job_id=job_id)
+    assert types(events).count("job.result") == 1
+    assert statuses(events) == ["queued", "running", "queued", "running", "succeeded"]
+    progress = [e["data"]["progress"] for e in events if e["type"] == "job.progress"]
+    assert progress == [10, 50]
+
+
+# ---- reaping expired leases --------------------------------------------------------------------
+
+
+def test_reap_requeues_an_expired_attempt_with_backoff(store, engine, tenant):
+    job_id = store.create(new_job(tenant, max_attempts=3))[0]["id"]
+    other = store.create(new_job(tenant))[0]["id"]
+    store.claim("d1", 10)
+    expire_lease(engine, job_id)
+    before = time.time()
+    assert store.reap_expired() == [(job_id, "queued")]
+    job = store.get(job_id)
+    assert job["state"] == "queued"
+    assert job["error_code"] == "timeout"
+    assert job["lease_owner"] is None and job["lease_expires_at"] is None
+    assert job["run_after"] >= before + SETTINGS.retry_backoff_s / 2 - 0.01
+    assert job["run_after"] <= time.time() + SETTINGS.retry_backoff_max_s
+    assert store.get(other)["state"] == "running"  # its lease is still good
+    assert store.claim("d1", 10) == []  # backing off
+    last = store.events(job_id=job_id)[-1]
+    assert last["data"]["status"] == "queued" and last["data"]["error"]["code"] == "timeout"
+    assert store.reap_expired() == []
+
+
+def test_reap_fails_the_last_attempt(store, engine, tenant):
+    job_id = store.create(new_job(tenant, max_attempts=1))[0]["id"]
+    claim_one(store, job_id)
+    expire_lease(engine, job_id)
+    assert store.reap_expired() == [(job_id, "failed")]
+    job = store.get(job_id)
+    assert job["state"] == "failed" and job["error_code"] == "timeout"
+    assert "attempt 1 of 1" in job["error_message"]
+    assert job["finished_at"] is not None and job["lease_owner"] is None
+    last = store.events(job_id=job_id)[-1]
+    assert last["data"] == {"status": "failed", "error": {"code": "timeout", "message": ANY_STR}}
+
+
+def test_reap_cancels_an_expired_job_asked_to_cancel(store, engine, tenant):
+    job_id = store.create(new_job(tenant, max_attempts=3))[0]["id"]
+    claim_one(store, job_id)
+    assert store.request_cancel(job_id, tenant)["cancel_requested"] is True
+    expire_lease(engine, job_id)
+    assert store.reap_expired() == [(job_id, "canceled")]
+    job = store.get(job_id)
+    assert job["state"] == "canceled" and job["error_code"] == "canceled"
+    assert statuses(store.events(job_id=job_id))[-1] == "canceled"
+
+
+# ---- heartbeats --------------------------------------------------------------------------------
+
+
+def test_heartbeat_extends_only_the_owners_running_leases(store, engine, tenant):
+    mine = store.create(new_job(tenant))[0]["id"]
+    theirs = store.create(new_job(tenant))[0]["id"]
+    finished = store.create(new_job(tenant))[0]["id"]
+    store.claim("d1", 10)
+    set_job(engine, theirs, lease_owner="d2")
+    assert store.succeed(finished, 1, "done")
+    old = time.time() + 1
+    for job_id in (mine, theirs):
+        set_job(engine, job_id, lease_expires_at=old)
+
+    assert store.heartbeat("d1", {mine: 1, theirs: 1, finished: 1}) == set()
+    assert store.get(mine)["lease_expires_at"] > old + SETTINGS.lease_s - 5
+    assert store.get(theirs)["lease_expires_at"] == old
+    assert store.get(finished)["lease_expires_at"] is None
+    assert store.heartbeat("d1", {}) == set()
+
+    store.request_cancel(mine, tenant)
+    assert store.heartbeat("d1", {mine: 1}) == {mine}
+    assert store.heartbeat("d1", {mine: 2}) == set()  # another attempt: not this one's cancel
+    assert store.get(mine)["state"] == "running"  # the flag only: the dispatcher cancels
+    assert store.cancel_attempt(mine, 1)
+    assert store.get(mine)["state"] == "canceled"
+
+
+# ---- finishing attempts ------------------------------------------------------------------------
+
+
+def test_fail_attempt_retryable_requeues_with_backoff(store, tenant):
+    job_id = store.create(new_job(tenant, max_attempts=2))[0]["id"]
+    claim_one(store, job_id)
+    before = time.time()
+    assert store.fail_attempt(job_id, 1, "worker_died", "replica crashed", True) == "queued"
+    job = store.get(job_id)
+    assert job["state"] == "queued" and job["attempt"] == 1
+    assert job["error_code"] == "worker_died" and job["error_message"] == "replica crashed"
+    assert job["run_after"] >= before + SETTINGS.retry_backoff_s / 2 - 0.01
+    assert job["lease_owner"] is None and job["finished_at"] is None
+    data = store.events(job_id=job_id)[-1]["data"]
+    assert data["status"] == "queued" and data["retry_in_s"] >= SETTINGS.retry_backoff_s / 2
+    assert data["error"] == {"code": "worker_died", "message": "replica crashed"}
+
+
+def test_fail_attempt_not_retryable_or_out_of_attempts_fails(store, engine, tenant):
+    hard = store.create(new_job(tenant, max_attempts=3))[0]["id"]
+    last = store.create(new_job(tenant, max_attempts=1))[0]["id"]
+    store.claim("d1", 10)
+    assert store.fail_attempt(hard, 1, "bad_input", "not an image", False) == "failed"
+    assert store.fail_attempt(last, 1, "worker_died", "again", True) == "failed"
+    job = store.get(hard)
+    assert job["state"] == "failed"
+    assert (job["error_code"], job["error_message"]) == ("bad_input", "not an image")
+    assert job["finished_at"] is not None and job["lease_owner"] is None
+    assert store.events(job_id=hard)[-1]["data"] == {
+        "status": "failed",
+        "error": {"code": "bad_input", "message": "not an image"},
+    }
+    assert store.get(last)["state"] == "failed"
+    assert store.fail_attempt(hard, 1, "x", "y", True) is None  # already finished
+
+
+def test_fail_attempt_of_a_job_asked_to_cancel_cancels_it(store, tenant):
+    job_id = store.create(new_job(tenant))[0]["id"]
+    claim_one(store, job_id)
+    store.request_cancel(job_id, tenant)
+    assert store.fail_attempt(job_id, 1, "worker_died", "x", True) == "canceled"
+    assert store.get(job_id)["state"] == "canceled"
+
+
+def test_succeed_records_the_result(store, tenant):
+    job_id = store.create(new_job(tenant))[0]["id"]
+    claim_one(store, job_id)
+    assert store.progress(job_id, 1, 150, "over") is True  # clamped
+    assert store.get(job_id)["progress"] == 100
+    assert store.progress(job_id, 1, -5, None) is True
+    assert store.get(job_id)["progress"] == 0
+    assert store.output(job_id, 1, ["a", "b"], 4)
+    result = {"labels": ["cat"], "score": 0.9}
+    assert store.succeed(job_id, 1, result)
+    job = store.get(job_id)
+    assert job["state"] == "succeeded" and job["progress"] == 100 and job["result"] == result
+    assert job["finished_at"] >= job["started_at"] and job["lease_owner"] is None
+    assert job["error_code"] is None
+    events = store.events(job_id=job_id)
+    assert types(events)[-2:] == ["job.result", "job.status"]
+    assert events[-2]["data"] == {"result": result}
+    assert events[-1]["data"] == {"status": "succeeded"}
+    assert all(e["attempt"] == 1 for e in events[1:])
+    outputs = [e["data"] for e in events if e["type"] == "job.output"]
+    assert outputs == [{"chunk": "a", "index": 4}, {"chunk": "b", "index": 5}]
+    assert store.durations(0) == [pytest.approx(job["finished_at"] - job["started_at"])]
+
+
+def test_artifacts_are_fenced_and_replaced_by_name(store, tenant):
+    job_id = store.create(new_job(tenant))[0]["id"]
+    claim_one(store, job_id)
+    assert store.add_artifact(job_id, 1, {"name": "out.png", "object_key": "k1", "size": 3})
+    info = {"name": "out.png", "object_key": "k2", "size": 5, "content_type": "image/png"}
+    assert store.add_artifact(job_id, 1, info)
+    assert store.add_artifact(job_id, 1, {"name": "a.txt", "object_key": "k3", "size": 1})
+    found = store.artifacts(job_id)
+    assert [(a["name"], a["object_key"], a["size"]) for a in found] == [
+        ("a.txt", "k3", 1),
+        ("out.png", "k2", 5),
+    ]
+    assert all(a["tenant_id"] == tenant for a in found)
+
+
+# ---- canceling and releasing -------------------------------------------------------------------
+
+
+def test_request_cancel(store, tenant):
+    queued = store.create(new_job(tenant))[0]["id"]
+    job = store.request_cancel(queued, tenant)
+    assert job["state"] == "canceled" and job["finished_at"] is not None
+    assert statuses(store.events(job_id=queued)) == ["queued", "canceled"]
+    assert store.claim("d1", 10) == []
+
+    running = store.create(new_job(tenant))[0]["id"]
+    claim_one(store, running)
+    job = store.request_cancel(running, tenant)
+    assert job["state"] == "running" and job["cancel_requested"] is True
+    assert statuses(store.events(job_id=running)) == ["queued", "running"]
+
+    # Another tenant cannot cancel it, and canceling a finished job changes nothing.
+    assert store.request_cancel(running, "ten_other") is None
+    assert store.request_cancel(queued, tenant)["state"] == "canceled"
+    assert len(store.events(job_id=queued)) == 2
+
+
+def test_release_gives_running_jobs_back(store, tenant):
+    ids = [store.create(new_job(tenant))[0]["id"] for _ in range(3)]
+    store.claim("d1", 2)
+    store.claim("d2", 10)
+    mine = [j for j in ids if store.get(j)["lease_owner"] == "d1"]
+    assert len(mine) == 2
+    assert store.release("d1") == 2
+    for job_id in mine:
+        job = store.get(job_id)
+        assert job["state"] == "queued" and job["lease_owner"] is None
+        assert store.events(job_id=job_id)[-1]["data"] == {"status": "queued", "released": True}
+    assert store.release("d1") == 0
+    assert store.counts_by_state()["running"] == 1  # d2's job is untouched
+    again = store.claim("d3", 10)  # released jobs are due at once
+    assert sorted(j["id"] for j in again) == sorted(mine)
+
+
+# ---- listing -----------------------------------------------------------------------------------
+
+
+def test_list_is_per_tenant_with_filters(store, keys, tenant):
+    other = keys.ensure_tenant("other")
+    a = store.create(new_job(tenant, model="echo"))[0]["id"]
+    b = store.create(new_job(tenant, model="caption"))[0]["id"]
+    c = store.create(new_job(tenant, model="echo"))[0]["id"]
+    store.create(new_job(other, model="echo"))
+    store.request_cancel(c, tenant)
+
+    def ids(**kwargs):
+        rows, cursor = store.list(tenant, **kwargs)
+        assert cursor is None
+        return {r["id"] for r in rows}
+
+    assert ids() == {a, b, c}
+    assert ids(states=["queued"]) == {a, b}
+    assert ids(states=["queued", "canceled"]) == {a, b, c}
+    assert ids(model="echo") == {a, c}
+    assert ids(model="echo", states=["queued"]) == {a}
+    assert ids(model="nope") == set()
+    assert all(r["tenant_id"] == other for r in store.list(other)[0])
+    assert len(store.list(other)[0]) == 1
+
+
+def test_list_pages_newest_first_with_a_cursor(store, tenant):
+    created = []
+    for _ in range(25):
+        created.append(store.create(new_job(tenant))[0]["id"])
+        time.sleep(0.002)  # ids order creation to the millisecond
+    pages, cursor = [], None
+    while True:
+        rows, cursor = store.list(tenant, limit=10, cursor=cursor)
+        pages.append([r["id"] for r in rows])
+        if cursor is None:
+            break
+    assert [len(p) for p in pages] == [10, 10, 5]
+    seen = [i for page in pages for i in page]
+    assert seen == list(reversed(created))
+    assert len(set(seen)) == 25
+    rows, cursor = store.list(tenant, limit=5, cursor=encode_cursor(created[5]))
+    assert [r["id"] for r in rows] == list(reversed(created[:5])) and cursor is None
+    for bad in ("not-a-cursor!", encode_cursor("ten_x"), "////"):
+        with pytest.raises(ValueError):
+            store.list(tenant, cursor=bad)
+
+
+# ---- webhook outbox ----------------------------------------------------------------------------
+
+
+def test_webhook_outbox_has_a_delivery_per_subscribed_event(store, tenant):
+    hook = {"url": "https://example.com/hook", "events": ["job.status"]}
+    job_id = store.create(new_job(tenant, webhook=hook))[0]["id"]
+    plain = store.create(new_job(tenant))[0]["id"]
+    store.claim("d1", 10)
+    store.progress(job_id, 1, 50, None)
+    store.succeed(job_id, 1, {"x": 1})
+    store.succeed(plain, 1, {"x": 1})
+    events = store.events(job_id=job_id)
+    status_ids = [e["id"] for e in events if e["type"] == "job.status"]
+    deliveries = store.deliveries(job_id)
+    assert [d["event_id"] for d in deliveries] == status_ids
+    assert {d["event_type"] for d in deliveries} == {"job.status"}
+    assert [d["payload"]["data"]["status"] for d in deliveries] == [
+        "queued",
+        "running",
+        "succeeded",
+    ]
+    tenant_secret = KeyStore(store.engine).tenant(tenant)["webhook_secret"]
+    for d in deliveries:
+        assert d["state"] == "pending" and d["attempts"] == 0 and d["log"] == []
+        assert d["url"] == hook["url"] and d["secret"] == tenant_secret
+        assert d["payload"]["id"] == d["event_id"] and d["payload"]["job_id"] == job_id
+    assert store.deliveries(plain) == []
+
+    # Without "events" the default set applies; a hook's own secret wins over the tenant's.
+    own = {"url": "https://example.com/other", "secret": "whsec_own"}
+    other = store.create(new_job(tenant, webhook=own))[0]["id"]
+    claim_one(store, other)
+    store.succeed(other, 1, "r")
+    got = store.deliveries(other)
+    assert [d["event_type"] for d in got] == [
+        "job.status",
+        "job.status",
+        "job.result",
+        "job.status",
+    ]
+    assert {d["secret"] for d in got} == {"whsec_own"}
+
+
+def test_claim_deliveries_locks_them(store, engine, tenant):
+    hook = {"url": "https://example.com/hook", "events": ["job.status"]}
+    for _ in range(3):
+        store.create(new_job(tenant, webhook=hook))
+    first = store.claim_deliveries(2, lock_s=60)
+    assert len(first) == 2
+    assert all(d["locked_until"] > time.time() + 50 for d in first)
+    rest = store.claim_deliveries(10, lock_s=60)
+    assert len(rest) == 1 and rest[0]["id"] not in {d["id"] for d in first}
+    assert store.claim_deliveries(10, lock_s=60) == []
+    # Once the lock passes (a deliverer died), they are claimed again.
+    with engine.begin() as conn:
+        conn.execute(update(webhook_deliveries).values(locked_until=time.time() - 1))
+    assert len(store.claim_deliveries(10, lock_s=60)) == 3
+    # Not yet due: not claimed.
+    with engine.begin() as conn:
+        conn.execute(
+            update(webhook_deliveries).values(locked_until=None, next_attempt_at=time.time() + 60)
+        )
+    assert store.claim_deliveries(10, lock_s=60) == []
+
+
+def test_claim_deliveries_concurrently_hands_each_out_once(engines, store, tenant):
+    hook = {"url": "https://example.com/hook", "events": ["job.status"]}
+    for _ in range(30):
+        store.create(new_job(tenant, webhook=hook))
+    stores = [JobStore(engines(), SETTINGS, DEFAULT_EVENTS) for _ in range(3)]
+
+    def drain(i: int) -> list[str]:
+        got = []
+        while batch := stores[i].claim_deliveries(4, lock_s=60):
+            got.extend(d["id"] for d in batch)
+        return got
+
+    claimed = [d for ids in run_threads(3, drain) for d in ids]
+    assert len(claimed) == len(set(claimed)) == 30
+
+
+def test_record_delivery_outcomes(store, tenant):
+    hook = {"url": "https://example.com/hook", "events": ["job.status"]}
+    for _ in range(3):
+        store.create(new_job(tenant, webhook=hook))
+    ok, retry, dead = store.claim_deliveries(10, lock_s=60)
+
+    store.record_delivery(ok, {"ok": True, "status": 204, "ms": 12}, None)
+    store.record_delivery(
+        retry, {"ok": False, "status": 500, "error": "HTTP 500"}, time.time() + 30
+    )
+    store.record_delivery(dead, {"ok": False, "status": None, "error": "refused"}, None)
+
+    by_id = {d["id"]: d for job in store.list(tenant)[0] for d in store.deliveries(job["id"])}
+    done = by_id[ok["id"]]
+    assert done["state"] == "succeeded" and done["attempts"] == 1
+    assert done["delivered_at"] is not None and done["last_status"] == 204
+    assert done["locked_until"] is None
+    assert len(done["log"]) == 1
+    assert done["log"][0]["attempt"] == 1 and done["log"][0]["status"] == 204
+    again = by_id[retry["id"]]
+    assert again["state"] == "pending" and again["attempts"] == 1
+    assert again["next_attempt_at"] > time.time() + 20
+    assert again["last_error"] == "HTTP 500" and again["delivered_at"] is None
+    assert by_id[dead["id"]]["state"] == "failed"
+    assert by_id[dead["id"]]["last_error"] == "refused"
+    assert store.claim_deliveries(10, lock_s=60) == []  # none due: one is in 30 s
+
+    # A second failure appends to the log.
+    store.record_delivery(again, {"ok": True, "status": 200}, None)
+    final = next(d for d in store.deliveries(again["job_id"]) if d["id"] == again["id"])
+    assert final["state"] == "succeeded" and final["attempts"] == 2
+    assert [entry["attempt"] for entry in final["log"]] == [1, 2]
+
+
+# ---- events ------------------------------------------------------------------------------------
+
+
+def test_events_since_returns_late_ids_too(store, tenant):
+    job_id = store.create(new_job(tenant))[0]["id"]
+    claim_one(store, job_id)
+    store.progress(job_id, 1, 10, None)
+    store.progress(job_id, 1, 20, None)
+    all_ids = [e["id"] for e in store.events()]
+    assert len(all_ids) == 4 and all_ids == sorted(all_ids)
+    assert store.last_event_id() == all_ids[-1]
+    assert [e["id"] for e in store.events_since(all_ids[2])] == all_ids[3:]
+    got = store.events_since(all_ids[2], also_ids=[all_ids[0], all_ids[1]])
+    assert [e["id"] for e in got] == [all_ids[0], all_ids[1], all_ids[3]]
+    assert store.events_since(all_ids[-1]) == []
+    assert [e["id"] for e in store.events_since(all_ids[-1], [all_ids[1]])] == [all_ids[1]]
+    assert [e["id"] for e in store.events(after_id=all_ids[0], limit=2)] == all_ids[1:3]
+    assert store.events(tenant_id="ten_other") == []
+
+
+async def _next(sub, timeout: float = 5.0) -> dict:
+    event = await sub.get(timeout)
+    assert event is not None, "no event arrived"
+    return event
+
+
+async def _started(tail: EventTail) -> None:
+    deadline = time.monotonic() + 5
+    while tail._last_id is None:
+        assert time.monotonic() < deadline, "the tail did not start"
+        await asyncio.sleep(0.01)
+
+
+async def _stop(tail: EventTail) -> None:
+    for sub in list(tail._subscribers):
+        sub.close()
+    if tail._task is not None:
+        tail._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await tail._task
+
+
+def test_event_tail_delivers_new_events_to_matching_subscribers(store, keys, tenant):
+    other_tenant = keys.ensure_tenant("other")
+    old = store.create(new_job(tenant))[0]["id"]  # before subscribing: not replayed
+
+    async def main():
+        tail = EventTail(store, poll_s=0.01)
+        by_job = tail.job(old)
+        by_tenant = tail.tenant(tenant)
+        try:
+            await _started(tail)
+            job_id = await asyncio.to_thread(lambda: store.create(new_job(tenant))[0]["id"])
+            foreign = await asyncio.to_thread(lambda: store.create(new_job(other_tenant))[0])
+            set_job(store.engine, job_id, run_after=time.time() + 60)
+            set_job(store.engine, foreign["id"], run_after=time.time() + 60)
+            await asyncio.to_thread(claim_one, store, old)
+            got = [await _next(by_tenant) for _ in range(2)]
+            assert [(e["job_id"], e["data"]["status"]) for e in got] == [
+                (job_id, "queued"),
+                (old, "running"),
+            ]
+            mine = await _next(by_job)
+            assert mine["job_id"] == old and mine["data"]["status"] == "running"
+            assert await by_job.get(0.2) is None
+            assert await by_tenant.get(0.05) is None  # nothing of the other tenant's
+            assert foreign["tenant_id"] == other_tenant
+            by_job.close()
+            await asyncio.to_thread(store.progress, old, 1, 50, None)
+            assert (await _next(by_tenant))["type"] == "job.progress"
+            assert by_job.queue.empty()
+        finally:
+            await _stop(tail)
+
+    asyncio.run(main())
+
+
+def _insert_event(conn, job: dict, type_: str, event_id: int | None = None) -> int:
+    values = {
+        "job_id": job["id"],
+        "tenant_id": job["tenant_id"],
+        "type": type_,
+        "attempt": 0,
+        "data": {"type": type_},
+        "created_at": time.time(),
+    }
+    if event_id is not None:
+        values["id"] = event_id
+    return conn.execute(insert(job_events).values(values).returning(job_events.c.id)).scalar_one()
+
+
+def test_event_tail_delivers_an_event_that_commits_late(store, engine, tenant):
+    """A smaller event id that commits after a larger one must still reach subscribers."""
+    job = store.create(new_job(tenant))[0]
+
+    async def main():
+        tail = EventTail(store, poll_s=0.01, gap_s=10)
+        sub = tail.job(job["id"])
+        try:
+            await _started(tail)
+            if is_postgres(engine):
+                # Two writers: A takes the smaller id from the sequence and commits last.
+                with engine.connect() as conn_a, engine.connect() as conn_b:
+                    txn_a = conn_a.begin()
+                    id_a = _insert_event(conn_a, job, "late")
+                    with conn_b.begin():
+                        id_b = _insert_event(conn_b, job, "early")
+                    assert id_a < id_b
+                    got = await _next(sub)
+                    assert (got["id"], got["type"]) == (id_b, "early")
+                    await asyncio.sleep(0.1)  # several polls while A is still open
+                    assert sub.queue.empty()
+                    assert id_a in tail._gaps
+                    txn_a.commit()
+            else:
+                # SQLite has one writer at a time: make the hole with explicit ids instead.
+                last = store.last_event_id()
+                id_a, id_b = last + 1, last + 2
+                with engine.begin() as conn:
+                    _insert_event(conn, job, "early", id_b)
+                got = await _next(sub)
+                assert (got["id"], got["type"]) == (id_b, "early")
+                assert id_a in tail._gaps
+                with engine.begin() as conn:
+                    _insert_event(conn, job, "late", id_a)
+            late = await _next(sub)
+            assert (late["id"], late["type"]) == (id_a, "late")
+            await asyncio.sleep(0.1)
+            assert sub.queue.empty()  # each event once
+            assert id_a not in tail._gaps
+        finally:
+            await _stop(tail)
+
+    asyncio.run(main())
+
+
+# ---- counts ------------------------------------------------------------------------------------
+
+
+def test_counts_by_state(store, tenant):
+    assert store.counts_by_state() == dict.fromkeys(
+        ("queued", "running", "succeeded", "failed", "canceled"), 0
+    )
+    ids = [store.create(new_job(tenant))[0]["id"] for _ in range(4)]
+    store.request_cancel(ids[0], tenant)
+    running = store.claim("d1", 2)
+    store.succeed(running[0]["id"], 1, None)
+    assert store.counts_by_state() == {
+        "queued": 1,
+        "running": 1,
+        "succeeded": 1,
+        "failed": 0,
+        "canceled": 1,
+    }
+
+
+# ---- API keys ----------------------------------------------------------------------------------
+
+
+def test_keys_create_and_verify(keys):
+    created = keys.create("acme", "ci", ("jobs:read", "jobs:write"))
+    assert created.key.startswith("bq_")
+    principal = keys.verify(created.key)
+    assert principal is not None
+    assert principal.tenant_id == created.tenant_id == keys.ensure_tenant("acme")
+    assert principal.key_id == created.key_id
+    assert principal.scopes == {"jobs:read", "jobs:write"}
+    assert principal.allows("jobs:read") and not principal.allows("objects:read")
+    assert keys.verify(f"  {created.key}\n") == principal  # surrounding whitespace is fine
+    admin = keys.verify(keys.create("acme", "admin", ("admin",)).key)
+    assert admin.allows("objects:write")
+    assert keys.ensure_tenant("acme") == created.tenant_id  # one tenant per name
+    listed = keys.list("acme")
+    assert [k["id"] for k in listed] == [created.key_id, admin.key_id]
+    assert all("key_hash" not in k for k in listed)
+    assert keys.list("nobody") == []
+
+
+def test_keys_reject_wrong_or_malformed_keys(keys):
+    created = keys.create("acme", "ci")
+    key_id, secret = parse_key(created.key)
+    public = key_id.removeprefix("key_")
+    for bad in (
+        f"bq_{public}_{secret}x",
+        f"bq_{public}_wrong",
+        f"bq_000000000000_{secret}",
+        f"xx_{public}_{secret}",
+        f"bq_{public}",
+        f"bq__{secret}",
+        f"bq_{public}_{secret}_extra",
+        "",
+        "garbage",
+    ):
+        assert keys.verify(bad) is None, bad
+
+
+def test_keys_revoke(keys):
+    created = keys.create("acme", "ci")
+    assert keys.revoke(created.key_id) is True
+    assert keys.verify(created.key) is None
+    assert keys.revoke(created.key_id) is False
+    assert keys.revoke("key_unknown") is False
+    assert keys.list("acme")[0]["revoked_at"] is not None
+
+
+def test_keys_unknown_scope(keys):
+    with pytest.raises(ValueError, match="unknown scopes"):
+        keys.create("acme", "ci", ("jobs:read", "jobs:delete"))
+    assert keys.list() == []
+
+
+def test_keys_are_stored_hashed(keys, engine):
+    created = keys.create("acme", "ci")
+    secret = parse_key(created.key)[1]
+    with engine.connect() as conn:
+        row = conn.execute(select(api_keys).where(api_keys.c.id == created.key_id)).one()
+        dump = conn.execute(text("SELECT * FROM api_keys")).all()
+    assert row.key_hash == hashlib.sha256(secret.encode()).hexdigest()
+    assert all(secret not in str(value) for r in dump for value in r)
+
+
+class _AnyStr:
+    def __eq__(self, other):
+        return isinstance(other, str) and bool(other)
+
+    def __repr__(self):
+        return "<any non-empty str>"
+
+
+ANY_STR = _AnyStr()
