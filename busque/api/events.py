@@ -49,11 +49,13 @@ async def _stream(ctx, sub, replay, after: int, stop_at_terminal: bool) -> Async
     keepalive = ctx.settings.events.keepalive_s
     with sub:
         sent = after
-        for event in await asyncio.to_thread(replay, after):
-            sent = event["id"]
-            yield _sse(event)
-            if stop_at_terminal and _is_terminal(event):
-                return
+        # The store answers a page at a time: read until a page comes back empty.
+        while page := await asyncio.to_thread(replay, sent):
+            for event in page:
+                sent = event["id"]
+                yield _sse(event)
+                if stop_at_terminal and _is_terminal(event):
+                    return
         while True:
             event = await sub.get(timeout=keepalive)
             if event is None:
@@ -80,7 +82,7 @@ async def job_events(
     if job is None:
         raise not_found("job", job_id)
     start = _resume_from(last_event_id or after)
-    sub = ctx.tail.job(job_id)
+    sub = await ctx.tail.job(job_id)
 
     def replay(after_id: int) -> list[dict]:
         return ctx.jobs.events(job_id=job_id, after_id=after_id)
@@ -101,7 +103,7 @@ async def tenant_events(
 ):
     ctx = request.app.state.ctx
     resume = last_event_id or after
-    sub = ctx.tail.tenant(principal.tenant_id)
+    sub = await ctx.tail.tenant(principal.tenant_id)
     if resume is None:  # no resume point: from now on
         start = await asyncio.to_thread(ctx.jobs.last_event_id)
     else:
@@ -136,7 +138,7 @@ async def websocket(ws: WebSocket):
         return
     jobs: set[str] = set()
     sent: dict[str, int] = {}
-    sub = ctx.tail.subscribe(lambda e: e["job_id"] in jobs)
+    sub = await ctx.tail.subscribe(lambda e: e["job_id"] in jobs)
     outgoing: asyncio.Queue[dict] = asyncio.Queue()
     # Held while a job's past is replayed, so live events of it wait in the queue behind it.
     replaying = asyncio.Lock()
@@ -170,11 +172,16 @@ async def websocket(ws: WebSocket):
             async with replaying:
                 jobs.add(job_id)
                 await outgoing.put({"type": "subscribed", "job_id": job_id})
-                past = await asyncio.to_thread(ctx.jobs.events, job_id=job_id, after_id=after)
-                for event in past:
-                    if event["id"] > sent.get(job_id, 0):
-                        sent[job_id] = event["id"]
-                        await outgoing.put({"type": "event", "event": event_view(event)})
+                cursor = after
+                # The store answers a page at a time: read until a page comes back empty.
+                while past := await asyncio.to_thread(
+                    ctx.jobs.events, job_id=job_id, after_id=cursor
+                ):
+                    cursor = past[-1]["id"]
+                    for event in past:
+                        if event["id"] > sent.get(job_id, 0):
+                            sent[job_id] = event["id"]
+                            await outgoing.put({"type": "event", "event": event_view(event)})
 
     tasks = [asyncio.create_task(forward_live()), asyncio.create_task(send_all())]
     try:

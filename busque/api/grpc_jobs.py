@@ -151,7 +151,7 @@ async def _get_status(ctx: Any, request: Any, grpc_context: Any) -> pb.JobStatus
     if wait <= 0 or job["state"] in TERMINAL:
         return job_status(job)
     deadline = time.monotonic() + wait
-    with ctx.tail.job(job_id) as sub:
+    with await ctx.tail.job(job_id) as sub:
         # Read again after subscribing: it may have finished in between.
         job = await _load_job(ctx, job_id, principal.tenant_id)
         while job["state"] not in TERMINAL and (left := deadline - time.monotonic()) > 0:
@@ -197,7 +197,7 @@ async def _stream_status(ctx: Any, request: Any, grpc_context: Any) -> AsyncIter
     await _load_job(ctx, job_id, principal.tenant_id)
 
     # Subscribe before reading the past, so nothing falls between replay and live.
-    with ctx.tail.job(job_id) as sub:
+    with await ctx.tail.job(job_id) as sub:
         # The state read after subscribing: if terminal, every event is already stored.
         job = await _load_job(ctx, job_id, principal.tenant_id)
         sent: set[int] = set()

@@ -125,7 +125,7 @@ async def get_job(
     if wait <= 0 or job["state"] in TERMINAL:
         return job_view(job)
     deadline = time.monotonic() + wait
-    with ctx.tail.job(job_id) as sub:
+    with await ctx.tail.job(job_id) as sub:
         # Read again after subscribing: it may have finished in between.
         job = await asyncio.to_thread(_load_job, ctx, job_id, principal)
         while job["state"] not in TERMINAL and (left := deadline - time.monotonic()) > 0:

@@ -52,27 +52,43 @@ class EventTail:
         self._gaps: dict[int, float] = {}  # missing id -> when to stop looking for it
         self._task: asyncio.Task | None = None
         self._idle = asyncio.Event()
+        self._starting = asyncio.Lock()
 
-    def subscribe(self, match: Match) -> Subscription:
+    async def subscribe(self, match: Match) -> Subscription:
+        """Follow the events that `match`; every event committed after this returns reaches the
+        subscription, so a caller may replay the past from the database right after it."""
         sub = Subscription(self, match)
         self._subscribers.add(sub)
+        await self._start()
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="event-tail")
         self._idle.set()
         return sub
 
-    def job(self, job_id: str) -> Subscription:
-        return self.subscribe(lambda e: e["job_id"] == job_id)
+    async def job(self, job_id: str) -> Subscription:
+        return await self.subscribe(lambda e: e["job_id"] == job_id)
 
-    def tenant(self, tenant_id: str) -> Subscription:
-        return self.subscribe(lambda e: e["tenant_id"] == tenant_id)
+    async def tenant(self, tenant_id: str) -> Subscription:
+        return await self.subscribe(lambda e: e["tenant_id"] == tenant_id)
+
+    async def _start(self) -> None:
+        async with self._starting:
+            if self._last_id is not None:
+                return
+            # Start from now, but watch the ids missing just below: they may belong to
+            # transactions still open.
+            last, missing = await asyncio.to_thread(self.store.recent_gaps, 1000)
+            self._gaps = dict.fromkeys(missing, time.monotonic() + self.gap_s)
+            self._last_id = last
 
     async def _run(self) -> None:
         while True:
             if not self._subscribers:
+                self._last_id = None  # nobody listens: start afresh on the next subscriber
                 self._idle.clear()
                 await self._idle.wait()
             try:
+                await self._start()
                 await self._poll_once()
             except Exception:
                 logger.exception("event tail poll failed")
@@ -81,12 +97,6 @@ class EventTail:
 
     async def _poll_once(self) -> None:
         now = time.monotonic()
-        if self._last_id is None:
-            # Start from now (subscribers replay the past from the database themselves), but
-            # watch the ids missing just below, which may belong to transactions still open.
-            self._last_id, missing = await asyncio.to_thread(self.store.recent_gaps, 1000)
-            self._gaps = dict.fromkeys(missing, now + self.gap_s)
-            return
         self._gaps = {i: until for i, until in self._gaps.items() if until > now}
         events = await asyncio.to_thread(self.store.events_since, self._last_id, list(self._gaps))
         for event in events:

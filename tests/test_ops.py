@@ -1,0 +1,78 @@
+"""Operations endpoints: liveness, readiness, Prometheus metrics and who-am-I."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+
+from tests.conftest import wait_for
+from tests.test_jobs_api import assert_error, submit
+
+
+def metric(text: str, name: str, labels: str = "") -> float:
+    pattern = rf"^{re.escape(name)}{re.escape(labels)} ([0-9.e+-]+)$"
+    match = re.search(pattern, text, re.MULTILINE)
+    assert match, f"{name}{labels} not in metrics:\n{text}"
+    return float(match.group(1))
+
+
+def test_healthz_and_readyz_need_no_key(app):
+    with httpx.Client(base_url=app.url, timeout=30) as anonymous:
+        health = anonymous.get("/healthz")
+        assert health.status_code == 200 and health.json() == {"status": "ok"}
+        ready = anonymous.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    body = ready.json()
+    assert body["status"] == "ready"
+    assert set(body["checks"]) == {"database", "object_store", "dispatcher"}
+    for name, check in body["checks"].items():
+        assert check["ok"] is True, (name, check)
+        assert check["ms"] >= 0
+
+
+def test_metrics_count_jobs_by_state_and_durations(app, client):
+    job = submit(client, "sleep", {"seconds": 0.2})
+    assert wait_for(client, job["id"])["status"] == "succeeded"
+    with httpx.Client(base_url=app.url, timeout=30) as anonymous:
+        response = anonymous.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    assert metric(text, "busque_jobs", '{state="succeeded"}') >= 1
+    for state in ("queued", "running", "failed", "canceled"):
+        assert metric(text, "busque_jobs", f'{{state="{state}"}}') >= 0
+    assert metric(text, "busque_queue_depth") >= 0
+    assert metric(text, "busque_jobs_running") >= 0
+    assert metric(text, "busque_job_duration_seconds_count") >= 1
+    assert metric(text, "busque_job_duration_seconds_bucket", '{le="+Inf"}') >= 1
+    # The sleep job ran for at least 0.2 s: it is not in the 0.1 s bucket, but in the 0.5 s+ ones.
+    sum_seconds = metric(text, "busque_job_duration_seconds_sum")
+    assert sum_seconds >= 0.2
+    assert metric(text, "busque_job_duration_seconds_bucket", '{le="0.1"}') < metric(
+        text, "busque_job_duration_seconds_bucket", '{le="+Inf"}'
+    )
+
+    # The succeeded count follows new jobs.
+    before = metric(text, "busque_jobs", '{state="succeeded"}')
+    wait_for(client, submit(client, "echo", {"metrics": 1})["id"])
+    after = metric(client.get("/metrics").text, "busque_jobs", '{state="succeeded"}')
+    assert after >= before + 1
+
+
+def test_me_describes_the_calling_key(app, client, other_tenant_key):
+    me = client.get("/v1/me")
+    assert me.status_code == 200
+    body = me.json()
+    assert body["tenant_id"] and isinstance(body["scopes"], list)
+    assert body["scopes"] == ["admin"]  # the dev key made at startup
+    assert body["webhook_secret"].startswith("whsec_") and len(body["webhook_secret"]) > 20
+    assert body["key_id"].startswith("key_") and body["key_id"][4:] in app.admin_key
+    with app.client(other_tenant_key) as other:
+        theirs = other.get("/v1/me").json()
+    assert theirs["tenant"] == "other-tenant"
+    assert theirs["scopes"] == ["jobs:read", "jobs:write", "objects:read", "objects:write"]
+    assert theirs["tenant_id"] != body["tenant_id"]
+    assert theirs["webhook_secret"] != body["webhook_secret"]
+    with httpx.Client(base_url=app.url) as anonymous:
+        assert_error(anonymous.get("/v1/me"), 401, "unauthorized")
