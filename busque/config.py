@@ -57,7 +57,9 @@ class JobSettings(BaseModel):
 
 
 class EventSettings(BaseModel):
-    poll_s: float = Field(0.02, gt=0, description="how often a gateway tails job_events")
+    poll_s: float = Field(
+        0.5, gt=0, description="a gateway's fallback poll of job_events (commits wake it sooner)"
+    )
     keepalive_s: float = Field(15.0, gt=0, description="SSE comment / WebSocket ping interval")
 
 

@@ -55,6 +55,24 @@ def test_long_poll_times_out_with_the_current_state(client):
     client.post(f"/v1/jobs/{job['id']}/cancel")
 
 
+def test_prefer_wait_answers_with_the_finished_job(client):
+    response = client.post(
+        "/v1/jobs", json={"model": "echo", "input": {"x": 1}}, headers={"Prefer": "wait=20"}
+    )
+    assert response.status_code == 201, response.text
+    assert response.headers["preference-applied"] == "wait=20"
+    assert response.headers["location"] == f"/v1/jobs/{response.json()['id']}"
+    assert response.json()["status"] == "succeeded"
+    assert response.json()["result"] == {"echo": {"x": 1}}
+    slow = client.post(
+        "/v1/jobs", json={"model": "sleep", "input": {"seconds": 5}}, headers={"Prefer": "wait=0.3"}
+    )
+    assert slow.status_code == 202 and slow.json()["status"] in ("queued", "running")
+    client.post(f"/v1/jobs/{slow.json()['id']}/cancel")
+    bad = client.post("/v1/jobs", json={"model": "echo"}, headers={"Prefer": "wait=soon"})
+    assert_error(bad, 422, "invalid_request")
+
+
 def test_idempotency_key_returns_the_same_job(client):
     key = str(uuid.uuid4())
     body = {"model": "echo", "input": {"n": 1}}

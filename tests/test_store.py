@@ -158,11 +158,19 @@ def run_threads(n: int, target) -> list:
 # ---- migrations --------------------------------------------------------------------------------
 
 
+def _head() -> str:
+    from alembic.script import ScriptDirectory
+
+    from busque.db.migrate import alembic_config
+
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
 def test_migrations_are_idempotent_and_create_the_schema(db_url, engine):
-    assert current_revision(db_url) == "0001"
+    assert current_revision(db_url) == _head() == "0002"
     upgrade(db_url)  # a second upgrade is a no-op
     upgrade(db_url)
-    assert current_revision(db_url) == "0001"
+    assert current_revision(db_url) == _head()
     names = set(inspect(engine).get_table_names())
     assert names >= TABLES | {"alembic_version"}
     job_columns = {c["name"] for c in inspect(engine).get_columns("jobs")}
@@ -926,3 +934,21 @@ class _AnyStr:
 
 
 ANY_STR = _AnyStr()
+
+
+def test_commits_wake_watchers(db_url, store, tenant):
+    """LISTEN/NOTIFY on PostgreSQL (triggers from migration 0002), data_version on SQLite."""
+    from busque.db.notify import watch_commits
+
+    woken = threading.Event()
+    watcher = watch_commits(db_url, "busque_jobs", woken.set)
+    assert watcher is not None
+    try:
+        time.sleep(0.5)  # the watcher is listening (it calls back once when it starts)
+        woken.clear()
+        time.sleep(0.2)
+        assert not woken.is_set()  # nothing committed, nothing heard
+        store.create(new_job(tenant))
+        assert woken.wait(5), "a commit did not wake the watcher"
+    finally:
+        watcher.stop()

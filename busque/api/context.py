@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 from busque.api.auth import Authenticator
+from busque.db.notify import watch_commits
 from busque.jobs.event_tail import EventTail
 from busque.serve.runtime import Runtime
 
@@ -21,25 +22,37 @@ class ApiContext:
         self.objects = runtime.objects
         self.registry = runtime.registry
         self.auth = Authenticator(runtime.keys, runtime.settings.auth.cache_s)
-        self.tail = EventTail(runtime.jobs, runtime.settings.events.poll_s)
         self.dispatcher = dispatcher  # a DeploymentHandle, or None outside Serve
-        self._wake_pending = False
+        # Commits are noticed at once (LISTEN/NOTIFY on PostgreSQL, data_version on SQLite):
+        # polling is only a fallback, and the dispatcher watches for new jobs itself.
+        self.tail = EventTail(runtime.jobs, runtime.settings.events.poll_s)
+        watcher = watch_commits(
+            runtime.settings.database.url, "busque_events", self.tail.nudge_threadsafe
+        )
+        self.notified = watcher is not None
+        self._waking: asyncio.Task | None = None
+        self._wake_again = False
 
     def wake_dispatcher(self) -> None:
-        """Tell the dispatcher new work is queued; calls in flight already cover later jobs."""
-        if self.dispatcher is None or self._wake_pending:
+        """Tell the dispatcher new work is queued. While one wake call is in flight, later jobs
+        ask for one more after it (that call's claim may have run before they committed)."""
+        if self.dispatcher is None or self.notified:
             return
-        self._wake_pending = True
+        if self._waking is not None and not self._waking.done():
+            self._wake_again = True
+            return
 
         async def wake():
-            try:
-                await self.dispatcher.wake.remote()
-            except Exception:  # it polls anyway; a missed wake only adds latency
-                logger.warning("could not wake the dispatcher", exc_info=True)
-            finally:
-                self._wake_pending = False
+            while True:
+                self._wake_again = False
+                try:
+                    await self.dispatcher.wake.remote()
+                except Exception:  # it polls anyway; a missed wake only adds latency
+                    logger.warning("could not wake the dispatcher", exc_info=True)
+                if not self._wake_again:
+                    return
 
-        asyncio.get_running_loop().create_task(wake())
+        self._waking = asyncio.get_running_loop().create_task(wake())
 
     def cancel_on_dispatcher(self, job_id: str) -> None:
         if self.dispatcher is None:

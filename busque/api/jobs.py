@@ -57,8 +57,16 @@ async def create_job(
     response: Response,
     principal: Principal = Depends(require("jobs:write")),
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    prefer: Annotated[
+        str | None,
+        Header(
+            description="`wait=N` (RFC 7240): hold the response up to N s for the result; "
+            "201 if the job finished by then, else 202"
+        ),
+    ] = None,
 ):
     ctx = _ctx(request)
+    wait = _preferred_wait(prefer)
     spec = ctx.registry.get(body.model)
     if spec is None:
         raise ApiError(
@@ -100,16 +108,68 @@ async def create_job(
         webhook=hook,
         idempotency_key=idempotency_key,
     )
+    # With Prefer: wait, subscribe before the job exists, so not even its first events can be
+    # missed and no extra read is needed.
+    sub = await ctx.tail.job(new.id) if wait else None
     try:
-        job, created = await asyncio.to_thread(ctx.jobs.create, new)
-    except IdempotencyConflict as exc:
-        raise ApiError(409, "idempotency_conflict", str(exc)) from None
-    if created:
-        ctx.wake_dispatcher()
-    else:
-        response.headers["Idempotent-Replayed"] = "true"
-    response.headers["Location"] = f"/v1/jobs/{job['id']}"
+        try:
+            job, created = await asyncio.to_thread(ctx.jobs.create, new)
+        except IdempotencyConflict as exc:
+            raise ApiError(409, "idempotency_conflict", str(exc)) from None
+        if created:
+            ctx.wake_dispatcher()
+        else:
+            response.headers["Idempotent-Replayed"] = "true"
+        response.headers["Location"] = f"/v1/jobs/{job['id']}"
+        if wait:
+            if created:
+                job = await _follow(ctx, sub, job, principal, wait)
+            else:
+                job = await _wait_until_finished(ctx, job["id"], principal, wait)
+            response.headers["Preference-Applied"] = prefer_value(wait)
+            if job["state"] in TERMINAL:
+                response.status_code = 201
+    finally:
+        if sub is not None:
+            sub.close()
     return job_view(job)
+
+
+def prefer_value(wait: float) -> str:
+    return f"wait={wait:g}"
+
+
+def _preferred_wait(prefer: str | None) -> float:
+    for part in (prefer or "").replace(";", ",").split(","):
+        name, _, value = part.strip().partition("=")
+        if name.strip().lower() == "wait":
+            try:
+                return max(0.0, float(value.strip().strip('"')))
+            except ValueError:
+                raise ApiError(422, "invalid_request", "Prefer: wait=N needs a number") from None
+    return 0.0
+
+
+async def _wait_until_finished(ctx, job_id: str, principal: Principal, wait: float) -> dict:
+    """The job once it is terminal, or as it is after `wait` seconds (capped by max_wait_s)."""
+    if wait <= 0:
+        return await asyncio.to_thread(_load_job, ctx, job_id, principal)
+    # Subscribe first, then read: a change after the read arrives as an event.
+    with await ctx.tail.job(job_id) as sub:
+        job = await asyncio.to_thread(_load_job, ctx, job_id, principal)
+        return await _follow(ctx, sub, job, principal, wait)
+
+
+async def _follow(ctx, sub, job: dict, principal: Principal, wait: float) -> dict:
+    """Wait on a subscription, opened before `job` was read, until the job is terminal."""
+    deadline = time.monotonic() + min(wait, ctx.settings.jobs.max_wait_s)
+    while job["state"] not in TERMINAL and (left := deadline - time.monotonic()) > 0:
+        event = await sub.get(timeout=left)
+        if event is None:
+            break
+        if event["type"] == "job.status" and event["data"].get("status") in TERMINAL:
+            job = await asyncio.to_thread(_load_job, ctx, job["id"], principal)
+    return job
 
 
 @router.get("/jobs/{job_id}", summary="Get a job; ?wait=N long-polls until it finishes")
@@ -119,22 +179,7 @@ async def get_job(
     wait: Annotated[float, Query(ge=0, description="seconds to wait for a terminal state")] = 0,
     principal: Principal = Depends(require("jobs:read")),
 ):
-    ctx = _ctx(request)
-    job = await asyncio.to_thread(_load_job, ctx, job_id, principal)
-    wait = min(wait, ctx.settings.jobs.max_wait_s)
-    if wait <= 0 or job["state"] in TERMINAL:
-        return job_view(job)
-    deadline = time.monotonic() + wait
-    with await ctx.tail.job(job_id) as sub:
-        # Read again after subscribing: it may have finished in between.
-        job = await asyncio.to_thread(_load_job, ctx, job_id, principal)
-        while job["state"] not in TERMINAL and (left := deadline - time.monotonic()) > 0:
-            event = await sub.get(timeout=left)
-            if event is None:
-                break
-            if event["type"] == "job.status" and event["data"].get("status") in TERMINAL:
-                job = await asyncio.to_thread(_load_job, ctx, job_id, principal)
-    return job_view(job)
+    return job_view(await _wait_until_finished(_ctx(request), job_id, principal, wait))
 
 
 def _timestamp(value: str | None, name: str) -> float | None:

@@ -14,8 +14,10 @@ def make_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
         return _sqlite_engine(url, echo)
     if parsed.drivername == "postgresql":  # plain postgresql:// means psycopg 3 here
         url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    # No pool_pre_ping: it costs a round trip on every checkout. Connections are recycled
+    # instead, and SQLAlchemy drops the whole pool on the first disconnect error it sees.
     return create_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, echo=echo
+        url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=300, echo=echo
     )
 
 
@@ -52,7 +54,10 @@ def _sqlite_engine(url: str, echo: bool) -> Engine:
 
 
 def readonly(engine: Engine) -> Engine:
-    """The same engine and pool, for transactions that only read."""
+    """The same engine and pool, for reads: on PostgreSQL each statement runs on its own
+    (autocommit, no BEGIN/ROLLBACK round trips); on SQLite a deferred transaction."""
+    if engine.dialect.name == "postgresql":
+        return engine.execution_options(readonly=True, isolation_level="AUTOCOMMIT")
     return engine.execution_options(readonly=True)
 
 

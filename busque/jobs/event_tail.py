@@ -9,6 +9,7 @@ over are remembered as gaps and looked for again for `gap_s` seconds, so no even
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -43,22 +44,33 @@ class Subscription:
 
 
 class EventTail:
-    def __init__(self, store: JobStore, poll_s: float, gap_s: float = 5.0):
+    def __init__(
+        self, store: JobStore, poll_s: float, gap_s: float = 5.0, min_interval_s: float = 0.005
+    ):
         self.store = store
         self.poll_s = poll_s
         self.gap_s = gap_s
+        self.min_interval_s = min_interval_s  # under load, one poll serves many commits
         self._subscribers: set[Subscription] = set()
         self._last_id: int | None = None
         self._gaps: dict[int, float] = {}  # missing id -> when to stop looking for it
         self._task: asyncio.Task | None = None
         self._idle = asyncio.Event()
+        self._nudged = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._starting = asyncio.Lock()
+
+    def nudge_threadsafe(self) -> None:
+        """New events were committed (a database notification): poll now, from any thread."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._nudged.set)
 
     async def subscribe(self, match: Match) -> Subscription:
         """Follow the events that `match`; every event committed after this returns reaches the
         subscription, so a caller may replay the past from the database right after it."""
         sub = Subscription(self, match)
         self._subscribers.add(sub)
+        self._loop = asyncio.get_running_loop()
         await self._start()
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="event-tail")
@@ -93,7 +105,10 @@ class EventTail:
             except Exception:
                 logger.exception("event tail poll failed")
                 await asyncio.sleep(1)
-            await asyncio.sleep(self.poll_s)
+            await asyncio.sleep(self.min_interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._nudged.wait(), self.poll_s)
+            self._nudged.clear()
 
     async def _poll_once(self) -> None:
         now = time.monotonic()

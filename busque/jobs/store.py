@@ -14,7 +14,7 @@ import json
 import random
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, update
@@ -51,6 +51,7 @@ class NewJob:
     priority: int = 0
     webhook: dict[str, Any] | None = None
     idempotency_key: str | None = None
+    id: str = field(default_factory=lambda: new_id("job"))
 
 
 def request_hash(*parts: Any) -> str:
@@ -93,7 +94,7 @@ class JobStore:
         digest = request_hash(new.model, new.input, new.params, new.priority, new.webhook)
         now = time.time()
         row = dict.fromkeys(jobs.c.keys()) | {
-            "id": new_id("job"),
+            "id": new.id,
             "tenant_id": new.tenant_id,
             "model": new.model,
             "input": new.input,
@@ -302,6 +303,9 @@ class JobStore:
             .order_by(jobs.c.priority.desc(), jobs.c.id)
             .limit(limit)
         )
+        with self.reader.connect() as conn:  # most wakes find nothing: don't take a write lock
+            if conn.execute(due.limit(1)).first() is None:
+                return []
         if self._skip_locked:
             due = due.with_for_update(skip_locked=True)
         with self.engine.begin() as conn:
@@ -453,11 +457,17 @@ class JobStore:
         return True
 
     def succeed(self, job_id: str, attempt: int, result: Any) -> bool:
+        return self.succeed_many([(job_id, attempt, result)])[0]
+
+    def succeed_many(self, results: list[tuple[str, int, Any]]) -> list[bool]:
+        """Record several attempts' results in one transaction (a group commit); each write is
+        fenced on its own attempt. Returns, per result, whether it landed."""
         with self.engine.begin() as conn:
-            job = self._fenced_row(conn, job_id, attempt)
-            if job is None:
-                return False
-            return self._finish(conn, job, SUCCEEDED, result=result) is not None
+            return [
+                self._finish(conn, {"id": job_id, "attempt": attempt}, SUCCEEDED, result=result)
+                is not None
+                for job_id, attempt, result in results
+            ]
 
     def cancel_attempt(self, job_id: str, attempt: int) -> bool:
         with self.engine.begin() as conn:

@@ -3,11 +3,13 @@ deployments through DeploymentHandles."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from busque.db.notify import watch_commits
 from busque.jobs.dispatcher import Dispatcher
 from busque.serve.runtime import Runtime
 
@@ -23,6 +25,12 @@ class DispatcherDeployment:
             self.runtime.settings, self.runtime.jobs, self.runtime.registry, self._call
         )
         self.dispatcher.start()
+        loop = asyncio.get_running_loop()
+        watch_commits(  # new jobs wake it the moment they commit
+            self.runtime.settings.database.url,
+            "busque_jobs",
+            lambda: loop.call_soon_threadsafe(self.dispatcher.wake),
+        )
         logger.info("dispatcher %s started", self.dispatcher.owner)
 
     def _call(self, deployment: str, job: dict):

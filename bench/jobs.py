@@ -1,0 +1,228 @@
+"""Jobs benchmark: create -> dispatch -> no-op model (`echo`) -> succeeded, through the real app.
+
+Side by side in one run: busque on SQLite, busque on PostgreSQL, and the same no-op work as plain
+Ray tasks (the baseline; the ratio is the platform's overhead). Each client submits a job with
+POST /v1/jobs and waits for it with GET /v1/jobs/{id}?wait=..., so the latency is what a client
+sees. Writes bench/results/jobs.json and jobs.md.
+
+    python bench/jobs.py [--seconds 20] [--concurrency 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+from tests.servers import free_port, postgres  # noqa: E402 - the same real servers as the tests
+
+RESULTS = ROOT / "bench" / "results"
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def summary(latencies_s: list[float], elapsed: float) -> dict:
+    ms = [v * 1000 for v in latencies_s]
+    return {
+        "jobs": len(ms),
+        "seconds": round(elapsed, 2),
+        "jobs_per_s": round(len(ms) / elapsed, 1),
+        "p50_ms": round(percentile(ms, 0.50), 2),
+        "p99_ms": round(percentile(ms, 0.99), 2),
+        "mean_ms": round(statistics.fmean(ms), 2),
+    }
+
+
+async def closed_loop(one, concurrency: int, seconds: float) -> dict:
+    """`concurrency` workers each run `one()` back to back for `seconds`."""
+    latencies: list[float] = []
+    stop_at = time.perf_counter() + seconds
+
+    async def worker():
+        while time.perf_counter() < stop_at:
+            started = time.perf_counter()
+            await one()
+            latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return summary(latencies, time.perf_counter() - started)
+
+
+def bench_busque(settings, concurrency: int, seconds: float) -> dict:
+    from ray import serve
+
+    from tests.conftest import start_app
+
+    app = start_app(settings)
+
+    async def run() -> dict:
+        limits = httpx.Limits(max_connections=concurrency + 4)
+        async with httpx.AsyncClient(
+            base_url=app.url, headers={"X-API-Key": app.admin_key}, timeout=60, limits=limits
+        ) as client:
+
+            async def poll():  # POST, then long-poll GET ?wait=
+                created = await client.post("/v1/jobs", json={"model": "echo", "input": {"n": 1}})
+                assert created.status_code == 202, created.text
+                job_id = created.json()["id"]
+                while True:
+                    job = (await client.get(f"/v1/jobs/{job_id}", params={"wait": 30})).json()
+                    if job["status"] in ("succeeded", "failed", "canceled"):
+                        assert job["status"] == "succeeded", job
+                        return
+
+            async def prefer_wait():  # one request: POST with Prefer: wait=30
+                created = await client.post(
+                    "/v1/jobs",
+                    json={"model": "echo", "input": {"n": 1}},
+                    headers={"Prefer": "wait=30"},
+                )
+                assert created.status_code == 201, created.text
+                assert created.json()["status"] == "succeeded"
+
+            results = {}
+            for mode, one in (("prefer_wait", prefer_wait), ("poll", poll)):
+                await closed_loop(one, concurrency, min(3.0, seconds))  # warm up
+                results[mode] = {
+                    f"concurrency_{concurrency}": await closed_loop(one, concurrency, seconds),
+                    "concurrency_1": await closed_loop(one, 1, seconds / 2),
+                }
+            return results
+
+    try:
+        return asyncio.run(run())
+    finally:
+        serve.delete(settings.serve.app_name)
+
+
+def bench_ray_tasks(concurrency: int, seconds: float) -> dict:
+    import ray
+
+    @ray.remote(num_cpus=0.1)
+    def noop(payload):
+        return {"echo": payload}
+
+    async def run() -> dict:
+        async def one():
+            await noop.remote({"n": 1})
+
+        await closed_loop(one, concurrency, min(3.0, seconds))
+        return {
+            f"concurrency_{concurrency}": await closed_loop(one, concurrency, seconds),
+            "concurrency_1": await closed_loop(one, 1, seconds / 2),
+        }
+
+    return asyncio.run(run())
+
+
+def settings_for(home: Path, database_url: str | None, port: int):
+    from busque.config import Settings
+
+    small = {"num_cpus": 0.25, "max_ongoing_requests": 1000}
+    values = {
+        "home": home,
+        "serve": {"port": port, "grpc_port": port + 1, "gateway": small, "dispatcher": small},
+        "model_deployments": {"utility": small},
+    }
+    if database_url:
+        values["database"] = {"url": database_url, "pool_size": 20}
+    return Settings(**values)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=20, help="measured seconds per case")
+    parser.add_argument("--concurrency", type=int, default=32)
+    args = parser.parse_args()
+
+    import ray
+
+    ray.init(
+        address="local",
+        num_cpus=4,
+        include_dashboard=False,
+        log_to_driver=False,
+        object_store_memory=200 * 2**20,
+        _node_ip_address="127.0.0.1",
+    )
+    port = free_port()  # Serve's proxy keeps its first port: both apps use it
+    results: dict = {
+        "benchmark": "jobs: create -> dispatch -> echo -> succeeded (client-observed)",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
+        "concurrency": args.concurrency,
+        "seconds_per_case": args.seconds,
+        "cases": {},
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        print("plain Ray tasks ...", flush=True)
+        results["cases"]["ray_tasks"] = bench_ray_tasks(args.concurrency, args.seconds)
+        print("busque on SQLite ...", flush=True)
+        results["cases"]["busque_sqlite"] = bench_busque(
+            settings_for(tmp / "sqlite", None, port), args.concurrency, args.seconds
+        )
+        print("busque on PostgreSQL ...", flush=True)
+        pg_dir = tmp / "pg"
+        pg_dir.mkdir()
+        with postgres(pg_dir) as url:
+            results["cases"]["busque_postgres"] = bench_busque(
+                settings_for(tmp / "postgres", url, port), args.concurrency, args.seconds
+            )
+    ray.shutdown()
+
+    key = f"concurrency_{args.concurrency}"
+    base = results["cases"]["ray_tasks"]
+    rows = [("ray_tasks", "-", base)]
+    for name in ("busque_sqlite", "busque_postgres"):
+        for mode, case in results["cases"][name].items():
+            case["throughput_vs_ray_tasks"] = round(
+                case[key]["jobs_per_s"] / base[key]["jobs_per_s"], 3
+            )
+            case["p50_overhead_ms_at_concurrency_1"] = round(
+                case["concurrency_1"]["p50_ms"] - base["concurrency_1"]["p50_ms"], 2
+            )
+            rows.append((name, mode, case))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "jobs.json").write_text(json.dumps(results, indent=2) + "\n")
+    lines = [
+        f"# Jobs benchmark ({results['machine']})",
+        "",
+        f"Closed loop, {args.seconds:.0f} s per case, after a warm-up. `poll`: POST /v1/jobs then "
+        "GET /v1/jobs/{id}?wait=30; `prefer_wait`: one POST with `Prefer: wait=30`. "
+        "The baseline is the same no-op as a plain Ray task.",
+        "",
+        f"| case | client | jobs/s @{args.concurrency} | p50 ms | p99 ms | p50 ms @1 | p99 ms @1 "
+        "| p50 overhead @1 vs Ray task |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, mode, case in rows:
+        hi, one = case[key], case["concurrency_1"]
+        over = case.get("p50_overhead_ms_at_concurrency_1", "-")
+        lines.append(
+            f"| {name} | {mode} | {hi['jobs_per_s']} | {hi['p50_ms']} | {hi['p99_ms']} "
+            f"| {one['p50_ms']} | {one['p99_ms']} | {over} |"
+        )
+    (RESULTS / "jobs.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
