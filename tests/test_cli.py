@@ -15,7 +15,7 @@ from busque.auth.keys import KeyStore
 from busque.cli import ensure_dev_key
 from busque.config import Settings
 from busque.db.engine import make_engine
-from busque.db.migrate import current_revision
+from busque.db.migrate import current_revision, head_revision
 
 
 @pytest.fixture
@@ -46,9 +46,9 @@ def cli(home):
 def test_migrate(cli, home):
     out = cli("migrate").stdout
     assert "newest schema" in out and str(home / "busque.db") in out
-    assert current_revision(f"sqlite:///{home / 'busque.db'}") == "0001"
+    assert current_revision(f"sqlite:///{home / 'busque.db'}") == head_revision()
     cli("migrate")  # again: nothing to do
-    assert current_revision(f"sqlite:///{home / 'busque.db'}") == "0001"
+    assert current_revision(f"sqlite:///{home / 'busque.db'}") == head_revision()
 
 
 def test_keys_create_list_revoke(cli, home):

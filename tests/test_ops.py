@@ -76,3 +76,31 @@ def test_me_describes_the_calling_key(app, client, other_tenant_key):
     assert theirs["webhook_secret"] != body["webhook_secret"]
     with httpx.Client(base_url=app.url) as anonymous:
         assert_error(anonymous.get("/v1/me"), 401, "unauthorized")
+
+
+def test_replica_logs_are_json_carrying_the_job_id(client):
+    """Serve writes each replica's log as JSON lines; busque's lines about a job carry its id
+    as busque_job_id (Ray reserves job_id in its structured logs for the Ray job)."""
+    import glob
+    import json as jsonlib
+    import time as timelib
+
+    import ray
+
+    job = client.post("/v1/jobs", json={"model": "echo", "input": {"log": True}}).json()
+    wait_for(client, job["id"])
+    logs_dir = ray._private.worker.global_worker.node.get_logs_dir_path()
+    deadline = timelib.monotonic() + 20
+    while True:
+        records = []
+        for path in glob.glob(f"{logs_dir}/serve/replica_*Dispatcher*.log"):
+            with open(path) as f:
+                for line in f:
+                    if job["id"] in line:
+                        records.append(jsonlib.loads(line))
+        if records or timelib.monotonic() > deadline:
+            break
+        timelib.sleep(0.5)
+    assert records, "no dispatcher log line mentions the job"
+    assert all(r.get("busque_job_id") == job["id"] for r in records)
+    assert any(r.get("levelname") == "INFO" and "running job" in r["message"] for r in records)

@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 from busque.auth.keys import KeyStore, parse_key
 from busque.config import JobSettings
 from busque.db.engine import is_postgres, make_engine
-from busque.db.migrate import current_revision, upgrade
+from busque.db.migrate import current_revision, head_revision, upgrade
 from busque.db.schema import api_keys, job_events, jobs, webhook_deliveries
 from busque.jobs.event_tail import EventTail
 from busque.jobs.store import IdempotencyConflict, JobStore, NewJob, encode_cursor
@@ -158,19 +158,11 @@ def run_threads(n: int, target) -> list:
 # ---- migrations --------------------------------------------------------------------------------
 
 
-def _head() -> str:
-    from alembic.script import ScriptDirectory
-
-    from busque.db.migrate import alembic_config
-
-    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
-
-
 def test_migrations_are_idempotent_and_create_the_schema(db_url, engine):
-    assert current_revision(db_url) == _head() == "0002"
+    assert current_revision(db_url) == head_revision() == "0002"
     upgrade(db_url)  # a second upgrade is a no-op
     upgrade(db_url)
-    assert current_revision(db_url) == _head()
+    assert current_revision(db_url) == head_revision()
     names = set(inspect(engine).get_table_names())
     assert names >= TABLES | {"alembic_version"}
     job_columns = {c["name"] for c in inspect(engine).get_columns("jobs")}

@@ -135,7 +135,7 @@ class Dispatcher:
     def _reap(self) -> None:
         for job_id, state in self.store.reap_expired():
             logger.warning(
-                "lease of job %s expired: now %s", job_id, state, extra={"job_id": job_id}
+                "lease of job %s expired: now %s", job_id, state, extra={"busque_job_id": job_id}
             )
 
     def _start(self, job: dict) -> None:
@@ -151,7 +151,7 @@ class Dispatcher:
         job = attempt.job
         job_id, number = job["id"], job["attempt"]
         spec = self.registry.get(job["model"])
-        log_extra = {"job_id": job_id, "attempt": number, "model": job["model"]}
+        log_extra = {"busque_job_id": job_id, "attempt": number, "model": job["model"]}
         final_state = None
         stream = None
         try:
@@ -256,7 +256,7 @@ class Dispatcher:
                             "job %s attempt %d passed its deadline; abandoning it",
                             attempt.job["id"],
                             attempt.job["attempt"],
-                            extra={"job_id": attempt.job["id"]},
+                            extra={"busque_job_id": attempt.job["id"]},
                         )
                         attempt.abandoned = True
                         if attempt.task:

@@ -100,7 +100,7 @@ async def run_model_job(
                 "model %s failed: %s",
                 job["model"],
                 traceback.format_exc(),
-                extra={"job_id": job["id"]},
+                extra={"busque_job_id": job["id"]},
             )
             return {
                 "type": "error",

@@ -13,6 +13,17 @@ from busque.models.registry import build_registry
 from busque.storage import ObjectStore, open_object_store
 
 
+def _log_like_serve() -> None:
+    """Inside a replica, send busque's logs where Serve sends its own: the replica's log file,
+    as JSON lines with the replica's context (and job_id where a log call passes it)."""
+    busque = logging.getLogger("busque")
+    busque.setLevel(logging.INFO)
+    serve_handlers = logging.getLogger("ray.serve").handlers
+    if serve_handlers:
+        busque.handlers = list(serve_handlers)
+        busque.propagate = False
+
+
 class Runtime:
     """Lazily opened shared parts: the database, stores, the model catalog."""
 
@@ -20,7 +31,7 @@ class Runtime:
         self.settings = (
             settings if isinstance(settings, Settings) else Settings.model_validate(settings)
         )
-        logging.getLogger("busque").setLevel(logging.INFO)
+        _log_like_serve()
 
     @cached_property
     def engine(self):
