@@ -194,7 +194,6 @@ async def _stream_status(ctx: Any, request: Any, grpc_context: Any) -> AsyncIter
     after = int(request.last_event_id)
     if after < 0:
         raise GrpcError(grpc.StatusCode.INVALID_ARGUMENT, "last_event_id must be >= 0")
-    await _load_job(ctx, job_id, principal.tenant_id)
 
     # Subscribe before reading the past, so nothing falls between replay and live.
     with await ctx.tail.job(job_id) as sub:
@@ -203,34 +202,23 @@ async def _stream_status(ctx: Any, request: Any, grpc_context: Any) -> AsyncIter
         sent: set[int] = set()
         cursor = after
 
-        def fresh(event: dict) -> bool:
-            return event["id"] > after and event["id"] not in sent
-
-        async for event in _replay(ctx, job_id, after):
-            if not fresh(event):
-                continue
-            sent.add(event["id"])
-            cursor = max(cursor, event["id"])
-            yield job_event(event)
-            if _is_terminal(event):
+        async def candidates() -> AsyncIterator[dict]:
+            """The stored past, then live events; when quiet for a while, the database again
+            (in case the tail missed one). May repeat events: the loop below skips those."""
+            async for stored in _replay(ctx, job_id, after):
+                yield stored
+            if job["state"] in TERMINAL:
                 return
-        if job["state"] in TERMINAL:
-            return
-
-        while True:
-            event = await sub.get(timeout=RESYNC_S)
-            if event is None:
-                # Quiet for a while: catch up from the database in case the tail missed one.
+            while True:
+                event = await sub.get(timeout=RESYNC_S)
+                if event is not None:
+                    yield event
+                    continue
                 async for stored in _replay(ctx, job_id, cursor):
-                    if not fresh(stored):
-                        continue
-                    sent.add(stored["id"])
-                    cursor = max(cursor, stored["id"])
-                    yield job_event(stored)
-                    if _is_terminal(stored):
-                        return
-                continue
-            if not fresh(event):
+                    yield stored
+
+        async for event in candidates():
+            if event["id"] <= after or event["id"] in sent:
                 continue
             sent.add(event["id"])
             cursor = max(cursor, event["id"])

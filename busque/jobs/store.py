@@ -391,17 +391,7 @@ class JobStore:
                 if job["cancel_requested"]:
                     self._finish(conn, job, CANCELED)
                     continue
-                requeued = self._fenced(
-                    conn,
-                    job["id"],
-                    job["attempt"],
-                    state=QUEUED,
-                    lease_owner=None,
-                    lease_expires_at=None,
-                    run_after=now,
-                )
-                if requeued:
-                    self._emit(conn, requeued, "job.status", {"status": QUEUED, "released": True})
+                self._back_to_queue(conn, job, now, {"released": True})
         return len(owned)
 
     def _fenced(self, conn: Connection, job_id: str, attempt: int, **values) -> dict | None:
@@ -502,6 +492,15 @@ class JobStore:
         delay = backoff(
             job["attempt"], self.settings.retry_backoff_s, self.settings.retry_backoff_max_s
         )
+        status = {"retry_in_s": round(delay, 3), "error": {"code": code, "message": message}}
+        return self._back_to_queue(
+            conn, job, time.time() + delay, status, error_code=code, error_message=message
+        )
+
+    def _back_to_queue(
+        self, conn: Connection, job: dict, run_after: float, status: dict, **values: Any
+    ) -> str | None:
+        """The fenced move of a running attempt back to queued, with its job.status event."""
         row = self._fenced(
             conn,
             job["id"],
@@ -509,18 +508,12 @@ class JobStore:
             state=QUEUED,
             lease_owner=None,
             lease_expires_at=None,
-            run_after=time.time() + delay,
-            error_code=code,
-            error_message=message,
+            run_after=run_after,
+            **values,
         )
         if row is None:
             return None
-        data = {
-            "status": QUEUED,
-            "retry_in_s": round(delay, 3),
-            "error": {"code": code, "message": message},
-        }
-        self._emit(conn, row, "job.status", data)
+        self._emit(conn, row, "job.status", {"status": QUEUED, **status})
         return QUEUED
 
     def _finish(
