@@ -151,7 +151,10 @@ def decode_image(data: bytes, *, max_pixels: int, max_side: int | None = None) -
 def exif_transpose(img: Image.Image) -> Image.Image:
     """Apply the EXIF orientation; a malformed EXIF block leaves the image as stored."""
     if _orientation(img) in (2, 3, 4, 5, 6, 7, 8):
-        return ImageOps.exif_transpose(img)
+        try:
+            return ImageOps.exif_transpose(img)
+        except DECODE_ERRORS:
+            return img
     return img
 
 
