@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -138,4 +139,50 @@ webhook_deliveries = Table(
     Column("delivered_at", Float),
     Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),
     Index("ix_webhook_deliveries_job", "job_id"),
+)
+
+# ---- the media catalog (ingest, search, backfill) ----
+
+media = Table(
+    "media",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("tenant_id", String(40), ForeignKey("tenants.id"), nullable=False),
+    Column("collection", String(100), nullable=False),
+    Column("state", String(16), nullable=False),  # pending | indexed | failed
+    Column("sha256", String(64), nullable=False),
+    Column("phash", BigInteger, nullable=False),  # 64-bit pHash as a signed integer
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("format", String(16), nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("metadata", JSON, nullable=False),
+    Column("labels", JSON, nullable=False),
+    Column("original_key", String(1024)),
+    Column("normalized_key", String(1024)),
+    Column("thumbnail_key", String(1024)),
+    Column("embedding", LargeBinary),  # float32 little-endian, for reindexing
+    Column("embedding_model", String(100)),
+    Column("embedding_version", String(100)),
+    Column("job_id", String(40)),
+    Column("created_at", Float, nullable=False),
+    Column("indexed_at", Float),
+    Column("synced_at", Float),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_media_tenant_collection", "tenant_id", "collection", "id"),
+    Index("ix_media_tenant_sha256", "tenant_id", "sha256"),
+)
+
+# What changed in each (tenant, collection) index, in order: the delta a Matcher replays on top
+# of its last snapshot.
+media_changes = Table(
+    "media_changes",
+    metadata,
+    Column("id", EventId, primary_key=True, autoincrement=True),
+    Column("tenant_id", String(40), nullable=False),
+    Column("collection", String(100), nullable=False),
+    Column("media_id", String(40), nullable=False),
+    Column("op", String(8), nullable=False),  # add | remove
+    Column("created_at", Float, nullable=False),
+    Index("ix_media_changes_scope", "tenant_id", "collection", "id"),
 )

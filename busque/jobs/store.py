@@ -68,12 +68,12 @@ def encode_cursor(job_id: str) -> str:
     return base64.urlsafe_b64encode(job_id.encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> str:
+def decode_cursor(cursor: str, prefix: str = "job_") -> str:
     try:
         job_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except ValueError as exc:
         raise ValueError("invalid cursor") from exc
-    if not job_id.startswith("job_") or not job_id.isascii():
+    if not job_id.startswith(prefix) or not job_id.isascii():
         raise ValueError("invalid cursor")
     return job_id
 

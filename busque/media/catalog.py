@@ -1,0 +1,220 @@
+"""The media catalog: one row per ingested image, plus the change log indices replay.
+
+A media row is created `pending` when an upload is accepted (its sha256 and pHash are known at
+once) and becomes `indexed` when its job has stored the files and the embedding. Every add and
+remove is also appended to `media_changes`, in the same transaction, so a Matcher can rebuild
+exactly what it must serve from its last snapshot plus the changes after it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine, delete, func, insert, select, update
+
+from busque.db.engine import readonly
+from busque.db.schema import media, media_changes
+from busque.ids import new_id
+from busque.jobs.store import decode_cursor, encode_cursor
+
+
+def vector_to_bytes(vector: np.ndarray) -> bytes:
+    return np.asarray(vector, dtype="<f4").tobytes()
+
+
+def bytes_to_vector(data: bytes) -> np.ndarray:
+    return np.frombuffer(data, dtype="<f4")
+
+
+class Catalog:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.reader = readonly(engine)
+
+    def create(
+        self,
+        tenant_id: str,
+        collection: str,
+        *,
+        sha256: str,
+        phash: int,
+        width: int,
+        height: int,
+        format: str,
+        size: int,
+        metadata: dict[str, Any],
+        media_id: str | None = None,
+        job_id: str | None = None,
+    ) -> dict:
+        now = time.time()
+        row = dict.fromkeys(media.c.keys()) | {
+            "id": media_id or new_id("med"),
+            "tenant_id": tenant_id,
+            "collection": collection,
+            "state": "pending",
+            "sha256": sha256,
+            "phash": phash,
+            "width": width,
+            "height": height,
+            "format": format,
+            "bytes": size,
+            "metadata": metadata,
+            "labels": [],
+            "job_id": job_id,
+            "created_at": now,
+            "updated_at": now,
+        }
+        with self.engine.begin() as conn:
+            conn.execute(insert(media).values(row))
+        return row
+
+    def get(self, media_id: str, tenant_id: str | None = None) -> dict | None:
+        query = select(media).where(media.c.id == media_id)
+        if tenant_id is not None:
+            query = query.where(media.c.tenant_id == tenant_id)
+        with self.reader.connect() as conn:
+            row = conn.execute(query).first()
+        return row._asdict() if row else None
+
+    def first_with_sha256(self, tenant_id: str, sha256: str, exclude: str | None = None):
+        """The earliest other media of the tenant with these exact bytes (a duplicate's original)."""
+        query = select(media.c.id, media.c.collection).where(
+            media.c.tenant_id == tenant_id, media.c.sha256 == sha256
+        )
+        if exclude:
+            query = query.where(media.c.id != exclude)
+        with self.reader.connect() as conn:
+            row = conn.execute(query.order_by(media.c.id).limit(1)).first()
+        return row._asdict() if row else None
+
+    def list(
+        self,
+        tenant_id: str,
+        *,
+        collection: str | None = None,
+        states: Sequence[str] = ("indexed",),
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[dict], str | None]:
+        query = select(media).where(media.c.tenant_id == tenant_id)
+        if collection:
+            query = query.where(media.c.collection == collection)
+        if states:
+            query = query.where(media.c.state.in_(states))
+        if cursor:
+            query = query.where(media.c.id < decode_cursor(cursor, prefix="med_"))
+        with self.reader.connect() as conn:
+            rows = [
+                r._asdict()
+                for r in conn.execute(query.order_by(media.c.id.desc()).limit(limit + 1))
+            ]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return rows, encode_cursor(rows[-1]["id"]) if more and rows else None
+
+    def mark_indexed(
+        self,
+        media_id: str,
+        *,
+        keys: dict[str, str],
+        embedding: np.ndarray,
+        embedding_model: str,
+        embedding_version: str,
+        labels: list[dict],
+    ) -> dict | None:
+        """The job finished storing and embedding: record it and log the index addition."""
+        now = time.time()
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                update(media)
+                .where(media.c.id == media_id)
+                .values(
+                    state="indexed",
+                    original_key=keys["original"],
+                    normalized_key=keys["normalized"],
+                    thumbnail_key=keys["thumbnail"],
+                    embedding=vector_to_bytes(embedding),
+                    embedding_model=embedding_model,
+                    embedding_version=embedding_version,
+                    labels=labels,
+                    indexed_at=now,
+                    updated_at=now,
+                )
+                .returning(*media.c)
+            ).first()
+            if row is None:  # deleted meanwhile
+                return None
+            self._log(conn, row.tenant_id, row.collection, media_id, "add", now)
+        return row._asdict()
+
+    def delete(self, media_id: str, tenant_id: str) -> dict | None:
+        """Remove the row; returns it (for its storage keys) or None if there was none."""
+        now = time.time()
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                delete(media)
+                .where(media.c.id == media_id, media.c.tenant_id == tenant_id)
+                .returning(*media.c)
+            ).first()
+            if row is None:
+                return None
+            self._log(conn, tenant_id, row.collection, media_id, "remove", now)
+        return row._asdict()
+
+    def _log(self, conn, tenant_id: str, collection: str, media_id: str, op: str, now: float):
+        conn.execute(
+            insert(media_changes).values(
+                tenant_id=tenant_id, collection=collection, media_id=media_id, op=op, created_at=now
+            )
+        )
+
+    def changes_since(self, tenant_id: str, collection: str, after_id: int, limit: int = 10_000):
+        """Index changes after a log id, with each added media's vector and hashes."""
+        query = (
+            select(
+                media_changes.c.id,
+                media_changes.c.media_id,
+                media_changes.c.op,
+                media.c.embedding,
+                media.c.phash,
+                media.c.sha256,
+            )
+            .outerjoin(media, media.c.id == media_changes.c.media_id)
+            .where(
+                media_changes.c.tenant_id == tenant_id,
+                media_changes.c.collection == collection,
+                media_changes.c.id > after_id,
+            )
+            .order_by(media_changes.c.id)
+            .limit(limit)
+        )
+        with self.reader.connect() as conn:
+            return [r._asdict() for r in conn.execute(query)]
+
+    def collections(self, tenant_id: str) -> list[dict]:
+        query = (
+            select(media.c.collection, func.count().label("media"))
+            .where(media.c.tenant_id == tenant_id, media.c.state == "indexed")
+            .group_by(media.c.collection)
+            .order_by(media.c.collection)
+        )
+        with self.reader.connect() as conn:
+            return [r._asdict() for r in conn.execute(query)]
+
+    def exact_duplicates(self, tenant_id: str, collection: str | None = None) -> list[list[str]]:
+        """Groups of media ids with identical bytes (sha256)."""
+        scope = [media.c.tenant_id == tenant_id, media.c.state == "indexed"]
+        if collection:
+            scope.append(media.c.collection == collection)
+        shared = (
+            select(media.c.sha256).where(*scope).group_by(media.c.sha256).having(func.count() > 1)
+        )
+        query = select(media.c.sha256, media.c.id).where(*scope, media.c.sha256.in_(shared))
+        groups: dict[str, list[str]] = {}
+        with self.reader.connect() as conn:
+            for sha, media_id in conn.execute(query.order_by(media.c.sha256, media.c.id)):
+                groups.setdefault(sha, []).append(media_id)
+        return list(groups.values())
