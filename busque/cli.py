@@ -14,6 +14,7 @@ import sys
 import threading
 from datetime import UTC, datetime
 
+from busque.auth.keys import DEFAULT_SCOPES, SCOPES
 from busque.config import Settings
 
 
@@ -147,8 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     p_create.add_argument("--name", default="api key", help="what the key is for")
     p_create.add_argument(
         "--scopes",
-        default="jobs:read,jobs:write,objects:read,objects:write",
-        help="comma-separated: jobs:read, jobs:write, objects:read, objects:write, admin",
+        default=",".join(DEFAULT_SCOPES),
+        help=f"comma-separated, from: {', '.join(SCOPES)}",
     )
     p_create.add_argument("--json", action="store_true", help="print JSON")
     p_list = keys_sub.add_parser(

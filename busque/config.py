@@ -82,6 +82,31 @@ class WebhookSettings(BaseModel):
         return networks
 
 
+class EmbedderSettings(BaseModel):
+    backend: Literal["efficientnet-lite0", "clip"] = "efficientnet-lite0"
+    model_path: str = Field("", description="clip: a local directory (or a hub id if online)")
+    device: str = Field("auto", description="auto | cpu | cuda[:N]; half precision on CUDA")
+    batch_size: int = Field(16, ge=1, le=512, description="@serve.batch's max batch size")
+    batch_wait_s: float = Field(0.005, ge=0, le=1, description="@serve.batch's wait to fill")
+
+
+class IndexSettings(BaseModel):
+    vector_index: Literal["auto", "flat", "hnsw", "ivf"] = "auto"
+    w_visual: float = Field(0.7, ge=0, le=1, description="hybrid score = w*cosine + (1-w)*pHash")
+    sync_s: float = Field(0.5, gt=0, description="how often Matchers replay the change log")
+    snapshot_every: int = Field(1000, ge=1, description="changes between automatic snapshots")
+    keep_snapshots: int = Field(3, ge=1)
+    duplicate_radius: int = Field(8, ge=0, le=32, description="pHash bits for near duplicates")
+
+
+class MediaSettings(BaseModel):
+    max_upload_bytes: int = Field(25 * 2**20, ge=1024)
+    max_pixels: int = Field(50_000_000, ge=10_000, description="decompression-bomb guard")
+    normalized_side: int = Field(2048, ge=64)
+    thumbnail_side: int = Field(256, ge=32)
+    default_collection: str = "default"
+
+
 class AuthSettings(BaseModel):
     dev_key_file: Path | None = Field(None, description="default {home}/admin.key")
     cache_s: float = Field(5.0, ge=0, description="how long a verified key is trusted in memory")
@@ -129,6 +154,9 @@ class Settings(BaseSettings):
     events: EventSettings = Field(default_factory=EventSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
+    media: MediaSettings = Field(default_factory=MediaSettings)
+    index: IndexSettings = Field(default_factory=IndexSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
     model_modules: list[str] = Field(
         default_factory=list,

@@ -69,11 +69,16 @@ def test_settings(home, **overrides):
         "webhooks": {"allow_networks": ["127.0.0.0/8"], "backoff_s": 0.2, "backoff_max_s": 1},
         "events": {"poll_s": 0.02, "keepalive_s": 2},
         "model_modules": ["tests.fixture_models"],
-        "model_deployments": {"fixtures": fixtures, "crashy": fixtures, "utility": fixtures},
+        "model_deployments": {
+            name: fixtures
+            for name in ("fixtures", "crashy", "utility", "embedder", "matcher", "ingest")
+        },
+        "media": {"max_upload_bytes": 2 * 2**20, "max_pixels": 40_000_000},
+        "index": {"sync_s": 0.2},
         "serve": {
             "port": free_port(),
             "grpc_port": free_port(),
-            "max_body_bytes": 64 * 1024,
+            "max_body_bytes": 3 * 2**20,
             "cors_origins": ["http://allowed.example"],
             "gateway": {"num_cpus": 0.1, "max_ongoing_requests": 1000},
             # Two dispatchers, so every test also checks that they never run a job twice.

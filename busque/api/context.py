@@ -14,13 +14,16 @@ logger = logging.getLogger("busque.api")
 
 
 class ApiContext:
-    def __init__(self, runtime: Runtime, dispatcher=None):
+    def __init__(self, runtime: Runtime, dispatcher=None, embedder=None, matcher=None):
         self.runtime = runtime
         self.settings = runtime.settings
         self.jobs = runtime.jobs
         self.keys = runtime.keys
         self.objects = runtime.objects
         self.registry = runtime.registry
+        self.catalog = runtime.catalog
+        self.embedder = embedder  # DeploymentHandles
+        self.matcher = matcher
         self.auth = Authenticator(runtime.keys, runtime.settings.auth.cache_s)
         self.dispatcher = dispatcher  # a DeploymentHandle, or None outside Serve
         # Commits are noticed at once (LISTEN/NOTIFY on PostgreSQL, data_version on SQLite):

@@ -68,6 +68,12 @@ async def create_job(
     ctx = _ctx(request)
     wait = _preferred_wait(prefer)
     spec = ctx.registry.get(body.model)
+    if spec is not None and not spec.public:
+        raise ApiError(
+            422,
+            "model_not_submittable",
+            f"model {spec.id!r} runs through its own endpoint, not /v1/jobs",
+        )
     if spec is None:
         raise ApiError(
             404,

@@ -20,8 +20,16 @@ from busque.db.schema import api_keys, tenants
 from busque.ids import new_id
 from busque.jobs.webhooks import new_secret
 
-SCOPES = ("jobs:read", "jobs:write", "objects:read", "objects:write", "admin")
-DEFAULT_SCOPES = ("jobs:read", "jobs:write", "objects:read", "objects:write")
+SCOPES = (
+    "jobs:read",
+    "jobs:write",
+    "objects:read",
+    "objects:write",
+    "media:read",
+    "media:write",
+    "admin",
+)
+DEFAULT_SCOPES = SCOPES[:-1]
 
 
 @dataclass(frozen=True)

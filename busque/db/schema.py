@@ -149,6 +149,8 @@ media = Table(
     Column("id", String(40), primary_key=True),
     Column("tenant_id", String(40), ForeignKey("tenants.id"), nullable=False),
     Column("collection", String(100), nullable=False),
+    # The id vector/pHash indices know it by: int64 of the media id's 64 random bits.
+    Column("index_id", BigInteger, nullable=False),
     Column("state", String(16), nullable=False),  # pending | indexed | failed
     Column("sha256", String(64), nullable=False),
     Column("phash", BigInteger, nullable=False),  # 64-bit pHash as a signed integer
@@ -171,6 +173,7 @@ media = Table(
     Column("updated_at", Float, nullable=False),
     Index("ix_media_tenant_collection", "tenant_id", "collection", "id"),
     Index("ix_media_tenant_sha256", "tenant_id", "sha256"),
+    UniqueConstraint("tenant_id", "index_id"),
 )
 
 # What changed in each (tenant, collection) index, in order: the delta a Matcher replays on top

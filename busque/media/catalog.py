@@ -13,12 +13,18 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy import Engine, delete, func, insert, or_, select, update
 
 from busque.db.engine import readonly
 from busque.db.schema import media, media_changes
 from busque.ids import new_id
 from busque.jobs.store import decode_cursor, encode_cursor
+
+
+def index_id(media_id: str) -> int:
+    """The int64 the indices use for a media id: its 64 random bits, as a signed integer."""
+    value = int(media_id[-16:], 16)
+    return value - (1 << 64) if value >= 1 << 63 else value
 
 
 def vector_to_bytes(vector: np.ndarray) -> bytes:
@@ -50,10 +56,12 @@ class Catalog:
         job_id: str | None = None,
     ) -> dict:
         now = time.time()
+        media_id = media_id or new_id("med")
         row = dict.fromkeys(media.c.keys()) | {
-            "id": media_id or new_id("med"),
+            "id": media_id,
             "tenant_id": tenant_id,
             "collection": collection,
+            "index_id": index_id(media_id),
             "state": "pending",
             "sha256": sha256,
             "phash": phash,
@@ -171,13 +179,23 @@ class Catalog:
             )
         )
 
-    def changes_since(self, tenant_id: str, collection: str, after_id: int, limit: int = 10_000):
-        """Index changes after a log id, with each added media's vector and hashes."""
+    def changes_since(
+        self,
+        tenant_id: str,
+        collection: str,
+        after_id: int,
+        also_ids: Sequence[int] = (),
+        limit: int = 10_000,
+    ) -> list[dict]:
+        """Index changes after a log id (plus some earlier ids that may have committed late),
+        with each added media's vector and hashes. A removed media's row is gone: its
+        index_id comes from the media id itself."""
         query = (
             select(
                 media_changes.c.id,
                 media_changes.c.media_id,
                 media_changes.c.op,
+                media.c.index_id,
                 media.c.embedding,
                 media.c.phash,
                 media.c.sha256,
@@ -186,13 +204,23 @@ class Catalog:
             .where(
                 media_changes.c.tenant_id == tenant_id,
                 media_changes.c.collection == collection,
-                media_changes.c.id > after_id,
+                or_(media_changes.c.id > after_id, media_changes.c.id.in_(list(also_ids))),
             )
             .order_by(media_changes.c.id)
             .limit(limit)
         )
         with self.reader.connect() as conn:
-            return [r._asdict() for r in conn.execute(query)]
+            rows = [r._asdict() for r in conn.execute(query)]
+        for row in rows:
+            row["index_id"] = index_id(row["media_id"])
+        return rows
+
+    def by_index_ids(self, tenant_id: str, ids: Sequence[int]) -> dict[int, dict]:
+        if not ids:
+            return {}
+        query = select(media).where(media.c.tenant_id == tenant_id, media.c.index_id.in_(list(ids)))
+        with self.reader.connect() as conn:
+            return {r.index_id: r._asdict() for r in conn.execute(query)}
 
     def collections(self, tenant_id: str) -> list[dict]:
         query = (

@@ -47,11 +47,9 @@ def storage_keys(tenant_id: str, media_id: str, sha256: str, fmt: str) -> dict[s
 
 
 def renditions(decoded: DecodedImage, max_side: int = 2048, thumb_side: int = 256) -> Renditions:
-    image = decoded.image
-    if max(image.size) > max_side:
-        image = _fit(image, max_side)
+    image = decoded.image if max(decoded.image.size) <= max_side else _fit(decoded.image, max_side)
     normalized = io.BytesIO()
-    image.save(normalized, "JPEG", quality=90, optimize=True)
+    image.save(normalized, "JPEG", quality=90)
     thumb = io.BytesIO()
     _fit(image, thumb_side).save(thumb, "WEBP", quality=80)
     return Renditions(normalized.getvalue(), thumb.getvalue())
@@ -61,3 +59,11 @@ def _fit(image: Image.Image, side: int) -> Image.Image:
     copy = image.copy()
     copy.thumbnail((side, side), Image.Resampling.LANCZOS)
     return copy
+
+
+def normalized_jpeg(decoded: DecodedImage, max_side: int = 2048) -> bytes:
+    """Only the normalised JPEG (what the embedder sees), for queries that store nothing."""
+    image = decoded.image if max(decoded.image.size) <= max_side else _fit(decoded.image, max_side)
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=90)
+    return out.getvalue()

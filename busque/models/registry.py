@@ -34,6 +34,8 @@ class ModelSpec:
     description: str = ""
     timeout_s: float | None = None
     max_attempts: int | None = None
+    # Internal models run only as part of another endpoint (e.g. ingest), not via POST /v1/jobs.
+    public: bool = True
     # Returns None when the model can run, else the reason it cannot (e.g. no weights).
     unavailable: Callable[[Settings], str | None] = field(default=lambda settings: None)
 
@@ -56,6 +58,7 @@ class ModelSpec:
             "parameter_schema": self.params_schema.model_json_schema(),
             "input_schema": self.input_schema.model_json_schema(),
             "resources": {"num_cpus": resources.num_cpus, "num_gpus": resources.num_gpus},
+            "public": self.public,
             "available": reason is None,
             "unavailable_reason": reason,
         }
@@ -100,9 +103,45 @@ def _register_builtin(registry: ModelRegistry, settings: Settings) -> None:
     )
 
 
+class IngestJobInput(BaseModel):
+    media_id: str
+    original_key: str
+    keys: dict[str, str]
+    k: int = 10
+
+
+def _served_by_a_deployment(settings: Settings) -> Model:
+    raise RuntimeError("this model runs in its own deployment, not in a ModelHost")
+
+
+def _register_media(registry: ModelRegistry, settings: Settings) -> None:
+    def embedder_missing(s: Settings) -> str | None:
+        if s.embedder.backend == "clip":
+            return None if s.embedder.model_path else "set embedder.model_path for clip"
+        from busque.models.embedding.efficientnet import unavailable_reason
+
+        return unavailable_reason()
+
+    registry.register(
+        ModelSpec(
+            id="ingest",
+            kind="image-ingest",
+            backend=settings.embedder.backend,
+            factory=_served_by_a_deployment,
+            input_schema=IngestJobInput,
+            deployment="ingest",
+            description="Store, normalise, embed and index a photo; POST /v1/ingest runs it.",
+            timeout_s=120,
+            public=False,
+            unavailable=embedder_missing,
+        )
+    )
+
+
 def build_registry(settings: Settings) -> ModelRegistry:
     registry = ModelRegistry()
     _register_builtin(registry, settings)
+    _register_media(registry, settings)
     for module in settings.model_modules:
         importlib.import_module(module).register(registry, settings)
     return registry

@@ -10,7 +10,10 @@ from ray.serve import Application
 from busque.config import DeploymentSettings, Settings
 from busque.models.registry import build_registry
 from busque.serve.dispatcher import DispatcherDeployment
+from busque.serve.embedder import Embedder
 from busque.serve.gateway import Gateway
+from busque.serve.ingest import IngestWorker
+from busque.serve.matcher import Matcher
 from busque.serve.model_host import ModelHost
 
 
@@ -38,14 +41,24 @@ def _options(name: str, resources: DeploymentSettings) -> dict[str, Any]:
 def build_app(settings: Settings) -> Application:
     settings.ensure_secrets()
     bound = settings.model_dump(mode="json")
+
+    def deployment(cls, name: str):
+        return cls.options(**_options(name, settings.deployment(name.lower())))
+
+    embedder = deployment(Embedder, "Embedder").bind(bound)
+    matcher = deployment(Matcher, "Matcher").bind(bound, embedder)
+    # Deployments with their own class; every other model runs in a generic ModelHost.
+    special = {"ingest": deployment(IngestWorker, "Ingest").bind(bound, embedder, matcher)}
     model_handles = {
-        name: ModelHost.options(**_options(name, settings.deployment(name))).bind(bound, name)
+        name: special.get(name)
+        or ModelHost.options(**_options(name, settings.deployment(name))).bind(bound, name)
         for name in build_registry(settings).deployments()
     }
     dispatcher = DispatcherDeployment.options(
         **_options("Dispatcher", settings.serve.dispatcher)
     ).bind(bound, model_handles)
-    return Gateway.options(**_options("Gateway", settings.serve.gateway)).bind(bound, dispatcher)
+    gateway = Gateway.options(**_options("Gateway", settings.serve.gateway))
+    return gateway.bind(bound, dispatcher, embedder, matcher)
 
 
 def app_builder(args: dict[str, Any]) -> Application:

@@ -18,8 +18,14 @@ from busque.serve.runtime import Runtime
 @serve.deployment(name="Gateway")
 @serve.ingress()
 class Gateway:
-    def __init__(self, settings: dict, dispatcher: DeploymentHandle):
-        self.ctx = ApiContext(Runtime(settings), dispatcher)
+    def __init__(
+        self,
+        settings: dict,
+        dispatcher: DeploymentHandle,
+        embedder: DeploymentHandle,
+        matcher: DeploymentHandle,
+    ):
+        self.ctx = ApiContext(Runtime(settings), dispatcher, embedder, matcher)
 
     def __serve_build_asgi_app__(self):
         return create_app(self.ctx)

@@ -9,6 +9,7 @@ from busque.auth.keys import KeyStore
 from busque.config import Settings
 from busque.db.engine import make_engine
 from busque.jobs.store import JobStore
+from busque.media.catalog import Catalog
 from busque.models.registry import build_registry
 from busque.storage import ObjectStore, open_object_store
 
@@ -49,6 +50,10 @@ class Runtime:
     @cached_property
     def objects(self) -> ObjectStore:
         return open_object_store(self.settings.storage, self.settings.serve.public_url)
+
+    @cached_property
+    def catalog(self) -> Catalog:
+        return Catalog(self.engine)
 
     @cached_property
     def registry(self):

@@ -41,6 +41,7 @@ def upgrade() -> None:
         sa.Column("id", sa.String(length=40), nullable=False),
         sa.Column("tenant_id", sa.String(length=40), nullable=False),
         sa.Column("collection", sa.String(length=100), nullable=False),
+        sa.Column("index_id", sa.BigInteger(), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("sha256", sa.String(length=64), nullable=False),
         sa.Column("phash", sa.BigInteger(), nullable=False),
@@ -65,6 +66,7 @@ def upgrade() -> None:
             ["tenant_id"], ["tenants.id"], name=op.f("fk_media_tenant_id_tenants")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_media")),
+        sa.UniqueConstraint("tenant_id", "index_id", name=op.f("uq_media_tenant_id_index_id")),
     )
     with op.batch_alter_table("media", schema=None) as batch_op:
         batch_op.create_index(

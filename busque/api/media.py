@@ -1,0 +1,489 @@
+"""Media: ingest (202 with pHash and sha256 at once), search, BusquePet's match, the catalog."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import re
+import time
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel, Field, ValidationError
+from starlette.datastructures import UploadFile
+
+from busque.api.auth import require
+from busque.api.errors import ApiError, not_found
+from busque.api.views import iso, job_view
+from busque.auth.keys import Principal
+from busque.ids import new_id
+from busque.jobs.store import NewJob
+from busque.media.decode import MediaError, image_info
+from busque.media.normalize import CONTENT_TYPES, storage_keys
+from busque.media.phash import hex_to_int64, int64_to_hex, phash_bytes
+from busque.models.embedding.efficientnet import pet_label
+from busque.storage import InvalidKey, ObjectNotFound, validate_key
+
+router = APIRouter(prefix="/v1", tags=["media"])
+
+COLLECTION = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+MAX_K = 100
+
+
+class IngestFields(BaseModel):
+    collection: str | None = Field(None, pattern=COLLECTION.pattern)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    k: int = Field(10, ge=1, le=MAX_K)
+    object_key: str | None = Field(None, description="an uploaded object instead of `image`")
+
+
+def media_error(exc: MediaError) -> ApiError:
+    return ApiError(exc.status, exc.code, str(exc))
+
+
+async def _read_upload(request: Request, limit: int) -> tuple[bytes | None, IngestFields]:
+    """Multipart (`image` + form fields) or JSON (`object_key`)."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        form = await request.form(max_files=1, max_fields=10)
+        upload = form.get("image")
+        if not isinstance(upload, UploadFile):
+            raise ApiError(422, "invalid_request", "send the photo as the multipart field `image`")
+        data = await upload.read(limit + 1)
+        if len(data) > limit:
+            raise ApiError(413, "payload_too_large", f"images are limited to {limit} bytes")
+        raw = {k: v for k, v in form.items() if k != "image" and isinstance(v, str)}
+        if "metadata" in raw:
+            try:
+                raw["metadata"] = json.loads(raw["metadata"])
+            except ValueError:
+                raise ApiError(422, "invalid_request", "metadata must be a JSON object") from None
+        return data, _fields(raw)
+    if content_type.startswith("application/json"):
+        try:
+            raw = await request.json()
+        except ValueError:
+            raise ApiError(400, "invalid_json", "the request body is not valid JSON") from None
+        fields = _fields(raw if isinstance(raw, dict) else {"_": raw})
+        if not fields.object_key:
+            raise ApiError(422, "invalid_request", "send multipart `image` or JSON `object_key`")
+        return None, fields
+    raise ApiError(415, "unsupported_media_type", "use multipart/form-data or application/json")
+
+
+def _fields(raw: dict) -> IngestFields:
+    try:
+        return IngestFields.model_validate(raw)
+    except ValidationError as exc:
+        errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        raise ApiError(
+            422, "invalid_request", "invalid ingest fields", {"errors": errors}
+        ) from None
+
+
+def _inspect(data: bytes, max_pixels: int) -> tuple[Any, str, str]:
+    """Header check (bomb guard), full decode for the pHash (catches truncation), sha256."""
+    if not data:
+        raise ApiError(422, "invalid_image", "the image is empty")
+    try:
+        info = image_info(data, max_pixels=max_pixels)
+        phash = phash_bytes(data, max_pixels=max_pixels)
+    except MediaError as exc:
+        raise media_error(exc) from None
+    return info, phash, hashlib.sha256(data).hexdigest()
+
+
+@router.post("/ingest", status_code=202, summary="Ingest a photo; 202 with its pHash at once")
+async def ingest(
+    request: Request, response: Response, principal: Principal = Depends(require("media:write"))
+):
+    ctx = request.app.state.ctx
+    limit = ctx.settings.media.max_upload_bytes
+    data, fields = await _read_upload(request, limit)
+    tenant = principal.tenant_id
+    if data is None:
+        try:
+            key = validate_key(fields.object_key, tenant)
+            data = await asyncio.to_thread(ctx.objects.get, key)
+        except InvalidKey:
+            raise not_found("object", fields.object_key) from None
+        except ObjectNotFound:
+            raise not_found("object", fields.object_key) from None
+        if len(data) > limit:
+            raise ApiError(413, "payload_too_large", f"images are limited to {limit} bytes")
+    info, phash_hex, sha256 = await asyncio.to_thread(_inspect, data, ctx.settings.media.max_pixels)
+    collection = fields.collection or ctx.settings.media.default_collection
+    media_id = new_id("med")
+    keys = storage_keys(tenant, media_id, sha256, info.format)
+    if await asyncio.to_thread(ctx.objects.stat, keys["original"]) is None:  # stored once
+        await asyncio.to_thread(
+            ctx.objects.put, keys["original"], data, CONTENT_TYPES.get(info.format)
+        )
+    row = await asyncio.to_thread(
+        ctx.catalog.create,
+        tenant,
+        collection,
+        media_id=media_id,
+        sha256=sha256,
+        phash=hex_to_int64(phash_hex),
+        width=info.width,
+        height=info.height,
+        format=info.format,
+        size=len(data),
+        metadata=fields.metadata,
+    )
+    spec = ctx.registry.get("ingest")
+    new = NewJob(
+        tenant_id=tenant,
+        model="ingest",
+        params={},
+        max_attempts=ctx.settings.jobs.max_attempts,
+        timeout_s=spec.timeout_s or ctx.settings.jobs.default_timeout_s,
+        input={
+            "media_id": media_id,
+            "original_key": keys["original"],
+            "k": fields.k,
+            "keys": {"normalized": keys["normalized"], "thumbnail": keys["thumbnail"]},
+        },
+    )
+    try:
+        job, _ = await asyncio.to_thread(ctx.jobs.create, new)
+    except Exception:
+        await asyncio.to_thread(ctx.catalog.delete, row["id"], tenant)  # nothing half-written
+        raise
+    ctx.wake_dispatcher()
+    duplicate = await asyncio.to_thread(ctx.catalog.first_with_sha256, tenant, sha256, media_id)
+    response.headers["Location"] = f"/v1/jobs/{job['id']}"
+    return {
+        "job_id": job["id"],
+        "media_id": media_id,
+        "status": job["state"],
+        "collection": collection,
+        "phash": phash_hex,
+        "sha256": sha256,
+        "duplicate_of": duplicate["id"] if duplicate else None,
+        "job": job_view(job),
+    }
+
+
+def media_view(ctx, row: dict) -> dict:
+    ttl = ctx.settings.storage.url_ttl_s
+    urls = {}
+    if row["state"] == "indexed":
+        urls = {
+            "image_url": ctx.objects.presign_get(row["normalized_key"], ttl),
+            "thumbnail_url": ctx.objects.presign_get(row["thumbnail_key"], ttl),
+        }
+    return {
+        "id": row["id"],
+        "object": "media",
+        "collection": row["collection"],
+        "status": row["state"],
+        "sha256": row["sha256"],
+        "phash": int64_to_hex(row["phash"]),
+        "width": row["width"],
+        "height": row["height"],
+        "format": row["format"],
+        "bytes": row["bytes"],
+        "metadata": row["metadata"],
+        "labels": row["labels"],
+        "embedding_model": row["embedding_model"],
+        "created_at": iso(row["created_at"]),
+        "indexed_at": iso(row["indexed_at"]),
+        **urls,
+    }
+
+
+@router.get("/media/{media_id}", summary="One media item with signed image URLs")
+async def get_media(
+    media_id: str, request: Request, principal: Principal = Depends(require("media:read"))
+):
+    ctx = request.app.state.ctx
+    row = await asyncio.to_thread(ctx.catalog.get, media_id, principal.tenant_id)
+    if row is None:
+        raise not_found("media", media_id)
+    return await asyncio.to_thread(media_view, ctx, row)
+
+
+@router.get("/media", summary="List media, newest first")
+async def list_media(
+    request: Request,
+    collection: Annotated[str | None, Query(pattern=COLLECTION.pattern)] = None,
+    status: Literal["indexed", "pending", "all"] = "indexed",
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: str | None = None,
+    principal: Principal = Depends(require("media:read")),
+):
+    ctx = request.app.state.ctx
+    states = () if status == "all" else (status,)
+    try:
+        rows, next_cursor = await asyncio.to_thread(
+            ctx.catalog.list,
+            principal.tenant_id,
+            collection=collection,
+            states=states,
+            limit=limit,
+            cursor=cursor,
+        )
+    except ValueError as exc:
+        raise ApiError(400, "invalid_cursor", str(exc)) from None
+    data = [await asyncio.to_thread(media_view, ctx, r) for r in rows]
+    return {"object": "list", "data": data, "next_cursor": next_cursor}
+
+
+@router.get("/collections", summary="The tenant's collections with their media counts")
+async def collections(request: Request, principal: Principal = Depends(require("media:read"))):
+    ctx = request.app.state.ctx
+    return {
+        "object": "list",
+        "data": await asyncio.to_thread(ctx.catalog.collections, principal.tenant_id),
+    }
+
+
+# ---- search, match, delete, duplicates ----
+
+
+class SearchQuery(BaseModel):
+    text: str | None = Field(None, min_length=1, max_length=1000)
+    phash: str | None = Field(None, pattern=r"^[0-9a-fA-F]{16}$")
+    media_id: str | None = None
+    image_base64: str | None = Field(None, description="or send multipart `image`")
+    k: int = Field(10, ge=1, le=MAX_K)
+    collection: str | None = Field(None, pattern=COLLECTION.pattern)
+    mode: Literal["hybrid", "visual", "phash"] = "hybrid"
+    filters: dict[str, Any] = Field(default_factory=dict, description="metadata key == value")
+    min_score: float | None = Field(None, ge=-1, le=1)
+
+
+async def _embed_image(ctx, data: bytes) -> tuple[Any, int]:
+    """A query image's vector and pHash (nothing is stored)."""
+    from busque.media.decode import decode_image
+    from busque.media.normalize import normalized_jpeg
+
+    def prepare():
+        try:
+            decoded = decode_image(
+                data,
+                max_pixels=ctx.settings.media.max_pixels,
+                max_side=ctx.settings.media.normalized_side,
+            )
+            return normalized_jpeg(decoded), hex_to_int64(phash_bytes(data))
+        except MediaError as exc:
+            raise media_error(exc) from None
+
+    jpeg, phash = await asyncio.to_thread(prepare)
+    embedded = await ctx.embedder.embed.remote(jpeg)
+    return embedded["vector"], phash
+
+
+async def _query(ctx, principal: Principal, q: SearchQuery, image: bytes | None) -> dict:
+    """Vector and/or pHash for the query, and ids to leave out."""
+    vector, phash, exclude, sha256 = None, None, [], None
+    if sum(x is not None for x in (q.text, q.phash, q.media_id, image)) != 1:
+        raise ApiError(
+            422, "invalid_request", "search by exactly one of image, text, phash, media_id"
+        )
+    if image is not None:
+        vector, phash = await _embed_image(ctx, image)
+        sha256 = hashlib.sha256(image).hexdigest()
+    elif q.text is not None:
+        info = await ctx.embedder.info.remote()
+        if not info["has_text"]:
+            raise ApiError(
+                422,
+                "no_text_tower",
+                f"the embedding model {info['model']!r} has no text tower; "
+                "text search needs a model such as clip",
+            )
+        vector = await ctx.embedder.embed_text.remote(q.text)
+    elif q.phash is not None:
+        phash = hex_to_int64(q.phash)
+    else:
+        row = await asyncio.to_thread(ctx.catalog.get, q.media_id, principal.tenant_id)
+        if row is None or row["state"] != "indexed":
+            raise not_found("media", q.media_id)
+        from busque.media.catalog import bytes_to_vector
+
+        vector, phash, exclude = bytes_to_vector(row["embedding"]), row["phash"], [row["index_id"]]
+        q.collection = q.collection or row["collection"]
+    if q.mode == "visual" and vector is None:
+        raise ApiError(422, "invalid_request", "visual search needs an image, text or media_id")
+    if q.mode == "phash" and phash is None:
+        raise ApiError(422, "invalid_request", "phash search needs an image, phash or media_id")
+    return {"vector": vector, "phash": phash, "exclude_ids": exclude, "sha256": sha256}
+
+
+async def _search(ctx, principal: Principal, q: SearchQuery, image: bytes | None) -> list[dict]:
+    query = await _query(ctx, principal, q, image)
+    collection = q.collection or ctx.settings.media.default_collection
+    fetch = q.k * 5 if q.filters else q.k  # filters apply after ranking: fetch more
+    found = await ctx.matcher.search.remote(
+        principal.tenant_id, collection, k=fetch, mode=q.mode, min_score=q.min_score, **query
+    )
+    rows = await asyncio.to_thread(
+        ctx.catalog.by_index_ids, principal.tenant_id, [m["media_id"] for m in found]
+    )
+    matches = []
+    for match in found:
+        row = rows.get(match["media_id"])
+        if row is None or any(row["metadata"].get(k) != v for k, v in q.filters.items()):
+            continue  # deleted since, or filtered out
+        view = await asyncio.to_thread(media_view, ctx, row)
+        matches.append(
+            {
+                "rank": len(matches) + 1,
+                "media_id": row["id"],
+                "score": round(match["score"], 6),
+                "distance": match["distance"],
+                "phash_distance": match["phash_distance"],
+                "exact_duplicate": match["exact_duplicate"],
+                "labels": row["labels"],
+                "metadata": row["metadata"],
+                "image_url": view.get("image_url"),
+                "thumbnail_url": view.get("thumbnail_url"),
+            }
+        )
+        if len(matches) == q.k:
+            break
+    return matches
+
+
+@router.post("/search", summary="Find look-alikes by image, text, pHash or media id")
+async def search(request: Request, principal: Principal = Depends(require("media:read"))):
+    ctx = request.app.state.ctx
+    started = time.perf_counter()
+    image = None
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        data, fields = await _read_upload(request, ctx.settings.media.max_upload_bytes)
+        raw = {k: v for k, v in (await request.form()).items() if k != "image"}
+        query, image = _search_fields(raw), data
+    else:
+        try:
+            raw = await request.json()
+        except ValueError:
+            raise ApiError(400, "invalid_json", "the request body is not valid JSON") from None
+        query = _search_fields(raw if isinstance(raw, dict) else {"_": raw})
+        if query.image_base64:
+            try:
+                image = base64.b64decode(query.image_base64, validate=True)
+            except ValueError:
+                raise ApiError(422, "invalid_request", "image_base64 is not base64") from None
+            query.image_base64 = None
+    matches = await _search(ctx, principal, query, image)
+    return {"matches": matches, "duration_ms": round((time.perf_counter() - started) * 1000, 2)}
+
+
+def _search_fields(raw: dict) -> SearchQuery:
+    for name in ("filters",):
+        if isinstance(raw.get(name), str):
+            try:
+                raw[name] = json.loads(raw[name])
+            except ValueError:
+                raise ApiError(422, "invalid_request", f"{name} must be JSON") from None
+    try:
+        return SearchQuery.model_validate(raw)
+    except ValidationError as exc:
+        errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        raise ApiError(422, "invalid_request", "invalid search", {"errors": errors}) from None
+
+
+class MatchRequest(BaseModel):
+    """BusquePet's webhook contract, unchanged."""
+
+    job_id: str = Field(max_length=200)
+    image_path: str | None = None
+    object_key: str | None = None
+    phash: str | None = Field(None, pattern=r"^[0-9a-fA-F]{16}$")
+    k: int = Field(5, ge=1, le=MAX_K)
+    use_hybrid: bool = True
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    collection: str | None = Field(None, pattern=COLLECTION.pattern)
+
+
+@router.post("/match", summary="BusquePet's match webhook: top-k look-alikes with breed")
+async def match(
+    body: MatchRequest, request: Request, principal: Principal = Depends(require("media:read"))
+):
+    ctx = request.app.state.ctx
+    started = time.perf_counter()
+    image = None
+    key = body.object_key or body.image_path
+    if key:
+        try:
+            data = await asyncio.to_thread(ctx.objects.get, validate_key(key, principal.tenant_id))
+        except (InvalidKey, ObjectNotFound):
+            raise not_found("object", key) from None
+        image = data
+    elif not body.phash:
+        raise ApiError(422, "invalid_request", "send object_key (or image_path) or phash")
+    query = SearchQuery(
+        k=body.k,
+        collection=body.collection,
+        mode="hybrid" if body.use_hybrid else ("visual" if image else "phash"),
+        phash=None if image else body.phash,
+    )
+    found = await _search(ctx, principal, query, image)
+    matches = [
+        {
+            "rank": m["rank"],
+            "image_id": m["media_id"],
+            "breed": pet_label(m["labels"])["breed"],
+            "score": m["score"],
+            "distance": m["distance"] if m["distance"] is not None else m["phash_distance"],
+            "image_path": m["image_url"],
+        }
+        for m in found
+    ]
+    return {
+        "job_id": body.job_id,
+        "matches": matches,
+        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+    }
+
+
+@router.delete("/media/{media_id}", status_code=204, summary="Delete a media item everywhere")
+async def delete_media(
+    media_id: str, request: Request, principal: Principal = Depends(require("media:write"))
+):
+    ctx = request.app.state.ctx
+    row = await asyncio.to_thread(ctx.catalog.delete, media_id, principal.tenant_id)
+    if row is None:
+        raise not_found("media", media_id)
+    await ctx.matcher.remove.remote(principal.tenant_id, row["collection"], row["index_id"])
+    keys = [row["normalized_key"], row["thumbnail_key"]]
+    if (
+        await asyncio.to_thread(ctx.catalog.first_with_sha256, principal.tenant_id, row["sha256"])
+        is None
+    ):
+        keys.append(row["original_key"])  # content-addressed: only when nothing else shares it
+    for key in filter(None, keys):
+        await asyncio.to_thread(ctx.objects.delete, key)
+    return Response(status_code=204)
+
+
+@router.get("/duplicates", summary="Exact (sha256) and near (pHash) duplicate groups")
+async def duplicates(
+    request: Request,
+    collection: Annotated[str | None, Query(pattern=COLLECTION.pattern)] = None,
+    radius: Annotated[int | None, Query(ge=0, le=32)] = None,
+    principal: Principal = Depends(require("media:read")),
+):
+    ctx = request.app.state.ctx
+    tenant = principal.tenant_id
+    collection = collection or ctx.settings.media.default_collection
+    radius = ctx.settings.index.duplicate_radius if radius is None else radius
+    exact = await asyncio.to_thread(ctx.catalog.exact_duplicates, tenant, collection)
+    near_ids = await ctx.matcher.near_groups.remote(tenant, collection, radius)
+    rows = await asyncio.to_thread(
+        ctx.catalog.by_index_ids, tenant, [i for group in near_ids for i in group]
+    )
+    near = [[rows[i]["id"] for i in group if i in rows] for group in near_ids]
+    return {
+        "collection": collection,
+        "radius": radius,
+        "exact": exact,
+        "near": [g for g in near if len(g) > 1],
+    }

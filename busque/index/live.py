@@ -1,0 +1,184 @@
+"""The indices a Matcher serves: one HybridIndex per (tenant, collection), kept current.
+
+Ray-free. A scope starts from the newest snapshot in the object store, then replays the
+catalog's change log after the snapshot's `last_seq`; `sync()` keeps replaying (so several
+replicas converge on the same contents) and swaps in a newer snapshot when the manifest names
+one (a reindex), whole, so no query ever sees half an index.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from busque.index import snapshot
+from busque.index.hybrid import HybridIndex
+from busque.media.catalog import Catalog, bytes_to_vector
+from busque.storage import ObjectStore
+
+logger = logging.getLogger("busque.index")
+
+
+@dataclass
+class Scope:
+    index: HybridIndex
+    last_seq: int
+    version: str | None
+    gaps: dict[int, float] = field(default_factory=dict)  # change ids skipped, maybe uncommitted
+    changes_since_snapshot: int = 0
+
+
+class LiveIndex:
+    def __init__(
+        self,
+        catalog: Catalog,
+        objects: ObjectStore,
+        dim: int,
+        *,
+        snapshot_every: int = 1000,
+        keep_snapshots: int = 3,
+        gap_s: float = 10.0,
+        index_options: dict | None = None,
+    ):
+        self.catalog = catalog
+        self.objects = objects
+        self.dim = dim
+        self.snapshot_every = snapshot_every
+        self.keep_snapshots = keep_snapshots
+        self.gap_s = gap_s
+        self.index_options = index_options or {}
+        self.scopes: dict[tuple[str, str], Scope] = {}
+        self._lock = threading.RLock()
+
+    def scope(self, tenant: str, collection: str) -> Scope:
+        key = (tenant, collection)
+        with self._lock:
+            if key not in self.scopes:
+                self.scopes[key] = self._open(tenant, collection)
+            return self.scopes[key]
+
+    def _open(self, tenant: str, collection: str) -> Scope:
+        loaded = snapshot.load(self.objects, tenant, collection)
+        if loaded is None:
+            scope = Scope(HybridIndex(self.dim, **self.index_options), 0, None)
+        else:
+            index, last_seq = loaded
+            manifest = snapshot.read_manifest(self.objects, tenant, collection) or {}
+            scope = Scope(index, last_seq, manifest.get("version"))
+        self._replay(tenant, collection, scope)
+        logger.info(
+            "index %s/%s: %d items (snapshot %s)",
+            tenant,
+            collection,
+            len(scope.index),
+            scope.version,
+        )
+        return scope
+
+    def _replay(self, tenant: str, collection: str, scope: Scope) -> int:
+        now = time.monotonic()
+        scope.gaps = {i: until for i, until in scope.gaps.items() if until > now}
+        changes = self.catalog.changes_since(tenant, collection, scope.last_seq, list(scope.gaps))
+        for change in changes:
+            if change["id"] > scope.last_seq:
+                for missing in range(scope.last_seq + 1, change["id"]):
+                    scope.gaps[missing] = now + self.gap_s
+                scope.last_seq = change["id"]
+            else:
+                scope.gaps.pop(change["id"], None)
+            if change["op"] == "add" and change["embedding"] is not None:
+                scope.index.add(
+                    change["index_id"],
+                    bytes_to_vector(change["embedding"]),
+                    change["phash"],
+                    change["sha256"],
+                )
+            elif change["op"] == "remove":
+                scope.index.remove(change["index_id"])
+        scope.changes_since_snapshot += len(changes)
+        return len(changes)
+
+    def sync(self) -> None:
+        """Catch up every open scope with the change log; take a newer snapshot if published."""
+        with self._lock:
+            keys = list(self.scopes)
+        for tenant, collection in keys:
+            scope = self.scopes[(tenant, collection)]
+            manifest = snapshot.read_manifest(self.objects, tenant, collection)
+            newer = (
+                manifest
+                and manifest["version"] != scope.version
+                and (manifest["last_seq"] > scope.last_seq or manifest.get("rebuilt"))
+            )
+            if newer:
+                fresh = self._open(tenant, collection)  # built aside, swapped in whole
+                with self._lock:
+                    self.scopes[(tenant, collection)] = fresh
+                continue
+            with self._lock:
+                self._replay(tenant, collection, scope)
+            if scope.changes_since_snapshot >= self.snapshot_every:
+                self.save(tenant, collection)
+
+    def add(
+        self,
+        tenant: str,
+        collection: str,
+        index_id: int,
+        vector: np.ndarray,
+        phash: int,
+        sha256: str,
+    ) -> None:
+        """Apply an addition at once (the change log brings it to the other replicas)."""
+        scope = self.scope(tenant, collection)
+        with self._lock:
+            scope.index.add(index_id, vector, phash, sha256)
+
+    def remove(self, tenant: str, collection: str, index_id: int) -> None:
+        scope = self.scope(tenant, collection)
+        with self._lock:
+            scope.index.remove(index_id)
+
+    def search(self, tenant: str, collection: str, **query) -> list[dict]:
+        scope = self.scope(tenant, collection)
+        return [m.to_dict() for m in scope.index.search(**query)]
+
+    def near_groups(self, tenant: str, collection: str, radius: int) -> list[list[int]]:
+        """Groups of items within `radius` pHash bits of each other (connected components)."""
+        scope = self.scope(tenant, collection)
+        ids, codes = scope.index.phashes.items()
+        parent = {int(i): int(i) for i in ids}
+
+        def root(i: int) -> int:
+            while parent[i] != i:
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            return i
+
+        for i, code in zip(ids.tolist(), codes.tolist(), strict=True):
+            for j, _ in scope.index.phashes.search_radius(code, radius):
+                if j != i and j in parent:
+                    parent[root(j)] = root(i)
+        groups: dict[int, list[int]] = {}
+        for i in parent:
+            groups.setdefault(root(i), []).append(i)
+        return sorted((sorted(g) for g in groups.values() if len(g) > 1), key=lambda g: g[0])
+
+    def save(self, tenant: str, collection: str) -> str:
+        scope = self.scope(tenant, collection)
+        with self._lock:
+            version = snapshot.save(
+                self.objects,
+                tenant,
+                collection,
+                scope.index,
+                scope.last_seq,
+                keep=self.keep_snapshots,
+            )
+            scope.version = version
+            scope.changes_since_snapshot = 0
+        return version

@@ -1,0 +1,114 @@
+"""The ingest job's work, given its services: normalise, store, embed, index, find look-alikes.
+
+Ray-free: the IngestWorker deployment hands in `embed` (the Embedder) and `index` (the Matcher)
+as async callables; a pipeline could hand in in-process ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from busque.config import MediaSettings
+from busque.media.catalog import Catalog
+from busque.media.decode import decode_image
+from busque.media.normalize import renditions
+from busque.models.base import ModelError
+from busque.models.embedding.efficientnet import pet_label
+from busque.storage import ObjectStore
+
+
+@dataclass
+class IngestServices:
+    objects: ObjectStore
+    catalog: Catalog
+    embed: Callable[[bytes], Awaitable[dict]]  # normalised JPEG -> {"vector", "labels"}
+    index_add: Callable[..., Awaitable[None]]
+    index_search: Callable[..., Awaitable[list[dict]]]
+    embedding_model: str
+    embedding_version: str
+
+
+async def run_ingest(
+    job: dict,
+    services: IngestServices,
+    settings: MediaSettings,
+    progress: Callable[[float, str], Awaitable[None]],
+) -> dict[str, Any]:
+    inputs = job["input"]
+    media_id, k = inputs["media_id"], inputs["k"]
+    catalog, objects = services.catalog, services.objects
+    row = await asyncio.to_thread(catalog.get, media_id, job["tenant_id"])
+    if row is None:
+        raise ModelError("media_not_found", f"media {media_id} was deleted before indexing")
+    original = await asyncio.to_thread(objects.get, inputs["original_key"])
+    decoded = await asyncio.to_thread(
+        decode_image, original, max_pixels=settings.max_pixels, max_side=settings.normalized_side
+    )
+    images = await asyncio.to_thread(
+        renditions, decoded, settings.normalized_side, settings.thumbnail_side
+    )
+    keys = {"original": inputs["original_key"], **inputs["keys"]}
+    await asyncio.to_thread(objects.put, keys["normalized"], images.normalized, "image/jpeg")
+    await asyncio.to_thread(objects.put, keys["thumbnail"], images.thumbnail, "image/webp")
+    await progress(40, "stored")
+
+    embedded = await services.embed(images.normalized)
+    vector, labels = embedded["vector"], embedded["labels"]
+    await progress(70, "embedded")
+
+    indexed = await asyncio.to_thread(
+        catalog.mark_indexed,
+        media_id,
+        keys=keys,
+        embedding=vector,
+        embedding_model=services.embedding_model,
+        embedding_version=services.embedding_version,
+        labels=labels,
+    )
+    if indexed is None:
+        raise ModelError("media_not_found", f"media {media_id} was deleted while indexing")
+    tenant = job["tenant_id"]
+    await services.index_add(
+        tenant, row["collection"], row["index_id"], vector, row["phash"], row["sha256"]
+    )
+    found = await services.index_search(
+        tenant,
+        row["collection"],
+        vector=vector,
+        phash=row["phash"],
+        k=k,
+        mode="hybrid",
+        exclude_ids=[row["index_id"]],
+        sha256=row["sha256"],
+    )
+    rows = await asyncio.to_thread(catalog.by_index_ids, tenant, [m["media_id"] for m in found])
+    matches = [
+        {
+            "rank": rank,
+            "media_id": rows[m["media_id"]]["id"],
+            "score": round(m["score"], 6),
+            "distance": m["distance"],
+            "phash_distance": m["phash_distance"],
+            "exact_duplicate": m["exact_duplicate"],
+            "labels": rows[m["media_id"]]["labels"],
+            "metadata": rows[m["media_id"]]["metadata"],
+            **pet_label(rows[m["media_id"]]["labels"]),
+        }
+        for rank, m in enumerate((m for m in found if m["media_id"] in rows), start=1)
+    ]
+    await progress(95, "matched")
+    duplicate = await asyncio.to_thread(
+        catalog.first_with_sha256, job["tenant_id"], row["sha256"], media_id
+    )
+    return {
+        "media_id": media_id,
+        "collection": row["collection"],
+        "sha256": row["sha256"],
+        "labels": labels,
+        **pet_label(labels),
+        "duplicate_of": duplicate["id"] if duplicate else None,
+        "matches": matches,
+    }

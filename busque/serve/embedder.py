@@ -1,0 +1,49 @@
+"""The Embedder deployment: image (and, with CLIP, text) embeddings, batched with @serve.batch.
+
+Callers send one normalised JPEG per call; Serve gathers concurrent calls into one forward pass
+(up to `embedder.batch_size`, waiting at most `embedder.batch_wait_s` to fill a batch).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+import numpy as np
+from PIL import Image
+from ray import serve
+
+from busque.models.embedding import create_embedder
+from busque.serve.runtime import Runtime
+
+
+def build_embedder(settings):
+    cfg = settings.embedder
+    options = {"device": cfg.device}
+    if cfg.backend == "clip":
+        options["model_path"] = cfg.model_path
+    return create_embedder(cfg.backend, **options)
+
+
+@serve.deployment(name="Embedder")
+class Embedder:
+    def __init__(self, settings: dict):
+        self.runtime = Runtime(settings)
+        cfg = self.runtime.settings.embedder
+        self.model = build_embedder(self.runtime.settings)
+        self.model.load()
+        self.embed.set_max_batch_size(cfg.batch_size)
+        self.embed.set_batch_wait_timeout_s(cfg.batch_wait_s)
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    async def embed(self, images: list[bytes]) -> list[dict]:
+        """Each image: normalised RGB JPEG bytes -> {"vector", "labels"}."""
+        pil = [Image.open(io.BytesIO(data)).convert("RGB") for data in images]
+        vectors, labels = await asyncio.to_thread(self.model.analyze, pil, 5)
+        return [{"vector": v, "labels": top} for v, top in zip(vectors, labels, strict=True)]
+
+    async def embed_text(self, text: str) -> np.ndarray:
+        return (await asyncio.to_thread(self.model.embed_texts, [text]))[0]
+
+    def info(self) -> dict:
+        return self.model.describe()

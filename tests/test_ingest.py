@@ -1,0 +1,211 @@
+"""Ingest, search, match and the catalog through the real app: real EfficientNet weights, real
+photos from scikit-image, the hybrid FAISS + pHash index in the Matcher."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+
+import numpy as np
+import pytest
+import skimage.data
+from PIL import Image, ImageEnhance
+
+from tests.conftest import wait_for
+from tests.test_jobs_api import assert_error
+
+PHOTOS = ("chelsea", "astronaut", "coffee", "rocket")
+
+
+def jpeg(array: np.ndarray | Image.Image, quality: int = 90, size: int | None = 512) -> bytes:
+    image = array if isinstance(array, Image.Image) else Image.fromarray(array)
+    image = image.convert("RGB")
+    if size:
+        image.thumbnail((size, size))
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=quality)
+    return out.getvalue()
+
+
+def photo(name: str) -> np.ndarray:
+    return getattr(skimage.data, name)()
+
+
+def ingest(client, data: bytes, collection: str, **fields) -> dict:
+    form = {"collection": collection, **{k: str(v) for k, v in fields.items()}}
+    response = client.post("/v1/ingest", files={"image": ("p.jpg", data, "image/jpeg")}, data=form)
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+@pytest.fixture(scope="module")
+def pets(client_module):
+    """Four real photos ingested into a fresh collection; returns (collection, {name: media})."""
+    collection = f"pets-{int(time.time() * 1000)}"
+    accepted = {
+        name: ingest(
+            client_module, jpeg(photo(name)), collection, metadata=json.dumps({"name": name})
+        )
+        for name in PHOTOS
+    }
+    for media in accepted.values():
+        assert wait_for(client_module, media["job_id"], timeout=120)["status"] == "succeeded"
+    return collection, accepted
+
+
+@pytest.fixture(scope="module")
+def client_module(app):
+    with app.client() as c:
+        yield c
+
+
+def test_ingest_answers_at_once_with_phash_and_sha256(client_module):
+    from busque.media.phash import phash_bytes
+
+    data = jpeg(photo("horse"))
+    accepted = ingest(client_module, data, "ingest-basic", k=3)
+    assert accepted["status"] == "queued"
+    assert accepted["phash"] == phash_bytes(data) and len(accepted["sha256"]) == 64
+    assert accepted["duplicate_of"] is None
+    job = wait_for(client_module, accepted["job_id"], timeout=120)
+    assert job["status"] == "succeeded", job
+    assert job["result"]["media_id"] == accepted["media_id"]
+    media = client_module.get(f"/v1/media/{accepted['media_id']}").json()
+    assert media["status"] == "indexed" and media["embedding_model"] == "efficientnet-lite0"
+    for url in (media["image_url"], media["thumbnail_url"]):
+        assert client_module.get(url).status_code == 200  # signed URL, no key needed
+
+
+def test_chelsea_is_a_cat_and_its_lookalike_comes_first(client_module, pets):
+    collection, accepted = pets
+    result = wait_for(client_module, accepted["chelsea"]["job_id"])["result"]
+    assert result["species"] == "cat"
+    copy = jpeg(ImageEnhance.Brightness(Image.fromarray(photo("chelsea"))).enhance(1.2), 40)
+    found = client_module.post(
+        "/v1/search",
+        files={"image": ("q.jpg", copy, "image/jpeg")},
+        data={"collection": collection, "k": "3"},
+    ).json()
+    top = found["matches"][0]
+    assert top["media_id"] == accepted["chelsea"]["media_id"] and top["rank"] == 1
+    assert top["phash_distance"] <= 8 and top["score"] > found["matches"][1]["score"]
+    assert top["metadata"] == {"name": "chelsea"} and top["thumbnail_url"]
+
+
+def test_search_modes_filters_and_match_contract(client_module, pets):
+    collection, accepted = pets
+    chelsea = accepted["chelsea"]
+    by_phash = client_module.post(
+        "/v1/search",
+        json={"phash": chelsea["phash"], "collection": collection, "mode": "phash", "k": 1},
+    ).json()
+    assert by_phash["matches"][0]["media_id"] == chelsea["media_id"]
+    by_id = client_module.post(
+        "/v1/search", json={"media_id": chelsea["media_id"], "k": 3, "mode": "visual"}
+    ).json()
+    assert chelsea["media_id"] not in [m["media_id"] for m in by_id["matches"]]  # itself excluded
+    filtered = client_module.post(
+        "/v1/search", json={"media_id": chelsea["media_id"], "k": 3, "filters": {"name": "coffee"}}
+    ).json()
+    assert [m["metadata"]["name"] for m in filtered["matches"]] == ["coffee"]
+    matched = client_module.post(
+        "/v1/match",
+        json={
+            "job_id": "bp-1",
+            "phash": chelsea["phash"],
+            "k": 2,
+            "use_hybrid": False,
+            "collection": collection,
+            "metadata": {},
+        },
+    ).json()
+    assert matched["job_id"] == "bp-1" and matched["duration_ms"] >= 0
+    first = matched["matches"][0]
+    assert first["image_id"] == chelsea["media_id"] and first["rank"] == 1
+    assert set(first) == {"rank", "image_id", "breed", "score", "distance", "image_path"}
+
+
+def test_exact_duplicate_is_flagged_and_stored_once(client_module, app):
+    data = jpeg(photo("camera"), size=300)
+    first = ingest(client_module, data, "dupes")
+    wait_for(client_module, first["job_id"])
+    second = ingest(client_module, data, "dupes")
+    assert second["duplicate_of"] == first["media_id"]
+    assert wait_for(client_module, second["job_id"])["result"]["duplicate_of"] == first["media_id"]
+    groups = client_module.get("/v1/duplicates", params={"collection": "dupes"}).json()
+    assert [first["media_id"], second["media_id"]] in [sorted(g) for g in groups["exact"]]
+    assert any(set(g) >= {first["media_id"], second["media_id"]} for g in groups["near"])
+    originals = list((app.settings.storage.local_dir / "data").rglob(f"{first['sha256']}.jpg"))
+    assert len(originals) == 1
+
+
+def test_delete_removes_it_from_search_and_storage(client_module):
+    accepted = ingest(client_module, jpeg(photo("moon")), "deletions")
+    wait_for(client_module, accepted["job_id"])
+    assert client_module.delete(f"/v1/media/{accepted['media_id']}").status_code == 204
+    assert_error(client_module.get(f"/v1/media/{accepted['media_id']}"), 404, "media_not_found")
+    found = client_module.post(
+        "/v1/search", json={"phash": accepted["phash"], "collection": "deletions", "mode": "phash"}
+    ).json()
+    assert accepted["media_id"] not in [m["media_id"] for m in found["matches"]]
+
+
+def test_bad_images_get_clear_errors_and_store_nothing(client_module, app):
+    def post(data: bytes, **extra):
+        return client_module.post(
+            "/v1/ingest",
+            files={"image": ("x.jpg", data, "image/jpeg")},
+            data={"collection": "bad", **extra},
+        )
+
+    before = client_module.get("/v1/media", params={"status": "all", "limit": 200}).json()
+    good = jpeg(photo("coins"))
+    assert_error(post(b"not an image at all"), 422, "invalid_image")
+    assert_error(post(good[: len(good) // 2]), 422, "invalid_image")
+    assert_error(post(b""), 422, "invalid_image")
+    assert_error(post(bomb_png(20000, 20000)), 413, "image_too_large")
+    assert_error(post(b"x" * (app.settings.media.max_upload_bytes + 1)), 413, "payload_too_large")
+    assert_error(post(b"%PDF-1.4\n%..."), 415, "unsupported_media_type")
+    assert_error(post(good, k="0"), 422, "invalid_request")
+    assert_error(post(good, k="1000000"), 422, "invalid_request")
+    assert_error(
+        client_module.post("/v1/search", json={"phash": "00", "k": 1}), 422, "invalid_request"
+    )
+    assert_error(client_module.post("/v1/search", json={"text": "a cat"}), 422, "no_text_tower")
+    after = client_module.get("/v1/media", params={"status": "all", "limit": 200}).json()
+    assert len(after["data"]) == len(before["data"])
+    assert client_module.get("/healthz").status_code == 200
+
+
+def bomb_png(width: int, height: int) -> bytes:
+    """A valid PNG header claiming a huge image, with a tiny body (never decoded)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    body = zlib.compress(b"\x00" * 1024)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+    )
+
+
+def test_other_tenants_media_is_not_found(app, pets, other_tenant_key):
+    collection, accepted = pets
+    with app.client(other_tenant_key) as other:
+        assert_error(
+            other.get(f"/v1/media/{accepted['coffee']['media_id']}"), 404, "media_not_found"
+        )
+        found = other.post(
+            "/v1/search",
+            json={"phash": accepted["coffee"]["phash"], "collection": collection, "mode": "phash"},
+        )
+        assert found.json()["matches"] == []
