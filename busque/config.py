@@ -97,6 +97,10 @@ class IndexSettings(BaseModel):
     snapshot_every: int = Field(1000, ge=1, description="changes between automatic snapshots")
     keep_snapshots: int = Field(3, ge=1)
     duplicate_radius: int = Field(8, ge=0, le=32, description="pHash bits for near duplicates")
+    # Decision thresholds for "near duplicate", per path. Chosen from common practice (pHash
+    # radius ~8-10 bits; CNN-feature cosine ~0.8), not tuned on busque's evaluation set.
+    near_duplicate_cosine: float = Field(0.8, ge=-1, le=1, description="visual path")
+    near_duplicate_score: float = Field(0.6, ge=0, le=1, description="hybrid path")
 
 
 class MediaSettings(BaseModel):

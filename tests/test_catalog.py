@@ -122,3 +122,12 @@ def test_renditions_and_content_addressed_keys():
     }
     with pytest.raises(InvalidKey):
         storage_keys("ten_1", "../x", decoded.sha256, "png")
+
+
+def test_index_ids_are_never_negative():
+    """FAISS marks "no result" with -1; a negative id would vanish from search."""
+    from busque.ids import new_id
+    from busque.media.catalog import index_id
+
+    ids = [index_id(new_id("med")) for _ in range(2000)] + [index_id("med_" + "f" * 27)]
+    assert min(ids) >= 0 and len(set(ids)) == len(ids)

@@ -378,3 +378,11 @@ def test_snapshot_detects_corruption(tmp_path, hybrid_world):
     store.put(key, store.get(key)[:-8])
     with pytest.raises(snapshot.SnapshotError):
         snapshot.load(store, "t", "c")
+
+
+def test_negative_ids_are_refused():
+    from busque.index.hybrid import HybridIndex
+
+    index = HybridIndex(4)
+    with pytest.raises(ValueError, match=">= 0"):
+        index.add(-5, np.ones(4, dtype=np.float32), 1)

@@ -339,6 +339,7 @@ async def _search(ctx, principal: Principal, q: SearchQuery, image: bytes | None
                 "distance": match["distance"],
                 "phash_distance": match["phash_distance"],
                 "exact_duplicate": match["exact_duplicate"],
+                "near_duplicate": match["near_duplicate"],
                 "labels": row["labels"],
                 "metadata": row["metadata"],
                 "image_url": view.get("image_url"),

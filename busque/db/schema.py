@@ -149,7 +149,7 @@ media = Table(
     Column("id", String(40), primary_key=True),
     Column("tenant_id", String(40), ForeignKey("tenants.id"), nullable=False),
     Column("collection", String(100), nullable=False),
-    # The id vector/pHash indices know it by: int64 of the media id's 64 random bits.
+    # The id the vector/pHash indices know it by: 63 of the media id's random bits (>= 0).
     Column("index_id", BigInteger, nullable=False),
     Column("state", String(16), nullable=False),  # pending | indexed | failed
     Column("sha256", String(64), nullable=False),

@@ -117,6 +117,8 @@ class HybridIndex:
             raise ValueError("sha256s and media_ids differ in length")
         if len(np.unique(ids)) != len(ids):
             raise ValueError("duplicate media ids in one batch")
+        if (ids < 0).any():
+            raise ValueError("media ids must be >= 0 (FAISS reports no result as -1)")
         codes = None
         if phashes is not None:
             codes = np.array([as_code(p) for p in phashes], dtype=np.uint64)

@@ -23,6 +23,26 @@ from busque.storage import ObjectStore
 logger = logging.getLogger("busque.index")
 
 
+@dataclass(frozen=True)
+class NearDuplicate:
+    """When a match counts as a near duplicate (bench/quality.py measures these defaults)."""
+
+    max_phash_distance: int = 8
+    min_cosine: float = 0.8
+    min_hybrid_score: float = 0.6
+
+    def __call__(self, match, mode: str) -> bool:
+        if match.exact_duplicate:
+            return True
+        if mode == "phash":
+            return (
+                match.phash_distance is not None and match.phash_distance <= self.max_phash_distance
+            )
+        if mode == "visual":
+            return match.distance is not None and 1 - match.distance >= self.min_cosine
+        return match.score >= self.min_hybrid_score
+
+
 @dataclass
 class Scope:
     index: HybridIndex
@@ -43,6 +63,7 @@ class LiveIndex:
         keep_snapshots: int = 3,
         gap_s: float = 10.0,
         index_options: dict | None = None,
+        near_duplicate: NearDuplicate | None = None,
     ):
         self.catalog = catalog
         self.objects = objects
@@ -51,6 +72,7 @@ class LiveIndex:
         self.keep_snapshots = keep_snapshots
         self.gap_s = gap_s
         self.index_options = index_options or {}
+        self.near_duplicate = near_duplicate or NearDuplicate()
         self.scopes: dict[tuple[str, str], Scope] = {}
         self._lock = threading.RLock()
 
@@ -109,11 +131,8 @@ class LiveIndex:
         for tenant, collection in keys:
             scope = self.scopes[(tenant, collection)]
             manifest = snapshot.read_manifest(self.objects, tenant, collection)
-            newer = (
-                manifest
-                and manifest["version"] != scope.version
-                and (manifest["last_seq"] > scope.last_seq or manifest.get("rebuilt"))
-            )
+            # Versions sort by time: a newer one (a reindex, or a peer's snapshot) replaces ours.
+            newer = manifest and (scope.version is None or manifest["version"] > scope.version)
             if newer:
                 fresh = self._open(tenant, collection)  # built aside, swapped in whole
                 with self._lock:
@@ -144,8 +163,13 @@ class LiveIndex:
             scope.index.remove(index_id)
 
     def search(self, tenant: str, collection: str, **query) -> list[dict]:
+        """Matches, best first, each flagged `near_duplicate` by the mode's own threshold."""
         scope = self.scope(tenant, collection)
-        return [m.to_dict() for m in scope.index.search(**query)]
+        mode = query.get("mode", "hybrid")
+        return [
+            m.to_dict() | {"near_duplicate": self.near_duplicate(m, mode)}
+            for m in scope.index.search(**query)
+        ]
 
     def near_groups(self, tenant: str, collection: str, radius: int) -> list[list[int]]:
         """Groups of items within `radius` pHash bits of each other (connected components)."""

@@ -22,9 +22,9 @@ from busque.jobs.store import decode_cursor, encode_cursor
 
 
 def index_id(media_id: str) -> int:
-    """The int64 the indices use for a media id: its 64 random bits, as a signed integer."""
-    value = int(media_id[-16:], 16)
-    return value - (1 << 64) if value >= 1 << 63 else value
+    """The id the indices know a media item by: 63 of its id's random bits. Never negative:
+    FAISS reports "no result" as -1, so the indices treat negative ids as absent."""
+    return int(media_id[-16:], 16) & ((1 << 63) - 1)
 
 
 def vector_to_bytes(vector: np.ndarray) -> bytes:

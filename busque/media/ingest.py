@@ -93,6 +93,7 @@ async def run_ingest(
             "distance": m["distance"],
             "phash_distance": m["phash_distance"],
             "exact_duplicate": m["exact_duplicate"],
+            "near_duplicate": m["near_duplicate"],
             "labels": rows[m["media_id"]]["labels"],
             "metadata": rows[m["media_id"]]["metadata"],
             **pet_label(rows[m["media_id"]]["labels"]),

@@ -1,0 +1,529 @@
+"""End-to-end search benchmark: POST /v1/search by image through the real app (Ray Serve).
+
+Side by side in one run: busque with `@serve.batch` on (embedder batch_size 16) and off
+(batch_size 1), at concurrency 1 and 16, and the same model work in-process as the baseline
+(decode + normalise + `analyze`, no Serve, no HTTP, no index). ~20 real photos that scikit-image
+ships are ingested first (through POST /v1/ingest and its jobs); the queries are the same
+photos slightly transformed (JPEG quality 50; brightness x1.2), sent as multipart `image` with
+`k` and `collection`, so every query also runs the pHash, the Matcher's hybrid index lookup and
+the catalog read. The second phase redeploys the app with the other batch size on the same
+home and port, so the collection stays. Writes bench/results/search.json and search.md.
+
+    python bench/search.py [--seconds 15] [--warmup 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+from PIL import Image, ImageEnhance
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+from tests.servers import free_port  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+PHOTOS = (
+    "astronaut",
+    "chelsea",
+    "coffee",
+    "rocket",
+    "camera",
+    "horse",
+    "moon",
+    "coins",
+    "brick",
+    "clock",
+    "colorwheel",
+    "grass",
+    "gravel",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "logo",
+    "page",
+    "retina",
+    "text",
+    "stereo_motorcycle",
+)
+COLLECTION = "bench-search"
+K = 5
+HIGH = 16  # the high concurrency, and the batch size of the batching-on phase
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def summary(latencies_s: list[float], elapsed: float, images: int | None = None) -> dict:
+    ms = [v * 1000 for v in latencies_s]
+    images = len(ms) if images is None else images
+    return {
+        "requests": len(ms),
+        "images": images,
+        "seconds": round(elapsed, 2),
+        "images_per_s": round(images / elapsed, 1),
+        "p50_ms": round(percentile(ms, 0.50), 2),
+        "p99_ms": round(percentile(ms, 0.99), 2),
+        "mean_ms": round(statistics.fmean(ms), 2),
+    }
+
+
+async def closed_loop(one, concurrency: int, seconds: float) -> dict:
+    """`concurrency` workers each run `one(i)` back to back for `seconds`."""
+    latencies: list[float] = []
+    stop_at = time.perf_counter() + seconds
+    counter = iter(range(10**9))
+
+    async def worker():
+        while time.perf_counter() < stop_at:
+            started = time.perf_counter()
+            await one(next(counter))
+            latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return summary(latencies, time.perf_counter() - started)
+
+
+# ---- the photos ----
+
+
+def photo(name: str) -> Image.Image:
+    import skimage.data
+
+    array = getattr(skimage.data, name)()
+    if isinstance(array, tuple):  # stereo_motorcycle: (left, right, disparity)
+        array = array[0]
+    if array.dtype == bool:
+        array = array.astype(np.uint8) * 255
+    image = Image.fromarray(array)
+    if image.mode in ("RGBA", "LA"):
+        image = image.convert("RGBA")
+        background = Image.new("RGB", image.size, (255, 255, 255))
+        background.paste(image, mask=image.getchannel("A"))
+        image = background
+    return image.convert("RGB")
+
+
+def jpeg(image: Image.Image, quality: int = 90, size: int = 512) -> bytes:
+    image = image.copy()
+    image.thumbnail((size, size))
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=quality)
+    return out.getvalue()
+
+
+def photo_set() -> tuple[dict[str, bytes], list[tuple[str, bytes]]]:
+    """Originals to ingest ({name: 512 px JPEG}) and queries ([(name, transformed JPEG)])."""
+    originals, queries = {}, []
+    for name in PHOTOS:
+        image = photo(name)
+        originals[name] = jpeg(image)
+        queries.append((name, jpeg(image, quality=50)))
+        queries.append((name, jpeg(ImageEnhance.Brightness(image).enhance(1.2), quality=85)))
+    return originals, queries
+
+
+# ---- the app ----
+
+
+def settings_for(home: Path, port: int, batch_size: int):
+    from busque.config import Settings
+
+    small = {"num_cpus": 0.25, "max_ongoing_requests": 64}
+    front = {"num_cpus": 0.25, "max_ongoing_requests": 1000}
+    return Settings(
+        home=home,
+        embedder={"device": "cpu", "batch_size": batch_size},
+        serve={"port": port, "grpc_port": port + 1, "gateway": front, "dispatcher": front},
+        model_deployments={name: small for name in ("embedder", "matcher", "ingest", "utility")},
+    )
+
+
+def ingest_photos(app, originals: dict[str, bytes]) -> tuple[dict[str, str], float]:
+    """POST /v1/ingest each photo, wait for every job; ({media_id: name}, seconds)."""
+    from tests.conftest import wait_for
+
+    started = time.perf_counter()
+    with app.client() as client:
+        accepted = {}
+        for name, data in originals.items():
+            response = client.post(
+                "/v1/ingest",
+                files={"image": (f"{name}.jpg", data, "image/jpeg")},
+                data={"collection": COLLECTION, "metadata": json.dumps({"name": name})},
+            )
+            assert response.status_code == 202, response.text
+            accepted[name] = response.json()
+        for name, media in accepted.items():
+            job = wait_for(client, media["job_id"], timeout=300)
+            assert job["status"] == "succeeded", (name, job)
+    return {m["media_id"]: name for name, m in accepted.items()}, time.perf_counter() - started
+
+
+def top1(app, queries, names: dict[str, str]) -> dict:
+    """Every query once, sequentially: the share whose top match is its original, and the misses
+    (with the sign of the original's int64 index id). Waits (up to 60 s) for a fresh Matcher to
+    have caught up with the catalog first."""
+    from busque.media.catalog import index_id
+
+    ids = {name: media_id for media_id, name in names.items()}
+    with app.client() as client:
+
+        def search(data: bytes) -> list[dict]:
+            response = client.post(
+                "/v1/search",
+                files={"image": ("q.jpg", data, "image/jpeg")},
+                data={"collection": COLLECTION, "k": str(K)},
+            )
+            assert response.status_code == 200, response.text
+            return response.json()["matches"]
+
+        deadline = time.monotonic() + 60
+        while len(search(queries[0][1])) < K:
+            assert time.monotonic() < deadline, "the Matcher never served the collection"
+            time.sleep(0.5)
+        misses = []
+        for name, data in queries:
+            found = search(data)
+            if not found or names.get(found[0]["media_id"]) != name:
+                misses.append(
+                    {
+                        "query": name,
+                        "top1": names.get(found[0]["media_id"]) if found else None,
+                        "original_index_id_negative": index_id(ids[name]) < 0,
+                    }
+                )
+    return {"top1_accuracy": round(1 - len(misses) / len(queries), 3), "misses": misses}
+
+
+def bench_busque(app, queries, seconds: float, warmup: float) -> dict:
+    async def run() -> dict:
+        limits = httpx.Limits(max_connections=HIGH + 4)
+        async with httpx.AsyncClient(
+            base_url=app.url, headers={"X-API-Key": app.admin_key}, timeout=120, limits=limits
+        ) as client:
+            server_ms: list[float] = []
+
+            async def one(i: int):
+                _, data = queries[i % len(queries)]
+                response = await client.post(
+                    "/v1/search",
+                    files={"image": ("q.jpg", data, "image/jpeg")},
+                    data={"collection": COLLECTION, "k": str(K)},
+                )
+                assert response.status_code == 200, response.text
+                body = response.json()
+                assert len(body["matches"]) == K, body
+                server_ms.append(body["duration_ms"])
+
+            results = {}
+            for concurrency in (1, HIGH):
+                await closed_loop(one, concurrency, warmup)
+                server_ms.clear()
+                case = await closed_loop(one, concurrency, seconds)
+                # The handler's own time (duration_ms): the rest is HTTP + the Serve proxy.
+                case["handler_p50_ms"] = round(percentile(server_ms, 0.5), 2)
+                results[f"concurrency_{concurrency}"] = case
+            return results
+
+    return asyncio.run(run())
+
+
+def normalized_query(data: bytes) -> bytes:
+    """The normalised JPEG the Gateway sends the Embedder for a query."""
+    from busque.config import MediaSettings
+    from busque.media.decode import decode_image
+    from busque.media.normalize import normalized_jpeg
+
+    media = MediaSettings()
+    decoded = decode_image(data, max_pixels=media.max_pixels, max_side=media.normalized_side)
+    return normalized_jpeg(decoded)
+
+
+def bench_embedder_handle(app_name: str, jpegs: list[bytes], seconds: float, warmup: float):
+    """The Embedder alone through a Serve handle from the driver (no HTTP, Gateway or index)."""
+    from ray import serve
+
+    async def run() -> dict:
+        handle = serve.get_deployment_handle("Embedder", app_name)
+
+        async def one(i: int):
+            result = await handle.embed.remote(jpegs[i % len(jpegs)])
+            assert len(result["vector"]) == 1280
+
+        results = {}
+        for concurrency in (1, HIGH):
+            await closed_loop(one, concurrency, warmup)
+            results[f"concurrency_{concurrency}"] = await closed_loop(one, concurrency, seconds)
+        return results
+
+    return asyncio.run(run())
+
+
+# ---- the in-process baseline ----
+
+
+def replica_torch_threads() -> int:
+    """torch's intra-op threads in a Ray worker with fractional num_cpus, as the Embedder gets
+    (Ray sets OMP_NUM_THREADS=1 there)."""
+    import ray
+
+    @ray.remote(num_cpus=0.25)
+    def threads() -> int:
+        import torch
+
+        return torch.get_num_threads()
+
+    return ray.get(threads.remote())
+
+
+def bench_in_process(queries, seconds: float, warmup: float, threads: int) -> dict:
+    """Per query what the Gateway and the Embedder compute for it: decode + normalise (the
+    normalised JPEG the Embedder is sent) + decode that + `analyze([image])`. Single thread,
+    one query at a time (the latency), then batches of 16 (the images/s ceiling)."""
+    import torch
+
+    from busque.media.phash import phash_bytes
+    from busque.models.embedding import create_embedder
+
+    torch.set_num_threads(threads)
+    model = create_embedder("efficientnet-lite0", device="cpu")
+    started = time.perf_counter()
+    model.load()
+    load_s = time.perf_counter() - started
+
+    def prepare(data: bytes) -> Image.Image:
+        return Image.open(io.BytesIO(normalized_query(data))).convert("RGB")
+
+    def loop(step, seconds: float, per_step: int) -> dict:
+        latencies, i = [], 0
+        stop_at = time.perf_counter() + seconds
+        began = time.perf_counter()
+        while time.perf_counter() < stop_at:
+            t = time.perf_counter()
+            step(i)
+            latencies.append(time.perf_counter() - t)
+            i += 1
+        elapsed = time.perf_counter() - began
+        return summary(latencies, elapsed, images=len(latencies) * per_step)
+
+    def single(i: int) -> None:
+        vectors, _ = model.analyze([prepare(queries[i % len(queries)][1])], 5)
+        assert vectors.shape == (1, 1280)
+
+    def batch(i: int) -> None:
+        start = i * HIGH
+        images = [prepare(queries[(start + j) % len(queries)][1]) for j in range(HIGH)]
+        vectors, _ = model.analyze(images, 5)
+        assert vectors.shape == (HIGH, 1280)
+
+    def phash(i: int) -> None:
+        phash_bytes(queries[i % len(queries)][1])
+
+    loop(single, warmup, 1)
+    one = loop(single, seconds, 1)
+    loop(batch, warmup, HIGH)
+    batched = loop(batch, seconds, HIGH)
+    batched["batch_size"] = HIGH
+    hashes = loop(phash, min(seconds, 3.0), 1)
+    return {
+        "torch_threads": torch.get_num_threads(),
+        "model_forward_batch": model.batch_size,
+        "optimized": getattr(model, "optimized", None),
+        "load_s": round(load_s, 2),
+        "concurrency_1": one,
+        f"batch_{HIGH}": batched,
+        "phash_p50_ms": hashes["p50_ms"],  # not in the baseline: the Gateway's share of a query
+    }
+
+
+# ---- report ----
+
+
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "load_avg_1m_at_start": round(load, 2) if load is not None else None,
+    }
+
+
+def verdicts(results: dict) -> dict:
+    on, off = results["cases"]["batching_on"], results["cases"]["batching_off"]
+    base = results["cases"]["in_process"]
+    high = f"concurrency_{HIGH}"
+    ratio = on[high]["images_per_s"] / off[high]["images_per_s"]
+    over_on = on["concurrency_1"]["p50_ms"] - base["concurrency_1"]["p50_ms"]
+    over_off = off["concurrency_1"]["p50_ms"] - base["concurrency_1"]["p50_ms"]
+    ceiling = base[f"batch_{HIGH}"]["images_per_s"]
+    return {
+        "batching_throughput_ratio_at_16": round(ratio, 3),
+        "batching_floor": 1.5,
+        "batching_floor_met": ratio >= 1.5,
+        "serve_p50_overhead_ms_batching_on": round(over_on, 2),
+        "serve_p50_overhead_ms_batching_off": round(over_off, 2),
+        "overhead_floor_ms": 15,
+        "overhead_floor_met": over_on <= 15,
+        "in_process_single_images_per_s": base["concurrency_1"]["images_per_s"],
+        "in_process_batch16_images_per_s": ceiling,
+        "batching_on_at_16_vs_in_process_ceiling": round(on[high]["images_per_s"] / ceiling, 3),
+    }
+
+
+def write_report(results: dict) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "search.json").write_text(json.dumps(results, indent=2) + "\n")
+    m, v, cases = results["machine"], results["verdicts"], results["cases"]
+    base = cases["in_process"]
+    high = f"concurrency_{HIGH}"
+    seconds = results["seconds_per_case"]
+    lines = [
+        f"# Search benchmark ({m['cpu']}, {m['cores']} cores, Python {m['python']})",
+        "",
+        f"POST /v1/search by image (multipart, k={K}, hybrid mode) through the real app on Ray "
+        f"Serve, {len(PHOTOS)} scikit-image photos ingested, {results['queries']} transformed "
+        f"queries (JPEG q50; brightness x1.2). Closed loop, {seconds:.0f} s per case after a "
+        f"{results['warmup_s']:.0f} s warm-up. EfficientNet-Lite0 on CPU, torch threads "
+        f"{results['torch_threads_replica']} in the Embedder replica (Ray: fractional num_cpus) "
+        f"and {base['torch_threads']} in-process; the model splits any batch into forward passes "
+        f"of {base['model_forward_batch']}. Top-1 accuracy of the queries: "
+        f"{results['top1_accuracy']:.0%}. 1-minute load average at start: "
+        f"{m['load_avg_1m_at_start']} (the machine is shared).",
+        "",
+        "| case | images/s @1 | p50 ms @1 | p99 ms @1 | handler p50 @1 "
+        f"| images/s @{HIGH} | p50 ms @{HIGH} | p99 ms @{HIGH} |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, label in (
+        ("batching_on", f"busque, @serve.batch on (batch_size {HIGH})"),
+        ("batching_off", "busque, @serve.batch off (batch_size 1)"),
+    ):
+        one, hi = cases[name]["concurrency_1"], cases[name][high]
+        lines.append(
+            f"| {label} | {one['images_per_s']} | {one['p50_ms']} | {one['p99_ms']} "
+            f"| {one['handler_p50_ms']} | {hi['images_per_s']} | {hi['p50_ms']} | {hi['p99_ms']} |"
+        )
+    one, batch = base["concurrency_1"], base[f"batch_{HIGH}"]
+    lines += [
+        f"| in-process, one image at a time | {one['images_per_s']} | {one['p50_ms']} "
+        f"| {one['p99_ms']} | - | - | - | - |",
+        f"| in-process, batches of {HIGH} | - | - | - | - | {batch['images_per_s']} "
+        f"| {batch['p50_ms']} (per batch) | {batch['p99_ms']} (per batch) |",
+        "",
+        "`handler p50`: the `duration_ms` the search handler reports (decode, pHash, Embedder, "
+        "Matcher, catalog); the rest of the client's latency is HTTP and the Serve proxy. "
+        f"pHash of a query in-process: {base['phash_p50_ms']} ms p50 (in busque's latency, "
+        "not in the baseline's).",
+        "",
+        "| floor | measured | met |",
+        "|---|---|---|",
+        f"| batching on / off, images/s at concurrency {HIGH} >= {v['batching_floor']}x "
+        f"| {v['batching_throughput_ratio_at_16']}x | {'yes' if v['batching_floor_met'] else 'no'} |",
+        f"| Serve p50 overhead over in-process at concurrency 1 <= {v['overhead_floor_ms']} ms "
+        f"| {v['serve_p50_overhead_ms_batching_on']} ms (batching on; off: "
+        f"{v['serve_p50_overhead_ms_batching_off']} ms) "
+        f"| {'yes' if v['overhead_floor_met'] else 'no'} |",
+    ]
+    if results.get("notes"):
+        lines += ["", *results["notes"]]
+    (RESULTS / "search.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=15, help="measured seconds per case")
+    parser.add_argument("--warmup", type=float, default=3, help="warm-up seconds per case")
+    parser.add_argument("--no-write", action="store_true", help="print only (development)")
+    args = parser.parse_args()
+
+    import ray
+    from ray import serve
+
+    from tests.conftest import start_app
+
+    ray.init(
+        address="local",
+        num_cpus=4,
+        include_dashboard=False,
+        log_to_driver=False,
+        object_store_memory=200 * 2**20,
+        _node_ip_address="127.0.0.1",
+    )
+    originals, queries = photo_set()
+    normalized = [normalized_query(data) for _, data in queries]
+    results: dict = {
+        "benchmark": "POST /v1/search by image, client-observed, vs the model in-process",
+        "machine": machine(),
+        "seconds_per_case": args.seconds,
+        "warmup_s": args.warmup,
+        "photos": len(originals),
+        "queries": len(queries),
+        "k": K,
+        "cases": {},
+    }
+    threads = replica_torch_threads()
+    results["torch_threads_replica"] = threads
+    print(f"in-process baseline (torch threads {threads}) ...", flush=True)
+    results["cases"]["in_process"] = bench_in_process(queries, args.seconds, args.warmup, threads)
+
+    port = free_port()  # Serve's proxy keeps its first port: both phases use it
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "busque"
+        for name, batch_size in (("batching_on", HIGH), ("batching_off", 1)):
+            print(f"busque, {name} (batch_size {batch_size}) ...", flush=True)
+            settings = settings_for(home, port, batch_size)
+            app = start_app(settings)
+            try:
+                if "names" not in results:
+                    names, ingest_s = ingest_photos(app, originals)
+                    results["names"], results["ingest_s"] = names, round(ingest_s, 2)
+                if "top1" not in results:
+                    results["top1"] = top1(app, queries, results["names"])
+                else:  # the redeployed Matcher has the collection back before we measure
+                    top1(app, queries[:1], results["names"])
+                case = bench_busque(app, queries, args.seconds, args.warmup)
+                case["embedder_handle"] = bench_embedder_handle(
+                    settings.serve.app_name, normalized, args.seconds / 2, args.warmup
+                )
+                results["cases"][name] = {"batch_size": batch_size, **case}
+            finally:
+                serve.delete(settings.serve.app_name)
+    ray.shutdown()
+    results.pop("names")
+    results["verdicts"] = verdicts(results)
+    if args.no_write:
+        print(json.dumps(results, indent=2))
+        return
+    write_report(results)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""What the Matcher serves (busque.index.live), on a real catalog and object store: replicas
+converge through the change log, a restart serves everything ever indexed (snapshot + delta),
+deletes are honoured, and a new snapshot is swapped in under queries without a failed one."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from busque.auth.keys import KeyStore
+from busque.db.engine import make_engine
+from busque.db.migrate import upgrade
+from busque.index import snapshot
+from busque.index.live import LiveIndex
+from busque.media.catalog import Catalog
+from busque.storage import LocalObjectStore
+
+DIM = 8
+KEYS = {"original": "o", "normalized": "n", "thumbnail": "t"}
+
+
+@pytest.fixture
+def world(tmp_path):
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    upgrade(url)
+    engine = make_engine(url)
+    objects = LocalObjectStore(tmp_path / "objects", "key", "http://x")
+    tenant = KeyStore(engine).ensure_tenant("acme")
+    yield Catalog(engine), objects, tenant
+    engine.dispose()
+
+
+def index_one(catalog: Catalog, tenant: str, seed: int, collection: str = "c") -> dict:
+    rng = np.random.default_rng(seed)
+    vector = rng.normal(size=DIM).astype(np.float32)
+    row = catalog.create(
+        tenant,
+        collection,
+        sha256=f"{seed:064x}",
+        phash=int(rng.integers(-(2**62), 2**62)),
+        width=1,
+        height=1,
+        format="jpeg",
+        size=1,
+        metadata={},
+    )
+    catalog.mark_indexed(
+        row["id"],
+        keys=KEYS,
+        embedding=vector,
+        embedding_model="m",
+        embedding_version="1",
+        labels=[],
+    )
+    return row | {"vector": vector}
+
+
+def top(live: LiveIndex, tenant: str, row: dict) -> int:
+    return live.search(tenant, "c", vector=row["vector"], k=1, mode="visual")[0]["media_id"]
+
+
+def test_replicas_converge_and_a_restart_serves_everything(world):
+    catalog, objects, tenant = world
+    first = [index_one(catalog, tenant, s) for s in range(5)]
+    a, b = LiveIndex(catalog, objects, DIM), LiveIndex(catalog, objects, DIM)
+    assert len(a.scope(tenant, "c").index) == len(b.scope(tenant, "c").index) == 5
+    later = index_one(catalog, tenant, 99)
+    a.add(tenant, "c", later["index_id"], later["vector"], later["phash"], later["sha256"])
+    assert top(a, tenant, later) == later["index_id"]  # at once on the replica that indexed it
+    b.sync()
+    assert top(b, tenant, later) == later["index_id"]  # through the change log on the other
+    a.save(tenant, "c")
+    catalog.delete(first[0]["id"], tenant)
+    restarted = LiveIndex(catalog, objects, DIM)  # snapshot, then the delta after it
+    scope = restarted.scope(tenant, "c")
+    assert scope.version == snapshot.read_manifest(objects, tenant, "c")["version"]
+    assert sorted(scope.index.ids()) == sorted(r["index_id"] for r in [*first[1:], later])
+
+
+def test_other_tenants_and_collections_are_separate(world):
+    catalog, objects, tenant = world
+    mine = index_one(catalog, tenant, 1)
+    index_one(catalog, tenant, 2, collection="other")
+    live = LiveIndex(catalog, objects, DIM)
+    assert live.scope(tenant, "c").index.ids() == [mine["index_id"]]
+    assert live.scope("someone-else", "c").index.ids() == []
+
+
+def test_a_new_snapshot_is_swapped_in_under_queries_without_a_failed_one(world):
+    catalog, objects, tenant = world
+    rows = [index_one(catalog, tenant, s) for s in range(50)]
+    serving = LiveIndex(catalog, objects, DIM)
+    serving.scope(tenant, "c")
+    errors, answers, stop = [], [], threading.Event()
+
+    def query_loop():
+        while not stop.is_set():
+            try:
+                answers.append(top(serving, tenant, rows[7]))
+            except Exception as exc:  # any failed query fails the test
+                errors.append(exc)
+
+    thread = threading.Thread(target=query_loop)
+    thread.start()
+    try:
+        builder = LiveIndex(
+            catalog, objects, DIM, index_options={"vector_options": {"kind": "flat"}}
+        )
+        version = builder.save(tenant, "c")  # a reindex publishes a new version
+        serving.sync()
+        assert serving.scope(tenant, "c").version == version
+    finally:
+        stop.set()
+        thread.join()
+    assert not errors and answers and set(answers) == {rows[7]["index_id"]}
+
+
+def test_near_groups(world):
+    catalog, objects, tenant = world
+    a = index_one(catalog, tenant, 1)
+    twin = catalog.create(
+        tenant,
+        "c",
+        sha256="f" * 64,
+        phash=a["phash"] ^ 0b101,
+        width=1,
+        height=1,
+        format="jpeg",
+        size=1,
+        metadata={},
+    )
+    catalog.mark_indexed(
+        twin["id"],
+        keys=KEYS,
+        embedding=a["vector"],
+        embedding_model="m",
+        embedding_version="1",
+        labels=[],
+    )
+    index_one(catalog, tenant, 2)
+    live = LiveIndex(catalog, objects, DIM)
+    assert live.near_groups(tenant, "c", 4) == [sorted([a["index_id"], twin["index_id"]])]
+    assert live.near_groups(tenant, "c", 1) == []
