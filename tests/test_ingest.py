@@ -209,3 +209,57 @@ def test_other_tenants_media_is_not_found(app, pets, other_tenant_key):
             json={"phash": accepted["coffee"]["phash"], "collection": collection, "mode": "phash"},
         )
         assert found.json()["matches"] == []
+
+
+def test_ingest_status_is_live_on_the_websocket_and_sse(app, client_module):
+    from websockets.sync.client import connect
+
+    accepted = ingest(client_module, jpeg(photo("clock")), "live")
+    url = app.url.replace("http://", "ws://") + f"/v1/ws?api_key={app.admin_key}"
+    seen = []
+    with connect(url, open_timeout=20) as ws:
+        ws.send(json.dumps({"action": "subscribe", "job_ids": [accepted["job_id"]]}))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            message = json.loads(ws.recv(timeout=30))
+            if message["type"] != "event":
+                continue
+            event = message["event"]
+            seen.append((event["type"], event["data"].get("status")))
+            if event["type"] == "job.status" and event["data"]["status"] == "succeeded":
+                break
+    statuses = [status for kind, status in seen if kind == "job.status"]
+    assert statuses[0] == "queued" and "running" in statuses and statuses[-1] == "succeeded"
+    assert ("job.result", None) in seen
+    sse = client_module.get(f"/v1/jobs/{accepted['job_id']}/events").text
+    assert "event: job.result" in sse and '"matches"' in sse
+
+
+def test_ingest_by_object_key_after_a_presigned_upload(client_module):
+    import httpx
+
+    data = jpeg(photo("coffee"))
+    ticket = client_module.post(
+        "/v1/uploads", json={"filename": "c.jpg", "content_type": "image/jpeg"}
+    ).json()
+    assert (
+        httpx.put(
+            ticket["upload_url"], content=data, headers={"content-type": "image/jpeg"}
+        ).status_code
+        == 200
+    )
+    accepted = client_module.post(
+        "/v1/ingest", json={"object_key": ticket["object_key"], "collection": "uploaded"}
+    )
+    assert accepted.status_code == 202, accepted.text
+    assert wait_for(client_module, accepted.json()["job_id"])["status"] == "succeeded"
+    assert_error(
+        client_module.post("/v1/ingest", json={"object_key": "someone-else/x.jpg"}),
+        404,
+        "object_not_found",
+    )
+    assert_error(
+        client_module.post("/v1/ingest", json={"object_key": "../../etc/passwd"}),
+        404,
+        "object_not_found",
+    )
