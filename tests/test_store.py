@@ -746,7 +746,7 @@ def test_event_tail_delivers_new_events_to_matching_subscribers(store, keys, ten
     async def main():
         tail = EventTail(store, poll_s=0.01)
         by_job = await tail.job(old)
-        assert tail._last_id is not None  # started before subscribe returned: replay-safe
+        assert tail._follow is not None  # started before subscribe returned: replay-safe
         by_tenant = await tail.tenant(tenant)
         try:
             job_id = await asyncio.to_thread(lambda: store.create(new_job(tenant))[0]["id"])
@@ -808,7 +808,7 @@ def test_event_tail_delivers_an_event_that_commits_late(store, engine, tenant):
                     assert (got["id"], got["type"]) == (id_b, "early")
                     await asyncio.sleep(0.1)  # several polls while A is still open
                     assert sub.queue.empty()
-                    assert id_a in tail._gaps
+                    assert id_a in tail._follow.gaps
                     txn_a.commit()
             else:
                 # SQLite has one writer at a time: make the hole with explicit ids instead.
@@ -818,14 +818,14 @@ def test_event_tail_delivers_an_event_that_commits_late(store, engine, tenant):
                     _insert_event(conn, job, "early", id_b)
                 got = await _next(sub)
                 assert (got["id"], got["type"]) == (id_b, "early")
-                assert id_a in tail._gaps
+                assert id_a in tail._follow.gaps
                 with engine.begin() as conn:
                     _insert_event(conn, job, "late", id_a)
             late = await _next(sub)
             assert (late["id"], late["type"]) == (id_a, "late")
             await asyncio.sleep(0.1)
             assert sub.queue.empty()  # each event once
-            assert id_a not in tail._gaps
+            assert id_a not in tail._follow.gaps
         finally:
             await _stop(tail)
 

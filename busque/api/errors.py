@@ -49,6 +49,11 @@ def not_found(what: str, ident: str) -> ApiError:
     return ApiError(404, f"{what}_not_found", f"no {what} {ident!r}")
 
 
+def invalid(exc, code: str, message: str) -> ApiError:
+    """A pydantic ValidationError as a 422 with the errors in details."""
+    return ApiError(422, code, message, {"errors": _jsonable_errors(exc.errors())})
+
+
 def _jsonable_errors(errors: list[dict]) -> list[dict]:
     return [
         {"loc": list(e.get("loc", ())), "msg": str(e.get("msg")), "type": str(e.get("type"))}

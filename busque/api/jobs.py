@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, Field, ValidationError
 
 from busque.api.auth import require
-from busque.api.errors import ApiError, not_found
+from busque.api.errors import ApiError, invalid, not_found
 from busque.api.views import iso, job_view
 from busque.auth.keys import Principal
 from busque.jobs import webhooks
@@ -87,12 +87,8 @@ async def create_job(
     try:
         inputs, params = spec.validate(body.input, body.params)
     except ValidationError as exc:
-        errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
-        raise ApiError(
-            422,
-            "invalid_input",
-            f"input or params do not fit model {spec.id!r}",
-            {"errors": errors},
+        raise invalid(
+            exc, "invalid_input", f"input or params do not fit model {spec.id!r}"
         ) from None
     hook = None
     if body.webhook:

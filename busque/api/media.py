@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import UploadFile
 
 from busque.api.auth import require
-from busque.api.errors import ApiError, not_found
+from busque.api.errors import ApiError, invalid, not_found
 from busque.api.views import iso, job_view
 from busque.auth.keys import Principal
 from busque.ids import new_id
@@ -77,10 +77,7 @@ def _fields(raw: dict) -> IngestFields:
     try:
         return IngestFields.model_validate(raw)
     except ValidationError as exc:
-        errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
-        raise ApiError(
-            422, "invalid_request", "invalid ingest fields", {"errors": errors}
-        ) from None
+        raise invalid(exc, "invalid_request", "invalid ingest fields") from None
 
 
 def _inspect(data: bytes, max_pixels: int) -> tuple[Any, str, str]:
@@ -387,8 +384,7 @@ def _search_fields(raw: dict) -> SearchQuery:
     try:
         return SearchQuery.model_validate(raw)
     except ValidationError as exc:
-        errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
-        raise ApiError(422, "invalid_request", "invalid search", {"errors": errors}) from None
+        raise invalid(exc, "invalid_request", "invalid search") from None
 
 
 class MatchRequest(BaseModel):

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
+from busque.db.follow import IdFollower
 from busque.index import snapshot
 from busque.index.hybrid import HybridIndex
 from busque.media.catalog import Catalog, bytes_to_vector
@@ -46,10 +46,13 @@ class NearDuplicate:
 @dataclass
 class Scope:
     index: HybridIndex
-    last_seq: int
+    follow: IdFollower  # the change log, read in order
     version: str | None
-    gaps: dict[int, float] = field(default_factory=dict)  # change ids skipped, maybe uncommitted
     changes_since_snapshot: int = 0
+
+    @property
+    def last_seq(self) -> int:
+        return self.follow.last_id
 
 
 class LiveIndex:
@@ -86,11 +89,13 @@ class LiveIndex:
     def _open(self, tenant: str, collection: str) -> Scope:
         loaded = snapshot.load(self.objects, tenant, collection)
         if loaded is None:
-            scope = Scope(HybridIndex(self.dim, **self.index_options), 0, None)
+            scope = Scope(
+                HybridIndex(self.dim, **self.index_options), IdFollower(0, gap_s=self.gap_s), None
+            )
         else:
             index, last_seq = loaded
             manifest = snapshot.read_manifest(self.objects, tenant, collection) or {}
-            scope = Scope(index, last_seq, manifest.get("version"))
+            scope = Scope(index, IdFollower(last_seq, gap_s=self.gap_s), manifest.get("version"))
         self._replay(tenant, collection, scope)
         logger.info(
             "index %s/%s: %d items (snapshot %s)",
@@ -102,16 +107,12 @@ class LiveIndex:
         return scope
 
     def _replay(self, tenant: str, collection: str, scope: Scope) -> int:
-        now = time.monotonic()
-        scope.gaps = {i: until for i, until in scope.gaps.items() if until > now}
-        changes = self.catalog.changes_since(tenant, collection, scope.last_seq, list(scope.gaps))
+        follow = scope.follow
+        changes = self.catalog.changes_since(
+            tenant, collection, follow.last_id, follow.to_recheck()
+        )
         for change in changes:
-            if change["id"] > scope.last_seq:
-                for missing in range(scope.last_seq + 1, change["id"]):
-                    scope.gaps[missing] = now + self.gap_s
-                scope.last_seq = change["id"]
-            else:
-                scope.gaps.pop(change["id"], None)
+            follow.saw(change["id"])
             if change["op"] == "add" and change["embedding"] is not None:
                 scope.index.add(
                     change["index_id"],

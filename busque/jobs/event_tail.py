@@ -1,9 +1,8 @@
 """Follow the job_events table and fan new events out to in-process subscribers.
 
 One poller per process serves every SSE stream, WebSocket, long-poll and gRPC stream in it.
-It polls only while someone listens. Event ids come from a sequence, and on PostgreSQL a
-transaction holding a smaller id can commit after a larger one is already visible: ids skipped
-over are remembered as gaps and looked for again for `gap_s` seconds, so no event is missed.
+It polls only while someone listens, following event ids with an IdFollower (ids may commit out
+of order on PostgreSQL), so no event is missed.
 """
 
 from __future__ import annotations
@@ -11,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable
 
+from busque.db.follow import IdFollower
 from busque.jobs.store import JobStore
 
 logger = logging.getLogger("busque.events")
@@ -52,8 +51,7 @@ class EventTail:
         self.gap_s = gap_s
         self.min_interval_s = min_interval_s  # under load, one poll serves many commits
         self._subscribers: set[Subscription] = set()
-        self._last_id: int | None = None
-        self._gaps: dict[int, float] = {}  # missing id -> when to stop looking for it
+        self._follow: IdFollower | None = None  # None until someone listens
         self._task: asyncio.Task | None = None
         self._idle = asyncio.Event()
         self._nudged = asyncio.Event()
@@ -85,18 +83,17 @@ class EventTail:
 
     async def _start(self) -> None:
         async with self._starting:
-            if self._last_id is not None:
+            if self._follow is not None:
                 return
             # Start from now, but watch the ids missing just below: they may belong to
             # transactions still open.
             last, missing = await asyncio.to_thread(self.store.recent_gaps, 1000)
-            self._gaps = dict.fromkeys(missing, time.monotonic() + self.gap_s)
-            self._last_id = last
+            self._follow = IdFollower(last, missing, self.gap_s)
 
     async def _run(self) -> None:
         while True:
             if not self._subscribers:
-                self._last_id = None  # nobody listens: start afresh on the next subscriber
+                self._follow = None  # nobody listens: start afresh on the next subscriber
                 self._idle.clear()
                 await self._idle.wait()
             try:
@@ -111,16 +108,12 @@ class EventTail:
             self._nudged.clear()
 
     async def _poll_once(self) -> None:
-        now = time.monotonic()
-        self._gaps = {i: until for i, until in self._gaps.items() if until > now}
-        events = await asyncio.to_thread(self.store.events_since, self._last_id, list(self._gaps))
+        follow = self._follow
+        events = await asyncio.to_thread(
+            self.store.events_since, follow.last_id, follow.to_recheck()
+        )
         for event in events:
-            if event["id"] > self._last_id:
-                for missing in range(self._last_id + 1, event["id"]):
-                    self._gaps[missing] = now + self.gap_s
-                self._last_id = event["id"]
-            else:
-                self._gaps.pop(event["id"], None)
+            follow.saw(event["id"])
             for sub in list(self._subscribers):
                 if sub.match(event):
                     sub.queue.put_nowait(event)
