@@ -26,7 +26,16 @@ from busque.db.schema import api_keys, job_events, jobs, webhook_deliveries
 from busque.jobs.event_tail import EventTail
 from busque.jobs.store import IdempotencyConflict, JobStore, NewJob, encode_cursor
 
-TABLES = {"tenants", "api_keys", "jobs", "job_events", "artifacts", "webhook_deliveries"}
+TABLES = {
+    "tenants",
+    "api_keys",
+    "jobs",
+    "job_events",
+    "artifacts",
+    "webhook_deliveries",
+    "media",
+    "media_changes",
+}
 SETTINGS = JobSettings(lease_s=30, retry_backoff_s=10, retry_backoff_max_s=20)
 DEFAULT_EVENTS = ["job.status", "job.result"]
 
@@ -159,7 +168,7 @@ def run_threads(n: int, target) -> list:
 
 
 def test_migrations_are_idempotent_and_create_the_schema(db_url, engine):
-    assert current_revision(db_url) == head_revision() == "0002"
+    assert current_revision(db_url) == head_revision() == "0003"
     upgrade(db_url)  # a second upgrade is a no-op
     upgrade(db_url)
     assert current_revision(db_url) == head_revision()
