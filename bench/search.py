@@ -246,15 +246,13 @@ def bench_busque(app, queries, seconds: float, warmup: float) -> dict:
     return asyncio.run(run())
 
 
-def normalized_query(data: bytes) -> bytes:
-    """The normalised JPEG the Gateway sends the Embedder for a query."""
+def normalized_query(data: bytes) -> np.ndarray:
+    """The pixels the Gateway sends the Embedder for a query (512 px, as busque/api/media.py)."""
     from busque.config import MediaSettings
     from busque.media.decode import decode_image
-    from busque.media.normalize import normalized_jpeg
 
-    media = MediaSettings()
-    decoded = decode_image(data, max_pixels=media.max_pixels, max_side=media.normalized_side)
-    return normalized_jpeg(decoded)
+    decoded = decode_image(data, max_pixels=MediaSettings().max_pixels, max_side=512)
+    return np.asarray(decoded.image)
 
 
 def bench_embedder_handle(app_name: str, jpegs: list[bytes], seconds: float, warmup: float):
@@ -295,8 +293,8 @@ def replica_torch_threads() -> int:
 
 
 def bench_in_process(queries, seconds: float, warmup: float, threads: int) -> dict:
-    """Per query what the Gateway and the Embedder compute for it: decode + normalise (the
-    normalised JPEG the Embedder is sent) + decode that + `analyze([image])`. Single thread,
+    """Per query what the Gateway and the Embedder compute for it: decode at 512 px (the pixels
+    the Embedder is sent) + `analyze([image])`. Single thread,
     one query at a time (the latency), then batches of 16 (the images/s ceiling)."""
     import torch
 
@@ -310,7 +308,7 @@ def bench_in_process(queries, seconds: float, warmup: float, threads: int) -> di
     load_s = time.perf_counter() - started
 
     def prepare(data: bytes) -> Image.Image:
-        return Image.open(io.BytesIO(normalized_query(data))).convert("RGB")
+        return Image.fromarray(normalized_query(data))
 
     def loop(step, seconds: float, per_step: int) -> dict:
         latencies, i = [], 0

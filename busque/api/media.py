@@ -10,6 +10,7 @@ import re
 import time
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import UploadFile
@@ -257,21 +258,17 @@ class SearchQuery(BaseModel):
 async def _embed_image(ctx, data: bytes) -> tuple[Any, int]:
     """A query image's vector and pHash (nothing is stored)."""
     from busque.media.decode import decode_image
-    from busque.media.normalize import normalized_jpeg
 
     def prepare():
         try:
-            decoded = decode_image(
-                data,
-                max_pixels=ctx.settings.media.max_pixels,
-                max_side=ctx.settings.media.normalized_side,
-            )
-            return normalized_jpeg(decoded), hex_to_int64(phash_bytes(data))
+            # The embedder looks at 224 px: a 512 px copy (JPEG draft decoding) loses nothing.
+            decoded = decode_image(data, max_pixels=ctx.settings.media.max_pixels, max_side=512)
+            return np.asarray(decoded.image), hex_to_int64(phash_bytes(data))
         except MediaError as exc:
             raise media_error(exc) from None
 
-    jpeg, phash = await asyncio.to_thread(prepare)
-    embedded = await ctx.embedder.embed.remote(jpeg)
+    pixels, phash = await asyncio.to_thread(prepare)
+    embedded = await ctx.embedder.embed.remote(pixels)
     return embedded["vector"], phash
 
 

@@ -36,9 +36,15 @@ class Embedder:
         self.embed.set_batch_wait_timeout_s(cfg.batch_wait_s)
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
-    async def embed(self, images: list[bytes]) -> list[dict]:
-        """Each image: normalised RGB JPEG bytes -> {"vector", "labels"}."""
-        pil = [Image.open(io.BytesIO(data)).convert("RGB") for data in images]
+    async def embed(self, images: list[bytes | np.ndarray]) -> list[dict]:
+        """Each image: normalised RGB JPEG bytes, or an RGB uint8 array (a query, which needs
+        no JPEG round trip) -> {"vector", "labels"}."""
+        pil = [
+            Image.fromarray(data)
+            if isinstance(data, np.ndarray)
+            else Image.open(io.BytesIO(data)).convert("RGB")
+            for data in images
+        ]
         vectors, labels = await asyncio.to_thread(self.model.analyze, pil, 5)
         return [{"vector": v, "labels": top} for v, top in zip(vectors, labels, strict=True)]
 
