@@ -26,9 +26,11 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
+from busque.cli import SERVE_ENV, serve_environment  # noqa: E402
 from tests.servers import free_port, postgres  # noqa: E402 - the same real servers as the tests
+
+serve_environment()  # the same Serve settings as `busque serve`
 
 RESULTS = ROOT / "bench" / "results"
 
@@ -168,6 +170,7 @@ def main() -> None:
         "benchmark": "jobs: create -> dispatch -> echo -> succeeded (client-observed)",
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
         "concurrency": args.concurrency,
+        "serve_env": {k: os.environ.get(k) for k in SERVE_ENV},
         "seconds_per_case": args.seconds,
         "cases": {},
     }
@@ -207,7 +210,9 @@ def main() -> None:
         "",
         f"Closed loop, {args.seconds:.0f} s per case, after a warm-up. `poll`: POST /v1/jobs then "
         "GET /v1/jobs/{id}?wait=30; `prefer_wait`: one POST with `Prefer: wait=30`. "
-        "The baseline is the same no-op as a plain Ray task.",
+        "The baseline is the same no-op as a plain Ray task. Serve settings: "
+        + ", ".join(f"{k}={v}" for k, v in results["serve_env"].items())
+        + ".",
         "",
         f"| case | client | jobs/s @{args.concurrency} | p50 ms | p99 ms | p50 ms @1 | p99 ms @1 "
         "| p50 overhead @1 vs Ray task |",

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from busque.cli import serve_environment
 from tests.servers import free_port, postgres, postgres_available, seaweedfs
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+serve_environment()  # the same Serve settings `busque serve` runs with
 
 FAST_JOBS = {
     "lease_s": 2.0,

@@ -50,6 +50,7 @@ class EventTail:
         self.poll_s = poll_s
         self.gap_s = gap_s
         self.min_interval_s = min_interval_s  # under load, one poll serves many commits
+        self.keep_place_s = 30.0
         self._subscribers: set[Subscription] = set()
         self._follow: IdFollower | None = None  # None until someone listens
         self._task: asyncio.Task | None = None
@@ -87,15 +88,20 @@ class EventTail:
                 return
             # Start from now, but watch the ids missing just below: they may belong to
             # transactions still open.
-            last, missing = await asyncio.to_thread(self.store.recent_gaps, 1000)
+            last, missing = await asyncio.to_thread(self.store.recent_gaps, 200)
             self._follow = IdFollower(last, missing, self.gap_s)
 
     async def _run(self) -> None:
         while True:
             if not self._subscribers:
-                self._follow = None  # nobody listens: start afresh on the next subscriber
+                # Nobody listens. Keep our place for a while (the next long-poll or stream needs
+                # no fresh start, just a catch-up poll); after that, start afresh.
                 self._idle.clear()
-                await self._idle.wait()
+                try:
+                    await asyncio.wait_for(self._idle.wait(), self.keep_place_s)
+                except TimeoutError:
+                    self._follow = None
+                    await self._idle.wait()
             try:
                 await self._start()
                 await self._poll_once()
