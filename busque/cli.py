@@ -50,15 +50,13 @@ def ensure_dev_key(settings: Settings) -> tuple[str, bool]:
 
 
 # Ray Serve's throughput preset (user code on the replica's own event loop, gRPC between
-# deployments): about 1.4x jobs/s here (bench/results/jobs.md). busque's
+# deployments, buffered logs, which busque's replicas flush every second): about 1.4x jobs/s
+# here (bench/results/jobs.md). busque's
 # replicas never block their event loop (all blocking work goes to threads), which the preset
 # requires. The proxy stays (direct ingress is still experimental in Ray 2.60).
 SERVE_ENV = {
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
     "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0",
-    # The preset buffers 1000 log records and flushes only when full or on an ERROR: a quiet
-    # service would hide its logs. Write them as they come.
-    "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1",
     "RAY_USAGE_STATS_ENABLED": "0",
 }
 

@@ -22,7 +22,9 @@ def _options(name: str, resources: DeploymentSettings) -> dict[str, Any]:
         "name": name,
         "ray_actor_options": {"num_cpus": resources.num_cpus, "num_gpus": resources.num_gpus},
         "max_ongoing_requests": resources.max_ongoing_requests,
-        "logging_config": {"encoding": "JSON"},
+        # Access logs for HTTP requests only: the Gateway's. Internal handle calls (several per
+        # job) would each write a line; busque logs what happens to a job itself.
+        "logging_config": {"encoding": "JSON", "enable_access_log": name == "Gateway"},
     }
     if resources.max_replicas > resources.min_replicas:
         autoscaling: dict[str, Any] = {

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import logging.handlers
+import threading
+import time
 from functools import cached_property
 
 from busque.auth.keys import KeyStore
@@ -23,6 +26,16 @@ def _log_like_serve() -> None:
     if serve_handlers:
         busque.handlers = list(serve_handlers)
         busque.propagate = False
+    buffers = [h for h in serve_handlers if isinstance(h, logging.handlers.MemoryHandler)]
+    if buffers:  # Serve's throughput preset buffers records: write them out every second
+        threading.Thread(target=_flush_every_second, args=(buffers,), daemon=True).start()
+
+
+def _flush_every_second(buffers: list[logging.Handler]) -> None:
+    while True:
+        time.sleep(1.0)
+        for handler in buffers:
+            handler.flush()
 
 
 class Runtime:
