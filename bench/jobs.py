@@ -33,6 +33,9 @@ from tests.servers import free_port, postgres  # noqa: E402 - the same real serv
 serve_environment()  # the same Serve settings as `busque serve`
 
 RESULTS = ROOT / "bench" / "results"
+# One event loop for the whole run: with Serve's throughput preset a DeploymentHandle's router
+# lives on the loop that first used it.
+LOOP = asyncio.new_event_loop()
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -110,7 +113,7 @@ def bench_busque(settings, concurrency: int, seconds: float) -> dict:
             return results
 
     try:
-        return asyncio.run(run())
+        return LOOP.run_until_complete(run())
     finally:
         serve.delete(settings.serve.app_name)
 
@@ -132,7 +135,7 @@ def bench_ray_tasks(concurrency: int, seconds: float) -> dict:
             "concurrency_1": await closed_loop(one, 1, seconds / 2),
         }
 
-    return asyncio.run(run())
+    return LOOP.run_until_complete(run())
 
 
 def settings_for(home: Path, database_url: str | None, port: int):

@@ -40,6 +40,9 @@ from tests.servers import free_port  # noqa: E402
 serve_environment()  # the same Serve settings as `busque serve`
 
 RESULTS = ROOT / "bench" / "results"
+# One event loop for the whole run: with Serve's throughput preset a DeploymentHandle's router
+# lives on the loop that first used it.
+LOOP = asyncio.new_event_loop()
 PHOTOS = (
     "astronaut",
     "chelsea",
@@ -245,7 +248,7 @@ def bench_busque(app, queries, seconds: float, warmup: float) -> dict:
                 results[f"concurrency_{concurrency}"] = case
             return results
 
-    return asyncio.run(run())
+    return LOOP.run_until_complete(run())
 
 
 def normalized_query(data: bytes) -> np.ndarray:
@@ -274,7 +277,7 @@ def bench_embedder_handle(app_name: str, jpegs: list[bytes], seconds: float, war
             results[f"concurrency_{concurrency}"] = await closed_loop(one, concurrency, seconds)
         return results
 
-    return asyncio.run(run())
+    return LOOP.run_until_complete(run())
 
 
 # ---- the in-process baseline ----
