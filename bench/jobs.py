@@ -15,10 +15,8 @@ import asyncio
 import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
@@ -27,48 +25,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
+from bench.common import closed_loop  # noqa: E402
 from busque.cli import SERVE_ENV, serve_environment  # noqa: E402
 from tests.servers import free_port, postgres  # noqa: E402 - the same real servers as the tests
 
 serve_environment()  # the same Serve settings as `busque serve`
 
 RESULTS = ROOT / "bench" / "results"
+UNIT = "jobs"
 # One event loop for the whole run: with Serve's throughput preset a DeploymentHandle's router
 # lives on the loop that first used it.
 LOOP = asyncio.new_event_loop()
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def summary(latencies_s: list[float], elapsed: float) -> dict:
-    ms = [v * 1000 for v in latencies_s]
-    return {
-        "jobs": len(ms),
-        "seconds": round(elapsed, 2),
-        "jobs_per_s": round(len(ms) / elapsed, 1),
-        "p50_ms": round(percentile(ms, 0.50), 2),
-        "p99_ms": round(percentile(ms, 0.99), 2),
-        "mean_ms": round(statistics.fmean(ms), 2),
-    }
-
-
-async def closed_loop(one, concurrency: int, seconds: float) -> dict:
-    """`concurrency` workers each run `one()` back to back for `seconds`."""
-    latencies: list[float] = []
-    stop_at = time.perf_counter() + seconds
-
-    async def worker():
-        while time.perf_counter() < stop_at:
-            started = time.perf_counter()
-            await one()
-            latencies.append(time.perf_counter() - started)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return summary(latencies, time.perf_counter() - started)
 
 
 def bench_busque(settings, concurrency: int, seconds: float) -> dict:
@@ -84,7 +51,7 @@ def bench_busque(settings, concurrency: int, seconds: float) -> dict:
             base_url=app.url, headers={"X-API-Key": app.admin_key}, timeout=60, limits=limits
         ) as client:
 
-            async def poll():  # POST, then long-poll GET ?wait=
+            async def poll(_):  # POST, then long-poll GET ?wait=
                 created = await client.post("/v1/jobs", json={"model": "echo", "input": {"n": 1}})
                 assert created.status_code == 202, created.text
                 job_id = created.json()["id"]
@@ -94,7 +61,7 @@ def bench_busque(settings, concurrency: int, seconds: float) -> dict:
                         assert job["status"] == "succeeded", job
                         return
 
-            async def prefer_wait():  # one request: POST with Prefer: wait=30
+            async def prefer_wait(_):  # one request: POST with Prefer: wait=30
                 created = await client.post(
                     "/v1/jobs",
                     json={"model": "echo", "input": {"n": 1}},
@@ -105,10 +72,12 @@ def bench_busque(settings, concurrency: int, seconds: float) -> dict:
 
             results = {}
             for mode, one in (("prefer_wait", prefer_wait), ("poll", poll)):
-                await closed_loop(one, concurrency, min(3.0, seconds))  # warm up
+                await closed_loop(one, concurrency, min(3.0, seconds), UNIT)  # warm up
                 results[mode] = {
-                    f"concurrency_{concurrency}": await closed_loop(one, concurrency, seconds),
-                    "concurrency_1": await closed_loop(one, 1, seconds / 2),
+                    f"concurrency_{concurrency}": await closed_loop(
+                        one, concurrency, seconds, UNIT
+                    ),
+                    "concurrency_1": await closed_loop(one, 1, seconds / 2, UNIT),
                 }
             return results
 
@@ -126,13 +95,13 @@ def bench_ray_tasks(concurrency: int, seconds: float) -> dict:
         return {"echo": payload}
 
     async def run() -> dict:
-        async def one():
+        async def one(_):
             await noop.remote({"n": 1})
 
-        await closed_loop(one, concurrency, min(3.0, seconds))
+        await closed_loop(one, concurrency, min(3.0, seconds), UNIT)
         return {
-            f"concurrency_{concurrency}": await closed_loop(one, concurrency, seconds),
-            "concurrency_1": await closed_loop(one, 1, seconds / 2),
+            f"concurrency_{concurrency}": await closed_loop(one, concurrency, seconds, UNIT),
+            "concurrency_1": await closed_loop(one, 1, seconds / 2, UNIT),
         }
 
     return LOOP.run_until_complete(run())

@@ -33,16 +33,11 @@ from PIL import Image, ImageEnhance
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-from busque.cli import SERVE_ENV, serve_environment  # noqa: E402
 from tests.servers import free_port  # noqa: E402
 
-serve_environment()  # the same Serve settings as `busque serve`
-
 RESULTS = ROOT / "bench" / "results"
-# One event loop for the whole run: with Serve's throughput preset a DeploymentHandle's router
-# lives on the loop that first used it.
-LOOP = asyncio.new_event_loop()
 PHOTOS = (
     "astronaut",
     "chelsea",
@@ -248,7 +243,7 @@ def bench_busque(app, queries, seconds: float, warmup: float) -> dict:
                 results[f"concurrency_{concurrency}"] = case
             return results
 
-    return LOOP.run_until_complete(run())
+    return asyncio.run(run())
 
 
 def normalized_query(data: bytes) -> np.ndarray:
@@ -277,7 +272,7 @@ def bench_embedder_handle(app_name: str, jpegs: list[bytes], seconds: float, war
             results[f"concurrency_{concurrency}"] = await closed_loop(one, concurrency, seconds)
         return results
 
-    return LOOP.run_until_complete(run())
+    return asyncio.run(run())
 
 
 # ---- the in-process baseline ----
@@ -484,10 +479,6 @@ def write_report(results: dict) -> None:
     lines = [
         f"# Search benchmark ({m['cpu']}, {m['cores']} cores, Python {m['python']})",
         "",
-        "Serve settings: "
-        + ", ".join(f"{k}={v}" for k, v in results.get("serve_env", {}).items())
-        + ".",
-        "",
         f"POST /v1/search by image (multipart, k={K}, hybrid mode) through the real app on Ray "
         f"Serve, {results['photos']} scikit-image photos ingested, {results['queries']} "
         f"transformed queries (JPEG q50; brightness x1.2). Closed loop, {seconds:.0f} s per "
@@ -572,7 +563,6 @@ def main() -> None:
     results: dict = {
         "benchmark": "POST /v1/search by image, client-observed, vs the model in-process",
         "machine": machine(),
-        "serve_env": {k: os.environ.get(k) for k in SERVE_ENV},
         "seconds_per_case": args.seconds,
         "warmup_s": args.warmup,
         "photos": len(originals),

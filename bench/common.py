@@ -1,0 +1,44 @@
+"""What the Serve benchmarks share: closed-loop load and latency summaries."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def summary(latencies_s: list[float], elapsed: float, unit: str, count: int | None = None):
+    """p50/p99/mean of the calls and `unit`s per second (count: units done, default one a call)."""
+    ms = [v * 1000 for v in latencies_s]
+    count = len(ms) if count is None else count
+    return {
+        "requests": len(ms),
+        unit: count,
+        "seconds": round(elapsed, 2),
+        f"{unit}_per_s": round(count / elapsed, 1),
+        "p50_ms": round(percentile(ms, 0.50), 2),
+        "p99_ms": round(percentile(ms, 0.99), 2),
+        "mean_ms": round(statistics.fmean(ms), 2),
+    }
+
+
+async def closed_loop(one, concurrency: int, seconds: float, unit: str) -> dict:
+    """`concurrency` workers each await `one(i)` back to back for `seconds` (i counts calls)."""
+    latencies: list[float] = []
+    stop_at = time.perf_counter() + seconds
+    counter = iter(range(10**12))
+
+    async def worker():
+        while time.perf_counter() < stop_at:
+            started = time.perf_counter()
+            await one(next(counter))
+            latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return summary(latencies, time.perf_counter() - started, unit)
