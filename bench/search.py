@@ -20,7 +20,6 @@ import io
 import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -35,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
+from bench.common import closed_loop, percentile, summary  # noqa: E402
 from tests.servers import free_port  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -63,42 +63,6 @@ PHOTOS = (
 COLLECTION = "bench-search"
 K = 5
 HIGH = 16  # the high concurrency, and the batch size of the batching-on phase
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def summary(latencies_s: list[float], elapsed: float, images: int | None = None) -> dict:
-    ms = [v * 1000 for v in latencies_s]
-    images = len(ms) if images is None else images
-    return {
-        "requests": len(ms),
-        "images": images,
-        "seconds": round(elapsed, 2),
-        "images_per_s": round(images / elapsed, 1),
-        "p50_ms": round(percentile(ms, 0.50), 2),
-        "p99_ms": round(percentile(ms, 0.99), 2),
-        "mean_ms": round(statistics.fmean(ms), 2),
-    }
-
-
-async def closed_loop(one, concurrency: int, seconds: float) -> dict:
-    """`concurrency` workers each run `one(i)` back to back for `seconds`."""
-    latencies: list[float] = []
-    stop_at = time.perf_counter() + seconds
-    counter = iter(range(10**9))
-
-    async def worker():
-        while time.perf_counter() < stop_at:
-            started = time.perf_counter()
-            await one(next(counter))
-            latencies.append(time.perf_counter() - started)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return summary(latencies, time.perf_counter() - started)
 
 
 # ---- the photos ----
@@ -235,9 +199,9 @@ def bench_busque(app, queries, seconds: float, warmup: float) -> dict:
 
             results = {}
             for concurrency in (1, HIGH):
-                await closed_loop(one, concurrency, warmup)
+                await closed_loop(one, concurrency, warmup, "images")
                 server_ms.clear()
-                case = await closed_loop(one, concurrency, seconds)
+                case = await closed_loop(one, concurrency, seconds, "images")
                 # The handler's own time (duration_ms): the rest is HTTP + the Serve proxy.
                 case["handler_p50_ms"] = round(percentile(server_ms, 0.5), 2)
                 results[f"concurrency_{concurrency}"] = case
@@ -268,8 +232,10 @@ def bench_embedder_handle(app_name: str, jpegs: list[bytes], seconds: float, war
 
         results = {}
         for concurrency in (1, HIGH):
-            await closed_loop(one, concurrency, warmup)
-            results[f"concurrency_{concurrency}"] = await closed_loop(one, concurrency, seconds)
+            await closed_loop(one, concurrency, warmup, "images")
+            results[f"concurrency_{concurrency}"] = await closed_loop(
+                one, concurrency, seconds, "images"
+            )
         return results
 
     return asyncio.run(run())
@@ -320,7 +286,7 @@ def bench_in_process(queries, seconds: float, warmup: float, threads: int) -> di
             latencies.append(time.perf_counter() - t)
             i += 1
         elapsed = time.perf_counter() - began
-        return summary(latencies, elapsed, images=len(latencies) * per_step)
+        return summary(latencies, elapsed, "images", count=len(latencies) * per_step)
 
     def single(i: int) -> None:
         vectors, _ = model.analyze([prepare(queries[i % len(queries)][1])], 5)
