@@ -6,8 +6,9 @@ Side by side in one run: busque with `@serve.batch` on (embedder batch_size 16) 
 ships are ingested first (through POST /v1/ingest and its jobs); the queries are the same
 photos slightly transformed (JPEG quality 50; brightness x1.2), sent as multipart `image` with
 `k` and `collection`, so every query also runs the pHash, the Matcher's hybrid index lookup and
-the catalog read. The second phase redeploys the app with the other batch size on the same
-home and port, so the collection stays. Writes bench/results/search.json and search.md.
+the catalog read. Each configuration runs in a process and Ray cluster of its own, with the
+Serve settings `busque serve` ships (busque.cli.SERVE_ENV). Writes bench/results/search.json and
+search.md.
 
     python bench/search.py [--seconds 15] [--warmup 3]
 """
@@ -20,6 +21,7 @@ import io
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -211,11 +213,12 @@ def bench_busque(app, queries, seconds: float, warmup: float) -> dict:
 
 
 def normalized_query(data: bytes) -> np.ndarray:
-    """The pixels the Gateway sends the Embedder for a query (512 px, as busque/api/media.py)."""
+    """The pixels the Gateway sends the Embedder for a query (as busque/api/media.py)."""
+    from busque.api.media import QUERY_SIDE
     from busque.config import MediaSettings
     from busque.media.decode import decode_image
 
-    decoded = decode_image(data, max_pixels=MediaSettings().max_pixels, max_side=512)
+    decoded = decode_image(data, max_pixels=MediaSettings().max_pixels, max_side=QUERY_SIDE)
     return np.asarray(decoded.image)
 
 
@@ -259,9 +262,8 @@ def replica_torch_threads() -> int:
 
 
 def bench_in_process(queries, seconds: float, warmup: float, threads: int) -> dict:
-    """Per query what the Gateway and the Embedder compute for it: decode at 512 px (the pixels
-    the Embedder is sent) + `analyze([image])`. Single thread,
-    one query at a time (the latency), then batches of 16 (the images/s ceiling)."""
+    """Per query what the Gateway and the Embedder compute for it: decode at QUERY_SIDE px (the
+    pixels the Embedder is sent) + `analyze([image])`. Single thread, one query at a time (the latency), then batches of 16 (the images/s ceiling)."""
     import torch
 
     from busque.media.phash import phash_bytes
@@ -504,18 +506,12 @@ def write_report(results: dict) -> None:
     print("\n".join(lines))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=15, help="measured seconds per case")
-    parser.add_argument("--warmup", type=float, default=3, help="warm-up seconds per case")
-    parser.add_argument("--no-write", action="store_true", help="print only (development)")
-    args = parser.parse_args()
-
+def start_ray():
     import ray
-    from ray import serve
 
-    from tests.conftest import start_app
+    from busque.cli import serve_environment
 
+    serve_environment()  # the shipping Serve settings (throughput preset), before Ray starts
     ray.init(
         address="local",
         num_cpus=4,
@@ -524,8 +520,56 @@ def main() -> None:
         object_store_memory=200 * 2**20,
         _node_ip_address="127.0.0.1",
     )
+
+
+def run_phase(batch_size: int, seconds: float, warmup: float, out: Path) -> None:
+    """One configuration in a Ray cluster of its own (a driver's handles stay bound to the app
+    they first saw, so each phase gets a fresh process): ingest, top-1, HTTP load, handle load."""
+    import ray
+    from ray import serve
+
+    from tests.conftest import start_app
+
+    start_ray()
     originals, queries = photo_set()
     normalized = [normalized_query(data) for _, data in queries]
+    with tempfile.TemporaryDirectory() as tmp:
+        port = free_port()
+        settings = settings_for(Path(tmp) / "busque", port, batch_size)
+        app = start_app(settings)
+        try:
+            names, ingest_s = ingest_photos(app, originals)
+            case = {
+                "batch_size": batch_size,
+                "batch_wait_ms": settings.embedder.batch_wait_s * 1000,
+                "ingest_s": round(ingest_s, 2),
+                "top1": top1(app, queries, names),
+                **bench_busque(app, queries, seconds, warmup),
+            }
+            case["embedder_handle"] = bench_embedder_handle(
+                settings.serve.app_name, normalized, seconds / 2, warmup
+            )
+        finally:
+            serve.delete(settings.serve.app_name)
+            ray.shutdown()
+    out.write_text(json.dumps(case))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=15, help="measured seconds per case")
+    parser.add_argument("--warmup", type=float, default=3, help="warm-up seconds per case")
+    parser.add_argument("--no-write", action="store_true", help="print only (development)")
+    parser.add_argument("--phase-batch-size", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--phase-out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.phase_batch_size:
+        run_phase(args.phase_batch_size, args.seconds, args.warmup, args.phase_out)
+        return
+
+    import ray
+
+    originals, queries = photo_set()
     results: dict = {
         "benchmark": "POST /v1/search by image, client-observed, vs the model in-process",
         "machine": machine(),
@@ -534,39 +578,39 @@ def main() -> None:
         "photos": len(originals),
         "queries": len(queries),
         "k": K,
-        "batch_wait_ms": None,
         "cases": {},
     }
+    start_ray()
     threads = replica_torch_threads()
+    ray.shutdown()
     results["torch_threads_replica"] = threads
     print(f"in-process baseline (torch threads {threads}) ...", flush=True)
     results["cases"]["in_process"] = bench_in_process(queries, args.seconds, args.warmup, threads)
 
-    port = free_port()  # Serve's proxy keeps its first port: both phases use it
     with tempfile.TemporaryDirectory() as tmp:
-        home = Path(tmp) / "busque"
         for name, batch_size in (("batching_on", HIGH), ("batching_off", 1)):
             print(f"busque, {name} (batch_size {batch_size}) ...", flush=True)
-            settings = settings_for(home, port, batch_size)
-            results["batch_wait_ms"] = settings.embedder.batch_wait_s * 1000
-            app = start_app(settings)
-            try:
-                if "names" not in results:
-                    names, ingest_s = ingest_photos(app, originals)
-                    results["names"], results["ingest_s"] = names, round(ingest_s, 2)
-                if "top1" not in results:
-                    results["top1"] = top1(app, queries, results["names"])
-                else:  # the redeployed Matcher has the collection back before we measure
-                    top1(app, queries[:1], results["names"])
-                case = bench_busque(app, queries, args.seconds, args.warmup)
-                case["embedder_handle"] = bench_embedder_handle(
-                    settings.serve.app_name, normalized, args.seconds / 2, args.warmup
-                )
-                results["cases"][name] = {"batch_size": batch_size, **case}
-            finally:
-                serve.delete(settings.serve.app_name)
-    ray.shutdown()
-    results.pop("names")
+            out = Path(tmp) / f"{name}.json"
+            subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--seconds",
+                    str(args.seconds),
+                    "--warmup",
+                    str(args.warmup),
+                    "--phase-batch-size",
+                    str(batch_size),
+                    "--phase-out",
+                    str(out),
+                ],
+                check=True,
+            )
+            results["cases"][name] = json.loads(out.read_text())
+    on = results["cases"]["batching_on"]
+    results["batch_wait_ms"] = on["batch_wait_ms"]
+    results["top1"] = on["top1"]
+    results["ingest_s"] = on["ingest_s"]
     results["verdicts"] = verdicts(results)
     if args.no_write:
         print(json.dumps(results, indent=2))

@@ -87,7 +87,13 @@ class EmbedderSettings(BaseModel):
     model_path: str = Field("", description="clip: a local directory (or a hub id if online)")
     device: str = Field("auto", description="auto | cpu | cuda[:N]; half precision on CUDA")
     batch_size: int = Field(16, ge=1, le=512, description="@serve.batch's max batch size")
-    batch_wait_s: float = Field(0.005, ge=0, le=1, description="@serve.batch's wait to fill")
+    batch_wait_s: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="@serve.batch's wait to fill a batch. 0: a batch is whatever queued while "
+        "the previous one ran (no added latency at low load, full batches under load)",
+    )
 
 
 class IndexSettings(BaseModel):

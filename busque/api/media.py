@@ -255,21 +255,32 @@ class SearchQuery(BaseModel):
     min_score: float | None = Field(None, ge=-1, le=1)
 
 
+QUERY_SIDE = 320  # the model looks at a 224 px centre crop of the shorter side: nothing lost
+
+
 async def _embed_image(ctx, data: bytes) -> tuple[Any, int]:
-    """A query image's vector and pHash (nothing is stored)."""
+    """A query image's vector and pHash (nothing is stored). The pHash is computed while the
+    Embedder works."""
     from busque.media.decode import decode_image
 
-    def prepare():
+    def pixels():
         try:
-            # The embedder looks at 224 px: a 512 px copy (JPEG draft decoding) loses nothing.
-            decoded = decode_image(data, max_pixels=ctx.settings.media.max_pixels, max_side=512)
-            return np.asarray(decoded.image), hex_to_int64(phash_bytes(data))
+            decoded = decode_image(
+                data, max_pixels=ctx.settings.media.max_pixels, max_side=QUERY_SIDE
+            )
+            return np.asarray(decoded.image)
         except MediaError as exc:
             raise media_error(exc) from None
 
-    pixels, phash = await asyncio.to_thread(prepare)
-    embedded = await ctx.embedder.embed.remote(pixels)
-    return embedded["vector"], phash
+    def phash():
+        try:
+            return hex_to_int64(phash_bytes(data))
+        except MediaError as exc:
+            raise media_error(exc) from None
+
+    embedding = ctx.embedder.embed.remote(await asyncio.to_thread(pixels))
+    phash_value = await asyncio.to_thread(phash)
+    return (await embedding)["vector"], phash_value
 
 
 async def _query(ctx, principal: Principal, q: SearchQuery, image: bytes | None) -> dict:
@@ -316,15 +327,18 @@ async def _search(ctx, principal: Principal, q: SearchQuery, image: bytes | None
     found = await ctx.matcher.search.remote(
         principal.tenant_id, collection, k=fetch, mode=q.mode, min_score=q.min_score, **query
     )
-    rows = await asyncio.to_thread(
-        ctx.catalog.by_index_ids, principal.tenant_id, [m["media_id"] for m in found]
-    )
+    return await asyncio.to_thread(_match_views, ctx, principal.tenant_id, found, q)
+
+
+def _match_views(ctx, tenant: str, found: list[dict], q: SearchQuery) -> list[dict]:
+    """The Matcher's hits joined with the catalog (in one thread hop): filters, labels, URLs."""
+    rows = ctx.catalog.by_index_ids(tenant, [m["media_id"] for m in found])
     matches = []
     for match in found:
         row = rows.get(match["media_id"])
         if row is None or any(row["metadata"].get(k) != v for k, v in q.filters.items()):
             continue  # deleted since, or filtered out
-        view = await asyncio.to_thread(media_view, ctx, row)
+        view = media_view(ctx, row)
         matches.append(
             {
                 "rank": len(matches) + 1,

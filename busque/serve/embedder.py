@@ -1,7 +1,8 @@
 """The Embedder deployment: image (and, with CLIP, text) embeddings, batched with @serve.batch.
 
 Callers send one normalised JPEG per call; Serve gathers concurrent calls into one forward pass
-(up to `embedder.batch_size`, waiting at most `embedder.batch_wait_s` to fill a batch).
+(up to `embedder.batch_size`, waiting at most `embedder.batch_wait_s` to fill a batch; with the
+default 0 a batch is what queued while the previous forward pass ran).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class Embedder:
         self.embed.set_max_batch_size(cfg.batch_size)
         self.embed.set_batch_wait_timeout_s(cfg.batch_wait_s)
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.0)
     async def embed(self, images: list[bytes | np.ndarray]) -> list[dict]:
         """Each image: normalised RGB JPEG bytes, or an RGB uint8 array (a query, which needs
         no JPEG round trip) -> {"vector", "labels"}."""
