@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import platform
 import statistics
 import time
+from pathlib import Path
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -42,3 +44,26 @@ async def closed_loop(one, concurrency: int, seconds: float, unit: str) -> dict:
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return summary(latencies, time.perf_counter() - started, unit)
+
+
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo; the platform's guess elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def machine(**extra) -> dict:
+    """What a benchmark ran on: CPU model, cores, Python, plus the caller's library versions."""
+    import os
+
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        **extra,
+    }

@@ -19,7 +19,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -35,6 +34,7 @@ from skimage import data as skdata  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import machine as common_machine  # noqa: E402
 from busque.media.phash import DRAFT_SIZE, hamming, phash_bytes, phash_many  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -120,24 +120,13 @@ def run(paths: list[Path], rounds: int) -> dict[str, float]:
 
 
 def machine() -> dict:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": model,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "pillow": PIL.__version__,
-        "libjpeg_turbo": features.version("libjpeg_turbo"),
-        "numpy": np.__version__,
-        "imagehash": imagehash.__version__,
-        "threads": 1,
-    }
+    return common_machine(
+        pillow=PIL.__version__,
+        libjpeg_turbo=features.version("libjpeg_turbo"),
+        numpy=np.__version__,
+        imagehash=imagehash.__version__,
+        threads=1,
+    )
 
 
 def main() -> None:

@@ -33,6 +33,7 @@ import pybktree  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import cpu_model  # noqa: E402
 from busque.index.phash_index import PhashIndex  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -40,14 +41,7 @@ RADIUS = 8
 
 
 def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     mem = None
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():

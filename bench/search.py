@@ -20,7 +20,6 @@ import asyncio
 import io
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 from bench.common import closed_loop, percentile, summary  # noqa: E402
+from bench.common import machine as common_machine  # noqa: E402
 from tests.servers import free_port  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -324,21 +324,8 @@ def bench_in_process(queries, seconds: float, warmup: float, threads: int) -> di
 
 
 def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "load_avg_1m_at_start": round(load, 2) if load is not None else None,
-    }
+    return common_machine(load_avg_1m_at_start=round(load, 2) if load is not None else None)
 
 
 def verdicts(results: dict) -> dict:

@@ -1,0 +1,27 @@
+"""Reading request bodies the same way everywhere: JSON objects and base64 images."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from fastapi import Request
+
+from busque.api.errors import ApiError
+
+
+async def json_object(request: Request) -> dict[str, Any]:
+    """The JSON body; 400 `invalid_json` if it is not JSON. A non-object body comes back as
+    {"_": body}, so the caller's schema names what is wrong with it."""
+    try:
+        raw = await request.json()
+    except ValueError:
+        raise ApiError(400, "invalid_json", "the request body is not valid JSON") from None
+    return raw if isinstance(raw, dict) else {"_": raw}
+
+
+def base64_image(value: str, field: str = "image_base64") -> bytes:
+    try:
+        return base64.b64decode(value, validate=True)
+    except ValueError:
+        raise ApiError(422, "invalid_request", f"{field} is not base64") from None
