@@ -117,6 +117,28 @@ class MediaSettings(BaseModel):
     default_collection: str = "default"
 
 
+class FaceSettings(BaseModel):
+    enabled: bool = Field(True, description="deploy the FaceAnalyzer (when its weights exist)")
+    backend: Literal["dlib"] = "dlib"
+    detector: Literal["hog", "cnn"] = Field("hog", description="cnn: dlib's MMOD detector")
+    detect_side: int = Field(
+        1600, ge=64, description="detection runs on a copy at most this long (boxes mapped back)"
+    )
+    upsample: int = Field(0, ge=0, le=2, description="detector upsampling (finds smaller faces)")
+    # HOG's SVM margin: real faces score ~1-2; JPEG artefacts give false hits at ~0-0.3
+    # (e.g. a patch on astronaut's suit). dlib's own threshold is 0.
+    min_score: float = Field(0.5, description="drop detections scored below this")
+    thumbnail_size: int = Field(150, ge=32, le=512, description="aligned face thumbnail, px")
+    on_ingest: bool = Field(
+        True, description="analyse faces on ingest unless a collection opts out"
+    )
+    match_threshold: float = Field(
+        0.6, gt=0, description="face search: L2 distance for the same person (dlib: 0.6)"
+    )
+    cluster_max_distance: float = Field(0.5, gt=0, description="people: neighbour distance")
+    cluster_min_faces: int = Field(3, ge=1, description="people: faces needed to form a person")
+
+
 class AuthSettings(BaseModel):
     dev_key_file: Path | None = Field(None, description="default {home}/admin.key")
     cache_s: float = Field(5.0, ge=0, description="how long a verified key is trusted in memory")
@@ -129,6 +151,7 @@ class DeploymentSettings(BaseModel):
     max_replicas: int = 1
     max_ongoing_requests: int = 100
     downscale_to_zero_delay_s: float | None = None
+    look_back_period_s: float | None = Field(None, gt=0, description="autoscaling load window")
 
 
 class ServeSettings(BaseModel):
@@ -167,6 +190,7 @@ class Settings(BaseSettings):
     embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
     media: MediaSettings = Field(default_factory=MediaSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
+    faces: FaceSettings = Field(default_factory=FaceSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
     model_modules: list[str] = Field(
         default_factory=list,
@@ -202,7 +226,20 @@ class Settings(BaseSettings):
         return self
 
     def deployment(self, name: str) -> DeploymentSettings:
-        return self.model_deployments.get(name, DeploymentSettings())
+        default = DEFAULT_DEPLOYMENTS.get(name, DeploymentSettings())
+        return self.model_deployments.get(name, default)
+
+
+# The FaceAnalyzer scales to zero after 10 idle minutes, as DupMedia's face process stopped.
+DEFAULT_DEPLOYMENTS = {
+    "faceanalyzer": DeploymentSettings(
+        num_cpus=0.5,
+        min_replicas=0,
+        max_replicas=1,
+        max_ongoing_requests=4,
+        downscale_to_zero_delay_s=600,
+    )
+}
 
 
 def read_or_create_secret(path: Path) -> str:

@@ -71,8 +71,18 @@ def test_settings(home, **overrides):
         "events": {"poll_s": 0.02, "keepalive_s": 2},
         "model_modules": ["tests.fixture_models"],
         "model_deployments": {
-            name: fixtures
-            for name in ("fixtures", "crashy", "utility", "embedder", "matcher", "ingest")
+            **{
+                name: fixtures
+                for name in ("fixtures", "crashy", "utility", "embedder", "matcher", "ingest")
+            },
+            # Scales to zero a few seconds after its last call (tests/test_faces_api.py).
+            "faceanalyzer": {
+                "num_cpus": 0.1,
+                "min_replicas": 0,
+                "max_replicas": 1,
+                "max_ongoing_requests": 4,
+                "downscale_to_zero_delay_s": 2,
+            },
         },
         "media": {"max_upload_bytes": 2 * 2**20, "max_pixels": 40_000_000},
         "index": {"sync_s": 0.2},

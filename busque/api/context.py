@@ -7,6 +7,8 @@ import logging
 
 from busque.api.auth import Authenticator
 from busque.db.notify import watch_commits
+from busque.faces.index import FaceIndex
+from busque.faces.store import FaceStore
 from busque.jobs.event_tail import EventTail
 from busque.serve.runtime import Runtime
 
@@ -14,7 +16,9 @@ logger = logging.getLogger("busque.api")
 
 
 class ApiContext:
-    def __init__(self, runtime: Runtime, dispatcher=None, embedder=None, matcher=None):
+    def __init__(
+        self, runtime: Runtime, dispatcher=None, embedder=None, matcher=None, face_analyzer=None
+    ):
         self.runtime = runtime
         self.settings = runtime.settings
         self.jobs = runtime.jobs
@@ -24,6 +28,9 @@ class ApiContext:
         self.catalog = runtime.catalog
         self.embedder = embedder  # DeploymentHandles
         self.matcher = matcher
+        self.face_analyzer = face_analyzer  # None when face analysis is not deployed
+        self.faces = FaceStore(runtime.engine)
+        self.face_index = FaceIndex(self.faces)
         self.auth = Authenticator(runtime.keys, runtime.settings.auth.cache_s)
         self.dispatcher = dispatcher  # a DeploymentHandle, or None outside Serve
         # Commits are noticed at once (LISTEN/NOTIFY on PostgreSQL, data_version on SQLite):

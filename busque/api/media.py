@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import json
 import re
@@ -12,10 +11,12 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import Path as PathParam
 from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import UploadFile
 
 from busque.api.auth import require
+from busque.api.bodies import base64_image, json_object
 from busque.api.errors import ApiError, invalid, not_found
 from busque.api.views import iso, job_view
 from busque.auth.keys import Principal
@@ -63,11 +64,7 @@ async def _read_upload(request: Request, limit: int) -> tuple[bytes | None, Inge
                 raise ApiError(422, "invalid_request", "metadata must be a JSON object") from None
         return data, _fields(raw)
     if content_type.startswith("application/json"):
-        try:
-            raw = await request.json()
-        except ValueError:
-            raise ApiError(400, "invalid_json", "the request body is not valid JSON") from None
-        fields = _fields(raw if isinstance(raw, dict) else {"_": raw})
+        fields = _fields(await json_object(request))
         if not fields.object_key:
             raise ApiError(422, "invalid_request", "send multipart `image` or JSON `object_key`")
         return None, fields
@@ -202,7 +199,32 @@ async def get_media(
     row = await asyncio.to_thread(ctx.catalog.get, media_id, principal.tenant_id)
     if row is None:
         raise not_found("media", media_id)
-    return await asyncio.to_thread(media_view, ctx, row)
+
+    def detail() -> dict:
+        faces = ctx.faces.faces_of_media(principal.tenant_id, [media_id])[media_id]
+        return {
+            **media_view(ctx, row),
+            "faces_analyzed_at": iso(row["faces_at"]),
+            "faces": [face_view(ctx, face) for face in faces],
+        }
+
+    return await asyncio.to_thread(detail)
+
+
+def face_view(ctx, face: dict) -> dict:
+    return {
+        "id": face["id"],
+        "object": "face",
+        "media_id": face["media_id"],
+        "box": face["box"],
+        "score": round(face["score"], 4),
+        "person_id": face["person_id"],
+        "thumbnail_url": ctx.objects.presign_get(
+            face["thumbnail_key"], ctx.settings.storage.url_ttl_s
+        )
+        if face.get("thumbnail_key")
+        else None,
+    }
 
 
 @router.get("/media", summary="List media, newest first")
@@ -231,13 +253,38 @@ async def list_media(
     return {"object": "list", "data": data, "next_cursor": next_cursor}
 
 
-@router.get("/collections", summary="The tenant's collections with their media counts")
+@router.get("/collections", summary="The tenant's collections: media counts and options")
 async def collections(request: Request, principal: Principal = Depends(require("media:read"))):
     ctx = request.app.state.ctx
-    return {
-        "object": "list",
-        "data": await asyncio.to_thread(ctx.catalog.collections, principal.tenant_id),
-    }
+
+    def listing() -> list[dict]:
+        counts = {c["collection"]: c["media"] for c in ctx.catalog.collections(principal.tenant_id)}
+        options = ctx.faces.collection_options(principal.tenant_id)
+        default = {"faces": ctx.settings.faces.on_ingest}
+        return [
+            {"collection": name, "media": counts.get(name, 0), **options.get(name, default)}
+            for name in sorted(counts.keys() | options.keys())
+        ]
+
+    return {"object": "list", "data": await asyncio.to_thread(listing)}
+
+
+class CollectionOptions(BaseModel):
+    faces: bool = Field(description="analyse faces of photos ingested into this collection")
+
+
+@router.put("/collections/{name}", summary="Set a collection's options (faces on ingest)")
+async def set_collection(
+    name: Annotated[str, PathParam(pattern=COLLECTION.pattern)],
+    options: CollectionOptions,
+    request: Request,
+    principal: Principal = Depends(require("media:write")),
+):
+    ctx = request.app.state.ctx
+    await asyncio.to_thread(
+        ctx.faces.set_collection, principal.tenant_id, name, faces_on=options.faces
+    )
+    return {"collection": name, "faces": options.faces}
 
 
 # ---- search, match, delete, duplicates ----
@@ -370,17 +417,9 @@ async def search(request: Request, principal: Principal = Depends(require("media
         raw = {k: v for k, v in (await request.form()).items() if k != "image"}
         query, image = _search_fields(raw), data
     else:
-        try:
-            raw = await request.json()
-        except ValueError:
-            raise ApiError(400, "invalid_json", "the request body is not valid JSON") from None
-        query = _search_fields(raw if isinstance(raw, dict) else {"_": raw})
+        query = _search_fields(await json_object(request))
         if query.image_base64:
-            try:
-                image = base64.b64decode(query.image_base64, validate=True)
-            except ValueError:
-                raise ApiError(422, "invalid_request", "image_base64 is not base64") from None
-            query.image_base64 = None
+            image, query.image_base64 = base64_image(query.image_base64), None
     matches = await _search(ctx, principal, query, image)
     return {"matches": matches, "duration_ms": round((time.perf_counter() - started) * 1000, 2)}
 
@@ -461,7 +500,7 @@ async def delete_media(
     if row is None:
         raise not_found("media", media_id)
     await ctx.matcher.remove.remote(principal.tenant_id, row["collection"], row["index_id"])
-    keys = [row["normalized_key"], row["thumbnail_key"]]
+    keys = [row["normalized_key"], row["thumbnail_key"], *row["face_keys"]]
     if (
         await asyncio.to_thread(ctx.catalog.first_with_sha256, principal.tenant_id, row["sha256"])
         is None

@@ -171,6 +171,7 @@ media = Table(
     Column("indexed_at", Float),
     Column("synced_at", Float),
     Column("updated_at", Float, nullable=False),
+    Column("faces_at", Float),  # when its faces were last analysed (None: never)
     Index("ix_media_tenant_collection", "tenant_id", "collection", "id"),
     Index("ix_media_tenant_sha256", "tenant_id", "sha256"),
     UniqueConstraint("tenant_id", "index_id"),
@@ -188,4 +189,50 @@ media_changes = Table(
     Column("op", String(8), nullable=False),  # add | remove
     Column("created_at", Float, nullable=False),
     Index("ix_media_changes_scope", "tenant_id", "collection", "id"),
+)
+
+# Per-collection options (collections themselves exist as soon as media names them).
+collection_settings = Table(
+    "collection_settings",
+    metadata,
+    Column("tenant_id", String(40), ForeignKey("tenants.id"), primary_key=True),
+    Column("name", String(100), primary_key=True),
+    Column("faces", Boolean, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+people = Table(
+    "people",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("tenant_id", String(40), ForeignKey("tenants.id"), nullable=False),
+    Column("name", String(200)),
+    Column("cover_face_id", String(40)),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_people_tenant", "tenant_id", "id"),
+)
+
+# One row per detected face. `seq` is the id the face index knows it by (and follows, in order).
+faces = Table(
+    "faces",
+    metadata,
+    Column("seq", EventId, primary_key=True, autoincrement=True),
+    Column("id", String(40), nullable=False, unique=True),
+    Column("tenant_id", String(40), ForeignKey("tenants.id"), nullable=False),
+    Column("media_id", String(40), ForeignKey("media.id", ondelete="CASCADE"), nullable=False),
+    Column("person_id", String(40), ForeignKey("people.id", ondelete="SET NULL")),
+    Column("x", Integer, nullable=False),
+    Column("y", Integer, nullable=False),
+    Column("w", Integer, nullable=False),
+    Column("h", Integer, nullable=False),
+    Column("score", Float, nullable=False),
+    Column("embedding", LargeBinary, nullable=False),  # float32 little-endian
+    Column("landmarks", JSON, nullable=False),
+    Column("thumbnail_key", String(1024)),
+    Column("model", String(100), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_faces_tenant_seq", "tenant_id", "seq"),
+    Index("ix_faces_media", "media_id"),
+    Index("ix_faces_person", "person_id"),
 )

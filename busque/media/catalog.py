@@ -16,9 +16,9 @@ import numpy as np
 from sqlalchemy import Engine, delete, func, insert, or_, select, update
 
 from busque.db.engine import readonly
+from busque.db.pages import newest_first
 from busque.db.schema import media, media_changes
 from busque.ids import new_id
-from busque.jobs.store import decode_cursor, encode_cursor
 
 
 def index_id(media_id: str) -> int:
@@ -112,16 +112,9 @@ class Catalog:
             query = query.where(media.c.collection == collection)
         if states:
             query = query.where(media.c.state.in_(states))
-        if cursor:
-            query = query.where(media.c.id < decode_cursor(cursor, prefix="med_"))
-        with self.reader.connect() as conn:
-            rows = [
-                r._asdict()
-                for r in conn.execute(query.order_by(media.c.id.desc()).limit(limit + 1))
-            ]
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return rows, encode_cursor(rows[-1]["id"]) if more and rows else None
+        return newest_first(
+            self.reader, query, media.c.id, limit=limit, cursor=cursor, prefix="med_"
+        )
 
     def mark_indexed(
         self,
@@ -159,9 +152,13 @@ class Catalog:
         return row._asdict()
 
     def delete(self, media_id: str, tenant_id: str) -> dict | None:
-        """Remove the row; returns it (for its storage keys) or None if there was none."""
+        """Remove the row and its faces; returns it (for its storage keys, with `face_keys`: the
+        face thumbnails to delete) or None if there was none."""
+        from busque.faces.store import FaceStore
+
         now = time.time()
         with self.engine.begin() as conn:
+            face_keys = FaceStore(self.engine).drop_faces_of_media(conn, tenant_id, media_id)
             row = conn.execute(
                 delete(media)
                 .where(media.c.id == media_id, media.c.tenant_id == tenant_id)
@@ -170,7 +167,7 @@ class Catalog:
             if row is None:
                 return None
             self._log(conn, tenant_id, row.collection, media_id, "remove", now)
-        return row._asdict()
+        return {**row._asdict(), "face_keys": face_keys}
 
     def _log(self, conn, tenant_id: str, collection: str, media_id: str, op: str, now: float):
         conn.execute(

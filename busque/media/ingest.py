@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from busque.config import MediaSettings
+from busque.faces.analyze import FaceServices, analyze_media
 from busque.media.catalog import Catalog
 from busque.media.decode import decode_image
 from busque.media.normalize import renditions
@@ -29,6 +30,7 @@ class IngestServices:
     index_search: Callable[..., Awaitable[list[dict]]]
     embedding_model: str
     embedding_version: str
+    faces: FaceServices | None = None  # None: this deployment does no face analysis
 
 
 async def run_ingest(
@@ -100,7 +102,10 @@ async def run_ingest(
         }
         for rank, m in enumerate((m for m in found if m["media_id"] in rows), start=1)
     ]
-    await progress(95, "matched")
+    await progress(85, "matched")
+    faces = await _faces(services.faces, tenant, indexed)
+    if faces is not None:
+        await progress(95, f"{len(faces)} faces")
     duplicate = await asyncio.to_thread(
         catalog.first_with_sha256, job["tenant_id"], row["sha256"], media_id
     )
@@ -112,4 +117,28 @@ async def run_ingest(
         **pet_label(labels),
         "duplicate_of": duplicate["id"] if duplicate else None,
         "matches": matches,
+        "faces": faces,  # None when the collection does not analyse faces
+    }
+
+
+async def _faces(services: FaceServices | None, tenant: str, media: dict) -> list[dict] | None:
+    if services is None:
+        return None
+    enabled = await asyncio.to_thread(
+        services.store.faces_enabled, tenant, media["collection"], services.settings.on_ingest
+    )
+    if not enabled:
+        return None
+    faces = await analyze_media(services, tenant, media)
+    if faces is None:
+        raise ModelError("media_not_found", f"media {media['id']} was deleted while indexing")
+    return [public_face(face) for face in faces]
+
+
+def public_face(face: dict) -> dict:
+    return {
+        "id": face["id"],
+        "box": face["box"],
+        "score": round(face["score"], 4),
+        "person_id": face["person_id"],
     }

@@ -138,10 +138,35 @@ def _register_media(registry: ModelRegistry, settings: Settings) -> None:
     )
 
 
+def _register_faces(registry: ModelRegistry, settings: Settings) -> None:
+    from busque.faces.analyze import FacesJobInput
+
+    def faces_missing(s: Settings) -> str | None:
+        from busque.models.faces import unavailable_reason
+
+        return unavailable_reason(s.faces.backend)
+
+    registry.register(
+        ModelSpec(
+            id="faces",
+            kind="face-analysis",
+            backend=settings.faces.backend,
+            factory=_served_by_a_deployment,
+            input_schema=FacesJobInput,
+            deployment="ingest",
+            description="Detect, embed and thumbnail the faces of media already in the catalog "
+            "(by id or collection), and cluster them into people.",
+            timeout_s=3600,
+            unavailable=faces_missing,
+        )
+    )
+
+
 def build_registry(settings: Settings) -> ModelRegistry:
     registry = ModelRegistry()
     _register_builtin(registry, settings)
     _register_media(registry, settings)
+    _register_faces(registry, settings)
     for module in settings.model_modules:
         importlib.import_module(module).register(registry, settings)
     return registry

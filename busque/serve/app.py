@@ -8,9 +8,11 @@ from typing import Any
 from ray.serve import Application
 
 from busque.config import DeploymentSettings, Settings
+from busque.models.faces import unavailable_reason
 from busque.models.registry import build_registry
 from busque.serve.dispatcher import DispatcherDeployment
 from busque.serve.embedder import Embedder
+from busque.serve.faces import FaceAnalyzer
 from busque.serve.gateway import Gateway
 from busque.serve.ingest import IngestWorker
 from busque.serve.matcher import Matcher
@@ -32,8 +34,9 @@ def _options(name: str, resources: DeploymentSettings) -> dict[str, Any]:
             "max_replicas": resources.max_replicas,
             "initial_replicas": resources.min_replicas,
         }
-        if resources.downscale_to_zero_delay_s is not None:
-            autoscaling["downscale_to_zero_delay_s"] = resources.downscale_to_zero_delay_s
+        for option in ("downscale_to_zero_delay_s", "look_back_period_s"):
+            if getattr(resources, option) is not None:
+                autoscaling[option] = getattr(resources, option)
         options["autoscaling_config"] = autoscaling
     else:
         options["num_replicas"] = resources.min_replicas
@@ -49,8 +52,11 @@ def build_app(settings: Settings) -> Application:
 
     embedder = deployment(Embedder, "Embedder").bind(bound)
     matcher = deployment(Matcher, "Matcher").bind(bound, embedder)
+    faces = None
+    if settings.faces.enabled and unavailable_reason(settings.faces.backend) is None:
+        faces = deployment(FaceAnalyzer, "FaceAnalyzer").bind(bound)
     # Deployments with their own class; every other model runs in a generic ModelHost.
-    special = {"ingest": deployment(IngestWorker, "Ingest").bind(bound, embedder, matcher)}
+    special = {"ingest": deployment(IngestWorker, "Ingest").bind(bound, embedder, matcher, faces)}
     model_handles = {
         name: special.get(name)
         or ModelHost.options(**_options(name, settings.deployment(name))).bind(bound, name)
@@ -60,7 +66,7 @@ def build_app(settings: Settings) -> Application:
         **_options("Dispatcher", settings.serve.dispatcher)
     ).bind(bound, model_handles)
     gateway = Gateway.options(**_options("Gateway", settings.serve.gateway))
-    return gateway.bind(bound, dispatcher, embedder, matcher)
+    return gateway.bind(bound, dispatcher, embedder, matcher, faces)
 
 
 def app_builder(args: dict[str, Any]) -> Application:

@@ -24,8 +24,9 @@ class Gateway:
         dispatcher: DeploymentHandle,
         embedder: DeploymentHandle,
         matcher: DeploymentHandle,
+        face_analyzer: DeploymentHandle | None = None,
     ):
-        self.ctx = ApiContext(Runtime(settings), dispatcher, embedder, matcher)
+        self.ctx = ApiContext(Runtime(settings), dispatcher, embedder, matcher, face_analyzer)
 
     def __serve_build_asgi_app__(self):
         return create_app(self.ctx)

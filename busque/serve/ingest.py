@@ -1,5 +1,6 @@
-"""The IngestWorker deployment: runs `ingest` jobs (busque.media.ingest) with the Embedder and
-the Matcher reached through DeploymentHandles."""
+"""The IngestWorker deployment: runs `ingest` jobs (busque.media.ingest) and `faces` jobs
+(busque.faces.analyze) with the Embedder, the Matcher and the FaceAnalyzer reached through
+DeploymentHandles."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import logging
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from busque.faces.analyze import FaceServices, run_faces_job
+from busque.faces.index import FaceIndex
+from busque.faces.store import FaceStore
 from busque.media.decode import MediaError
 from busque.media.ingest import IngestServices, run_ingest
 from busque.models.base import ModelError
@@ -19,11 +23,28 @@ logger = logging.getLogger("busque.ingest")
 
 @serve.deployment(name="IngestWorker")
 class IngestWorker:
-    def __init__(self, settings: dict, embedder: DeploymentHandle, matcher: DeploymentHandle):
+    def __init__(
+        self,
+        settings: dict,
+        embedder: DeploymentHandle,
+        matcher: DeploymentHandle,
+        faces: DeploymentHandle | None,
+    ):
         self.runtime = Runtime(settings)
         self.embedder = embedder
         self.matcher = matcher
         self._services: IngestServices | None = None
+        self.faces: FaceServices | None = None
+        if faces is not None:
+            store = FaceStore(self.runtime.engine)
+            self.faces = FaceServices(
+                objects=self.runtime.objects,
+                store=store,
+                index=FaceIndex(store),
+                analyze=lambda key: faces.analyze_key.remote(key),
+                model=self.runtime.settings.faces.backend,
+                settings=self.runtime.settings.faces,
+            )
 
     async def services(self) -> IngestServices:
         if self._services is None:
@@ -36,6 +57,7 @@ class IngestWorker:
                 index_search=lambda *args, **kw: self.matcher.search.remote(*args, **kw),
                 embedding_model=info["model"],
                 embedding_version=info["version"],
+                faces=self.faces,
             )
         return self._services
 
@@ -47,8 +69,13 @@ class IngestWorker:
 
         async def work() -> dict:
             try:
-                services = await self.services()
-                result = await run_ingest(job, services, self.runtime.settings.media, progress)
+                if job["model"] == "faces":
+                    if self.faces is None:
+                        raise ModelError("faces_disabled", "face analysis is not deployed")
+                    result = await run_faces_job(job, self.faces, progress)
+                else:
+                    services = await self.services()
+                    result = await run_ingest(job, services, self.runtime.settings.media, progress)
                 return {"type": "result", "result": result}
             except (ModelError, MediaError) as exc:
                 return {

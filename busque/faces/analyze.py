@@ -1,0 +1,112 @@
+"""Faces for a media item, end to end: analyse its original, store thumbnails and rows, cluster.
+
+Ray-free: the caller hands in `analyze` (the FaceAnalyzer deployment, or a model in-process) as
+an async callable from an object key to faces. Used by the ingest job and the `faces` job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from pydantic import BaseModel, Field, model_validator
+
+from busque.config import FaceSettings
+from busque.faces.index import FaceIndex
+from busque.faces.people import cluster
+from busque.faces.store import FaceStore
+from busque.ids import new_id
+from busque.storage import ObjectStore, tenant_key
+
+
+@dataclass
+class FaceServices:
+    objects: ObjectStore
+    store: FaceStore
+    index: FaceIndex
+    analyze: Callable[[str], Awaitable[list[dict]]]  # original's object key -> faces
+    model: str
+    settings: FaceSettings
+
+
+async def analyze_media(services: FaceServices, tenant_id: str, media: dict) -> list[dict] | None:
+    """Find, store and cluster a media item's faces (replacing any it had). Returns its faces
+    with their people, or None when the media item was deleted meanwhile."""
+    found = await services.analyze(media["original_key"])
+    objects = services.objects
+    for face in found:
+        face["id"] = new_id("face")
+        face["thumbnail_key"] = tenant_key(tenant_id, "faces", f"{face['id']}.jpg")
+        await asyncio.to_thread(objects.put, face["thumbnail_key"], face["thumbnail"], "image/jpeg")
+    try:
+        stored = await asyncio.to_thread(
+            services.store.replace_faces, tenant_id, media["id"], found, services.model
+        )
+    except BaseException:
+        await _delete(objects, [f["thumbnail_key"] for f in found])  # nothing half-written
+        raise
+    if stored is None:
+        await _delete(objects, [f["thumbnail_key"] for f in found])
+        return None
+    rows, replaced_keys = stored
+    await _delete(objects, replaced_keys)
+    cfg = services.settings
+    people = await asyncio.to_thread(
+        cluster,
+        services.store,
+        services.index,
+        tenant_id,
+        [row["seq"] for row in rows],
+        max_distance=cfg.cluster_max_distance,
+        min_faces=cfg.cluster_min_faces,
+    )
+    return [{**row, "person_id": people.get(row["seq"])} for row in rows]
+
+
+class FacesJobInput(BaseModel):
+    """Analyse media already in the catalog: listed ids, or a whole collection."""
+
+    media_ids: list[str] | None = Field(None, min_length=1, max_length=1000)
+    collection: str | None = Field(None, max_length=100)
+    missing_only: bool = Field(False, description="skip media whose faces were analysed before")
+    limit: int = Field(1000, ge=1, le=100_000)
+
+    @model_validator(mode="after")
+    def _one_scope(self) -> FacesJobInput:
+        if self.media_ids is None and self.collection is None:
+            raise ValueError("give media_ids or collection")
+        return self
+
+
+async def run_faces_job(
+    job: dict, services: FaceServices, progress: Callable[[float, str], Awaitable[None]]
+) -> dict:
+    spec = FacesJobInput.model_validate(job["input"])
+    tenant = job["tenant_id"]
+    todo = await asyncio.to_thread(
+        services.store.media_to_analyze,
+        tenant,
+        media_ids=spec.media_ids,
+        collection=spec.collection,
+        missing_only=spec.missing_only,
+        limit=spec.limit,
+    )
+    results = []
+    for done, media in enumerate(todo, start=1):
+        faces = await analyze_media(services, tenant, media)
+        if faces is not None:  # None: deleted meanwhile
+            results.append({"media_id": media["id"], "faces": len(faces)})
+        await progress(100 * done / len(todo), f"{done}/{len(todo)} media")
+    missing = sorted(set(spec.media_ids or ()) - {m["id"] for m in todo})
+    return {
+        "analyzed": len(results),
+        "faces": sum(r["faces"] for r in results),
+        "media": results[:1000],
+        "not_found": missing,  # unknown, other tenants' or not yet indexed media ids
+    }
+
+
+async def _delete(objects: ObjectStore, keys: list[str]) -> None:
+    for key in keys:
+        await asyncio.to_thread(objects.delete, key)
