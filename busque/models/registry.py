@@ -38,6 +38,10 @@ class ModelSpec:
     public: bool = True
     # Returns None when the model can run, else the reason it cannot (e.g. no weights).
     unavailable: Callable[[Settings], str | None] = field(default=lambda settings: None)
+    # Checks a validated input against the world before the job is accepted (e.g. that an input
+    # photo exists and is an image): (input, tenant_id, object store) -> None, or raises
+    # ModelError, which the API answers with a 4xx.
+    admit: Callable[[dict, str, Any], None] | None = None
 
     def validate(self, inputs: Any, params: Any) -> tuple[dict, dict]:
         """Check a job's input and parameters; raises pydantic's ValidationError."""
