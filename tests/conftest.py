@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -15,6 +16,8 @@ from tests.servers import free_port, postgres, postgres_available, seaweedfs
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 serve_environment()  # the same Serve settings `busque serve` runs with
+
+TEXT_MODEL_CACHE = Path.home() / ".cache" / "busque-tests" / "models"
 
 FAST_JOBS = {
     "lease_s": 2.0,
@@ -73,7 +76,15 @@ def test_settings(home, **overrides):
         "model_deployments": {
             **{
                 name: fixtures
-                for name in ("fixtures", "crashy", "utility", "embedder", "matcher", "ingest")
+                for name in (
+                    "fixtures",
+                    "crashy",
+                    "utility",
+                    "embedder",
+                    "matcher",
+                    "ingest",
+                    "textgen",
+                )
             },
             # Scales to zero a few seconds after its last call (tests/test_faces_api.py).
             "faceanalyzer": {
@@ -86,6 +97,8 @@ def test_settings(home, **overrides):
         },
         "media": {"max_upload_bytes": 2 * 2**20, "max_pixels": 40_000_000},
         "index": {"sync_s": 0.2},
+        # The bundled SmolLM2 is converted to safetensors once per machine, not per session.
+        "text": {"cache_dir": TEXT_MODEL_CACHE, "max_batch": 4},
         "serve": {
             "port": free_port(),
             "grpc_port": free_port(),

@@ -17,7 +17,13 @@ logger = logging.getLogger("busque.api")
 
 class ApiContext:
     def __init__(
-        self, runtime: Runtime, dispatcher=None, embedder=None, matcher=None, face_analyzer=None
+        self,
+        runtime: Runtime,
+        dispatcher=None,
+        embedder=None,
+        matcher=None,
+        face_analyzer=None,
+        text_generator=None,
     ):
         self.runtime = runtime
         self.settings = runtime.settings
@@ -29,6 +35,7 @@ class ApiContext:
         self.embedder = embedder  # DeploymentHandles
         self.matcher = matcher
         self.face_analyzer = face_analyzer  # None when face analysis is not deployed
+        self.text_generator = text_generator  # None when no text model is available
         self.faces = FaceStore(runtime.engine)
         self.face_index = FaceIndex(self.faces)
         self.auth = Authenticator(runtime.keys, runtime.settings.auth.cache_s)

@@ -166,11 +166,18 @@ def _register_faces(registry: ModelRegistry, settings: Settings) -> None:
     )
 
 
+def _register_generation(registry: ModelRegistry, settings: Settings) -> None:
+    from busque.models.text.spec import register as register_text
+
+    register_text(registry, settings)
+
+
 def build_registry(settings: Settings) -> ModelRegistry:
     registry = ModelRegistry()
     _register_builtin(registry, settings)
     _register_media(registry, settings)
     _register_faces(registry, settings)
+    _register_generation(registry, settings)
     for module in settings.model_modules:
         importlib.import_module(module).register(registry, settings)
     return registry

@@ -10,6 +10,7 @@ from ray.serve import Application
 from busque.config import DeploymentSettings, Settings
 from busque.models.faces import unavailable_reason
 from busque.models.registry import build_registry
+from busque.models.text.weights import unavailable_reason as unavailable_text
 from busque.serve.dispatcher import DispatcherDeployment
 from busque.serve.embedder import Embedder
 from busque.serve.faces import FaceAnalyzer
@@ -17,6 +18,7 @@ from busque.serve.gateway import Gateway
 from busque.serve.ingest import IngestWorker
 from busque.serve.matcher import Matcher
 from busque.serve.model_host import ModelHost
+from busque.serve.text import TextGeneratorDeployment
 
 
 def _options(name: str, resources: DeploymentSettings) -> dict[str, Any]:
@@ -57,6 +59,12 @@ def build_app(settings: Settings) -> Application:
         faces = deployment(FaceAnalyzer, "FaceAnalyzer").bind(bound)
     # Deployments with their own class; every other model runs in a generic ModelHost.
     special = {"ingest": deployment(IngestWorker, "Ingest").bind(bound, embedder, matcher, faces)}
+    text = None
+    if unavailable_text(settings) is None:
+        text = TextGeneratorDeployment.options(
+            **_options("TextGenerator", settings.deployment("textgen"))
+        ).bind(bound)
+        special["textgen"] = text
     model_handles = {
         name: special.get(name)
         or ModelHost.options(**_options(name, settings.deployment(name))).bind(bound, name)
@@ -66,7 +74,7 @@ def build_app(settings: Settings) -> Application:
         **_options("Dispatcher", settings.serve.dispatcher)
     ).bind(bound, model_handles)
     gateway = Gateway.options(**_options("Gateway", settings.serve.gateway))
-    return gateway.bind(bound, dispatcher, embedder, matcher, faces)
+    return gateway.bind(bound, dispatcher, embedder, matcher, faces, text)
 
 
 def app_builder(args: dict[str, Any]) -> Application:

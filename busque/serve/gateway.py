@@ -25,8 +25,11 @@ class Gateway:
         embedder: DeploymentHandle,
         matcher: DeploymentHandle,
         face_analyzer: DeploymentHandle | None = None,
+        text_generator: DeploymentHandle | None = None,
     ):
-        self.ctx = ApiContext(Runtime(settings), dispatcher, embedder, matcher, face_analyzer)
+        self.ctx = ApiContext(
+            Runtime(settings), dispatcher, embedder, matcher, face_analyzer, text_generator
+        )
 
     def __serve_build_asgi_app__(self):
         return create_app(self.ctx)
