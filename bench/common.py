@@ -67,3 +67,22 @@ def machine(**extra) -> dict:
         "python": platform.python_version(),
         **extra,
     }
+
+
+def start_ray(**options) -> None:
+    """A local Ray for a benchmark, with the Serve settings `busque serve` ships (set before Ray
+    starts) and the small footprint the tests use; `options` go to ray.init (e.g. num_gpus)."""
+    import ray
+
+    from busque.cli import serve_environment
+
+    serve_environment()
+    ray.init(
+        address="local",
+        num_cpus=4,
+        include_dashboard=False,
+        log_to_driver=False,
+        object_store_memory=200 * 2**20,
+        _node_ip_address="127.0.0.1",
+        **options,
+    )

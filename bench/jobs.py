@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
-from bench.common import closed_loop  # noqa: E402
+from bench.common import closed_loop, start_ray  # noqa: E402
 from busque.cli import SERVE_ENV, serve_environment  # noqa: E402
 from tests.servers import free_port, postgres  # noqa: E402 - the same real servers as the tests
 
@@ -129,14 +129,7 @@ def main() -> None:
 
     import ray
 
-    ray.init(
-        address="local",
-        num_cpus=4,
-        include_dashboard=False,
-        log_to_driver=False,
-        object_store_memory=200 * 2**20,
-        _node_ip_address="127.0.0.1",
-    )
+    start_ray()
     port = free_port()  # Serve's proxy keeps its first port: both apps use it
     results: dict = {
         "benchmark": "jobs: create -> dispatch -> echo -> succeeded (client-observed)",

@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-from bench.common import closed_loop, percentile, summary  # noqa: E402
+from bench.common import closed_loop, percentile, start_ray, summary  # noqa: E402
 from bench.common import machine as common_machine  # noqa: E402
 from tests.servers import free_port  # noqa: E402
 
@@ -491,22 +491,6 @@ def write_report(results: dict) -> None:
     ]
     (RESULTS / "search.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-
-
-def start_ray():
-    import ray
-
-    from busque.cli import serve_environment
-
-    serve_environment()  # the shipping Serve settings (throughput preset), before Ray starts
-    ray.init(
-        address="local",
-        num_cpus=4,
-        include_dashboard=False,
-        log_to_driver=False,
-        object_store_memory=200 * 2**20,
-        _node_ip_address="127.0.0.1",
-    )
 
 
 def run_phase(batch_size: int, seconds: float, warmup: float, out: Path) -> None:

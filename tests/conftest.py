@@ -160,7 +160,10 @@ def start_app(settings):
 def app(ray_cluster, tmp_path_factory):
     from ray import serve
 
-    settings = test_settings(tmp_path_factory.mktemp("busque"))
+    from tests.tiny_models import build_tiny_stable_diffusion
+
+    tiny_sd = build_tiny_stable_diffusion(tmp_path_factory.mktemp("tiny-sd"))
+    settings = test_settings(tmp_path_factory.mktemp("busque"), images={"model_path": str(tiny_sd)})
     yield start_app(settings)
     serve.delete(settings.serve.app_name)
 

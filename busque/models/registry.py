@@ -167,9 +167,11 @@ def _register_faces(registry: ModelRegistry, settings: Settings) -> None:
 
 
 def _register_generation(registry: ModelRegistry, settings: Settings) -> None:
+    from busque.models.image.spec import register as register_images
     from busque.models.text.spec import register as register_text
 
     register_text(registry, settings)
+    register_images(registry, settings)
 
 
 def build_registry(settings: Settings) -> ModelRegistry:

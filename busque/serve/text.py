@@ -31,7 +31,7 @@ class TextGeneratorDeployment:
         self.scheduler = BatchScheduler(self.model, cfg.max_batch)
 
     def info(self) -> dict:
-        return {**self.model.describe(), "rounds": self.scheduler.rounds}
+        return {**self.model.describe(), "joined_running_batch": self.scheduler.joined}
 
     async def _generate(self, inputs: dict, params: dict):
         """Yields text pieces as they are decoded, then the finished request."""

@@ -1,8 +1,9 @@
 """A causal LM that decodes several requests together, streaming each one's text as it grows.
 
-Requests decoded together share every forward pass (left-padded prompts, one KV cache); each
-keeps its own sampling parameters, seed, stop strings and cancel flag, and finishes on its own
-(its row keeps being fed a pad token, masked out, until the whole batch is done).
+Continuous batching: requests decoded together share every forward pass (one KV cache, histories
+left-padded to one length). A new request is prefilled and joins the running batch between two
+decoding steps; a finished one leaves it at once. Each keeps its own sampling parameters, seed,
+stop strings and cancel flag.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class GenerationRequest:
     seed: int | None = None
     emit: Callable[[str], None] = lambda text: None  # each new piece of text, as it is decoded
     cancelled: Callable[[], bool] = lambda: False
+    on_done: Callable[[], None] = lambda: None  # called once it has finished
     # Filled in by generate_batch:
     text: str = ""
     completion_tokens: int = 0
@@ -102,15 +104,38 @@ class TextGenerator(Model):
             **extra,
         )
 
-    # ---- batched decoding ----
+    # ---- continuous batching ----
 
     def generate_batch(self, requests: list[GenerationRequest]) -> None:
+        """Decode these requests together, until each has finished."""
+        pending = list(requests)
+
+        def take(capacity: int, block: bool) -> list[GenerationRequest]:
+            batch, pending[:] = pending[:capacity], pending[capacity:]
+            return batch
+
+        self.serve(take, max_rows=len(requests) or 1)
+
+    def serve(self, take: Callable[[int, bool], list[GenerationRequest]], max_rows: int) -> None:
+        """Decode until `take` has nothing more. Between decoding steps, `take(capacity, block)`
+        hands over up to `capacity` new requests (blocking for one when `block`, i.e. when
+        nothing is being decoded); they are prefilled and join the running batch, and rows that
+        finish leave it at once."""
         self.load()
         torch = self._torch
-        with self._forward_lock, torch.inference_mode():
-            self._decode(requests)
+        batch = _Batch(torch, self.device)
+        while True:
+            if batch.rows:
+                with self._forward_lock, torch.inference_mode():  # one forward pass at a time
+                    self._step(batch)
+            fresh = take(max_rows - len(batch.rows), not batch.rows)
+            if fresh:
+                with self._forward_lock, torch.inference_mode():
+                    batch.join(*self._prefill(fresh))
+            elif not batch.rows:
+                return
 
-    def _decode(self, requests: list[GenerationRequest]) -> None:
+    def _prefill(self, requests: list[GenerationRequest]):
         torch = self._torch
         width = max(len(r.prompt_ids) for r in requests)
         ids = torch.full((len(requests), width), self.pad_id, dtype=torch.long)
@@ -119,50 +144,51 @@ class TextGenerator(Model):
             ids[row, width - len(r.prompt_ids) :] = torch.tensor(r.prompt_ids)
             mask[row, width - len(r.prompt_ids) :] = 1
         ids, mask = ids.to(self.device), mask.to(self.device)
-        generators = [_generator(torch, r.seed) for r in requests]
-        active = [True] * len(requests)
-        past, step_input, positions = None, ids, (mask.cumsum(-1) - 1).clamp(min=0)
-        for _ in range(max(r.max_new_tokens for r in requests)):
-            out = self.lm(
-                input_ids=step_input,
-                attention_mask=mask,
-                position_ids=positions,
-                past_key_values=past,
-                use_cache=True,
-            )
-            past = out.past_key_values
-            logits = out.logits[:, -1, :].float()
-            next_ids = []
-            for row, r in enumerate(requests):
-                if not active[row]:
-                    next_ids.append(self.pad_id)
-                    continue
-                if r.cancelled():
-                    active[row], r.finish_reason = False, "canceled"
-                    next_ids.append(self.pad_id)
-                    continue
-                token = _choose(torch, logits[row], r.temperature, r.top_p, generators[row])
-                next_ids.append(token)
+        out = self.lm(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+            use_cache=True,
+        )
+        rows = [_Row(r, _generator(torch, r.seed)) for r in requests]
+        keep = self._choose_all(rows, out.logits[:, -1, :].float())
+        return rows, out.past_key_values, mask, keep
+
+    def _step(self, batch: _Batch) -> None:
+        out = self.lm(
+            input_ids=batch.pending[:, None],
+            attention_mask=batch.mask,
+            position_ids=batch.mask.sum(-1, keepdim=True) - 1,
+            past_key_values=batch.cache,
+            use_cache=True,
+        )
+        batch.cache = out.past_key_values
+        keep = self._choose_all(batch.rows, out.logits[:, -1, :].float())
+        batch.advance(keep)
+
+    def _choose_all(self, rows: list[_Row], logits) -> list[bool]:
+        """Pick each row's next token; False for rows that have finished."""
+        keep = []
+        for index, row in enumerate(rows):
+            r = row.request
+            if r.cancelled():
+                r.finish_reason = "canceled"
+            else:
+                token = _choose(self._torch, logits[index], r.temperature, r.top_p, row.generator)
+                row.token = token
                 if token in self.eos_ids:
-                    active[row], r.finish_reason = False, "stop"
-                    continue
-                r._tokens.append(token)
-                r.completion_tokens += 1
-                self._stream(r)
-                if r.finish_reason == "stop":
-                    active[row] = False
-                elif r.completion_tokens >= r.max_new_tokens:
-                    active[row], r.finish_reason = False, "length"
-            if not any(active):
-                break
-            step_input = torch.tensor(next_ids, device=self.device)[:, None]
-            alive = torch.tensor(active, dtype=torch.long, device=self.device)[:, None]
-            mask = torch.cat([mask, alive], dim=1)
-            positions = mask.sum(-1, keepdim=True) - 1
-        for r in requests:
-            if r.finish_reason is None:
-                r.finish_reason = "length"
-            self._stream(r, final=True)
+                    r.finish_reason = "stop"
+                else:
+                    r._tokens.append(token)
+                    r.completion_tokens += 1
+                    self._stream(r)
+                    if r.finish_reason is None and r.completion_tokens >= r.max_new_tokens:
+                        r.finish_reason = "length"
+            if r.finish_reason is not None:
+                self._stream(r, final=True)
+                r.on_done()
+            keep.append(r.finish_reason is None)
+        return keep
 
     def _stream(self, r: GenerationRequest, final: bool = False) -> None:
         """Emit the text decoded since the last call; cut at a stop string."""
@@ -180,6 +206,93 @@ class TextGenerator(Model):
             r.emit(visible[r._sent :])
             r._sent = len(visible)
         r.text = text
+
+
+@dataclass
+class _Row:
+    request: GenerationRequest
+    generator: Any
+    token: int = 0  # the token chosen last, fed at the next step
+
+
+class _Batch:
+    """The running batch: its rows, their KV cache and attention mask (left-padded), and the
+    token each row feeds next. The mask already has a column for that token."""
+
+    def __init__(self, torch, device: str):
+        self.torch, self.device = torch, device
+        self.rows: list[_Row] = []
+        self.cache = self.mask = self.pending = None
+
+    def join(self, rows: list[_Row], cache, mask, keep: list[bool]) -> None:
+        torch = self.torch
+        rows, cache, mask = self._select(rows, cache, mask, keep)
+        if not rows:
+            return
+        mask, pending = self._with_pending(rows, mask)
+        if not self.rows:
+            self.rows, self.cache, self.mask, self.pending = rows, cache, mask, pending
+            return
+        # Left-pad the shorter history, then stack the new rows under the running ones. Both
+        # masks are one column (the pending token) longer than their caches.
+        width = max(self.mask.shape[1], mask.shape[1])
+        for mine, theirs in zip(self.cache.layers, cache.layers, strict=True):
+            mine.keys = torch.cat(
+                [_left_pad(torch, mine.keys, width - 1), _left_pad(torch, theirs.keys, width - 1)]
+            )
+            mine.values = torch.cat(
+                [
+                    _left_pad(torch, mine.values, width - 1),
+                    _left_pad(torch, theirs.values, width - 1),
+                ]
+            )
+        self.mask = torch.cat([_left_pad(torch, self.mask, width), _left_pad(torch, mask, width)])
+        self.pending = torch.cat([self.pending, pending])
+        self.rows = self.rows + rows
+
+    def advance(self, keep: list[bool]) -> None:
+        self.rows, self.cache, self.mask = self._select(self.rows, self.cache, self.mask, keep)
+        if self.rows:
+            self.mask, self.pending = self._with_pending(self.rows, self.mask)
+            self._trim()
+
+    def _with_pending(self, rows: list[_Row], mask):
+        """The mask with a column for each row's next token, and those tokens."""
+        torch = self.torch
+        pending = torch.tensor([row.token for row in rows], device=self.device)
+        ones = torch.ones((len(rows), 1), dtype=mask.dtype, device=self.device)
+        return torch.cat([mask, ones], dim=1), pending
+
+    def _select(self, rows, cache, mask, keep):
+        if all(keep):
+            return rows, cache, mask
+        index = [i for i, k in enumerate(keep) if k]
+        if not index:
+            return [], None, None
+        cache.batch_select_indices(self.torch.tensor(index, device=self.device))
+        return [rows[i] for i in index], cache, mask[index]
+
+    def _trim(self) -> None:
+        """Drop history columns that every remaining row has masked out (left padding of rows
+        that have left), so attention does not keep paying for them."""
+        lead = int((self.mask.cumsum(-1) == 0).sum(-1).min())
+        if lead:
+            self.mask = self.mask[:, lead:]
+            for layer in self.cache.layers:
+                layer.keys, layer.values = layer.keys[:, :, lead:], layer.values[:, :, lead:]
+
+
+def _left_pad(torch, tensor, width: int):
+    """Zero-pad dimension 2 (KV history) or 1 (a mask) on the left to `width`."""
+    dim = 2 if tensor.dim() == 4 else 1
+    missing = width - tensor.shape[dim]
+    if missing <= 0:
+        return tensor
+    shape = list(tensor.shape)
+    shape[dim] = missing
+    return torch.cat(
+        [torch.zeros(shape, dtype=tensor.dtype, device=tensor.device), tensor], dim=dim
+    )
 
 
 def result_of(r: GenerationRequest) -> dict:

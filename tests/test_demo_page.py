@@ -1,0 +1,114 @@
+"""The demo page at `/` in a real headless Chromium (Debian's chromium, driven by Playwright):
+a prompt's answer streams in, and a photo becomes an avatar with visible progress. The final
+screenshot is written to test-artifacts/demo.png."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.face_photos import astronaut, encode
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    if CHROMIUM is None:
+        if os.environ.get("BUSQUE_REQUIRE_BROWSER") == "1":
+            pytest.fail("chromium is required (BUSQUE_REQUIRE_BROWSER=1)")
+        pytest.skip("no chromium installed (apt-get install chromium)")
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield browser
+        browser.close()
+
+
+# Records every text a element shows, so a test can see that text grew in steps.
+WATCH = """(id) => {
+  window.seen = window.seen || {};
+  window.seen[id] = [];
+  const node = document.getElementById(id);
+  new MutationObserver(() => window.seen[id].push(node.textContent))
+    .observe(node, {childList: true, characterData: true, subtree: true});
+}"""
+
+
+def wait(page, condition: str, timeout_s: float = 120) -> None:
+    """page.wait_for_function, failing with what the page shows (its status lines)."""
+    try:
+        page.wait_for_function(condition, timeout=timeout_s * 1000)
+    except Exception as exc:
+        shown = page.evaluate(
+            "[...document.querySelectorAll('.status, pre')].map(e => e.id + ': ' + e.textContent)"
+        )
+        raise AssertionError(f"{condition} never held; the page shows {shown}") from exc
+
+
+def test_demo_page_streams_an_answer_and_makes_an_avatar(app, browser, tmp_path):
+    page = browser.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(f"{app.url}/")
+    assert page.title() == "busque demo"
+    page.fill("#api-key", app.admin_key)
+    page.click("#use-key")
+    wait(page, "document.getElementById('whoami').textContent.startsWith('tenant')")
+    page.wait_for_selector("#text-model option:not([disabled])", state="attached")
+
+    page.evaluate(WATCH, "answer")
+    page.fill("#prompt", "What is the capital of France? Answer in one sentence.")
+    page.click("#generate")
+    page.wait_for_function(
+        "document.getElementById('text-status').textContent.endsWith('succeeded')"
+    )
+    answer = page.text_content("#answer")
+    assert answer.strip()
+    growth = page.evaluate("window.seen.answer")
+    assert len({text for text in growth if text}) >= 2, growth  # it streamed in, not at once
+
+    photo = tmp_path / "me.jpg"
+    photo.write_bytes(encode(astronaut(), quality=90))
+    page.evaluate(WATCH, "avatar-status")
+    page.set_input_files("#photo", str(photo))
+    page.select_option("#style", "watercolor")
+    page.fill("#steps", "4")  # the tiny test pipeline: small and quick
+    page.evaluate("document.getElementById('size').innerHTML = '<option>64</option>'")
+    page.click("#make-avatar")
+    wait(
+        page,
+        "document.getElementById('avatar-result').complete"
+        " && document.getElementById('avatar-result').naturalWidth > 0",
+    )
+    statuses = page.evaluate("window.seen['avatar-status']")
+    assert any("step" in s for s in statuses), statuses  # progress per denoising step
+    assert page.text_content("#avatar-status").endswith("succeeded")
+    assert page.evaluate("document.getElementById('avatar-progress').value") == 100
+
+    out = ROOT / "test-artifacts"
+    out.mkdir(exist_ok=True)
+    page.screenshot(path=str(out / "demo.png"), full_page=True)
+    print(f"demo page screenshot: {out / 'demo.png'}")
+    assert (out / "demo.png").stat().st_size > 10_000
+    page.close()
+
+
+def test_demo_page_shows_a_refused_key(app, browser):
+    page = browser.new_page()
+    page.goto(f"{app.url}/")
+    page.fill("#api-key", "bq_nope_nope")
+    page.click("#use-key")
+    wait(page, "document.getElementById('whoami').textContent.includes('refused')")
+    page.close()
