@@ -132,3 +132,5 @@ def register(registry: ModelRegistry, settings) -> None:
     spec("progress", Progress, ProgressInput)
     spec("stream", Stream, StreamInput)
     spec("artifact", Artifact, ArtifactInput)
+    # Listed, never runnable: what a model without weights looks like.
+    spec("weightless", Sleep, SleepInput, unavailable=lambda s: "no weights for this fixture")

@@ -48,6 +48,17 @@ def test_txt2img_reports_each_step_and_stores_a_png(client):
     assert result["mode"] == "txt2img" and result["seed"] == 1
     png = artifact_bytes(client, created.json()["id"])["image.png"]
     assert Image.open(io.BytesIO(png)).size == (64, 64)
+    # The job itself names the image with a fresh presigned URL.
+    (image,) = client.get(f"/v1/jobs/{created.json()['id']}").json()["result"]["images"]
+    assert httpx.get(image["url"], timeout=30).content == png
+
+
+def test_a_model_without_weights_is_listed_unavailable_and_refused(client):
+    described = client.get("/v1/models/weightless").json()
+    assert described["available"] is False
+    assert described["unavailable_reason"] == "no weights for this fixture"
+    response = client.post("/v1/jobs", json={"model": "weightless", "input": {"seconds": 0}})
+    assert response.status_code == 422 and response.json()["error"]["code"] == "model_unavailable"
 
 
 def test_the_same_seed_gives_the_same_image(client):

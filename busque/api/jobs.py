@@ -140,7 +140,7 @@ async def create_job(
     finally:
         if sub is not None:
             sub.close()
-    return job_view(job)
+    return await _signed(ctx, job_view(job))
 
 
 def prefer_value(wait: float) -> str:
@@ -187,7 +187,30 @@ async def get_job(
     wait: Annotated[float, Query(ge=0, description="seconds to wait for a terminal state")] = 0,
     principal: Principal = Depends(require("jobs:read")),
 ):
-    return job_view(await _wait_until_finished(_ctx(request), job_id, principal, wait))
+    ctx = _ctx(request)
+    return await _signed(ctx, job_view(await _wait_until_finished(ctx, job_id, principal, wait)))
+
+
+async def _signed(ctx, view: dict) -> dict:
+    """Artifacts a result names (dicts with an `object_key` under the job's artifacts) get a
+    fresh presigned download `url` in the view; the stored result keeps no expiring URL."""
+    prefix = f"/artifacts/{view['id']}/"
+    ttl = ctx.settings.storage.url_ttl_s
+
+    def walk(value):
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        if not isinstance(value, dict):
+            return value
+        value = {k: walk(v) for k, v in value.items()}
+        key = value.get("object_key")
+        if isinstance(key, str) and prefix in key:
+            value["url"] = ctx.objects.presign_get(key, ttl)
+        return value
+
+    if view["result"] is not None:
+        view["result"] = await asyncio.to_thread(walk, view["result"])
+    return view
 
 
 def _timestamp(value: str | None, name: str) -> float | None:
