@@ -134,6 +134,26 @@ def _print_table(rows: list[dict]) -> None:
         )
 
 
+def _reindex(settings: Settings, args) -> int:
+    from pipelines.reindex import reindex
+
+    keys = _key_store(settings)
+    tenant = args.tenant if keys.tenant(args.tenant) else keys.tenant_id(args.tenant)
+    if tenant is None:
+        print(f"no tenant {args.tenant!r}", file=sys.stderr)
+        return 1
+    start_ray(settings)
+    result = reindex(
+        settings,
+        tenant,
+        args.collection,
+        recompute=args.recompute,
+        progress=lambda percent, message: print(f"[{percent:5.1f}%] {message}", flush=True),
+    )
+    print(json.dumps(result, indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="busque",
@@ -184,6 +204,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     p_revoke.add_argument("key_id")
 
+    p_reindex = sub.add_parser(
+        "reindex",
+        help="rebuild a collection's index into a new snapshot (Ray Data)",
+        description="Rebuild a collection's index from the catalog (stored embeddings, or "
+        "--recompute them with the configured embedder) and publish it as a new snapshot; "
+        "serving Matchers swap it in without a failed query. Runs on the local Ray or "
+        "RAY_ADDRESS; the same as `python -m pipelines.reindex` and the `reindex` job.",
+    )
+    p_reindex.add_argument("--tenant", required=True, help="tenant name or id (ten_...)")
+    p_reindex.add_argument("--collection", required=True, help="collection name")
+    p_reindex.add_argument("--recompute", action="store_true", help="recompute embeddings")
+
     args = parser.parse_args(argv)
     overrides: dict = {}
     if args.command == "serve":
@@ -200,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "serve":
         run_serve(settings)
+    elif args.command == "reindex":
+        return _reindex(settings, args)
     elif args.command == "migrate":
         _migrate(settings)
         print(f"database at the newest schema: {settings.database.url}")

@@ -163,6 +163,16 @@ class ImageGenSettings(BaseModel):
     max_side: int = Field(768, ge=64, description="width and height limit (multiples of 8)")
 
 
+class PipelineSettings(BaseModel):
+    """Ray Data resources for the batch pipelines (reindex, backfill). Fractional CPUs keep a
+    pipeline from starving the Serve replicas beside it (and them from starving it)."""
+
+    actors: int = Field(1, ge=1, description="model actors (the embedder) per pipeline")
+    batch_size: int = Field(32, ge=1, description="images per map_batches call")
+    num_cpus: float = Field(0.5, gt=0, description="per model actor")
+    num_gpus: float = Field(0.0, ge=0, description="per model actor (GPU actors when > 0)")
+
+
 class AuthSettings(BaseModel):
     dev_key_file: Path | None = Field(None, description="default {home}/admin.key")
     cache_s: float = Field(5.0, ge=0, description="how long a verified key is trusted in memory")
@@ -217,6 +227,7 @@ class Settings(BaseSettings):
     faces: FaceSettings = Field(default_factory=FaceSettings)
     text: TextGenSettings = Field(default_factory=TextGenSettings)
     images: ImageGenSettings = Field(default_factory=ImageGenSettings)
+    pipelines: PipelineSettings = Field(default_factory=PipelineSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
     model_modules: list[str] = Field(
         default_factory=list,

@@ -87,6 +87,10 @@ class KeyStore:
                 return conn.execute(select(tenants.c.id).where(tenants.c.name == name)).scalar_one()
         return tenant_id
 
+    def tenant_id(self, name: str) -> str | None:
+        with self.reader.connect() as conn:
+            return conn.execute(select(tenants.c.id).where(tenants.c.name == name)).scalar()
+
     def tenant(self, tenant_id: str) -> dict | None:
         with self.reader.connect() as conn:
             row = conn.execute(select(tenants).where(tenants.c.id == tenant_id)).first()

@@ -212,6 +212,65 @@ class Catalog:
             row["index_id"] = index_id(row["media_id"])
         return rows
 
+    def last_change(self, tenant_id: str, collection: str) -> int:
+        """The newest change-log id of a collection (0 when it has none)."""
+        with self.reader.connect() as conn:
+            return (
+                conn.execute(
+                    select(func.max(media_changes.c.id)).where(
+                        media_changes.c.tenant_id == tenant_id,
+                        media_changes.c.collection == collection,
+                    )
+                ).scalar()
+                or 0
+            )
+
+    def indexed_rows(
+        self, tenant_id: str, collection: str, *, after: str = "", limit: int = 1000
+    ) -> list[dict]:
+        """A page (by media id) of the collection's indexed media: what an index is built of."""
+        query = (
+            select(
+                media.c.id,
+                media.c.index_id,
+                media.c.embedding,
+                media.c.phash,
+                media.c.sha256,
+                media.c.normalized_key,
+            )
+            .where(
+                media.c.tenant_id == tenant_id,
+                media.c.collection == collection,
+                media.c.state == "indexed",
+                media.c.id > after,
+            )
+            .order_by(media.c.id)
+            .limit(limit)
+        )
+        with self.reader.connect() as conn:
+            return [r._asdict() for r in conn.execute(query)]
+
+    def set_embeddings(
+        self, updates: Sequence[tuple[str, np.ndarray, list[dict]]], model: str, version: str
+    ) -> int:
+        """Store recomputed (media_id, vector, labels); returns how many rows still existed."""
+        now = time.time()
+        done = 0
+        with self.engine.begin() as conn:
+            for media_id, vector, labels in updates:
+                done += conn.execute(
+                    update(media)
+                    .where(media.c.id == media_id)
+                    .values(
+                        embedding=vector_to_bytes(vector),
+                        embedding_model=model,
+                        embedding_version=version,
+                        labels=labels,
+                        updated_at=now,
+                    )
+                ).rowcount
+        return done
+
     def by_index_ids(self, tenant_id: str, ids: Sequence[int]) -> dict[int, dict]:
         if not ids:
             return {}

@@ -174,12 +174,19 @@ def _register_generation(registry: ModelRegistry, settings: Settings) -> None:
     register_images(registry, settings)
 
 
+def _register_pipelines(registry: ModelRegistry, settings: Settings) -> None:
+    from pipelines.jobs import register
+
+    register(registry, settings)
+
+
 def build_registry(settings: Settings) -> ModelRegistry:
     registry = ModelRegistry()
     _register_builtin(registry, settings)
     _register_media(registry, settings)
     _register_faces(registry, settings)
     _register_generation(registry, settings)
+    _register_pipelines(registry, settings)
     for module in settings.model_modules:
         importlib.import_module(module).register(registry, settings)
     return registry

@@ -1,0 +1,57 @@
+"""Pipelines as jobs: `POST /v1/jobs {"model": "reindex", "input": {"collection": ...}}` runs the
+reindex pipeline from a ModelHost replica (Ray Data submits its work to the same cluster), with
+its stages reported as job.progress events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from busque.config import Settings
+from busque.models.base import JobContext, Model
+
+
+class ReindexInput(BaseModel):
+    collection: str = Field(pattern=r"^[A-Za-z0-9._-]{1,100}$")
+    recompute: bool = Field(False, description="recompute embeddings with the configured model")
+
+
+class ReindexJob(Model):
+    def __init__(self, settings: Settings):
+        super().__init__()
+        self.settings = settings
+
+    def _predict(self, inputs: dict[str, Any], ctx: JobContext) -> dict:
+        from pipelines.reindex import reindex
+
+        def progress(percent: float, message: str) -> None:
+            ctx.check_cancelled()
+            ctx.progress(percent, message)
+
+        return reindex(
+            self.settings,
+            ctx.tenant_id,
+            inputs["collection"],
+            recompute=inputs["recompute"],
+            progress=progress,
+        )
+
+
+def register(registry, settings: Settings) -> None:
+    from busque.models.registry import ModelSpec
+
+    registry.register(
+        ModelSpec(
+            id="reindex",
+            kind="pipeline",
+            backend="ray-data",
+            factory=ReindexJob,
+            input_schema=ReindexInput,
+            deployment="pipelines",
+            description="Rebuild a collection's index (from stored or recomputed embeddings) "
+            "into a new snapshot that serving Matchers swap in.",
+            timeout_s=3600,
+            max_attempts=2,
+        )
+    )
