@@ -216,6 +216,19 @@ def main(argv: list[str] | None = None) -> int:
     p_reindex.add_argument("--collection", required=True, help="collection name")
     p_reindex.add_argument("--recompute", action="store_true", help="recompute embeddings")
 
+    from pipelines.backfill import add_arguments as backfill_arguments
+
+    p_backfill = sub.add_parser(
+        "backfill",
+        help="backfill a photo library folder: dedupe, upload, catalog, embed (Ray Data)",
+        description="Backfill a legacy photo library: every file is hashed (sha256, pHash), "
+        "exact duplicates are stored once with every path kept, near duplicates reported; new "
+        "images are uploaded, catalogued and embedded, so the service can search them. A "
+        "rerun skips what was synced; --dry-run only reports. Runs on the local Ray or "
+        "RAY_ADDRESS; the same as `python -m pipelines.backfill`.",
+    )
+    backfill_arguments(p_backfill)
+
     args = parser.parse_args(argv)
     overrides: dict = {}
     if args.command == "serve":
@@ -234,6 +247,10 @@ def main(argv: list[str] | None = None) -> int:
         run_serve(settings)
     elif args.command == "reindex":
         return _reindex(settings, args)
+    elif args.command == "backfill":
+        from pipelines.backfill import run
+
+        return run(settings, args)
     elif args.command == "migrate":
         _migrate(settings)
         print(f"database at the newest schema: {settings.database.url}")

@@ -113,6 +113,7 @@ def reindex(
     from busque.serve.runtime import Runtime
 
     started = time.perf_counter()
+    settings.ensure_secrets()
     runtime = Runtime(settings)
     catalog, objects = runtime.catalog, runtime.objects
     # Everything up to this change is in the snapshot; a Matcher replays what comes after

@@ -236,3 +236,22 @@ faces = Table(
     Index("ix_faces_media", "media_id"),
     Index("ix_faces_person", "person_id"),
 )
+
+# The files of a legacy library a backfill has synced: every path of a photo is kept (exact
+# duplicates are stored once, as one media row with several files). A rerun skips a file whose
+# path, size and mtime are unchanged.
+library_files = Table(
+    "library_files",
+    metadata,
+    Column("id", EventId, primary_key=True, autoincrement=True),
+    Column("tenant_id", String(40), ForeignKey("tenants.id"), nullable=False),
+    Column("library", String(200), nullable=False),
+    Column("path", String(2048), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("mtime", Float, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("media_id", String(40), ForeignKey("media.id", ondelete="SET NULL")),
+    Column("synced_at", Float, nullable=False),
+    UniqueConstraint("tenant_id", "library", "path"),
+    Index("ix_library_files_sha256", "tenant_id", "sha256"),
+)

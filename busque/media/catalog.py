@@ -121,9 +121,9 @@ class Catalog:
         media_id: str,
         *,
         keys: dict[str, str],
-        embedding: np.ndarray,
-        embedding_model: str,
-        embedding_version: str,
+        embedding: np.ndarray | None,
+        embedding_model: str | None,
+        embedding_version: str | None,
         labels: list[dict],
     ) -> dict | None:
         """The job finished storing and embedding: record it and log the index addition."""
@@ -137,7 +137,7 @@ class Catalog:
                     original_key=keys["original"],
                     normalized_key=keys["normalized"],
                     thumbnail_key=keys["thumbnail"],
-                    embedding=vector_to_bytes(embedding),
+                    embedding=None if embedding is None else vector_to_bytes(embedding),
                     embedding_model=embedding_model,
                     embedding_version=embedding_version,
                     labels=labels,
@@ -150,6 +150,11 @@ class Catalog:
                 return None
             self._log(conn, row.tenant_id, row.collection, media_id, "add", now)
         return row._asdict()
+
+    def mark_synced(self, media_id: str) -> None:
+        """A backfill finished with it (DupMedia's synced_at: never uploaded twice)."""
+        with self.engine.begin() as conn:
+            conn.execute(update(media).where(media.c.id == media_id).values(synced_at=time.time()))
 
     def delete(self, media_id: str, tenant_id: str) -> dict | None:
         """Remove the row and its faces; returns it (for its storage keys, with `face_keys`: the

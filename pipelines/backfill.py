@@ -1,0 +1,444 @@
+"""Backfill a legacy photo library (DupMedia's) into busque: dedupe, upload, catalog, embed.
+
+    busque backfill /photos --tenant family [--collection photos] [--dry-run]
+    python -m pipelines.backfill /photos --tenant family        (e.g. under `ray job submit`)
+
+1. Scan the folder; files whose path, size and mtime were synced before are skipped unread.
+2. Inspect the rest in parallel (Ray Data tasks): sha256 while reading, and for images the pHash
+   (the ingest's fast hash), size, format, EXIF capture date and camera. Unreadable, corrupt
+   and unsupported files are listed in the report; the run goes on.
+3. Dedupe: exact duplicates by sha256 are stored once, every path kept (library_files); a file
+   whose bytes the catalog already has costs no model work and no upload. Near duplicates (pHash
+   within `index.duplicate_radius` bits) are reported as groups, never deleted.
+4. Unless --dry-run: each new image is decoded once in a Ray Data actor pool holding the
+   Embedder's model class; its original (content-addressed), normalised JPEG and thumbnail go to
+   the object store and its embedding to the catalog, whose change log makes it searchable in
+   the running service. Each batch is committed as it finishes: a killed run resumes where it
+   stopped, with nothing duplicated and nothing missing.
+The report (JSON, and a summary table) gives counts, groups, failures and the bytes dedupe saved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from busque.config import Settings
+from busque.media.library import LibraryStore, inspect_file, scan
+
+logger = logging.getLogger("busque.pipelines")
+
+
+def _inspect_row(row: dict) -> dict:
+    info = inspect_file(row["abs"], max_pixels=row["max_pixels"])
+    return {**row, **{k: v for k, v in info.items() if k not in row}}
+
+
+class StoreAndEmbed:
+    """A map_batches callable: new images -> renditions and original in the object store, and
+    (with embeddings on) the vector and labels from the Embedder's model class."""
+
+    def __init__(self, settings: dict, tenant: str, embeddings: bool):
+        from busque.serve.embedder import build_embedder
+        from busque.storage import open_object_store
+
+        self.settings = Settings.model_validate(settings)
+        self.tenant = tenant
+        self.objects = open_object_store(self.settings.storage, self.settings.serve.public_url)
+        self.model = build_embedder(self.settings) if embeddings else None
+        if self.model is not None:
+            self.model.load()
+
+    def __call__(self, batch: dict) -> dict:
+        from busque.ids import new_id
+        from busque.media.decode import decode_image
+        from busque.media.normalize import CONTENT_TYPES, renditions, storage_keys
+
+        media = self.settings.media
+        out: dict[str, list] = defaultdict(list)
+        images = []
+        for path, sha256, fmt in zip(batch["abs"], batch["sha256"], batch["format"], strict=True):
+            data = Path(path).read_bytes()
+            media_id = new_id("med")
+            keys = storage_keys(self.tenant, media_id, sha256, fmt)
+            error = ""
+            try:
+                decoded = decode_image(
+                    data, max_pixels=media.max_pixels, max_side=media.normalized_side
+                )
+                made = renditions(decoded, media.normalized_side, media.thumbnail_side)
+                if self.objects.stat(keys["original"]) is None:
+                    self.objects.put(keys["original"], data, CONTENT_TYPES.get(fmt))
+                self.objects.put(keys["normalized"], made.normalized, "image/jpeg")
+                self.objects.put(keys["thumbnail"], made.thumbnail, "image/webp")
+                images.append(decoded.image)
+            except Exception as exc:  # reported per file; the batch goes on
+                error = f"{type(exc).__name__}: {exc}"
+                images.append(None)
+            out["media_id"].append(media_id)
+            out["keys"].append(json.dumps(keys))
+            out["error"].append(error)
+        vectors, labels = [b""] * len(images), [[]] * len(images)
+        usable = [i for i, image in enumerate(images) if image is not None]
+        if self.model is not None and usable:
+            found, tops = self.model.analyze([images[i] for i in usable], 5)
+            for i, vector, top in zip(usable, found, tops, strict=True):
+                vectors[i], labels[i] = vector.astype("<f4").tobytes(), top
+        out["embedding"] = vectors
+        out["labels"] = [json.dumps(top) for top in labels]
+        out["sha256"] = list(batch["sha256"])
+        return dict(out)
+
+
+def backfill(
+    settings: Settings,
+    tenant: str,
+    root: str | Path,
+    *,
+    collection: str | None = None,
+    library: str | None = None,
+    dry_run: bool = False,
+    embeddings: bool = True,
+    progress: bool = True,
+) -> dict:
+    import ray
+    from tqdm import tqdm
+
+    from busque.serve.runtime import Runtime
+
+    started = time.perf_counter()
+    settings.ensure_secrets()
+    runtime = Runtime(settings)
+    root = Path(root).resolve()
+    collection = collection or settings.media.default_collection
+    library = library or collection
+    store = LibraryStore(runtime.engine)
+    files = scan(root)
+    synced = store.synced(tenant, library)
+    unchanged = [f for f in files if synced.get(f.path) == (f.size, f.mtime)]
+    todo = [f for f in files if f.kind == "image" and synced.get(f.path) != (f.size, f.mtime)]
+    unsupported = [
+        {"path": f.path, "error": "unsupported", "message": f"{f.kind} files are not backfilled"}
+        for f in files
+        if f.kind != "image" and synced.get(f.path) != (f.size, f.mtime)
+    ]
+    by_path = {f.path: f for f in todo}
+
+    # 2. inspect, in parallel
+    rows = [
+        {
+            "path": f.path,
+            "abs": str(root / f.path),
+            "size": f.size,
+            "max_pixels": settings.media.max_pixels,
+        }
+        for f in todo
+    ]
+    inspected: list[dict] = []
+    bar = tqdm(
+        total=sum(f.size for f in todo),
+        unit="B",
+        unit_scale=True,
+        desc="inspect",
+        disable=not progress,
+        smoothing=0.1,
+    )
+    if rows:
+        for row in ray.data.from_items(rows).map(_inspect_row, num_cpus=0.25).iter_rows():
+            inspected.append(row)
+            bar.update(row["size"])
+            bar.set_postfix(files=len(inspected), refresh=False)
+    bar.close()
+    failures = unsupported + [
+        {"path": r["path"], "error": r["error"], "message": r["message"]}
+        for r in inspected
+        if r.get("error")
+    ]
+    good = sorted((r for r in inspected if not r.get("error")), key=lambda r: r["path"])
+
+    # 3. dedupe
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for r in good:
+        groups[r["sha256"]].append(r)
+    known = store.media_by_sha256(tenant, groups)
+    new = {sha: members for sha, members in groups.items() if sha not in known}
+    exact_groups = [
+        sorted(m["path"] for m in members) for members in groups.values() if len(members) > 1
+    ]
+    saved_bytes = sum(
+        sum(m["size"] for m in members[1:]) + (members[0]["size"] if sha in known else 0)
+        for sha, members in groups.items()
+    )
+    firsts = [members[0] for members in groups.values()]
+    near_groups = _near_groups(firsts, settings.index.duplicate_radius)
+
+    report = {
+        "root": str(root),
+        "tenant": tenant,
+        "library": library,
+        "collection": collection,
+        "dry_run": dry_run,
+        "files_seen": len(files),
+        "skipped_unchanged": len(unchanged),
+        "inspected": len(inspected),
+        "failed": len(failures),
+        "unique_new": len(new),
+        "already_stored": sum(len(m) for sha, m in groups.items() if sha in known),
+        "exact_duplicate_groups": exact_groups,
+        "near_duplicate_groups": near_groups,
+        "bytes_saved_by_dedupe": saved_bytes,
+        "failures": failures,
+    }
+    if dry_run:
+        report["seconds"] = round(time.perf_counter() - started, 2)
+        return report
+
+    # Paths whose bytes are stored already: remember them, no model work, no upload.
+    store.record(
+        tenant,
+        library,
+        [
+            (by_path[m["path"]], sha, known[sha])
+            for sha, members in groups.items()
+            if sha in known
+            for m in members
+        ],
+    )
+    run = _Run(settings, runtime, store, tenant, collection, library, by_path, embeddings, progress)
+    uploaded = _store_new(run, new, failures)
+    report |= {
+        "uploaded": uploaded,
+        "failed": len(failures),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    return report
+
+
+def _near_groups(firsts: list[dict], radius: int) -> list[list[str]]:
+    """Groups of files (one per sha256) within `radius` pHash bits, as connected components
+    (busque's multi-index-hashing pHash index finds the neighbours)."""
+    from busque.index.phash_index import PhashIndex
+    from busque.media.phash import hex_to_int64
+
+    if len(firsts) < 2:
+        return []
+    codes = [hex_to_int64(r["phash"]) for r in firsts]
+    index = PhashIndex()
+    index.add(list(range(len(firsts))), codes)
+    parent = list(range(len(firsts)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, code in enumerate(codes):
+        for j, _ in index.search_radius(code, radius):
+            if j != i:
+                parent[root(j)] = root(i)
+    groups: dict[int, list[str]] = defaultdict(list)
+    for i, r in enumerate(firsts):
+        groups[root(i)].append(r["path"])
+    return sorted(sorted(g) for g in groups.values() if len(g) > 1)
+
+
+@dataclass
+class _Run:
+    """What the upload stage of one backfill shares."""
+
+    settings: Settings
+    runtime: object
+    store: LibraryStore
+    tenant: str
+    collection: str
+    library: str
+    by_path: dict
+    embeddings: bool
+    progress: bool
+
+
+def _store_new(run: _Run, new: dict[str, list[dict]], failures: list[dict]) -> int:
+    """Upload, catalog and embed one file per new sha256; returns how many were stored."""
+    import ray
+    from tqdm import tqdm
+
+    settings, store, tenant, library = run.settings, run.store, run.tenant, run.library
+    collection, by_path, embeddings, progress = (
+        run.collection,
+        run.by_path,
+        run.embeddings,
+        run.progress,
+    )
+
+    from busque.media.catalog import bytes_to_vector
+    from busque.media.phash import hex_to_int64
+    from busque.serve.embedder import build_embedder
+
+    if not new:
+        return 0
+    cfg = settings.pipelines
+    reps = [members[0] for members in new.values()]
+    model = build_embedder(settings).describe() if embeddings else {"model": None, "version": None}
+    dataset = ray.data.from_items(
+        [{"abs": r["abs"], "sha256": r["sha256"], "format": r["format"]} for r in reps]
+    ).map_batches(
+        StoreAndEmbed,
+        fn_constructor_args=(settings.model_dump(mode="json"), tenant, embeddings),
+        batch_size=cfg.batch_size,
+        compute=ray.data.ActorPoolStrategy(size=cfg.actors),
+        num_cpus=cfg.num_cpus,
+        num_gpus=cfg.num_gpus,
+    )
+    first = {r["sha256"]: r for r in reps}
+    catalog = run.runtime.catalog
+    done = 0
+    bar = tqdm(
+        total=sum(r["size"] for r in reps),
+        unit="B",
+        unit_scale=True,
+        desc="upload+embed",
+        disable=not progress,
+        smoothing=0.1,
+    )
+    for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+        for media_id, keys, error, vector, labels, sha in zip(
+            batch["media_id"],
+            batch["keys"],
+            batch["error"],
+            batch["embedding"],
+            batch["labels"],
+            batch["sha256"],
+            strict=True,
+        ):
+            row = first[str(sha)]
+            members = new[str(sha)]
+            bar.update(row["size"])
+            if error:
+                failures.extend(
+                    {"path": m["path"], "error": "invalid_image", "message": str(error)}
+                    for m in members
+                )
+                continue
+            metadata = {
+                "source_path": row["path"],
+                "library": library,
+                "captured_at": row.get("captured_at"),
+                "camera": row.get("camera"),
+            }
+            catalog.create(
+                tenant,
+                collection,
+                sha256=str(sha),
+                phash=hex_to_int64(row["phash"]),
+                width=row["width"],
+                height=row["height"],
+                format=row["format"],
+                size=row["size"],
+                metadata=metadata,
+                media_id=str(media_id),
+            )
+            catalog.mark_indexed(
+                str(media_id),
+                keys=json.loads(str(keys)),
+                embedding=bytes_to_vector(bytes(vector)) if len(vector) else None,
+                embedding_model=model["model"],
+                embedding_version=model["version"],
+                labels=json.loads(str(labels)),
+            )
+            catalog.mark_synced(str(media_id))
+            store.record(
+                tenant, library, [(by_path[m["path"]], str(sha), str(media_id)) for m in members]
+            )
+            done += 1
+        bar.set_postfix(media=done, refresh=False)
+    bar.close()
+    return done
+
+
+def summary(report: dict) -> str:
+    rows = [
+        ("files seen", report["files_seen"]),
+        ("skipped (unchanged since the last run)", report["skipped_unchanged"]),
+        ("inspected", report["inspected"]),
+        ("already stored (alias only)", report["already_stored"]),
+        ("new unique images", report["unique_new"]),
+        ("uploaded", report.get("uploaded", "-")),
+        ("exact duplicate groups", len(report["exact_duplicate_groups"])),
+        ("near duplicate groups", len(report["near_duplicate_groups"])),
+        ("bytes saved by dedupe", report["bytes_saved_by_dedupe"]),
+        ("failed", report["failed"]),
+        ("seconds", report.get("seconds", "-")),
+    ]
+    width = max(len(name) for name, _ in rows)
+    lines = [f"{name:<{width}}  {value}" for name, value in rows]
+    lines += [
+        f"  failed: {f['path']}: {f['error']} ({f['message']})" for f in report["failures"][:20]
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.backfill", description=__doc__.split("\n\n")[0]
+    )
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    return run(Settings(), args)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("root", help="the library folder (scanned recursively)")
+    parser.add_argument("--tenant", required=True, help="tenant name or id (ten_...)")
+    parser.add_argument(
+        "--collection", help="collection for the media (default: media.default_collection)"
+    )
+    parser.add_argument("--library", help="name of this library (default: the collection)")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="only write the report: counts, groups, bytes saved"
+    )
+    parser.add_argument(
+        "--no-embeddings",
+        action="store_true",
+        help="store and catalog, embed later (reindex --recompute)",
+    )
+    parser.add_argument("--report", type=Path, help="write the JSON report here")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run(settings: Settings, args) -> int:
+    import sys
+
+    import ray
+
+    from busque.cli import _key_store, start_ray
+
+    keys = _key_store(settings)
+    tenant = args.tenant if keys.tenant(args.tenant) else keys.ensure_tenant(args.tenant)
+    if not ray.is_initialized():
+        start_ray(settings)
+    report = backfill(
+        settings,
+        tenant,
+        args.root,
+        collection=args.collection,
+        library=args.library,
+        dry_run=args.dry_run,
+        embeddings=not args.no_embeddings,
+        progress=not args.quiet,
+    )
+    if args.report:
+        args.report.write_text(json.dumps(report, indent=2))
+    print(summary(report), file=sys.stderr if args.report is None else sys.stdout)
+    if args.report is None:
+        print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

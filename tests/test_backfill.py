@@ -1,0 +1,185 @@
+"""Backfill of a generated legacy library (real photos from packages, transformed copies, exact
+copies, corrupt and unsupported files) into the real app's catalog and object store: the dry-run
+report, upload and catalog, search through the API, aliases, idempotent reruns, resume."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from busque.media.library import LibraryStore
+from busque.serve.runtime import Runtime
+from pipelines.backfill import backfill, summary
+
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "horse", "moon", "coins")
+
+
+def jpeg(image: Image.Image, quality: int = 90, exif: Image.Exif | None = None) -> bytes:
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=quality, **({"exif": exif} if exif else {}))
+    return out.getvalue()
+
+
+def make_library(root: Path) -> dict:
+    """The library and what a correct backfill must find in it."""
+    import skimage.data
+
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "Canon", "EOS 5D"
+    exif.get_ifd(0x8769)[0x9003] = "2009:07:14 10:22:01"
+    for i, name in enumerate(PHOTOS):
+        image = Image.fromarray(getattr(skimage.data, name)()).convert("RGB")
+        folder = root / f"album{i % 3}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{name}.jpg").write_bytes(jpeg(image, exif=exif if i == 0 else None))
+        if i < 4:  # near duplicates: smaller, recompressed
+            small = image.resize((image.width * 3 // 4, image.height * 3 // 4))
+            (folder / f"{name}-small.jpg").write_bytes(jpeg(small, quality=60))
+    copies = root / "backup" / "2019"
+    copies.mkdir(parents=True)
+    for name in PHOTOS[:3]:  # exact duplicates in another folder
+        shutil.copy(next(root.glob(f"album*/{name}.jpg")), copies / f"copy-of-{name}.jpg")
+    good = (root / "album0" / "astronaut.jpg").read_bytes()
+    (root / "broken.jpg").write_bytes(good[: len(good) // 3])
+    (root / "empty.jpg").write_bytes(b"")
+    (root / "notes.txt").write_text("not a photo")
+    return {"files": 8 + 4 + 3 + 3, "unique": 12, "exact_groups": 3, "failed": 3}
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory):
+    root = tmp_path_factory.mktemp("legacy-library")
+    return root, make_library(root)
+
+
+def tenant_of(app, name: str) -> str:
+    return Runtime(app.settings).keys.ensure_tenant(name)
+
+
+def test_dry_run_reports_and_stores_nothing(app, library):
+    root, expect = library
+    tenant = tenant_of(app, "backfill-dry")
+    report = backfill(app.settings, tenant, root, collection="legacy", dry_run=True, progress=False)
+    assert report["files_seen"] == expect["files"]
+    assert report["unique_new"] == expect["unique"]
+    assert len(report["exact_duplicate_groups"]) == expect["exact_groups"]
+    assert ["album0/astronaut.jpg", "backup/2019/copy-of-astronaut.jpg"] in report[
+        "exact_duplicate_groups"
+    ]
+    near = report["near_duplicate_groups"]
+    assert any({"album0/astronaut.jpg", "album0/astronaut-small.jpg"} <= set(g) for g in near)
+    failed = {f["path"]: f["error"] for f in report["failures"]}
+    assert failed == {
+        "broken.jpg": "invalid_image",
+        "empty.jpg": "invalid_image",
+        "notes.txt": "unsupported",
+    }
+    assert report["bytes_saved_by_dedupe"] > 0
+    assert "exact duplicate groups" in summary(report)
+    runtime = Runtime(app.settings)
+    assert runtime.catalog.list(tenant, states=())[0] == []
+    assert LibraryStore(runtime.engine).synced(tenant, "legacy") == {}
+
+
+def test_backfill_uploads_catalogs_and_the_service_finds_it(app, library):
+    root, expect = library
+    tenant = tenant_of(app, "backfill-real")
+    report = backfill(app.settings, tenant, root, collection="legacy", progress=False)
+    assert report["uploaded"] == expect["unique"] and report["failed"] == expect["failed"]
+    runtime = Runtime(app.settings)
+    rows, _ = runtime.catalog.list(tenant, collection="legacy", limit=100)
+    assert len(rows) == expect["unique"] and all(r["synced_at"] for r in rows)
+    assert len({r["sha256"] for r in rows}) == len(rows)  # each photo stored once
+    astronaut = next(r for r in rows if r["metadata"]["source_path"] == "album0/astronaut.jpg")
+    assert astronaut["metadata"]["captured_at"] == "2009-07-14T10:22:01"
+    assert astronaut["metadata"]["camera"] == "Canon EOS 5D"
+    assert LibraryStore(runtime.engine).aliases(tenant, astronaut["id"]) == [
+        "album0/astronaut.jpg",
+        "backup/2019/copy-of-astronaut.jpg",
+    ]
+    assert runtime.objects.stat(astronaut["original_key"]) is not None
+    # Searchable through the API (the Matcher replays the catalog's change log).
+    key = runtime.keys.create("backfill-real", "test").key
+    with app.client(key) as client:
+        query = (root / "album1" / "chelsea.jpg").read_bytes()
+        deadline = time.monotonic() + 30
+        while True:
+            found = client.post(
+                "/v1/search",
+                files={"image": ("q.jpg", query, "image/jpeg")},
+                data={"collection": "legacy", "k": "3"},
+            ).json()["matches"]
+            if found or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert found[0]["metadata"]["source_path"] == "album1/chelsea.jpg"
+        assert found[0]["labels"][0]["label"]  # embedded, with labels
+
+    again = backfill(app.settings, tenant, root, collection="legacy", progress=False)
+    assert again["skipped_unchanged"] == expect["files"] - expect["failed"]
+    assert again["uploaded"] == 0 and again["unique_new"] == 0
+    assert len(runtime.catalog.list(tenant, collection="legacy", limit=100)[0]) == expect["unique"]
+
+    # A new file that is a copy of a stored photo: an alias, no upload.
+    shutil.copy(root / "album1" / "chelsea.jpg", root / "chelsea-again.jpg")
+    third = backfill(app.settings, tenant, root, collection="legacy", progress=False)
+    assert third["already_stored"] == 1 and third["uploaded"] == 0
+    os.remove(root / "chelsea-again.jpg")
+
+
+def test_a_killed_backfill_resumes_without_duplicates(app, tmp_path):
+    import ray
+
+    root = tmp_path / "big"
+    make_library(root)
+    for i in range(40):  # enough batches for the kill to land mid-run
+        image = Image.new("RGB", (320, 240), (i * 6 % 256, i * 3 % 256, 200 - i))
+        (root / f"gen-{i:03d}.jpg").write_bytes(jpeg(image))
+    tenant_name = "backfill-resume"
+    tenant = tenant_of(app, tenant_name)
+    runtime = Runtime(app.settings)
+    store = LibraryStore(runtime.engine)
+    env = {
+        **os.environ,
+        "RAY_ADDRESS": ray.get_runtime_context().gcs_address,
+        "BUSQUE_HOME": str(app.settings.home),
+        "BUSQUE_PIPELINES__BATCH_SIZE": "4",
+    }
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pipelines.backfill",
+            str(root),
+            "--tenant",
+            tenant,
+            "--collection",
+            "resume",
+            "--quiet",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while len(store.synced(tenant, "resume")) < 5:
+        assert process.poll() is None, "the backfill ended before it could be killed"
+        assert time.monotonic() < deadline, "the backfill synced nothing in time"
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait(30)
+    partial = len(store.synced(tenant, "resume"))
+    report = backfill(app.settings, tenant, root, collection="resume", progress=False)
+    rows, _ = runtime.catalog.list(tenant, collection="resume", limit=200)
+    assert report["skipped_unchanged"] >= partial
+    assert len(rows) == 12 + 40 and len({r["sha256"] for r in rows}) == len(rows)
+    assert len(store.synced(tenant, "resume")) == 18 - 3 + 40  # every readable file, once
