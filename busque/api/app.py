@@ -5,7 +5,18 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from busque.api import catalog, demo, events, faces, jobs, media, objects, openai_chat, ops
+from busque.api import (
+    catalog,
+    demo,
+    events,
+    faces,
+    jobs,
+    media,
+    objects,
+    openai_chat,
+    ops,
+    sync,
+)
 from busque.api.context import ApiContext
 from busque.api.errors import install_error_handlers
 from busque.api.limits import BodyLimitMiddleware
@@ -23,7 +34,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app = FastAPI(title="busque", version="0.1.0", description=DESCRIPTION)
     app.state.ctx = ctx
     install_error_handlers(app)
-    for module in (ops, jobs, events, objects, catalog, media, faces, openai_chat, demo):
+    for module in (ops, jobs, events, objects, catalog, sync, media, faces, openai_chat, demo):
         app.include_router(module.router)
     if ctx.settings.serve.cors_origins:
         app.add_middleware(

@@ -108,8 +108,30 @@ async def ingest(
             raise not_found("object", fields.object_key) from None
         if len(data) > limit:
             raise ApiError(413, "payload_too_large", f"images are limited to {limit} bytes")
+    accepted = await accept_image(
+        ctx,
+        tenant,
+        data,
+        collection=fields.collection or ctx.settings.media.default_collection,
+        metadata=fields.metadata,
+        k=fields.k,
+    )
+    response.headers["Location"] = f"/v1/jobs/{accepted['job_id']}"
+    return accepted
+
+
+async def accept_image(
+    ctx,
+    tenant: str,
+    data: bytes,
+    *,
+    collection: str,
+    metadata: dict,
+    k: int = 10,
+    analyze_faces: bool = True,
+) -> dict:
+    """What ingest does at once: inspect, store the original, catalog it, queue its job."""
     info, phash_hex, sha256 = await asyncio.to_thread(_inspect, data, ctx.settings.media.max_pixels)
-    collection = fields.collection or ctx.settings.media.default_collection
     media_id = new_id("med")
     keys = storage_keys(tenant, media_id, sha256, info.format)
     if await asyncio.to_thread(ctx.objects.stat, keys["original"]) is None:  # stored once
@@ -127,7 +149,7 @@ async def ingest(
         height=info.height,
         format=info.format,
         size=len(data),
-        metadata=fields.metadata,
+        metadata=metadata,
     )
     spec = ctx.registry.get("ingest")
     new = NewJob(
@@ -139,8 +161,9 @@ async def ingest(
         input={
             "media_id": media_id,
             "original_key": keys["original"],
-            "k": fields.k,
+            "k": k,
             "keys": {"normalized": keys["normalized"], "thumbnail": keys["thumbnail"]},
+            "analyze_faces": analyze_faces,
         },
     )
     try:
@@ -150,7 +173,6 @@ async def ingest(
         raise
     ctx.wake_dispatcher()
     duplicate = await asyncio.to_thread(ctx.catalog.first_with_sha256, tenant, sha256, media_id)
-    response.headers["Location"] = f"/v1/jobs/{job['id']}"
     return {
         "job_id": job["id"],
         "media_id": media_id,

@@ -103,7 +103,9 @@ async def run_ingest(
         for rank, m in enumerate((m for m in found if m["media_id"] in rows), start=1)
     ]
     await progress(85, "matched")
-    faces = await _faces(services.faces, tenant, indexed)
+    faces = None
+    if inputs.get("analyze_faces", True):
+        faces = await _faces(services.faces, tenant, indexed)
     if faces is not None:
         await progress(95, f"{len(faces)} faces")
     duplicate = await asyncio.to_thread(

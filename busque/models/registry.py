@@ -112,6 +112,7 @@ class IngestJobInput(BaseModel):
     original_key: str
     keys: dict[str, str]
     k: int = 10
+    analyze_faces: bool = True  # False when the faces came with the photo (POST /v1/media/sync)
 
 
 def _served_by_a_deployment(settings: Settings) -> Model:

@@ -1,0 +1,142 @@
+"""`POST /v1/media/sync`: DupMedia's sync package, so an edge worker can push what it computed
+elsewhere (sha256, pHash, faces with embeddings and thumbnails) for a photo it uploaded.
+
+Idempotent by hash: a photo whose sha256 the tenant already has answers 200 with its media id and
+changes nothing. Otherwise the uploaded original (`storage_path`, a key from POST /v1/uploads) is
+checked against the hash, catalogued and queued for ingest like POST /v1/ingest; faces in the
+package are stored as sent (and clustered into people) instead of being detected again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import BaseModel, Field
+
+from busque.api.auth import require
+from busque.api.errors import ApiError, not_found
+from busque.api.media import COLLECTION, accept_image, media_error
+from busque.auth.keys import Principal
+from busque.faces.people import cluster
+from busque.ids import new_id
+from busque.media.decode import MediaError, image_info
+from busque.storage import InvalidKey, ObjectNotFound, tenant_key, validate_key
+
+router = APIRouter(prefix="/v1", tags=["media"])
+
+
+class MediaInfo(BaseModel):
+    hash: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of the original")
+    phash: str | None = Field(None, pattern=r"^[0-9a-fA-F]{16}$")
+    file_name: str = Field(max_length=255)
+    storage_path: str = Field(max_length=1024, description="the uploaded original's object key")
+    gallery_name: str | None = Field(None, pattern=COLLECTION.pattern)
+    best_dist_config: dict[str, Any] = Field(default_factory=dict)
+
+
+class SyncFace(BaseModel):
+    box: list[int] = Field(min_length=4, max_length=4)
+    embedding: list[float] = Field(min_length=128, max_length=128)
+    thumbnail_b64: str | None = Field(None, max_length=2_000_000)
+    score: float = 1.0
+
+
+class SyncPackage(BaseModel):
+    media_info: MediaInfo
+    faces: list[SyncFace] = Field(default_factory=list, max_length=200)
+
+
+@router.post("/media/sync", status_code=202, summary="DupMedia's sync package (idempotent by hash)")
+async def sync_media(
+    package: SyncPackage,
+    request: Request,
+    response: Response,
+    principal: Principal = Depends(require("media:write")),
+):
+    ctx = request.app.state.ctx
+    tenant, info = principal.tenant_id, package.media_info
+    existing = await asyncio.to_thread(ctx.catalog.first_with_sha256, tenant, info.hash)
+    if existing is not None:
+        response.status_code = 200
+        return {"media_id": existing["id"], "created": False, "collection": existing["collection"]}
+    try:
+        data = await asyncio.to_thread(ctx.objects.get, validate_key(info.storage_path, tenant))
+    except (InvalidKey, ObjectNotFound):
+        raise not_found("object", info.storage_path) from None
+    if hashlib.sha256(data).hexdigest() != info.hash:
+        raise ApiError(422, "hash_mismatch", "the object at storage_path does not have that hash")
+    thumbnails = [_thumbnail(face, i) for i, face in enumerate(package.faces)]
+    try:
+        accepted = await accept_image(
+            ctx,
+            tenant,
+            data,
+            collection=info.gallery_name or ctx.settings.media.default_collection,
+            metadata={
+                "file_name": info.file_name,
+                "gallery_name": info.gallery_name,
+                "best_dist_config": info.best_dist_config,
+                "edge_phash": info.phash,
+                "source": "sync",
+            },
+            analyze_faces=not package.faces,
+        )
+    except MediaError as exc:
+        raise media_error(exc) from None
+    faces = []
+    if package.faces:
+        faces = await asyncio.to_thread(
+            _store_faces, ctx, tenant, accepted["media_id"], package.faces, thumbnails
+        )
+    response.headers["Location"] = f"/v1/jobs/{accepted['job_id']}"
+    return {**accepted, "created": True, "faces": faces}
+
+
+def _thumbnail(face: SyncFace, index: int) -> bytes | None:
+    if face.thumbnail_b64 is None:
+        return None
+    try:
+        data = base64.b64decode(face.thumbnail_b64, validate=True)
+        image_info(data, max_pixels=4_000_000)
+    except (ValueError, MediaError):
+        raise ApiError(
+            422, "invalid_request", f"faces[{index}].thumbnail_b64 is not a base64 image"
+        ) from None
+    return data
+
+
+def _store_faces(ctx, tenant: str, media_id: str, faces: list[SyncFace], thumbnails) -> list:
+    found = []
+    for face, thumbnail in zip(faces, thumbnails, strict=True):
+        face_id = new_id("face")
+        key = None
+        if thumbnail is not None:
+            key = tenant_key(tenant, "faces", f"{face_id}.jpg")
+            ctx.objects.put(key, thumbnail, "image/jpeg")
+        found.append(
+            {
+                "id": face_id,
+                "box": face.box,
+                "score": face.score,
+                "embedding": face.embedding,
+                "thumbnail_key": key,
+            }
+        )
+    stored = ctx.faces.replace_faces(tenant, media_id, found, "dupmedia-sync")
+    if stored is None:
+        return []
+    rows, _ = stored
+    cfg = ctx.settings.faces
+    people = cluster(
+        ctx.faces,
+        ctx.face_index,
+        tenant,
+        [r["seq"] for r in rows],
+        max_distance=cfg.cluster_max_distance,
+        min_faces=cfg.cluster_min_faces,
+    )
+    return [{"id": r["id"], "box": r["box"], "person_id": people.get(r["seq"])} for r in rows]
