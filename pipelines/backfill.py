@@ -21,6 +21,7 @@ The report (JSON, and a summary table) gives counts, groups, failures and the by
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import time
@@ -105,7 +106,10 @@ def backfill(
     dry_run: bool = False,
     embeddings: bool = True,
     progress: bool = True,
+    settle_s: float = 0.0,
 ) -> dict:
+    """One pass over the library (see the module docstring); returns the report. Files changed
+    less than `settle_s` ago are left for the next pass (they may still be being written)."""
     import ray
     from tqdm import tqdm
 
@@ -119,6 +123,9 @@ def backfill(
     library = library or collection
     store = LibraryStore(runtime.engine)
     files = scan(root)
+    if settle_s:
+        fresh_before = time.time() - settle_s
+        files = [f for f in files if f.mtime <= fresh_before]
     synced = store.synced(tenant, library)
     unchanged = [f for f in files if synced.get(f.path) == (f.size, f.mtime)]
     todo = [f for f in files if f.kind == "image" and synced.get(f.path) != (f.size, f.mtime)]
@@ -361,6 +368,29 @@ def _store_new(run: _Run, new: dict[str, list[dict]], failures: list[dict]) -> i
     return done
 
 
+def watch(
+    settings: Settings,
+    tenant: str,
+    root: str | Path,
+    *,
+    interval_s: float = 5.0,
+    stop=None,
+    on_report=None,
+    **options,
+) -> None:
+    """DupMedia's on-demand trigger: pass over the library every `interval_s` seconds; each pass
+    processes only files that appeared or changed (and have not changed for a second), through
+    the same steps. Runs until `stop` (a threading.Event) is set or the process is interrupted."""
+    import threading
+
+    stop = stop or threading.Event()
+    while not stop.is_set():
+        report = backfill(settings, tenant, root, settle_s=1.0, **options)
+        if report["inspected"] and on_report is not None:
+            on_report(report)
+        stop.wait(interval_s)
+
+
 def summary(report: dict) -> str:
     rows = [
         ("files seen", report["files_seen"]),
@@ -409,6 +439,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--report", type=Path, help="write the JSON report here")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--watch",
+        action="store_true",
+        help="keep watching the folder: new or changed files are processed as they appear",
+    )
+    parser.add_argument(
+        "--interval", type=float, default=5.0, help="--watch: seconds between passes"
+    )
 
 
 def run(settings: Settings, args) -> int:
@@ -422,6 +460,20 @@ def run(settings: Settings, args) -> int:
     tenant = args.tenant if keys.tenant(args.tenant) else keys.ensure_tenant(args.tenant)
     if not ray.is_initialized():
         start_ray(settings)
+    if args.watch:
+        with contextlib.suppress(KeyboardInterrupt):
+            watch(
+                settings,
+                tenant,
+                args.root,
+                interval_s=args.interval,
+                on_report=lambda r: print(summary(r), flush=True),
+                collection=args.collection,
+                library=args.library,
+                embeddings=not args.no_embeddings,
+                progress=not args.quiet,
+            )
+        return 0
     report = backfill(
         settings,
         tenant,

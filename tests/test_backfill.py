@@ -183,3 +183,43 @@ def test_a_killed_backfill_resumes_without_duplicates(app, tmp_path):
     assert report["skipped_unchanged"] >= partial
     assert len(rows) == 12 + 40 and len({r["sha256"] for r in rows}) == len(rows)
     assert len(store.synced(tenant, "resume")) == 18 - 3 + 40  # every readable file, once
+
+
+def test_watch_mode_processes_new_files_as_they_appear(app, tmp_path):
+    import threading
+
+    from pipelines.backfill import watch
+
+    root = tmp_path / "watched"
+    root.mkdir()
+    tenant = tenant_of(app, "backfill-watch")
+    runtime = Runtime(app.settings)
+    stop, reports = threading.Event(), []
+    watcher = threading.Thread(
+        target=watch,
+        args=(app.settings, tenant, root),
+        kwargs={
+            "interval_s": 0.3,
+            "stop": stop,
+            "on_report": reports.append,
+            "collection": "watched",
+            "progress": False,
+        },
+        daemon=True,
+    )
+    watcher.start()
+    try:
+        import skimage.data
+
+        image = Image.fromarray(skimage.data.chelsea())
+        (root / "new-cat.jpg").write_bytes(jpeg(image))
+        deadline = time.monotonic() + 60
+        while not runtime.catalog.list(tenant, collection="watched")[0]:
+            assert time.monotonic() < deadline, "the watcher never picked the new file up"
+            time.sleep(0.3)
+        (row,) = runtime.catalog.list(tenant, collection="watched")[0]
+        assert row["metadata"]["source_path"] == "new-cat.jpg"
+    finally:
+        stop.set()
+        watcher.join(60)
+    assert reports and reports[0]["uploaded"] == 1
