@@ -35,9 +35,27 @@ from busque.media.library import LibraryStore, inspect_file, scan
 logger = logging.getLogger("busque.pipelines")
 
 
+# Every inspected row has every field (Ray Data blocks need one schema); keyframes travel as JSON.
+FIELDS = (
+    "sha256",
+    "format",
+    "width",
+    "height",
+    "phash",
+    "duration_s",
+    "fps",
+    "codec",
+    "captured_at",
+    "camera",
+    "error",
+    "message",
+)
+
+
 def _inspect_row(row: dict) -> dict:
     info = inspect_file(row["abs"], max_pixels=row["max_pixels"])
-    return {**row, **{k: v for k, v in info.items() if k not in row}}
+    keyframes = json.dumps(info.get("keyframes") or [])
+    return {**row, **{k: info.get(k) for k in FIELDS}, "keyframes": keyframes}
 
 
 class StoreAndEmbed:
@@ -55,6 +73,20 @@ class StoreAndEmbed:
         if self.model is not None:
             self.model.load()
 
+    def _video(self, path: str, sha256: str, keys: dict):
+        """Store the video as it is (streamed from disk); its poster frame stands for it."""
+        from busque.media.decode import DecodedImage
+        from busque.media.video import poster_frame
+        from busque.storage import tenant_key
+
+        ext = Path(path).suffix.lower()
+        keys["original"] = tenant_key(self.tenant, "originals", sha256[:2], f"{sha256}{ext}")
+        if self.objects.stat(keys["original"]) is None:
+            self.objects.put_file(keys["original"], Path(path), f"video/{ext.lstrip('.')}")
+        frame = poster_frame(path)
+        frame.thumbnail((self.settings.media.normalized_side,) * 2)
+        return DecodedImage(frame, "jpeg", frame.width, frame.height, sha256, 0)
+
     def __call__(self, batch: dict) -> dict:
         from busque.ids import new_id
         from busque.media.decode import decode_image
@@ -63,18 +95,22 @@ class StoreAndEmbed:
         media = self.settings.media
         out: dict[str, list] = defaultdict(list)
         images = []
-        for path, sha256, fmt in zip(batch["abs"], batch["sha256"], batch["format"], strict=True):
-            data = Path(path).read_bytes()
+        rows = zip(batch["abs"], batch["sha256"], batch["format"], batch["kind"], strict=True)
+        for path, sha256, fmt, kind in rows:
             media_id = new_id("med")
             keys = storage_keys(self.tenant, media_id, sha256, fmt)
             error = ""
             try:
-                decoded = decode_image(
-                    data, max_pixels=media.max_pixels, max_side=media.normalized_side
-                )
+                if kind == "video":
+                    decoded = self._video(path, sha256, keys)
+                else:
+                    data = Path(path).read_bytes()
+                    decoded = decode_image(
+                        data, max_pixels=media.max_pixels, max_side=media.normalized_side
+                    )
+                    if self.objects.stat(keys["original"]) is None:
+                        self.objects.put(keys["original"], data, CONTENT_TYPES.get(fmt))
                 made = renditions(decoded, media.normalized_side, media.thumbnail_side)
-                if self.objects.stat(keys["original"]) is None:
-                    self.objects.put(keys["original"], data, CONTENT_TYPES.get(fmt))
                 self.objects.put(keys["normalized"], made.normalized, "image/jpeg")
                 self.objects.put(keys["thumbnail"], made.thumbnail, "image/webp")
                 images.append(decoded.image)
@@ -128,11 +164,12 @@ def backfill(
         files = [f for f in files if f.mtime <= fresh_before]
     synced = store.synced(tenant, library)
     unchanged = [f for f in files if synced.get(f.path) == (f.size, f.mtime)]
-    todo = [f for f in files if f.kind == "image" and synced.get(f.path) != (f.size, f.mtime)]
+    media_kinds = ("image", "video")
+    todo = [f for f in files if f.kind in media_kinds and synced.get(f.path) != (f.size, f.mtime)]
     unsupported = [
-        {"path": f.path, "error": "unsupported", "message": f"{f.kind} files are not backfilled"}
+        {"path": f.path, "error": "unsupported", "message": "not an image or video file"}
         for f in files
-        if f.kind != "image" and synced.get(f.path) != (f.size, f.mtime)
+        if f.kind not in media_kinds and synced.get(f.path) != (f.size, f.mtime)
     ]
     by_path = {f.path: f for f in todo}
 
@@ -142,6 +179,7 @@ def backfill(
             "path": f.path,
             "abs": str(root / f.path),
             "size": f.size,
+            "kind": f.kind,
             "max_pixels": settings.media.max_pixels,
         }
         for f in todo
@@ -182,7 +220,10 @@ def backfill(
         for sha, members in groups.items()
     )
     firsts = [members[0] for members in groups.values()]
-    near_groups = _near_groups(firsts, settings.index.duplicate_radius)
+    near_groups = _near_groups(
+        [r for r in firsts if r["kind"] == "image"], settings.index.duplicate_radius
+    )
+    video_groups = _video_groups([r for r in firsts if r["kind"] == "video"])
 
     report = {
         "root": str(root),
@@ -198,6 +239,7 @@ def backfill(
         "already_stored": sum(len(m) for sha, m in groups.items() if sha in known),
         "exact_duplicate_groups": exact_groups,
         "near_duplicate_groups": near_groups,
+        "near_duplicate_video_groups": video_groups,
         "bytes_saved_by_dedupe": saved_bytes,
         "failures": failures,
     }
@@ -270,6 +312,28 @@ class _Run:
     progress: bool
 
 
+def _video_groups(videos: list[dict], share: float = 0.8) -> list[list[str]]:
+    """Videos whose sampled keyframes match (pHash within 8 bits) in at least `share` of them,
+    either way round (a clip cut from a longer video matches it)."""
+    from busque.media.video import video_near_duplicates
+
+    groups, placed = [], set()
+    for i, a in enumerate(videos):
+        if i in placed:
+            continue
+        group = [a["path"]]
+        for j in range(i + 1, len(videos)):
+            b = videos[j]
+            mine, theirs = json.loads(a["keyframes"]), json.loads(b["keyframes"])
+            score = max(video_near_duplicates(mine, theirs), video_near_duplicates(theirs, mine))
+            if j not in placed and score >= share:
+                group.append(b["path"])
+                placed.add(j)
+        if len(group) > 1:
+            groups.append(sorted(group))
+    return sorted(groups)
+
+
 def _store_new(run: _Run, new: dict[str, list[dict]], failures: list[dict]) -> int:
     """Upload, catalog and embed one file per new sha256; returns how many were stored."""
     import ray
@@ -293,7 +357,10 @@ def _store_new(run: _Run, new: dict[str, list[dict]], failures: list[dict]) -> i
     reps = [members[0] for members in new.values()]
     model = build_embedder(settings).describe() if embeddings else {"model": None, "version": None}
     dataset = ray.data.from_items(
-        [{"abs": r["abs"], "sha256": r["sha256"], "format": r["format"]} for r in reps]
+        [
+            {"abs": r["abs"], "sha256": r["sha256"], "format": r["format"], "kind": r["kind"]}
+            for r in reps
+        ]
     ).map_batches(
         StoreAndEmbed,
         fn_constructor_args=(settings.model_dump(mode="json"), tenant, embeddings),
@@ -335,9 +402,13 @@ def _store_new(run: _Run, new: dict[str, list[dict]], failures: list[dict]) -> i
             metadata = {
                 "source_path": row["path"],
                 "library": library,
+                "kind": row["kind"],
                 "captured_at": row.get("captured_at"),
                 "camera": row.get("camera"),
             }
+            if row["kind"] == "video":
+                metadata |= {k: row[k] for k in ("duration_s", "fps", "codec")}
+                metadata["keyframe_phashes"] = json.loads(row["keyframes"])
             catalog.create(
                 tenant,
                 collection,
@@ -401,6 +472,7 @@ def summary(report: dict) -> str:
         ("uploaded", report.get("uploaded", "-")),
         ("exact duplicate groups", len(report["exact_duplicate_groups"])),
         ("near duplicate groups", len(report["near_duplicate_groups"])),
+        ("near duplicate video groups", len(report["near_duplicate_video_groups"])),
         ("bytes saved by dedupe", report["bytes_saved_by_dedupe"]),
         ("failed", report["failed"]),
         ("seconds", report.get("seconds", "-")),

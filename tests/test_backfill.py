@@ -19,6 +19,7 @@ from PIL import Image
 from busque.media.library import LibraryStore
 from busque.serve.runtime import Runtime
 from pipelines.backfill import backfill, summary
+from tests.video_files import corrupt_video, make_video, transcode
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "horse", "moon", "coins")
 
@@ -52,7 +53,13 @@ def make_library(root: Path) -> dict:
     (root / "broken.jpg").write_bytes(good[: len(good) // 3])
     (root / "empty.jpg").write_bytes(b"")
     (root / "notes.txt").write_text("not a photo")
-    return {"files": 8 + 4 + 3 + 3, "unique": 12, "exact_groups": 3, "failed": 3}
+    videos = root / "videos"  # a video, an exact copy, a re-encoded copy, a truncated one
+    videos.mkdir()
+    make_video(videos / "holiday.mp4", seconds=2.0, size=(320, 240), photo="chelsea")
+    shutil.copy(videos / "holiday.mp4", copies / "holiday-copy.mp4")
+    transcode(videos / "holiday.mp4", videos / "holiday-small.mkv", size=(160, 120))
+    corrupt_video(videos / "holiday.mp4", root / "broken.mp4")
+    return {"files": 8 + 4 + 3 + 3 + 4, "unique": 14, "exact_groups": 4, "failed": 4}
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +89,12 @@ def test_dry_run_reports_and_stores_nothing(app, library):
         "broken.jpg": "invalid_image",
         "empty.jpg": "invalid_image",
         "notes.txt": "unsupported",
+        "broken.mp4": "invalid_video",
     }
+    # The re-encoded copy groups with the video (named by one of its two exact copies).
+    (group,) = report["near_duplicate_video_groups"]
+    assert "videos/holiday-small.mkv" in group and len(group) == 2
+    assert {"videos/holiday.mp4", "backup/2019/holiday-copy.mp4"} & set(group)
     assert report["bytes_saved_by_dedupe"] > 0
     assert "exact duplicate groups" in summary(report)
     runtime = Runtime(app.settings)
@@ -107,6 +119,21 @@ def test_backfill_uploads_catalogs_and_the_service_finds_it(app, library):
         "backup/2019/copy-of-astronaut.jpg",
     ]
     assert runtime.objects.stat(astronaut["original_key"]) is not None
+    (video,) = [
+        r
+        for r in rows
+        if r["metadata"]["source_path"] in ("videos/holiday.mp4", "backup/2019/holiday-copy.mp4")
+    ]
+    assert video["metadata"]["kind"] == "video" and abs(video["metadata"]["duration_s"] - 2) < 0.3
+    assert len(video["metadata"]["keyframe_phashes"]) >= 2 and video["format"] == "mp4"
+    assert (
+        runtime.objects.stat(video["original_key"]).size
+        == (root / "videos/holiday.mp4").stat().st_size
+    )
+    assert LibraryStore(runtime.engine).aliases(tenant, video["id"]) == [
+        "backup/2019/holiday-copy.mp4",
+        "videos/holiday.mp4",
+    ]
     # Searchable through the API (the Matcher replays the catalog's change log).
     key = runtime.keys.create("backfill-real", "test").key
     with app.client(key) as client:
@@ -181,8 +208,10 @@ def test_a_killed_backfill_resumes_without_duplicates(app, tmp_path):
     report = backfill(app.settings, tenant, root, collection="resume", progress=False)
     rows, _ = runtime.catalog.list(tenant, collection="resume", limit=200)
     assert report["skipped_unchanged"] >= partial
-    assert len(rows) == 12 + 40 and len({r["sha256"] for r in rows}) == len(rows)
-    assert len(store.synced(tenant, "resume")) == 18 - 3 + 40  # every readable file, once
+    expect = make_library(tmp_path / "counts")
+    assert len(rows) == expect["unique"] + 40 and len({r["sha256"] for r in rows}) == len(rows)
+    readable = expect["files"] - expect["failed"]
+    assert len(store.synced(tenant, "resume")) == readable + 40  # every readable file, once
 
 
 def test_watch_mode_processes_new_files_as_they_appear(app, tmp_path):

@@ -78,17 +78,21 @@ def inspect_file(path: str | Path, *, max_pixels: int) -> dict:
     """sha256 (streamed) and, for an image, pHash, width, height, format, capture date, camera.
     A file that cannot be read or decoded comes back with `error` and `message` set."""
     path = Path(path)
+    kind = kind_of(path.name)
     digest, buffer = hashlib.sha256(), io.BytesIO()
     try:
         with path.open("rb") as handle:
             while chunk := handle.read(CHUNK):
                 digest.update(chunk)
-                buffer.write(chunk)
+                if kind == "image":  # a video is only hashed here, never held in memory
+                    buffer.write(chunk)
     except OSError as exc:
         return {"error": "unreadable", "message": str(exc)}
     data = buffer.getvalue()
-    out: dict = {"sha256": digest.hexdigest(), "bytes": len(data), "error": None, "message": None}
-    if kind_of(path.name) != "image":
+    out: dict = {"sha256": digest.hexdigest(), "error": None, "message": None}
+    if kind == "video":
+        return out | _inspect_video(path)
+    if kind != "image":
         return out
     try:
         info = image_info(data, max_pixels=max_pixels)
@@ -102,6 +106,30 @@ def inspect_file(path: str | Path, *, max_pixels: int) -> dict:
     except MediaError as exc:
         out |= {"error": exc.code, "message": str(exc)}
     return out
+
+
+def _inspect_video(path: Path) -> dict:
+    """Container, codec, duration, fps, size, and a pHash per sampled keyframe (the first of
+    them stands for the video where one hash is needed)."""
+    from busque.media.video import keyframe_phashes, probe_video
+
+    try:
+        info = probe_video(path)
+        keyframes = [h for _, h in keyframe_phashes(path)]
+    except MediaError as exc:
+        return {"error": exc.code, "message": str(exc)}
+    return {
+        "format": info.format,
+        "width": info.width,
+        "height": info.height,
+        "phash": keyframes[0],
+        "keyframes": keyframes,
+        "duration_s": round(info.duration_s, 3),
+        "fps": round(info.fps, 3),
+        "codec": info.codec,
+        "captured_at": None,
+        "camera": None,
+    }
 
 
 def _exif(data: bytes) -> dict:

@@ -126,6 +126,32 @@ def keyframe_phashes(path: str | Path, max_frames: int = 8) -> list[tuple[float,
     return [(round(t, 3), h) for (t, _), h in zip(samples, hashes, strict=True)]
 
 
+def poster_frame(path: str | Path) -> Image.Image:
+    """An RGB frame from the middle of the video (as displayed): its thumbnail and the image its
+    embedding comes from."""
+    with _open(path) as container:
+        try:
+            stream = _video_stream(container, path)
+            middle = _duration(container, stream) / 2
+            if stream.time_base and middle > 0:
+                container.seek(int(middle / stream.time_base), stream=stream)
+            frame = next(_decode(container, stream), None)
+            if frame is None:
+                container.seek(0)
+                frame = next(_decode(container, stream), None)
+            if frame is None:
+                raise InvalidVideo(f"{Path(path).name}: no video frame could be decoded")
+            image = frame.to_image().convert("RGB")
+            rotation = _rotation(frame)
+        except MediaError:
+            raise
+        except AV_ERRORS as exc:
+            raise InvalidVideo(
+                f"{Path(path).name}: corrupt or truncated video: {_why(exc)}"
+            ) from None
+    return image.rotate(rotation, expand=True) if rotation else image
+
+
 def video_near_duplicates(a: list[str], b: list[str], radius: int = 8) -> float:
     """Share (0..1) of a's hashes with a hash of b within `radius` Hamming bits.
 
