@@ -62,7 +62,7 @@ class StoreAndEmbed:
     """A map_batches callable: new images -> renditions and original in the object store, and
     (with embeddings on) the vector and labels from the Embedder's model class."""
 
-    def __init__(self, settings: dict, tenant: str, embeddings: bool):
+    def __init__(self, settings: dict, tenant: str, embeddings: bool, faces: bool = False):
         from busque.serve.embedder import build_embedder
         from busque.storage import open_object_store
 
@@ -72,6 +72,12 @@ class StoreAndEmbed:
         self.model = build_embedder(self.settings) if embeddings else None
         if self.model is not None:
             self.model.load()
+        self.face_model = None
+        if faces:
+            from busque.serve.faces import build_face_analyzer
+
+            self.face_model = build_face_analyzer(self.settings)
+            self.face_model.load()
 
     def _video(self, path: str, sha256: str, keys: dict):
         """Store the video as it is (streamed from disk); its poster frame stands for it."""
@@ -86,6 +92,27 @@ class StoreAndEmbed:
         frame = poster_frame(path)
         frame.thumbnail((self.settings.media.normalized_side,) * 2)
         return DecodedImage(frame, "jpeg", frame.width, frame.height, sha256, 0)
+
+    def _faces(self, decoded) -> str:
+        """Faces of the decoded image (a video's poster frame), boxes in the original's pixels;
+        JSON, thumbnails base64 (Ray Data columns are flat)."""
+        if self.face_model is None:
+            return "null"
+        import base64
+
+        (faces,) = self.face_model.analyze([decoded.image])
+        scale = decoded.width / decoded.image.width
+        return json.dumps(
+            [
+                {
+                    "box": [round(v * scale) for v in face.box],
+                    "score": face.score,
+                    "embedding": [float(x) for x in face.embedding],
+                    "thumbnail": base64.b64encode(face.thumbnail).decode(),
+                }
+                for face in faces
+            ]
+        )
 
     def __call__(self, batch: dict) -> dict:
         from busque.ids import new_id
@@ -113,7 +140,7 @@ class StoreAndEmbed:
                 made = renditions(decoded, media.normalized_side, media.thumbnail_side)
                 self.objects.put(keys["normalized"], made.normalized, "image/jpeg")
                 self.objects.put(keys["thumbnail"], made.thumbnail, "image/webp")
-                images.append(decoded.image)
+                images.append(decoded)
             except Exception as exc:  # reported per file; the batch goes on
                 error = f"{type(exc).__name__}: {exc}"
                 images.append(None)
@@ -122,8 +149,11 @@ class StoreAndEmbed:
             out["error"].append(error)
         vectors, labels = [b""] * len(images), [[]] * len(images)
         usable = [i for i, image in enumerate(images) if image is not None]
+        out["faces"] = [
+            self._faces(images[i]) if images[i] is not None else "[]" for i in range(len(images))
+        ]
         if self.model is not None and usable:
-            found, tops = self.model.analyze([images[i] for i in usable], 5)
+            found, tops = self.model.analyze([images[i].image for i in usable], 5)
             for i, vector, top in zip(usable, found, tops, strict=True):
                 vectors[i], labels[i] = vector.astype("<f4").tobytes(), top
         out["embedding"] = vectors
@@ -141,6 +171,7 @@ def backfill(
     library: str | None = None,
     dry_run: bool = False,
     embeddings: bool = True,
+    faces: bool = True,
     progress: bool = True,
     settle_s: float = 0.0,
 ) -> dict:
@@ -258,7 +289,12 @@ def backfill(
             for m in members
         ],
     )
-    run = _Run(settings, runtime, store, tenant, collection, library, by_path, embeddings, progress)
+    from busque.models.faces import unavailable_reason
+
+    faces = faces and settings.faces.enabled and unavailable_reason(settings.faces.backend) is None
+    run = _Run(
+        settings, runtime, store, tenant, collection, library, by_path, embeddings, faces, progress
+    )
     uploaded = _store_new(run, new, failures)
     report |= {
         "uploaded": uploaded,
@@ -309,6 +345,7 @@ class _Run:
     library: str
     by_path: dict
     embeddings: bool
+    faces: bool
     progress: bool
 
 
@@ -336,8 +373,14 @@ def _video_groups(videos: list[dict], share: float = 0.8) -> list[list[str]]:
 
 def _store_new(run: _Run, new: dict[str, list[dict]], failures: list[dict]) -> int:
     """Upload, catalog and embed one file per new sha256; returns how many were stored."""
+    import base64
+
     import ray
     from tqdm import tqdm
+
+    from busque.faces.analyze import store_faces
+    from busque.faces.index import FaceIndex
+    from busque.faces.store import FaceStore
 
     settings, store, tenant, library = run.settings, run.store, run.tenant, run.library
     collection, by_path, embeddings, progress = (
@@ -363,7 +406,7 @@ def _store_new(run: _Run, new: dict[str, list[dict]], failures: list[dict]) -> i
         ]
     ).map_batches(
         StoreAndEmbed,
-        fn_constructor_args=(settings.model_dump(mode="json"), tenant, embeddings),
+        fn_constructor_args=(settings.model_dump(mode="json"), tenant, embeddings, run.faces),
         batch_size=cfg.batch_size,
         compute=ray.data.ActorPoolStrategy(size=cfg.actors),
         num_cpus=cfg.num_cpus,
@@ -371,6 +414,8 @@ def _store_new(run: _Run, new: dict[str, list[dict]], failures: list[dict]) -> i
     )
     first = {r["sha256"]: r for r in reps}
     catalog = run.runtime.catalog
+    face_store = FaceStore(run.runtime.engine)
+    face_index = FaceIndex(face_store)
     done = 0
     bar = tqdm(
         total=sum(r["size"] for r in reps),
@@ -381,13 +426,14 @@ def _store_new(run: _Run, new: dict[str, list[dict]], failures: list[dict]) -> i
         smoothing=0.1,
     )
     for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-        for media_id, keys, error, vector, labels, sha in zip(
+        for media_id, keys, error, vector, labels, sha, found in zip(
             batch["media_id"],
             batch["keys"],
             batch["error"],
             batch["embedding"],
             batch["labels"],
             batch["sha256"],
+            batch["faces"],
             strict=True,
         ):
             row = first[str(sha)]
@@ -429,6 +475,20 @@ def _store_new(run: _Run, new: dict[str, list[dict]], failures: list[dict]) -> i
                 embedding_version=model["version"],
                 labels=json.loads(str(labels)),
             )
+            found = json.loads(str(found))
+            if found is not None:
+                for face in found:
+                    face["thumbnail"] = base64.b64decode(face["thumbnail"])
+                store_faces(
+                    run.runtime.objects,
+                    face_store,
+                    face_index,
+                    settings.faces,
+                    tenant,
+                    str(media_id),
+                    found,
+                    "dlib-resnet-v1",
+                )
             catalog.mark_synced(str(media_id))
             store.record(
                 tenant, library, [(by_path[m["path"]], str(sha), str(media_id)) for m in members]
@@ -505,6 +565,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--dry-run", action="store_true", help="only write the report: counts, groups, bytes saved"
     )
     parser.add_argument(
+        "--no-faces", action="store_true", help="do not detect faces (images and video frames)"
+    )
+    parser.add_argument(
         "--no-embeddings",
         action="store_true",
         help="store and catalog, embed later (reindex --recompute)",
@@ -543,6 +606,7 @@ def run(settings: Settings, args) -> int:
                 collection=args.collection,
                 library=args.library,
                 embeddings=not args.no_embeddings,
+                faces=not args.no_faces,
                 progress=not args.quiet,
             )
         return 0
@@ -554,6 +618,7 @@ def run(settings: Settings, args) -> int:
         library=args.library,
         dry_run=args.dry_run,
         embeddings=not args.no_embeddings,
+        faces=not args.no_faces,
         progress=not args.quiet,
     )
     if args.report:

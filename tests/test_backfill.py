@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from busque.faces.store import FaceStore
 from busque.media.library import LibraryStore
 from busque.serve.runtime import Runtime
 from pipelines.backfill import backfill, summary
@@ -119,6 +120,8 @@ def test_backfill_uploads_catalogs_and_the_service_finds_it(app, library):
         "backup/2019/copy-of-astronaut.jpg",
     ]
     assert runtime.objects.stat(astronaut["original_key"]) is not None
+    (face,) = FaceStore(runtime.engine).faces_of_media(tenant, [astronaut["id"]])[astronaut["id"]]
+    assert abs(face["box"][0] - 179) < 10 and runtime.objects.stat(face["thumbnail_key"])
     (video,) = [
         r
         for r in rows

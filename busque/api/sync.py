@@ -21,10 +21,9 @@ from busque.api.auth import require
 from busque.api.errors import ApiError, not_found
 from busque.api.media import COLLECTION, accept_image, media_error
 from busque.auth.keys import Principal
-from busque.faces.people import cluster
-from busque.ids import new_id
+from busque.faces.analyze import store_faces
 from busque.media.decode import MediaError, image_info
-from busque.storage import InvalidKey, ObjectNotFound, tenant_key, validate_key
+from busque.storage import InvalidKey, ObjectNotFound, validate_key
 
 router = APIRouter(prefix="/v1", tags=["media"])
 
@@ -110,33 +109,18 @@ def _thumbnail(face: SyncFace, index: int) -> bytes | None:
 
 
 def _store_faces(ctx, tenant: str, media_id: str, faces: list[SyncFace], thumbnails) -> list:
-    found = []
-    for face, thumbnail in zip(faces, thumbnails, strict=True):
-        face_id = new_id("face")
-        key = None
-        if thumbnail is not None:
-            key = tenant_key(tenant, "faces", f"{face_id}.jpg")
-            ctx.objects.put(key, thumbnail, "image/jpeg")
-        found.append(
-            {
-                "id": face_id,
-                "box": face.box,
-                "score": face.score,
-                "embedding": face.embedding,
-                "thumbnail_key": key,
-            }
-        )
-    stored = ctx.faces.replace_faces(tenant, media_id, found, "dupmedia-sync")
-    if stored is None:
-        return []
-    rows, _ = stored
-    cfg = ctx.settings.faces
-    people = cluster(
+    found = [
+        {"box": f.box, "score": f.score, "embedding": f.embedding, "thumbnail": thumbnail}
+        for f, thumbnail in zip(faces, thumbnails, strict=True)
+    ]
+    stored = store_faces(
+        ctx.objects,
         ctx.faces,
         ctx.face_index,
+        ctx.settings.faces,
         tenant,
-        [r["seq"] for r in rows],
-        max_distance=cfg.cluster_max_distance,
-        min_faces=cfg.cluster_min_faces,
+        media_id,
+        found,
+        "dupmedia-sync",
     )
-    return [{"id": r["id"], "box": r["box"], "person_id": people.get(r["seq"])} for r in rows]
+    return [{"id": r["id"], "box": r["box"], "person_id": r["person_id"]} for r in stored or []]

@@ -34,32 +34,56 @@ async def analyze_media(services: FaceServices, tenant_id: str, media: dict) -> 
     """Find, store and cluster a media item's faces (replacing any it had). Returns its faces
     with their people, or None when the media item was deleted meanwhile."""
     found = await services.analyze(media["original_key"])
-    objects = services.objects
-    for face in found:
-        face["id"] = new_id("face")
-        face["thumbnail_key"] = tenant_key(tenant_id, "faces", f"{face['id']}.jpg")
-        await asyncio.to_thread(objects.put, face["thumbnail_key"], face["thumbnail"], "image/jpeg")
-    try:
-        stored = await asyncio.to_thread(
-            services.store.replace_faces, tenant_id, media["id"], found, services.model
-        )
-    except BaseException:
-        await _delete(objects, [f["thumbnail_key"] for f in found])  # nothing half-written
-        raise
-    if stored is None:
-        await _delete(objects, [f["thumbnail_key"] for f in found])
-        return None
-    rows, replaced_keys = stored
-    await _delete(objects, replaced_keys)
-    cfg = services.settings
-    people = await asyncio.to_thread(
-        cluster,
+    return await asyncio.to_thread(
+        store_faces,
+        services.objects,
         services.store,
         services.index,
+        services.settings,
+        tenant_id,
+        media["id"],
+        found,
+        services.model,
+    )
+
+
+def store_faces(
+    objects: ObjectStore,
+    store: FaceStore,
+    index: FaceIndex,
+    settings: FaceSettings,
+    tenant_id: str,
+    media_id: str,
+    found: list[dict],
+    model: str,
+) -> list[dict] | None:
+    """Faces found elsewhere (box, score, embedding, thumbnail JPEG bytes or None) -> stored
+    thumbnails and rows replacing the media item's faces, clustered into people. None when the
+    media item is gone. Nothing is left half-written."""
+    for face in found:
+        face["id"] = new_id("face")
+        face["thumbnail_key"] = None
+        if face.get("thumbnail"):
+            face["thumbnail_key"] = tenant_key(tenant_id, "faces", f"{face['id']}.jpg")
+            objects.put(face["thumbnail_key"], face["thumbnail"], "image/jpeg")
+    written = [f["thumbnail_key"] for f in found if f["thumbnail_key"]]
+    try:
+        stored = store.replace_faces(tenant_id, media_id, found, model)
+    except BaseException:
+        _delete(objects, written)
+        raise
+    if stored is None:
+        _delete(objects, written)
+        return None
+    rows, replaced_keys = stored
+    _delete(objects, replaced_keys)
+    people = cluster(
+        store,
+        index,
         tenant_id,
         [row["seq"] for row in rows],
-        max_distance=cfg.cluster_max_distance,
-        min_faces=cfg.cluster_min_faces,
+        max_distance=settings.cluster_max_distance,
+        min_faces=settings.cluster_min_faces,
     )
     return [{**row, "person_id": people.get(row["seq"])} for row in rows]
 
@@ -107,6 +131,6 @@ async def run_faces_job(
     }
 
 
-async def _delete(objects: ObjectStore, keys: list[str]) -> None:
+def _delete(objects: ObjectStore, keys: list[str]) -> None:
     for key in keys:
-        await asyncio.to_thread(objects.delete, key)
+        objects.delete(key)
