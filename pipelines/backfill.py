@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from busque.config import Settings
-from busque.media.library import LibraryStore, inspect_file, scan
+from busque.media.library import LibraryStore, inspect_file
+from busque.media.sources import open_source
 
 logger = logging.getLogger("busque.pipelines")
 
@@ -52,8 +53,19 @@ FIELDS = (
 )
 
 
-def _inspect_row(row: dict) -> dict:
-    info = inspect_file(row["abs"], max_pixels=row["max_pixels"])
+_sources: dict[str, object] = {}
+
+
+def _source(spec: str, settings: dict):
+    """The library's source, opened once per worker process."""
+    if spec not in _sources:
+        _sources[spec] = open_source(spec, Settings.model_validate(settings))
+    return _sources[spec]
+
+
+def _inspect_row(row: dict, spec: str, settings: dict) -> dict:
+    with _source(spec, settings).local(row["path"]) as local:
+        info = inspect_file(local, max_pixels=row["max_pixels"])
     keyframes = json.dumps(info.get("keyframes") or [])
     return {**row, **{k: info.get(k) for k in FIELDS}, "keyframes": keyframes}
 
@@ -62,12 +74,15 @@ class StoreAndEmbed:
     """A map_batches callable: new images -> renditions and original in the object store, and
     (with embeddings on) the vector and labels from the Embedder's model class."""
 
-    def __init__(self, settings: dict, tenant: str, embeddings: bool, faces: bool = False):
+    def __init__(
+        self, settings: dict, tenant: str, spec: str, embeddings: bool, faces: bool = False
+    ):
         from busque.serve.embedder import build_embedder
         from busque.storage import open_object_store
 
         self.settings = Settings.model_validate(settings)
         self.tenant = tenant
+        self.source = open_source(spec, self.settings)
         self.objects = open_object_store(self.settings.storage, self.settings.serve.public_url)
         self.model = build_embedder(self.settings) if embeddings else None
         if self.model is not None:
@@ -79,7 +94,21 @@ class StoreAndEmbed:
             self.face_model = build_face_analyzer(self.settings)
             self.face_model.load()
 
-    def _video(self, path: str, sha256: str, keys: dict):
+    def _decode(self, local: Path, kind: str, sha256: str, fmt: str, keys: dict):
+        """Store the original; the image (or a video's poster frame) to render and embed."""
+        from busque.media.decode import decode_image
+        from busque.media.normalize import CONTENT_TYPES
+
+        if kind == "video":
+            return self._video(local, sha256, keys)
+        data = local.read_bytes()
+        media = self.settings.media
+        decoded = decode_image(data, max_pixels=media.max_pixels, max_side=media.normalized_side)
+        if self.objects.stat(keys["original"]) is None:
+            self.objects.put(keys["original"], data, CONTENT_TYPES.get(fmt))
+        return decoded
+
+    def _video(self, path: Path, sha256: str, keys: dict):
         """Store the video as it is (streamed from disk); its poster frame stands for it."""
         from busque.media.decode import DecodedImage
         from busque.media.video import poster_frame
@@ -116,27 +145,19 @@ class StoreAndEmbed:
 
     def __call__(self, batch: dict) -> dict:
         from busque.ids import new_id
-        from busque.media.decode import decode_image
-        from busque.media.normalize import CONTENT_TYPES, renditions, storage_keys
+        from busque.media.normalize import renditions, storage_keys
 
         media = self.settings.media
         out: dict[str, list] = defaultdict(list)
         images = []
-        rows = zip(batch["abs"], batch["sha256"], batch["format"], batch["kind"], strict=True)
+        rows = zip(batch["path"], batch["sha256"], batch["format"], batch["kind"], strict=True)
         for path, sha256, fmt, kind in rows:
             media_id = new_id("med")
             keys = storage_keys(self.tenant, media_id, sha256, fmt)
             error = ""
             try:
-                if kind == "video":
-                    decoded = self._video(path, sha256, keys)
-                else:
-                    data = Path(path).read_bytes()
-                    decoded = decode_image(
-                        data, max_pixels=media.max_pixels, max_side=media.normalized_side
-                    )
-                    if self.objects.stat(keys["original"]) is None:
-                        self.objects.put(keys["original"], data, CONTENT_TYPES.get(fmt))
+                with self.source.local(str(path)) as local:
+                    decoded = self._decode(local, kind, sha256, fmt, keys)
                 made = renditions(decoded, media.normalized_side, media.thumbnail_side)
                 self.objects.put(keys["normalized"], made.normalized, "image/jpeg")
                 self.objects.put(keys["thumbnail"], made.thumbnail, "image/webp")
@@ -185,11 +206,11 @@ def backfill(
     started = time.perf_counter()
     settings.ensure_secrets()
     runtime = Runtime(settings)
-    root = Path(root).resolve()
+    source = open_source(root, settings)
     collection = collection or settings.media.default_collection
     library = library or collection
     store = LibraryStore(runtime.engine)
-    files = scan(root)
+    files = source.scan()
     if settle_s:
         fresh_before = time.time() - settle_s
         files = [f for f in files if f.mtime <= fresh_before]
@@ -208,7 +229,6 @@ def backfill(
     rows = [
         {
             "path": f.path,
-            "abs": str(root / f.path),
             "size": f.size,
             "kind": f.kind,
             "max_pixels": settings.media.max_pixels,
@@ -225,7 +245,12 @@ def backfill(
         smoothing=0.1,
     )
     if rows:
-        for row in ray.data.from_items(rows).map(_inspect_row, num_cpus=0.25).iter_rows():
+        inspect = ray.data.from_items(rows).map(
+            _inspect_row,
+            fn_kwargs={"spec": source.name, "settings": settings.model_dump(mode="json")},
+            num_cpus=0.25,
+        )
+        for row in inspect.iter_rows():
             inspected.append(row)
             bar.update(row["size"])
             bar.set_postfix(files=len(inspected), refresh=False)
@@ -257,7 +282,7 @@ def backfill(
     video_groups = _video_groups([r for r in firsts if r["kind"] == "video"])
 
     report = {
-        "root": str(root),
+        "root": source.name,
         "tenant": tenant,
         "library": library,
         "collection": collection,
@@ -293,7 +318,17 @@ def backfill(
 
     faces = faces and settings.faces.enabled and unavailable_reason(settings.faces.backend) is None
     run = _Run(
-        settings, runtime, store, tenant, collection, library, by_path, embeddings, faces, progress
+        settings,
+        runtime,
+        store,
+        tenant,
+        collection,
+        library,
+        by_path,
+        source.name,
+        embeddings,
+        faces,
+        progress,
     )
     uploaded = _store_new(run, new, failures)
     report |= {
@@ -344,6 +379,7 @@ class _Run:
     collection: str
     library: str
     by_path: dict
+    spec: str
     embeddings: bool
     faces: bool
     progress: bool
@@ -401,12 +437,18 @@ def _store_new(run: _Run, new: dict[str, list[dict]], failures: list[dict]) -> i
     model = build_embedder(settings).describe() if embeddings else {"model": None, "version": None}
     dataset = ray.data.from_items(
         [
-            {"abs": r["abs"], "sha256": r["sha256"], "format": r["format"], "kind": r["kind"]}
+            {"path": r["path"], "sha256": r["sha256"], "format": r["format"], "kind": r["kind"]}
             for r in reps
         ]
     ).map_batches(
         StoreAndEmbed,
-        fn_constructor_args=(settings.model_dump(mode="json"), tenant, embeddings, run.faces),
+        fn_constructor_args=(
+            settings.model_dump(mode="json"),
+            tenant,
+            run.spec,
+            embeddings,
+            run.faces,
+        ),
         batch_size=cfg.batch_size,
         compute=ray.data.ActorPoolStrategy(size=cfg.actors),
         num_cpus=cfg.num_cpus,
@@ -555,7 +597,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("root", help="the library folder (scanned recursively)")
+    parser.add_argument(
+        "root", help="the library: a folder (scanned recursively) or s3://bucket/prefix"
+    )
     parser.add_argument("--tenant", required=True, help="tenant name or id (ten_...)")
     parser.add_argument(
         "--collection", help="collection for the media (default: media.default_collection)"

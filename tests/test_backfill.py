@@ -20,6 +20,7 @@ from busque.faces.store import FaceStore
 from busque.media.library import LibraryStore
 from busque.serve.runtime import Runtime
 from pipelines.backfill import backfill, summary
+from tests.test_store import db_url  # noqa: F401 - a fresh PostgreSQL database
 from tests.video_files import corrupt_video, make_video, transcode
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "horse", "moon", "coins")
@@ -255,3 +256,52 @@ def test_watch_mode_processes_new_files_as_they_appear(app, tmp_path):
         stop.set()
         watcher.join(60)
     assert reports and reports[0]["uploaded"] == 1
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+def test_backfill_from_an_s3_prefix_into_s3_and_postgresql(
+    ray_cluster,
+    db_url,  # noqa: F811
+    seaweedfs_server,
+    tmp_path,
+):
+    """The cluster set-up: the library in a bucket, busque on PostgreSQL and S3 (SeaweedFS)."""
+    import uuid
+
+    from minio import Minio
+
+    from busque.config import Settings
+
+    local = tmp_path / "library"
+    expect = make_library(local)
+    server = seaweedfs_server
+    endpoint = server["endpoint"].split("://")[-1]
+    client = Minio(endpoint, server["access_key"], server["secret_key"], secure=False)
+    bucket = f"legacy-{uuid.uuid4().hex[:8]}"
+    client.make_bucket(bucket)
+    for path in sorted(p for p in local.rglob("*") if p.is_file()):
+        client.fput_object(bucket, f"family/{path.relative_to(local).as_posix()}", str(path))
+    settings = Settings(
+        home=tmp_path / "home",
+        database={"url": db_url},
+        storage={
+            "backend": "s3",
+            "s3_endpoint": server["endpoint"],
+            "s3_access_key": server["access_key"],
+            "s3_secret_key": server["secret_key"],
+            "s3_bucket": f"busque-{uuid.uuid4().hex[:8]}",
+        },
+        faces={"enabled": False},
+    ).ensure_secrets()
+    tenant = Runtime(settings).keys.ensure_tenant("s3-family")
+    source = f"s3://{bucket}/family"
+    report = backfill(settings, tenant, source, collection="legacy", progress=False)
+    assert report["root"] == source and report["files_seen"] == expect["files"]
+    assert report["uploaded"] == expect["unique"] and report["failed"] == expect["failed"]
+    runtime = Runtime(settings)
+    rows, _ = runtime.catalog.list(tenant, collection="legacy", limit=100)
+    assert len(rows) == expect["unique"]
+    assert all(runtime.objects.stat(r["original_key"]) for r in rows)  # stored in busque's S3
+    again = backfill(settings, tenant, source, collection="legacy", progress=False)
+    assert again["skipped_unchanged"] == expect["files"] - expect["failed"]
+    assert again["uploaded"] == 0
