@@ -107,7 +107,7 @@ def open_image(data: bytes, *, max_pixels: int) -> tuple[Image.Image, ImageInfo]
         raise ImageTooLarge(
             f"image is {width}x{height} = {width * height} pixels, the limit is {max_pixels}"
         )
-    if _orientation(img, header_only=True) in (5, 6, 7, 8):
+    if orientation(img, header_only=True) in (5, 6, 7, 8):
         width, height = height, width
     return img, ImageInfo(FORMATS[img.format], width, height)
 
@@ -128,7 +128,7 @@ def decode_image(data: bytes, *, max_pixels: int, max_side: int | None = None) -
             scale = max_side / max(img.size)
             img.draft("RGB", (math.ceil(img.width * scale), math.ceil(img.height * scale)))
         img.load()
-        if _orientation(img) in (5, 6, 7, 8):
+        if orientation(img) in (5, 6, 7, 8):
             width, height = height, width
         img = exif_transpose(img)
         rgb = to_rgb(img)
@@ -150,7 +150,7 @@ def decode_image(data: bytes, *, max_pixels: int, max_side: int | None = None) -
 
 def exif_transpose(img: Image.Image) -> Image.Image:
     """Apply the EXIF orientation; a malformed EXIF block leaves the image as stored."""
-    if _orientation(img) in (2, 3, 4, 5, 6, 7, 8):
+    if orientation(img) in (2, 3, 4, 5, 6, 7, 8):
         try:
             return ImageOps.exif_transpose(img)
         except DECODE_ERRORS:
@@ -178,7 +178,7 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")  # L, 1, P, CMYK, YCbCr, LAB, HSV
 
 
-def _orientation(img: Image.Image, *, header_only: bool = False) -> int:
+def orientation(img: Image.Image, *, header_only: bool = False) -> int:
     # A PNG's eXIf chunk may follow the pixel data, and Pillow's getexif() then decodes the image.
     if header_only and img.format == "PNG" and "exif" not in img.info:
         return 1

@@ -14,8 +14,7 @@ from typing import Any
 from busque.config import MediaSettings
 from busque.faces.analyze import FaceServices, analyze_media
 from busque.media.catalog import Catalog
-from busque.media.decode import decode_image
-from busque.media.normalize import renditions
+from busque.media.normalize import prepare
 from busque.models.base import ModelError
 from busque.models.embedding.efficientnet import pet_label
 from busque.storage import ObjectStore
@@ -46,11 +45,12 @@ async def run_ingest(
     if row is None:
         raise ModelError("media_not_found", f"media {media_id} was deleted before indexing")
     original = await asyncio.to_thread(objects.get, inputs["original_key"])
-    decoded = await asyncio.to_thread(
-        decode_image, original, max_pixels=settings.max_pixels, max_side=settings.normalized_side
-    )
-    images = await asyncio.to_thread(
-        renditions, decoded, settings.normalized_side, settings.thumbnail_side
+    _, images = await asyncio.to_thread(
+        prepare,
+        original,
+        max_pixels=settings.max_pixels,
+        max_side=settings.normalized_side,
+        thumb_side=settings.thumbnail_side,
     )
     keys = {"original": inputs["original_key"], **inputs["keys"]}
     await asyncio.to_thread(objects.put, keys["normalized"], images.normalized, "image/jpeg")

@@ -1,14 +1,29 @@
 """What ingest stores for an image: the original (content-addressed, so a duplicate is stored
-once), a normalised JPEG (upright, RGB, size-capped) and a small WebP thumbnail."""
+once), a normalised JPEG (upright, RGB, size-capped) and a small WebP thumbnail.
+
+`prepare` makes both from the original's bytes doing as little work as it can: a JPEG that is
+already an upright RGB JPEG within the cap is its own normalised rendition (no re-encode), and
+JPEGs are decoded by libjpeg at 1/2..1/8 scale to the size the renditions and the models need.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import io
+import math
 from dataclasses import dataclass
 
 from PIL import Image
 
-from busque.media.decode import DecodedImage
+from busque.media.decode import (
+    DECODE_ERRORS,
+    DecodedImage,
+    InvalidImage,
+    exif_transpose,
+    open_image,
+    orientation,
+    to_rgb,
+)
 from busque.storage import tenant_key
 
 EXTENSIONS = {
@@ -53,6 +68,75 @@ def renditions(decoded: DecodedImage, max_side: int = 2048, thumb_side: int = 25
     thumb = io.BytesIO()
     _fit(image, thumb_side).save(thumb, "WEBP", quality=80)
     return Renditions(normalized.getvalue(), thumb.getvalue())
+
+
+# A JPEG decoded at a reduced scale keeps that size as its normalised rendition when its long side
+# is at least this share of the cap: a 4000x3000 photo decodes at 1/2 to 2000x1500, instead of
+# in full (4x the pixels) and then resampled to 2048x1536.
+DRAFT_SLACK = 0.9
+
+
+def prepare(
+    data: bytes,
+    *,
+    max_pixels: int,
+    max_side: int = 2048,
+    thumb_side: int = 256,
+    analysis_side: int | None = None,
+) -> tuple[DecodedImage, Renditions]:
+    """The original's bytes -> (the decoded image, its renditions). The decoded image is upright
+    RGB, as large as the normalised rendition, or, when the original is its own normalised
+    rendition, at least `analysis_side` (what the models need; None: only the thumbnail) on the
+    long side where the original has that many pixels. Raises MediaError like decode_image."""
+    img, info = open_image(data, max_pixels=max_pixels)
+    as_is = _normalized_as_is(img, max_side)
+    try:
+        if as_is:
+            _draft(img, max(thumb_side, analysis_side or 0))
+        elif max(img.size) > max_side:
+            _draft(img, math.ceil(max_side * DRAFT_SLACK))
+        img.load()
+        image = to_rgb(exif_transpose(img))
+    except DECODE_ERRORS as exc:
+        raise InvalidImage(f"corrupt or truncated {info.format} image: {exc}") from None
+    if not as_is and max(image.size) > max_side:
+        image = _fit(image, max_side)
+    if as_is:
+        normalized = data
+    else:
+        out = io.BytesIO()
+        image.save(out, "JPEG", quality=90)
+        normalized = out.getvalue()
+    thumb = io.BytesIO()
+    _fit(image, thumb_side).save(thumb, "WEBP", quality=80)
+    decoded = DecodedImage(
+        image=image,
+        format=info.format,
+        width=info.width,
+        height=info.height,
+        sha256=hashlib.sha256(data).hexdigest(),
+        bytes=len(data),
+    )
+    return decoded, Renditions(normalized, thumb.getvalue())
+
+
+def _normalized_as_is(img: Image.Image, max_side: int) -> bool:
+    """An upright baseline RGB JPEG within the cap already is what the normalised rendition is
+    (MPO files carry more pictures than the first, so they are re-encoded)."""
+    return (
+        img.format == "JPEG"
+        and img.mode == "RGB"
+        and max(img.size) <= max_side
+        and orientation(img) == 1
+    )
+
+
+def _draft(img: Image.Image, long_side: int) -> None:
+    """Let libjpeg decode at the smallest 1/2..1/8 scale keeping `long_side` (no-op elsewhere)."""
+    if img.format not in ("JPEG", "MPO") or long_side >= max(img.size):
+        return
+    scale = long_side / max(img.size)
+    img.draft("RGB", (math.ceil(img.width * scale), math.ceil(img.height * scale)))
 
 
 def _fit(image: Image.Image, side: int) -> Image.Image:
