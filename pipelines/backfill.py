@@ -8,8 +8,10 @@
    (the ingest's fast hash), size, format, EXIF capture date and camera. Unreadable, corrupt
    and unsupported files are listed in the report; the run goes on.
 3. Dedupe: exact duplicates by sha256 are stored once, every path kept (library_files); a file
-   whose bytes the catalog already has costs no model work and no upload. Near duplicates (pHash
-   within `index.duplicate_radius` bits) are reported as groups, never deleted.
+   whose bytes the catalog already has costs no model work and no upload. Near duplicates are
+   reported as groups, never deleted: by pHash (within `index.duplicate_radius` bits), by
+   embedding (cosine >= `index.near_duplicate_cosine`, among the images this run embeds) and,
+   for videos, by keyframe hashes (pipelines/dedupe.py).
 4. Unless --dry-run: each new image is decoded once in a Ray Data actor pool holding the
    Embedder's model class; its original (content-addressed), normalised JPEG and thumbnail go to
    the object store and its embedding to the catalog, whose change log makes it searchable in
@@ -24,14 +26,18 @@ import argparse
 import contextlib
 import json
 import logging
+import math
 import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from busque.config import Settings
 from busque.media.library import LibraryStore, inspect_file
 from busque.media.sources import open_source
+from pipelines import dedupe
 
 logger = logging.getLogger("busque.pipelines")
 
@@ -53,6 +59,10 @@ FIELDS = (
 )
 
 
+# Long side the Embedder's input is decoded to at least: its 224 px centre crop of the shorter
+# side (7/8 of it) still comes from more pixels than it keeps.
+EMBED_SIDE = 512
+
 _sources: dict[str, object] = {}
 
 
@@ -63,11 +73,29 @@ def _source(spec: str, settings: dict):
     return _sources[spec]
 
 
-def _inspect_row(row: dict, spec: str, settings: dict) -> dict:
-    with _source(spec, settings).local(row["path"]) as local:
-        info = inspect_file(local, max_pixels=row["max_pixels"])
-    keyframes = json.dumps(info.get("keyframes") or [])
-    return {**row, **{k: info.get(k) for k in FIELDS}, "keyframes": keyframes}
+def _inspect_batch(batch: dict, spec: str, settings: dict, max_pixels: int) -> dict:
+    out: dict[str, list] = {key: list(values) for key, values in batch.items()}
+    for key in (*FIELDS, "keyframes"):
+        out[key] = []
+    for path in batch["path"]:
+        with _source(spec, settings).local(str(path)) as local:
+            info = inspect_file(local, max_pixels=max_pixels)
+        for key in FIELDS:
+            out[key].append(info.get(key))
+        out["keyframes"].append(json.dumps(info.get("keyframes") or []))
+    return out
+
+
+def _parallelism() -> int:
+    """How many inspect tasks run at once: the cores of a single machine (the local Ray declares
+    more logical CPUs than it has, see ENVIRONMENT.md), or a cluster's CPUs."""
+    import os
+
+    import ray
+
+    if len([n for n in ray.nodes() if n.get("Alive")]) <= 1:
+        return os.cpu_count() or 1
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
 class StoreAndEmbed:
@@ -93,24 +121,33 @@ class StoreAndEmbed:
 
             self.face_model = build_face_analyzer(self.settings)
             self.face_model.load()
+        # the pixels the models need: the face detector looks at up to detect_side, the embedder
+        # at a 224 px crop of the shorter side
+        self.analysis_side = self.settings.faces.detect_side if faces else EMBED_SIDE
 
-    def _decode(self, local: Path, kind: str, sha256: str, fmt: str, keys: dict):
-        """Store the original; the image (or a video's poster frame) to render and embed."""
-        from busque.media.decode import decode_image
-        from busque.media.normalize import CONTENT_TYPES
+    def _prepare(self, local: Path, kind: str, sha256: str, fmt: str, keys: dict):
+        """Store the original; (the decoded image, or a video's poster frame, and renditions)."""
+        from busque.media.normalize import CONTENT_TYPES, prepare
 
         if kind == "video":
             return self._video(local, sha256, keys)
         data = local.read_bytes()
         media = self.settings.media
-        decoded = decode_image(data, max_pixels=media.max_pixels, max_side=media.normalized_side)
+        prepared = prepare(
+            data,
+            max_pixels=media.max_pixels,
+            max_side=media.normalized_side,
+            thumb_side=media.thumbnail_side,
+            analysis_side=self.analysis_side,
+        )
         if self.objects.stat(keys["original"]) is None:
             self.objects.put(keys["original"], data, CONTENT_TYPES.get(fmt))
-        return decoded
+        return prepared
 
     def _video(self, path: Path, sha256: str, keys: dict):
         """Store the video as it is (streamed from disk); its poster frame stands for it."""
         from busque.media.decode import DecodedImage
+        from busque.media.normalize import renditions
         from busque.media.video import poster_frame
         from busque.storage import tenant_key
 
@@ -118,9 +155,11 @@ class StoreAndEmbed:
         keys["original"] = tenant_key(self.tenant, "originals", sha256[:2], f"{sha256}{ext}")
         if self.objects.stat(keys["original"]) is None:
             self.objects.put_file(keys["original"], Path(path), f"video/{ext.lstrip('.')}")
+        media = self.settings.media
         frame = poster_frame(path)
-        frame.thumbnail((self.settings.media.normalized_side,) * 2)
-        return DecodedImage(frame, "jpeg", frame.width, frame.height, sha256, 0)
+        frame.thumbnail((media.normalized_side,) * 2)
+        decoded = DecodedImage(frame, "jpeg", frame.width, frame.height, sha256, 0)
+        return decoded, renditions(decoded, media.normalized_side, media.thumbnail_side)
 
     def _faces(self, decoded) -> str:
         """Faces of the decoded image (a video's poster frame), boxes in the original's pixels;
@@ -145,9 +184,8 @@ class StoreAndEmbed:
 
     def __call__(self, batch: dict) -> dict:
         from busque.ids import new_id
-        from busque.media.normalize import renditions, storage_keys
+        from busque.media.normalize import storage_keys
 
-        media = self.settings.media
         out: dict[str, list] = defaultdict(list)
         images = []
         rows = zip(batch["path"], batch["sha256"], batch["format"], batch["kind"], strict=True)
@@ -157,8 +195,7 @@ class StoreAndEmbed:
             error = ""
             try:
                 with self.source.local(str(path)) as local:
-                    decoded = self._decode(local, kind, sha256, fmt, keys)
-                made = renditions(decoded, media.normalized_side, media.thumbnail_side)
+                    decoded, made = self._prepare(local, kind, sha256, fmt, keys)
                 self.objects.put(keys["normalized"], made.normalized, "image/jpeg")
                 self.objects.put(keys["thumbnail"], made.thumbnail, "image/webp")
                 images.append(decoded)
@@ -226,15 +263,7 @@ def backfill(
     by_path = {f.path: f for f in todo}
 
     # 2. inspect, in parallel
-    rows = [
-        {
-            "path": f.path,
-            "size": f.size,
-            "kind": f.kind,
-            "max_pixels": settings.media.max_pixels,
-        }
-        for f in todo
-    ]
+    rows = [{"path": f.path, "size": f.size, "kind": f.kind} for f in todo]
     inspected: list[dict] = []
     bar = tqdm(
         total=sum(f.size for f in todo),
@@ -245,10 +274,22 @@ def backfill(
         smoothing=0.1,
     )
     if rows:
-        inspect = ray.data.from_items(rows).map(
-            _inspect_row,
-            fn_kwargs={"spec": source.name, "settings": settings.model_dump(mode="json")},
+        # A few worker processes reused for small batches: a task per file (or a process per
+        # task) costs more than the file's hashing does.
+        tasks = _parallelism()
+        batch = max(1, min(64, len(rows) // (tasks * 8)))
+        inspect = ray.data.from_items(
+            rows, override_num_blocks=math.ceil(len(rows) / batch)
+        ).map_batches(
+            _inspect_batch,
+            batch_size=batch,
+            fn_kwargs={
+                "spec": source.name,
+                "settings": settings.model_dump(mode="json"),
+                "max_pixels": settings.media.max_pixels,
+            },
             num_cpus=0.25,
+            concurrency=tasks,
         )
         for row in inspect.iter_rows():
             inspected.append(row)
@@ -276,10 +317,10 @@ def backfill(
         for sha, members in groups.items()
     )
     firsts = [members[0] for members in groups.values()]
-    near_groups = _near_groups(
+    near_groups = dedupe.phash_groups(
         [r for r in firsts if r["kind"] == "image"], settings.index.duplicate_radius
     )
-    video_groups = _video_groups([r for r in firsts if r["kind"] == "video"])
+    video_groups = dedupe.video_groups([r for r in firsts if r["kind"] == "video"])
 
     report = {
         "root": source.name,
@@ -295,6 +336,7 @@ def backfill(
         "already_stored": sum(len(m) for sha, m in groups.items() if sha in known),
         "exact_duplicate_groups": exact_groups,
         "near_duplicate_groups": near_groups,
+        "near_duplicate_embedding_groups": None,  # the upload stage computes the embeddings
         "near_duplicate_video_groups": video_groups,
         "bytes_saved_by_dedupe": saved_bytes,
         "failures": failures,
@@ -330,42 +372,17 @@ def backfill(
         faces,
         progress,
     )
-    uploaded = _store_new(run, new, failures)
+    uploaded, vectors = _store_new(run, new, failures)
+    if embeddings:
+        report["near_duplicate_embedding_groups"] = dedupe.embedding_groups(
+            list(vectors), np.array(list(vectors.values())), settings.index.near_duplicate_cosine
+        )
     report |= {
         "uploaded": uploaded,
         "failed": len(failures),
         "seconds": round(time.perf_counter() - started, 2),
     }
     return report
-
-
-def _near_groups(firsts: list[dict], radius: int) -> list[list[str]]:
-    """Groups of files (one per sha256) within `radius` pHash bits, as connected components
-    (busque's multi-index-hashing pHash index finds the neighbours)."""
-    from busque.index.phash_index import PhashIndex
-    from busque.media.phash import hex_to_int64
-
-    if len(firsts) < 2:
-        return []
-    codes = [hex_to_int64(r["phash"]) for r in firsts]
-    index = PhashIndex()
-    index.add(list(range(len(firsts))), codes)
-    parent = list(range(len(firsts)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for i, code in enumerate(codes):
-        for j, _ in index.search_radius(code, radius):
-            if j != i:
-                parent[root(j)] = root(i)
-    groups: dict[int, list[str]] = defaultdict(list)
-    for i, r in enumerate(firsts):
-        groups[root(i)].append(r["path"])
-    return sorted(sorted(g) for g in groups.values() if len(g) > 1)
 
 
 @dataclass
@@ -385,30 +402,11 @@ class _Run:
     progress: bool
 
 
-def _video_groups(videos: list[dict], share: float = 0.8) -> list[list[str]]:
-    """Videos whose sampled keyframes match (pHash within 8 bits) in at least `share` of them,
-    either way round (a clip cut from a longer video matches it)."""
-    from busque.media.video import video_near_duplicates
-
-    groups, placed = [], set()
-    for i, a in enumerate(videos):
-        if i in placed:
-            continue
-        group = [a["path"]]
-        for j in range(i + 1, len(videos)):
-            b = videos[j]
-            mine, theirs = json.loads(a["keyframes"]), json.loads(b["keyframes"])
-            score = max(video_near_duplicates(mine, theirs), video_near_duplicates(theirs, mine))
-            if j not in placed and score >= share:
-                group.append(b["path"])
-                placed.add(j)
-        if len(group) > 1:
-            groups.append(sorted(group))
-    return sorted(groups)
-
-
-def _store_new(run: _Run, new: dict[str, list[dict]], failures: list[dict]) -> int:
-    """Upload, catalog and embed one file per new sha256; returns how many were stored."""
+def _store_new(
+    run: _Run, new: dict[str, list[dict]], failures: list[dict]
+) -> tuple[int, dict[str, np.ndarray]]:
+    """Upload, catalog and embed one file per new sha256; returns how many were stored and
+    their embeddings by path (none with embeddings off)."""
     import base64
 
     import ray
@@ -430,8 +428,9 @@ def _store_new(run: _Run, new: dict[str, list[dict]], failures: list[dict]) -> i
     from busque.media.phash import hex_to_int64
     from busque.serve.embedder import build_embedder
 
+    vectors: dict[str, np.ndarray] = {}
     if not new:
-        return 0
+        return 0, vectors
     cfg = settings.pipelines
     reps = [members[0] for members in new.values()]
     model = build_embedder(settings).describe() if embeddings else {"model": None, "version": None}
@@ -509,10 +508,13 @@ def _store_new(run: _Run, new: dict[str, list[dict]], failures: list[dict]) -> i
                 metadata=metadata,
                 media_id=str(media_id),
             )
+            vector = bytes_to_vector(bytes(vector)) if len(vector) else None
+            if vector is not None:
+                vectors[row["path"]] = vector
             catalog.mark_indexed(
                 str(media_id),
                 keys=json.loads(str(keys)),
-                embedding=bytes_to_vector(bytes(vector)) if len(vector) else None,
+                embedding=vector,
                 embedding_model=model["model"],
                 embedding_version=model["version"],
                 labels=json.loads(str(labels)),
@@ -538,7 +540,7 @@ def _store_new(run: _Run, new: dict[str, list[dict]], failures: list[dict]) -> i
             done += 1
         bar.set_postfix(media=done, refresh=False)
     bar.close()
-    return done
+    return done, vectors
 
 
 def watch(
@@ -573,7 +575,13 @@ def summary(report: dict) -> str:
         ("new unique images", report["unique_new"]),
         ("uploaded", report.get("uploaded", "-")),
         ("exact duplicate groups", len(report["exact_duplicate_groups"])),
-        ("near duplicate groups", len(report["near_duplicate_groups"])),
+        ("near duplicate groups (pHash)", len(report["near_duplicate_groups"])),
+        (
+            "near duplicate groups (embedding)",
+            "-"
+            if report["near_duplicate_embedding_groups"] is None
+            else len(report["near_duplicate_embedding_groups"]),
+        ),
         ("near duplicate video groups", len(report["near_duplicate_video_groups"])),
         ("bytes saved by dedupe", report["bytes_saved_by_dedupe"]),
         ("failed", report["failed"]),

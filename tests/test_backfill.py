@@ -98,6 +98,7 @@ def test_dry_run_reports_and_stores_nothing(app, library):
     assert "videos/holiday-small.mkv" in group and len(group) == 2
     assert {"videos/holiday.mp4", "backup/2019/holiday-copy.mp4"} & set(group)
     assert report["bytes_saved_by_dedupe"] > 0
+    assert report["near_duplicate_embedding_groups"] is None  # a dry run embeds nothing
     assert "exact duplicate groups" in summary(report)
     runtime = Runtime(app.settings)
     assert runtime.catalog.list(tenant, states=())[0] == []
@@ -109,6 +110,11 @@ def test_backfill_uploads_catalogs_and_the_service_finds_it(app, library):
     tenant = tenant_of(app, "backfill-real")
     report = backfill(app.settings, tenant, root, collection="legacy", progress=False)
     assert report["uploaded"] == expect["unique"] and report["failed"] == expect["failed"]
+    # The smaller, recompressed copies are near duplicates by embedding too; two different
+    # photos are not.
+    similar = report["near_duplicate_embedding_groups"]
+    assert any({"album0/astronaut.jpg", "album0/astronaut-small.jpg"} <= set(g) for g in similar)
+    assert not any({"album0/astronaut.jpg", "album1/chelsea.jpg"} <= set(g) for g in similar)
     runtime = Runtime(app.settings)
     rows, _ = runtime.catalog.list(tenant, collection="legacy", limit=100)
     assert len(rows) == expect["unique"] and all(r["synced_at"] for r in rows)
