@@ -15,7 +15,6 @@ the change-log id it includes).
 from __future__ import annotations
 
 import argparse
-import io
 import logging
 import time
 from collections.abc import Callable
@@ -48,11 +47,11 @@ class EmbedNormalized:
         self.model.load()
 
     def __call__(self, batch: dict) -> dict:
-        from PIL import Image
+        from busque.media.decode import decode_reduced
 
+        side = self.model.source_side
         images = [
-            Image.open(io.BytesIO(self.objects.get(key))).convert("RGB")
-            for key in batch["normalized_key"]
+            decode_reduced(self.objects.get(key), min_side=side) for key in batch["normalized_key"]
         ]
         vectors, labels = self.model.analyze(images, 5)
         return {

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
-from busque.media.decode import InvalidImage, decode_image
+from busque.media.decode import InvalidImage, decode_image, decode_reduced
 from busque.media.normalize import prepare
 
 MAX_PIXELS = 50_000_000
@@ -104,3 +104,15 @@ def test_a_truncated_jpeg_is_refused_even_when_nothing_needs_re_encoding(chelsea
     data = jpeg(chelsea.resize((1152, 864)))
     with pytest.raises(InvalidImage, match="corrupt or truncated"):
         prepare(data[: len(data) // 2], max_pixels=MAX_PIXELS, analysis_side=512)
+
+
+def test_decode_reduced_keeps_the_long_side_a_model_needs(chelsea):
+    big = jpeg(chelsea.resize((4000, 3000)))
+    assert decode_reduced(big, min_side=512).size == (1000, 750)  # 1/4: 1/8 would be 500
+    assert decode_reduced(big, min_side=5000).size == (4000, 3000)
+    buf = io.BytesIO()
+    chelsea.save(buf, "PNG")
+    image = decode_reduced(buf.getvalue(), min_side=64)
+    assert image.size == (451, 300) and image.mode == "RGB"  # only JPEGs decode reduced
+    with pytest.raises(InvalidImage):
+        decode_reduced(big[:1000], min_side=512)

@@ -148,6 +148,26 @@ def decode_image(data: bytes, *, max_pixels: int, max_side: int | None = None) -
     )
 
 
+def decode_reduced(data: bytes, *, min_side: int, max_pixels: int = DEFAULT_MAX_PIXELS):
+    """Upright RGB pixels for a model that resizes them itself: a JPEG decodes at the smallest
+    1/2..1/8 scale whose long side stays >= min_side (other formats in full); no resampling."""
+    img, info = open_image(data, max_pixels=max_pixels)
+    try:
+        draft(img, min_side)
+        img.load()
+        return to_rgb(exif_transpose(img))
+    except DECODE_ERRORS as exc:
+        raise InvalidImage(f"corrupt or truncated {info.format} image: {exc}") from None
+
+
+def draft(img: Image.Image, long_side: int) -> None:
+    """Let libjpeg decode at the smallest 1/2..1/8 scale keeping `long_side` (no-op elsewhere)."""
+    if img.format not in ("JPEG", "MPO") or long_side >= max(img.size):
+        return
+    scale = long_side / max(img.size)
+    img.draft("RGB", (math.ceil(img.width * scale), math.ceil(img.height * scale)))
+
+
 def exif_transpose(img: Image.Image) -> Image.Image:
     """Apply the EXIF orientation; a malformed EXIF block leaves the image as stored."""
     if orientation(img) in (2, 3, 4, 5, 6, 7, 8):

@@ -19,6 +19,7 @@ from busque.media.decode import (
     DECODE_ERRORS,
     DecodedImage,
     InvalidImage,
+    draft,
     exif_transpose,
     open_image,
     orientation,
@@ -92,9 +93,9 @@ def prepare(
     as_is = _normalized_as_is(img, max_side)
     try:
         if as_is:
-            _draft(img, max(thumb_side, analysis_side or 0))
+            draft(img, max(thumb_side, analysis_side or 0))
         elif max(img.size) > max_side:
-            _draft(img, math.ceil(max_side * DRAFT_SLACK))
+            draft(img, math.ceil(max_side * DRAFT_SLACK))
         img.load()
         image = to_rgb(exif_transpose(img))
     except DECODE_ERRORS as exc:
@@ -129,14 +130,6 @@ def _normalized_as_is(img: Image.Image, max_side: int) -> bool:
         and max(img.size) <= max_side
         and orientation(img) == 1
     )
-
-
-def _draft(img: Image.Image, long_side: int) -> None:
-    """Let libjpeg decode at the smallest 1/2..1/8 scale keeping `long_side` (no-op elsewhere)."""
-    if img.format not in ("JPEG", "MPO") or long_side >= max(img.size):
-        return
-    scale = long_side / max(img.size)
-    img.draft("RGB", (math.ceil(img.width * scale), math.ceil(img.height * scale)))
 
 
 def _fit(image: Image.Image, side: int) -> Image.Image:

@@ -8,12 +8,12 @@ default 0 a batch is what queued while the previous forward pass ran).
 from __future__ import annotations
 
 import asyncio
-import io
 
 import numpy as np
 from PIL import Image
 from ray import serve
 
+from busque.media.decode import decode_reduced
 from busque.models.embedding import create_embedder
 from busque.serve.runtime import Runtime
 
@@ -40,14 +40,18 @@ class Embedder:
     async def embed(self, images: list[bytes | np.ndarray]) -> list[dict]:
         """Each image: normalised RGB JPEG bytes, or an RGB uint8 array (a query, which needs
         no JPEG round trip) -> {"vector", "labels"}."""
+        vectors, labels = await asyncio.to_thread(self._analyze, images)
+        return [{"vector": v, "labels": top} for v, top in zip(vectors, labels, strict=True)]
+
+    def _analyze(self, images: list[bytes | np.ndarray]):
+        side = self.model.source_side
         pil = [
             Image.fromarray(data)
             if isinstance(data, np.ndarray)
-            else Image.open(io.BytesIO(data)).convert("RGB")
+            else decode_reduced(data, min_side=side)
             for data in images
         ]
-        vectors, labels = await asyncio.to_thread(self.model.analyze, pil, 5)
-        return [{"vector": v, "labels": top} for v, top in zip(vectors, labels, strict=True)]
+        return self.model.analyze(pil, 5)
 
     async def embed_text(self, text: str) -> np.ndarray:
         return (await asyncio.to_thread(self.model.embed_texts, [text]))[0]

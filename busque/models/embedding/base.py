@@ -74,6 +74,9 @@ class ImageEmbedder(Model):
     has_text: bool = False
     cpu_batch_size: int = 8
     gpu_batch_size: int = 32
+    # Callers may decode images down to this long side: the networks look at a 224 px crop of
+    # the shorter side, which still comes from more pixels than it keeps.
+    source_side: int = 512
 
     def __init__(
         self,
