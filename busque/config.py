@@ -137,6 +137,9 @@ class FaceSettings(BaseModel):
     )
     cluster_max_distance: float = Field(0.5, gt=0, description="people: neighbour distance")
     cluster_min_faces: int = Field(3, ge=1, description="people: faces needed to form a person")
+    video_frames: int = Field(
+        4, ge=1, le=32, description="backfill: video frames sampled for faces (spread evenly)"
+    )
 
 
 class TextGenSettings(BaseModel):

@@ -12,10 +12,12 @@
    reported as groups, never deleted: by pHash (within `index.duplicate_radius` bits), by
    embedding (cosine >= `index.near_duplicate_cosine`, among the images this run embeds) and,
    for videos, by keyframe hashes (pipelines/dedupe.py).
-4. Unless --dry-run: each new image is decoded once in a Ray Data actor pool holding the
-   Embedder's model class; its original (content-addressed), normalised JPEG and thumbnail go to
-   the object store and its embedding to the catalog, whose change log makes it searchable in
-   the running service. Each batch is committed as it finishes: a killed run resumes where it
+4. Unless --dry-run: each new image is decoded once (at the size its renditions and the models
+   need) in a Ray Data actor pool holding the Embedder's and FaceAnalyzer's model classes; its
+   original (content-addressed), normalised JPEG and thumbnail go to the object store, its
+   embedding and faces to the catalog, whose change log makes it searchable in the running
+   service. A video's poster frame is its thumbnail and embedding; its faces come from
+   `faces.video_frames` frames sampled over it, each person once. Each batch is committed as it finishes: a killed run resumes where it
    stopped, with nothing duplicated and nothing missing.
 The report (JSON, and a summary table) gives counts, groups, failures and the bytes dedupe saved.
 """
@@ -58,10 +60,6 @@ FIELDS = (
     "message",
 )
 
-
-# Long side the Embedder's input is decoded to at least: its 224 px centre crop of the shorter
-# side (7/8 of it) still comes from more pixels than it keeps.
-EMBED_SIDE = 512
 
 _sources: dict[str, object] = {}
 
@@ -121,9 +119,12 @@ class StoreAndEmbed:
 
             self.face_model = build_face_analyzer(self.settings)
             self.face_model.load()
-        # the pixels the models need: the face detector looks at up to detect_side, the embedder
-        # at a 224 px crop of the shorter side
-        self.analysis_side = self.settings.faces.detect_side if faces else EMBED_SIDE
+        # the pixels the models need decoded (None: only the thumbnail's)
+        self.analysis_side = (
+            self.settings.faces.detect_side
+            if faces
+            else (self.model.source_side if self.model is not None else None)
+        )
 
     def _prepare(self, local: Path, kind: str, sha256: str, fmt: str, keys: dict):
         """Store the original; (the decoded image, or a video's poster frame, and renditions)."""
@@ -161,24 +162,39 @@ class StoreAndEmbed:
         decoded = DecodedImage(frame, "jpeg", frame.width, frame.height, sha256, 0)
         return decoded, renditions(decoded, media.normalized_side, media.thumbnail_side)
 
-    def _faces(self, decoded) -> str:
-        """Faces of the decoded image (a video's poster frame), boxes in the original's pixels;
-        JSON, thumbnails base64 (Ray Data columns are flat)."""
+    def _faces(self, decoded, video: Path | None, width: int) -> str:
+        """Faces of the image (of a few frames sampled over a video), boxes in the original's
+        pixels; JSON, thumbnails base64 (Ray Data columns are flat)."""
         if self.face_model is None:
             return "null"
         import base64
 
-        (faces,) = self.face_model.analyze([decoded.image])
-        scale = decoded.width / decoded.image.width
+        if video is None:
+            (faces,) = self.face_model.analyze([decoded.image])
+            found = [(None, decoded.image.width, face) for face in faces]
+        else:
+            from busque.faces.video import video_faces
+            from busque.media.video import sample_frames
+
+            cfg = self.settings.faces
+            frames = sample_frames(video, cfg.video_frames, cfg.detect_side)
+            frame_width = frames[0][1].width
+            found = [
+                (t, frame_width, face)
+                for t, face in video_faces(
+                    frames, self.face_model.analyze, cfg.cluster_max_distance
+                )
+            ]
         return json.dumps(
             [
                 {
-                    "box": [round(v * scale) for v in face.box],
+                    "box": [round(v * width / seen_width) for v in face.box],
                     "score": face.score,
                     "embedding": [float(x) for x in face.embedding],
                     "thumbnail": base64.b64encode(face.thumbnail).decode(),
+                    "frame_s": t,
                 }
-                for face in faces
+                for t, seen_width, face in found
             ]
         )
 
@@ -188,14 +204,23 @@ class StoreAndEmbed:
 
         out: dict[str, list] = defaultdict(list)
         images = []
-        rows = zip(batch["path"], batch["sha256"], batch["format"], batch["kind"], strict=True)
-        for path, sha256, fmt, kind in rows:
+        rows = zip(
+            batch["path"],
+            batch["sha256"],
+            batch["format"],
+            batch["kind"],
+            batch["width"],
+            strict=True,
+        )
+        for path, sha256, fmt, kind, width in rows:
             media_id = new_id("med")
             keys = storage_keys(self.tenant, media_id, sha256, fmt)
-            error = ""
+            error, faces = "", "[]"
             try:
                 with self.source.local(str(path)) as local:
                     decoded, made = self._prepare(local, kind, sha256, fmt, keys)
+                    video = Path(local) if kind == "video" else None
+                    faces = self._faces(decoded, video, int(width or decoded.width))
                 self.objects.put(keys["normalized"], made.normalized, "image/jpeg")
                 self.objects.put(keys["thumbnail"], made.thumbnail, "image/webp")
                 images.append(decoded)
@@ -205,11 +230,9 @@ class StoreAndEmbed:
             out["media_id"].append(media_id)
             out["keys"].append(json.dumps(keys))
             out["error"].append(error)
+            out["faces"].append(faces)
         vectors, labels = [b""] * len(images), [[]] * len(images)
         usable = [i for i, image in enumerate(images) if image is not None]
-        out["faces"] = [
-            self._faces(images[i]) if images[i] is not None else "[]" for i in range(len(images))
-        ]
         if self.model is not None and usable:
             found, tops = self.model.analyze([images[i].image for i in usable], 5)
             for i, vector, top in zip(usable, found, tops, strict=True):
@@ -436,7 +459,13 @@ def _store_new(
     model = build_embedder(settings).describe() if embeddings else {"model": None, "version": None}
     dataset = ray.data.from_items(
         [
-            {"path": r["path"], "sha256": r["sha256"], "format": r["format"], "kind": r["kind"]}
+            {
+                "path": r["path"],
+                "sha256": r["sha256"],
+                "format": r["format"],
+                "kind": r["kind"],
+                "width": r["width"] or 0,
+            }
             for r in reps
         ]
     ).map_batches(

@@ -311,3 +311,32 @@ def test_backfill_from_an_s3_prefix_into_s3_and_postgresql(
     again = backfill(settings, tenant, source, collection="legacy", progress=False)
     assert again["skipped_unchanged"] == expect["files"] - expect["failed"]
     assert again["uploaded"] == 0
+
+
+def test_a_videos_faces_come_from_frames_sampled_over_it(app, tmp_path):
+    """A video with a face in it: the face is found in the sampled frames, stored once for the
+    video (not once per frame), with the frame's time and a box in the video's pixels."""
+    import skimage.data
+
+    from tests.video_files import encode_frames
+
+    face = Image.fromarray(skimage.data.astronaut()).resize((400, 400))
+
+    def frame(i: int) -> Image.Image:
+        canvas = Image.new("RGB", (640, 480), (40, 40, 40))
+        canvas.paste(face, (20 + 8 * i, 40))
+        return canvas
+
+    root = tmp_path / "clips"
+    root.mkdir()
+    encode_frames(root / "visit.mp4", (frame(i) for i in range(20)), fps=10, kind="mp4")
+    tenant = tenant_of(app, "backfill-video-faces")
+    report = backfill(app.settings, tenant, root, collection="clips", progress=False)
+    assert report["uploaded"] == 1 and report["failed"] == 0
+    runtime = Runtime(app.settings)
+    (video,) = runtime.catalog.list(tenant, collection="clips", limit=10)[0]
+    (found,) = FaceStore(runtime.engine).faces_of_media(tenant, [video["id"]])[video["id"]]
+    assert 0 < found["frame_s"] < 2.0
+    x, y, w, h = found["box"]
+    assert 0 <= x <= x + w <= 640 and 0 <= y <= y + h <= 480 and w > 50
+    assert runtime.objects.stat(found["thumbnail_key"]) is not None

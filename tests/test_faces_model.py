@@ -214,3 +214,29 @@ def test_cnn_detector(astronaut, astronaut_face):
 def test_unknown_detector():
     with pytest.raises(ValueError, match="unknown face detector"):
         create_face_analyzer("dlib", detector="yolo")
+
+
+def test_a_videos_faces_come_from_sampled_frames_one_per_person(analyzer, astronaut, tmp_path):
+    """The astronaut drifting across a 640x480 video: the same face in every sampled frame is
+    kept once (the best scored), with its frame's time and a box inside the frame."""
+    from busque.faces.video import video_faces
+    from busque.media.video import sample_frames
+    from tests.video_files import encode_frames
+
+    def frame(i: int) -> Image.Image:
+        canvas = Image.new("RGB", (640, 480), (40, 40, 40))
+        canvas.paste(astronaut.resize((400, 400)), (20 + 8 * i, 40))
+        return canvas
+
+    path = encode_frames(tmp_path / "walk.mp4", (frame(i) for i in range(20)), fps=10, kind="mp4")
+    frames = sample_frames(path, max_frames=4, max_side=1600)
+    times = [t for t, _ in frames]
+    assert len(frames) == 4 and times == sorted(times) and frames[0][1].size == (640, 480)
+    ((t, face),) = video_faces(frames, analyzer.analyze, same_distance=0.5)
+    assert t in times and face.score >= MIN_SCORE
+    x, y, w, h = face.box
+    assert 0 <= x <= x + w <= 640 and 0 <= y <= y + h <= 480
+    # every frame saw the face: the merge, not the detector, left one
+    assert all(len(found) == 1 for found in analyzer.analyze([image for _, image in frames]))
+    small = sample_frames(path, max_frames=2, max_side=320)
+    assert len(small) == 2 and small[0][1].size == (320, 240)

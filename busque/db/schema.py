@@ -232,6 +232,7 @@ faces = Table(
     Column("thumbnail_key", String(1024)),
     Column("model", String(100), nullable=False),
     Column("created_at", Float, nullable=False),
+    Column("frame_s", Float),  # a video's face: the time of the frame it was found in
     Index("ix_faces_tenant_seq", "tenant_id", "seq"),
     Index("ix_faces_media", "media_id"),
     Index("ix_faces_person", "person_id"),

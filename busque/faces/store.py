@@ -86,7 +86,7 @@ class FaceStore:
         self, tenant_id: str, media_id: str, found: Sequence[dict], model: str
     ) -> tuple[list[dict], list[str]] | None:
         """Store a media item's faces (each: id, box, score, embedding, landmarks,
-        thumbnail_key), dropping any it had. Returns (the new rows with their seq, thumbnail keys
+        thumbnail_key, and for a video frame_s), dropping any it had. Returns (the new rows with their seq, thumbnail keys
         of the replaced faces), or None when the media item is gone."""
         now = time.time()
         with self.engine.begin() as conn:
@@ -118,6 +118,7 @@ class FaceStore:
                     "thumbnail_key": face.get("thumbnail_key"),
                     "model": model,
                     "created_at": now,
+                    "frame_s": face.get("frame_s"),
                 }
                 seq = conn.execute(insert(faces).values(values).returning(faces.c.seq)).scalar()
                 rows.append(face_view({**values, "seq": seq}))

@@ -16,6 +16,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -113,7 +114,7 @@ def keyframe_phashes(path: str | Path, max_frames: int = 8) -> list[tuple[float,
     with _open(path) as container:
         try:
             stream = _video_stream(container, path)
-            samples = _sample_frames(container, stream, max_frames)
+            samples = _sample_frames(container, stream, max_frames, _small_grey)
         except MediaError:
             raise
         except AV_ERRORS as exc:
@@ -124,6 +125,31 @@ def keyframe_phashes(path: str | Path, max_frames: int = 8) -> list[tuple[float,
         raise InvalidVideo(f"{Path(path).name}: no video frame could be decoded")
     hashes = hashes_from_pixels(np.stack([pixels for _, pixels in samples]))
     return [(round(t, 3), h) for (t, _), h in zip(samples, hashes, strict=True)]
+
+
+def sample_frames(
+    path: str | Path, max_frames: int = 4, max_side: int = 1600
+) -> list[tuple[float, Image.Image]]:
+    """(timestamp_s, RGB frame as displayed, at most max_side) of up to max_frames frames spread
+    evenly over the video, chosen as keyframe_phashes chooses its frames (faces are looked for
+    in these)."""
+    if max_frames < 1:
+        raise ValueError("max_frames must be >= 1")
+    with _open(path) as container:
+        try:
+            stream = _video_stream(container, path)
+            samples = _sample_frames(
+                container, stream, max_frames, lambda frame: _displayed(frame, max_side)
+            )
+        except MediaError:
+            raise
+        except AV_ERRORS as exc:
+            raise InvalidVideo(
+                f"{Path(path).name}: corrupt or truncated video: {_why(exc)}"
+            ) from None
+    if not samples:
+        raise InvalidVideo(f"{Path(path).name}: no video frame could be decoded")
+    return [(round(t, 3), image) for t, image in samples]
 
 
 def poster_frame(path: str | Path) -> Image.Image:
@@ -229,8 +255,8 @@ def _decode(container, stream) -> Iterator:
     return container.decode(stream)
 
 
-def _sample_frames(container, stream, n: int) -> list[tuple[float, np.ndarray]]:
-    """Decode the frames nearest n evenly spaced targets: (time_s, 32x32 greyscale pixels).
+def _sample_frames(container, stream, n: int, convert) -> list[tuple[float, Any]]:
+    """Decode the frames nearest n evenly spaced targets: (time_s, convert(frame)).
 
     Decoding never goes backwards: a target is reached by seeking only when a keyframe lies
     between the current position and it (else seeking would land behind us), and by decoding
@@ -265,7 +291,7 @@ def _sample_frames(container, stream, n: int) -> list[tuple[float, np.ndarray]]:
             current_t = _frame_time(frame, start, time_base, fallback=current_t + 1 / fps)
         if current is None or (samples and current_t <= samples[-1][0]):
             continue  # nothing decoded, or several targets landed on one frame
-        samples.append((current_t, _small_grey(current)))
+        samples.append((current_t, convert(current)))
     return samples
 
 
@@ -300,7 +326,15 @@ def _small_grey(frame) -> np.ndarray:
     """The 32x32 greyscale pixels busque's pHash hashes (as phash_bytes does for an image):
     RGB via PIL, turned as displayed (like EXIF orientation for photos), convert("L"), LANCZOS
     to 32x32; big frames are shrunk by swscale first."""
-    scale = HASH_SOURCE_SIDE / max(frame.width, frame.height)
+    img = _displayed(frame, HASH_SOURCE_SIDE)
+    small = img.convert("L").resize((IMG_SIZE, IMG_SIZE), Image.Resampling.LANCZOS)
+    return np.asarray(small)
+
+
+def _displayed(frame, max_side: int) -> Image.Image:
+    """The frame as an RGB PIL image turned as displayed, shrunk by swscale (on the YUV planes,
+    before the RGB conversion) to at most max_side."""
+    scale = max_side / max(frame.width, frame.height)
     if scale < 1:
         size = (max(1, round(frame.width * scale)), max(1, round(frame.height * scale)))
         img = frame.to_image(width=size[0], height=size[1], interpolation="AREA")
@@ -308,5 +342,4 @@ def _small_grey(frame) -> np.ndarray:
         img = frame.to_image()
     if _rotation(frame) in _ROTATIONS:
         img = img.transpose(_ROTATIONS[_rotation(frame)])
-    small = img.convert("L").resize((IMG_SIZE, IMG_SIZE), Image.Resampling.LANCZOS)
-    return np.asarray(small)
+    return img.convert("RGB")
