@@ -216,9 +216,10 @@ def test_unknown_detector():
         create_face_analyzer("dlib", detector="yolo")
 
 
-def test_a_videos_faces_come_from_sampled_frames_one_per_person(analyzer, astronaut, tmp_path):
+def test_a_videos_faces_come_from_sampled_frames_one_per_person(astronaut, tmp_path):
     """The astronaut drifting across a 640x480 video: the same face in every sampled frame is
     kept once (the best scored), with its frame's time and a box inside the frame."""
+    from busque.config import FaceSettings
     from busque.faces.video import video_faces
     from busque.media.video import sample_frames
     from tests.video_files import encode_frames
@@ -229,11 +230,12 @@ def test_a_videos_faces_come_from_sampled_frames_one_per_person(analyzer, astron
         return canvas
 
     path = encode_frames(tmp_path / "walk.mp4", (frame(i) for i in range(20)), fps=10, kind="mp4")
+    analyzer = create_face_analyzer("dlib", min_score=FaceSettings().min_score)  # the service's
     frames = sample_frames(path, max_frames=4, max_side=1600)
     times = [t for t, _ in frames]
     assert len(frames) == 4 and times == sorted(times) and frames[0][1].size == (640, 480)
     ((t, face),) = video_faces(frames, analyzer.analyze, same_distance=0.5)
-    assert t in times and face.score >= MIN_SCORE
+    assert t in times and face.score >= FaceSettings().min_score
     x, y, w, h = face.box
     assert 0 <= x <= x + w <= 640 and 0 <= y <= y + h <= 480
     # every frame saw the face: the merge, not the detector, left one

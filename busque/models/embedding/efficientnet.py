@@ -175,7 +175,9 @@ class EfficientNetLite0Embedder(ImageEmbedder):
     backend = "efficientnet-lite0"
     dim = 1280
     has_text = False
-    cpu_batch_size = 4  # bench/embed.py: 4 is the fastest per image on CPU, 32 the slowest
+    cpu_batch_size = (
+        2  # bench/embed.py: 2 is the fastest per image on one CPU thread, 32 the slowest
+    )
 
     def __init__(
         self,
