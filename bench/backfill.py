@@ -341,24 +341,13 @@ class Timers:
 
     def __init__(self):
         import pipelines.backfill as pipeline
-        from busque.media.catalog import Catalog
-        from busque.media.library import LibraryStore
 
         self.totals: dict[str, float] = {}
         self.saved = []
         patches = [
             (pipeline, "_store_new", "upload_embed"),
-            (Catalog, "create", "catalog_writes"),
-            (Catalog, "mark_indexed", "catalog_writes"),
-            (Catalog, "mark_synced", "catalog_writes"),
-            (LibraryStore, "record", "catalog_writes"),
+            (pipeline, "_write_batch", "catalog_writes"),
         ]
-        try:
-            import busque.faces.analyze as faces
-
-            patches.append((faces, "store_faces", "catalog_writes"))
-        except ImportError:  # a busque without faces in the backfill
-            pass
         for owner, name, bucket in patches:
             original = getattr(owner, name)
             self.saved.append((owner, name, original))
@@ -890,7 +879,7 @@ def reading(results: dict) -> list[str]:
         f"reference {ref_store:.1f} s, busque {split['upload_embed']:.1f} s = "
         f"{ref_store / split['upload_embed']:.2f}x, of which {writes:.1f} s are the driver's "
         f"catalog writes ({writes / max(1, bon['uploaded']) * 1000:.1f} ms an image, one "
-        "transaction per statement).",
+        "transaction per batch).",
         f"- Embeddings cost the reference {on['seconds'] - off['seconds']:.1f} s and busque "
         f"{bon['seconds'] - boff['seconds']:.1f} s.",
     ]

@@ -435,17 +435,11 @@ def _store_new(
     import ray
     from tqdm import tqdm
 
-    from busque.faces.analyze import store_faces
     from busque.faces.index import FaceIndex
     from busque.faces.store import FaceStore
 
-    settings, store, tenant, library = run.settings, run.store, run.tenant, run.library
-    collection, by_path, embeddings, progress = (
-        run.collection,
-        run.by_path,
-        run.embeddings,
-        run.progress,
-    )
+    settings, tenant, library, by_path = run.settings, run.tenant, run.library, run.by_path
+    embeddings, progress = run.embeddings, run.progress
 
     from busque.media.catalog import bytes_to_vector
     from busque.media.phash import hex_to_int64
@@ -483,7 +477,6 @@ def _store_new(
         num_gpus=cfg.num_gpus,
     )
     first = {r["sha256"]: r for r in reps}
-    catalog = run.runtime.catalog
     face_store = FaceStore(run.runtime.engine)
     face_index = FaceIndex(face_store)
     done = 0
@@ -496,6 +489,7 @@ def _store_new(
         smoothing=0.1,
     )
     for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+        items = []
         for media_id, keys, error, vector, labels, sha, found in zip(
             batch["media_id"],
             batch["keys"],
@@ -507,12 +501,11 @@ def _store_new(
             strict=True,
         ):
             row = first[str(sha)]
-            members = new[str(sha)]
             bar.update(row["size"])
             if error:
                 failures.extend(
                     {"path": m["path"], "error": "invalid_image", "message": str(error)}
-                    for m in members
+                    for m in new[str(sha)]
                 )
                 continue
             metadata = {
@@ -525,51 +518,76 @@ def _store_new(
             if row["kind"] == "video":
                 metadata |= {k: row[k] for k in ("duration_s", "fps", "codec")}
                 metadata["keyframe_phashes"] = json.loads(row["keyframes"])
-            catalog.create(
-                tenant,
-                collection,
-                sha256=str(sha),
-                phash=hex_to_int64(row["phash"]),
-                width=row["width"],
-                height=row["height"],
-                format=row["format"],
-                size=row["size"],
-                metadata=metadata,
-                media_id=str(media_id),
-            )
             vector = bytes_to_vector(bytes(vector)) if len(vector) else None
             if vector is not None:
                 vectors[row["path"]] = vector
-            catalog.mark_indexed(
-                str(media_id),
-                keys=json.loads(str(keys)),
-                embedding=vector,
-                embedding_model=model["model"],
-                embedding_version=model["version"],
-                labels=json.loads(str(labels)),
+            faces = json.loads(str(found))
+            for face in faces or []:
+                face["thumbnail"] = base64.b64decode(face["thumbnail"])
+            items.append(
+                {
+                    "media_id": str(media_id),
+                    "sha256": str(sha),
+                    "phash": hex_to_int64(row["phash"]),
+                    "width": row["width"],
+                    "height": row["height"],
+                    "format": row["format"],
+                    "size": row["size"],
+                    "metadata": metadata,
+                    "keys": json.loads(str(keys)),
+                    "embedding": vector,
+                    "labels": json.loads(str(labels)),
+                    "faces": faces,  # None: not analysed
+                    "files": [by_path[m["path"]] for m in new[str(sha)]],
+                }
             )
-            found = json.loads(str(found))
-            if found is not None:
-                for face in found:
-                    face["thumbnail"] = base64.b64decode(face["thumbnail"])
-                store_faces(
-                    run.runtime.objects,
-                    face_store,
-                    face_index,
-                    settings.faces,
-                    tenant,
-                    str(media_id),
-                    found,
-                    "dlib-resnet-v1",
-                )
-            catalog.mark_synced(str(media_id))
-            store.record(
-                tenant, library, [(by_path[m["path"]], str(sha), str(media_id)) for m in members]
-            )
-            done += 1
+        _write_batch(run, model, face_store, face_index, items)
+        done += len(items)
         bar.set_postfix(media=done, refresh=False)
     bar.close()
     return done, vectors
+
+
+def _write_batch(run: _Run, model: dict, face_store, face_index, items: list[dict]) -> None:
+    """One batch into the catalog in one transaction: media rows (indexed and synced), their
+    faces, every path as a library file. A killed run leaves the batch whole or absent (then
+    redone): no media without its faces, no path pointing nowhere. Face thumbnails go to the
+    object store first and are removed if the transaction fails; people are clustered after."""
+    from busque.faces.analyze import cluster_rows, delete_objects, upload_thumbnails
+
+    objects = run.runtime.objects
+    written = []
+    try:
+        for item in items:
+            if item["faces"]:
+                written += upload_thumbnails(objects, run.tenant, item["faces"])
+        face_rows = []
+        with run.runtime.engine.begin() as conn:
+            run.runtime.catalog.add_synced(
+                conn,
+                run.tenant,
+                run.collection,
+                items,
+                embedding_model=model["model"],
+                embedding_version=model["version"],
+            )
+            for item in items:
+                if item["faces"] is not None:
+                    rows, _ = face_store.replace_faces(
+                        run.tenant, item["media_id"], item["faces"], "dlib-resnet-v1", conn
+                    )
+                    face_rows += rows
+            run.store.record(
+                run.tenant,
+                run.library,
+                [(f, item["sha256"], item["media_id"]) for item in items for f in item["files"]],
+                conn,
+            )
+    except BaseException:
+        delete_objects(objects, written)
+        raise
+    if face_rows:
+        cluster_rows(face_store, face_index, run.settings.faces, run.tenant, face_rows)
 
 
 def watch(

@@ -340,3 +340,74 @@ def test_a_videos_faces_come_from_frames_sampled_over_it(app, tmp_path):
     x, y, w, h = found["box"]
     assert 0 <= x <= x + w <= 640 and 0 <= y <= y + h <= 480 and w > 50
     assert runtime.objects.stat(found["thumbnail_key"]) is not None
+
+
+def test_a_batch_is_written_whole_or_not_at_all(app, tmp_path):
+    """The driver writes a batch (media rows, faces, library files) in one transaction: when
+    it fails halfway, no row of it remains and its face thumbnails are removed again."""
+    import numpy as np
+
+    from busque.faces.index import FaceIndex
+    from busque.ids import new_id
+    from busque.media.library import LibraryFile
+    from pipelines.backfill import _Run, _write_batch
+
+    runtime = Runtime(app.settings)
+    tenant = tenant_of(app, "backfill-atomic")
+    store = LibraryStore(runtime.engine)
+    run = _Run(
+        settings=app.settings,
+        runtime=runtime,
+        store=store,
+        tenant=tenant,
+        collection="atomic",
+        library="atomic",
+        by_path={},
+        spec=str(tmp_path),
+        embeddings=True,
+        faces=True,
+        progress=False,
+    )
+
+    ids = {1: new_id("med"), 2: new_id("med")}
+
+    def item(n: int, faces: list | None) -> dict:
+        return {
+            "media_id": ids[n],
+            "sha256": f"{n:064x}",
+            "phash": n,
+            "width": 64,
+            "height": 48,
+            "format": "jpeg",
+            "size": 100 + n,
+            "metadata": {"source_path": f"p{n}.jpg"},
+            "keys": {"original": f"o{n}", "normalized": f"n{n}", "thumbnail": f"t{n}"},
+            "embedding": np.ones(1280, dtype=np.float32) / np.sqrt(1280),
+            "labels": [],
+            "faces": faces,
+            "files": [LibraryFile(f"p{n}.jpg", 100 + n, 1.0, "image")],
+        }
+
+    face = {"box": [1, 2, 3, 4], "score": 1.0, "embedding": [0.0] * 128, "thumbnail": b"\xff\xd8"}
+    broken = {**face, "box": ["not", "a", "box", "!"]}  # fails inside the transaction
+    faces = FaceStore(runtime.engine)
+    with pytest.raises(ValueError):
+        _write_batch(
+            run,
+            {"model": "m", "version": "v"},
+            faces,
+            FaceIndex(faces),
+            [item(1, [dict(face)]), item(2, [dict(broken)])],
+        )
+    assert runtime.catalog.get(ids[1]) is None and runtime.catalog.get(ids[2]) is None
+    assert store.synced(tenant, "atomic") == {}
+    assert list(runtime.objects.list(f"{tenant}/faces/")) == []
+
+    _write_batch(
+        run, {"model": "m", "version": "v"}, faces, FaceIndex(faces), [item(1, [dict(face)])]
+    )
+    row = runtime.catalog.get(ids[1])
+    assert row["state"] == "indexed" and row["synced_at"] and row["embedding_model"] == "m"
+    assert store.synced(tenant, "atomic") == {"p1.jpg": (101, 1.0)}
+    (stored,) = faces.faces_of_media(tenant, [ids[1]])[ids[1]]
+    assert runtime.objects.stat(stored["thumbnail_key"]) is not None

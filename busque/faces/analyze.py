@@ -60,23 +60,36 @@ def store_faces(
     """Faces found elsewhere (box, score, embedding, thumbnail JPEG bytes or None) -> stored
     thumbnails and rows replacing the media item's faces, clustered into people. None when the
     media item is gone. Nothing is left half-written."""
+    written = upload_thumbnails(objects, tenant_id, found)
+    try:
+        stored = store.replace_faces(tenant_id, media_id, found, model)
+    except BaseException:
+        delete_objects(objects, written)
+        raise
+    if stored is None:
+        delete_objects(objects, written)
+        return None
+    rows, replaced_keys = stored
+    delete_objects(objects, replaced_keys)
+    return cluster_rows(store, index, settings, tenant_id, rows)
+
+
+def upload_thumbnails(objects: ObjectStore, tenant_id: str, found: list[dict]) -> list[str]:
+    """Give each face its id and store its thumbnail (when it has one); returns the keys
+    written, for the caller to delete if the rows are not stored after all."""
     for face in found:
         face["id"] = new_id("face")
         face["thumbnail_key"] = None
         if face.get("thumbnail"):
             face["thumbnail_key"] = tenant_key(tenant_id, "faces", f"{face['id']}.jpg")
             objects.put(face["thumbnail_key"], face["thumbnail"], "image/jpeg")
-    written = [f["thumbnail_key"] for f in found if f["thumbnail_key"]]
-    try:
-        stored = store.replace_faces(tenant_id, media_id, found, model)
-    except BaseException:
-        _delete(objects, written)
-        raise
-    if stored is None:
-        _delete(objects, written)
-        return None
-    rows, replaced_keys = stored
-    _delete(objects, replaced_keys)
+    return [f["thumbnail_key"] for f in found if f["thumbnail_key"]]
+
+
+def cluster_rows(
+    store: FaceStore, index: FaceIndex, settings: FaceSettings, tenant_id: str, rows: list[dict]
+) -> list[dict]:
+    """Stored face rows, clustered into people (incrementally); the rows with their person."""
     people = cluster(
         store,
         index,
@@ -131,6 +144,6 @@ async def run_faces_job(
     }
 
 
-def _delete(objects: ObjectStore, keys: list[str]) -> None:
+def delete_objects(objects: ObjectStore, keys: list[str]) -> None:
     for key in keys:
         objects.delete(key)

@@ -83,47 +83,50 @@ class FaceStore:
     # ---- faces ----
 
     def replace_faces(
-        self, tenant_id: str, media_id: str, found: Sequence[dict], model: str
+        self, tenant_id: str, media_id: str, found: Sequence[dict], model: str, conn=None
     ) -> tuple[list[dict], list[str]] | None:
         """Store a media item's faces (each: id, box, score, embedding, landmarks,
-        thumbnail_key, and for a video frame_s), dropping any it had. Returns (the new rows with their seq, thumbnail keys
-        of the replaced faces), or None when the media item is gone."""
+        thumbnail_key, and for a video frame_s), dropping any it had. Returns (the new rows with
+        their seq, thumbnail keys of the replaced faces), or None when the media item is gone.
+        In the caller's transaction when `conn` is given."""
+        if conn is None:
+            with self.engine.begin() as conn:
+                return self.replace_faces(tenant_id, media_id, found, model, conn)
         now = time.time()
-        with self.engine.begin() as conn:
-            exists = conn.execute(
-                select(media.c.id).where(media.c.id == media_id, media.c.tenant_id == tenant_id)
-            ).first()
-            if exists is None:
-                return None
-            old = conn.execute(
-                delete(faces)
-                .where(faces.c.media_id == media_id)
-                .returning(faces.c.thumbnail_key, faces.c.person_id)
-            ).all()
-            rows = []
-            for face in found:
-                x, y, w, h = (int(v) for v in face["box"])
-                values = {
-                    "id": face["id"],
-                    "tenant_id": tenant_id,
-                    "media_id": media_id,
-                    "person_id": None,
-                    "x": x,
-                    "y": y,
-                    "w": w,
-                    "h": h,
-                    "score": float(face["score"]),
-                    "embedding": np.asarray(face["embedding"], dtype="<f4").tobytes(),
-                    "landmarks": face.get("landmarks") or [],
-                    "thumbnail_key": face.get("thumbnail_key"),
-                    "model": model,
-                    "created_at": now,
-                    "frame_s": face.get("frame_s"),
-                }
-                seq = conn.execute(insert(faces).values(values).returning(faces.c.seq)).scalar()
-                rows.append(face_view({**values, "seq": seq}))
-            self._drop_empty_people(conn, tenant_id, {r.person_id for r in old} - {None})
-            conn.execute(update(media).where(media.c.id == media_id).values(faces_at=now))
+        exists = conn.execute(
+            select(media.c.id).where(media.c.id == media_id, media.c.tenant_id == tenant_id)
+        ).first()
+        if exists is None:
+            return None
+        old = conn.execute(
+            delete(faces)
+            .where(faces.c.media_id == media_id)
+            .returning(faces.c.thumbnail_key, faces.c.person_id)
+        ).all()
+        rows = []
+        for face in found:
+            x, y, w, h = (int(v) for v in face["box"])
+            values = {
+                "id": face["id"],
+                "tenant_id": tenant_id,
+                "media_id": media_id,
+                "person_id": None,
+                "x": x,
+                "y": y,
+                "w": w,
+                "h": h,
+                "score": float(face["score"]),
+                "embedding": np.asarray(face["embedding"], dtype="<f4").tobytes(),
+                "landmarks": face.get("landmarks") or [],
+                "thumbnail_key": face.get("thumbnail_key"),
+                "model": model,
+                "created_at": now,
+                "frame_s": face.get("frame_s"),
+            }
+            seq = conn.execute(insert(faces).values(values).returning(faces.c.seq)).scalar()
+            rows.append(face_view({**values, "seq": seq}))
+        self._drop_empty_people(conn, tenant_id, {r.person_id for r in old} - {None})
+        conn.execute(update(media).where(media.c.id == media_id).values(faces_at=now))
         return rows, [r.thumbnail_key for r in old if r.thumbnail_key]
 
     def media_to_analyze(

@@ -151,10 +151,68 @@ class Catalog:
             self._log(conn, row.tenant_id, row.collection, media_id, "add", now)
         return row._asdict()
 
-    def mark_synced(self, media_id: str) -> None:
-        """A backfill finished with it (DupMedia's synced_at: never uploaded twice)."""
-        with self.engine.begin() as conn:
-            conn.execute(update(media).where(media.c.id == media_id).values(synced_at=time.time()))
+    def add_synced(
+        self,
+        conn,
+        tenant_id: str,
+        collection: str,
+        items: Sequence[dict],
+        *,
+        embedding_model: str | None,
+        embedding_version: str | None,
+    ) -> None:
+        """Media a backfill stored and embedded (each item: media_id, sha256, phash, width,
+        height, format, size, metadata, keys, embedding or None, labels): rows inserted indexed
+        and synced (DupMedia's synced_at: never uploaded twice), their index additions logged,
+        in the caller's transaction, so a killed run leaves each row whole or absent."""
+        now = time.time()
+        rows = [
+            dict.fromkeys(media.c.keys())
+            | {
+                "id": item["media_id"],
+                "tenant_id": tenant_id,
+                "collection": collection,
+                "index_id": index_id(item["media_id"]),
+                "state": "indexed",
+                "sha256": item["sha256"],
+                "phash": item["phash"],
+                "width": item["width"],
+                "height": item["height"],
+                "format": item["format"],
+                "bytes": item["size"],
+                "metadata": item["metadata"],
+                "labels": item["labels"],
+                "original_key": item["keys"]["original"],
+                "normalized_key": item["keys"]["normalized"],
+                "thumbnail_key": item["keys"]["thumbnail"],
+                "embedding": None
+                if item["embedding"] is None
+                else vector_to_bytes(item["embedding"]),
+                "embedding_model": embedding_model,
+                "embedding_version": embedding_version,
+                "created_at": now,
+                "updated_at": now,
+                "indexed_at": now,
+                "synced_at": now,
+            }
+            for item in items
+        ]
+        if not rows:
+            return
+        conn.execute(insert(media), rows)
+        conn.execute(
+            insert(media_changes),
+            [
+                {
+                    "tenant_id": tenant_id,
+                    "collection": collection,
+                    "media_id": row["id"],
+                    "op": "add",
+                    "created_at": now,
+                }
+                for row in rows
+            ],
+        )
 
     def delete(self, media_id: str, tenant_id: str) -> dict | None:
         """Remove the row and its faces; returns it (for its storage keys, with `face_keys`: the

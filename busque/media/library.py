@@ -192,34 +192,41 @@ class LibraryStore:
         return found
 
     def record(
-        self, tenant_id: str, library: str, files: Sequence[tuple[LibraryFile, str, str | None]]
+        self,
+        tenant_id: str,
+        library: str,
+        files: Sequence[tuple[LibraryFile, str, str | None]],
+        conn=None,
     ) -> None:
-        """Remember (file, sha256, media_id) as synced, replacing what a path had."""
+        """Remember (file, sha256, media_id) as synced, replacing what a path had; in the
+        caller's transaction when `conn` is given."""
+        if conn is None:
+            with self.engine.begin() as conn:
+                return self.record(tenant_id, library, files, conn)
         now = time.time()
-        with self.engine.begin() as conn:
-            for file, sha256, media_id in files:
-                values = {
-                    "size": file.size,
-                    "mtime": file.mtime,
-                    "sha256": sha256,
-                    "media_id": media_id,
-                    "synced_at": now,
-                }
-                changed = conn.execute(
-                    update(library_files)
-                    .where(
-                        library_files.c.tenant_id == tenant_id,
-                        library_files.c.library == library,
-                        library_files.c.path == file.path,
+        for file, sha256, media_id in files:
+            values = {
+                "size": file.size,
+                "mtime": file.mtime,
+                "sha256": sha256,
+                "media_id": media_id,
+                "synced_at": now,
+            }
+            changed = conn.execute(
+                update(library_files)
+                .where(
+                    library_files.c.tenant_id == tenant_id,
+                    library_files.c.library == library,
+                    library_files.c.path == file.path,
+                )
+                .values(values)
+            ).rowcount
+            if not changed:
+                conn.execute(
+                    insert(library_files).values(
+                        tenant_id=tenant_id, library=library, path=file.path, **values
                     )
-                    .values(values)
-                ).rowcount
-                if not changed:
-                    conn.execute(
-                        insert(library_files).values(
-                            tenant_id=tenant_id, library=library, path=file.path, **values
-                        )
-                    )
+                )
 
     def aliases(self, tenant_id: str, media_id: str) -> list[str]:
         with self.reader.connect() as conn:
