@@ -32,9 +32,13 @@ def jpeg(image: Image.Image, quality: int = 90, exif: Image.Exif | None = None) 
     return out.getvalue()
 
 
-def make_library(root: Path) -> dict:
-    """The library and what a correct backfill must find in it."""
+def make_library(root: Path, variants: int = 0) -> dict:
+    """The library and what a correct backfill must find in it; `variants` more photos are
+    transformed copies (a slight crop, resized, recompressed, brighter or darker) of the eight."""
+    import random
+
     import skimage.data
+    from PIL import ImageEnhance
 
     exif = Image.Exif()
     exif[0x010F], exif[0x0110] = "Canon", "EOS 5D"
@@ -61,7 +65,24 @@ def make_library(root: Path) -> dict:
     shutil.copy(videos / "holiday.mp4", copies / "holiday-copy.mp4")
     transcode(videos / "holiday.mp4", videos / "holiday-small.mkv", size=(160, 120))
     corrupt_video(videos / "holiday.mp4", root / "broken.mp4")
-    return {"files": 8 + 4 + 3 + 3 + 4, "unique": 14, "exact_groups": 4, "failed": 4}
+    rng = random.Random(0)
+    for k in range(variants):
+        name = PHOTOS[k % len(PHOTOS)]
+        image = Image.fromarray(getattr(skimage.data, name)()).convert("RGB")
+        w, h = image.size
+        cut = rng.uniform(0, 0.03)
+        image = image.crop((int(w * cut), int(h * cut), w - int(w * cut), h - int(h * cut)))
+        image = image.resize((rng.randint(160, 400), rng.randint(160, 400)))
+        image = ImageEnhance.Brightness(image).enhance(rng.uniform(0.9, 1.1))
+        folder = root / "variants" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{name}-{k:04d}.jpg").write_bytes(jpeg(image, quality=rng.randint(50, 95)))
+    return {
+        "files": 8 + 4 + 3 + 3 + 4 + variants,
+        "unique": 14 + variants,
+        "exact_groups": 4,
+        "failed": 4,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -279,7 +300,7 @@ def test_backfill_from_an_s3_prefix_into_s3_and_postgresql(
     from busque.config import Settings
 
     local = tmp_path / "library"
-    expect = make_library(local)
+    expect = make_library(local, variants=240)  # a few hundred files
     server = seaweedfs_server
     endpoint = server["endpoint"].split("://")[-1]
     client = Minio(endpoint, server["access_key"], server["secret_key"], secure=False)
@@ -304,8 +325,15 @@ def test_backfill_from_an_s3_prefix_into_s3_and_postgresql(
     report = backfill(settings, tenant, source, collection="legacy", progress=False)
     assert report["root"] == source and report["files_seen"] == expect["files"]
     assert report["uploaded"] == expect["unique"] and report["failed"] == expect["failed"]
+    assert len(report["exact_duplicate_groups"]) == expect["exact_groups"]
+    # each photo's transformed copies group with it, by pHash and by embedding
+    for groups in (report["near_duplicate_groups"], report["near_duplicate_embedding_groups"]):
+        for i, name in enumerate(PHOTOS):
+            copies = {f"variants/{name}/{name}-{k:04d}.jpg" for k in range(i, 240, len(PHOTOS))}
+            best = max((set(g) & copies for g in groups), key=len, default=set())
+            assert len(best) >= len(copies) // 2, (name, len(best), len(copies))
     runtime = Runtime(settings)
-    rows, _ = runtime.catalog.list(tenant, collection="legacy", limit=100)
+    rows, _ = runtime.catalog.list(tenant, collection="legacy", limit=500)
     assert len(rows) == expect["unique"]
     assert all(runtime.objects.stat(r["original_key"]) for r in rows)  # stored in busque's S3
     again = backfill(settings, tenant, source, collection="legacy", progress=False)
