@@ -198,6 +198,13 @@ class StoreAndEmbed:
             ]
         )
 
+    def _embedding_input(self, image):
+        """The embedder's pixels: an image decoded larger for the face detector is box-reduced
+        to about the model's source side, as the JPEG decoder would have given it (the same
+        embedding with faces on or off, and a cheaper resize in the model)."""
+        factor = max(image.size) // self.model.source_side
+        return image.reduce(factor) if factor >= 2 else image
+
     def __call__(self, batch: dict) -> dict:
         from busque.ids import new_id
         from busque.media.normalize import storage_keys
@@ -234,7 +241,8 @@ class StoreAndEmbed:
         vectors, labels = [b""] * len(images), [[]] * len(images)
         usable = [i for i, image in enumerate(images) if image is not None]
         if self.model is not None and usable:
-            found, tops = self.model.analyze([images[i].image for i in usable], 5)
+            pixels = [self._embedding_input(images[i].image) for i in usable]
+            found, tops = self.model.analyze(pixels, 5)
             for i, vector, top in zip(usable, found, tops, strict=True):
                 vectors[i], labels[i] = vector.astype("<f4").tobytes(), top
         out["embedding"] = vectors
@@ -317,7 +325,7 @@ def backfill(
         for row in inspect.iter_rows():
             inspected.append(row)
             bar.update(row["size"])
-            bar.set_postfix(files=len(inspected), refresh=False)
+            _count(bar, "files", len(inspected))
     bar.close()
     failures = unsupported + [
         {"path": r["path"], "error": r["error"], "message": r["message"]}
@@ -543,9 +551,16 @@ def _store_new(
             )
         _write_batch(run, model, face_store, face_index, items)
         done += len(items)
-        bar.set_postfix(media=done, refresh=False)
+        _count(bar, "media", done)
     bar.close()
     return done, vectors
+
+
+def _count(bar, name: str, n: int) -> None:
+    """Items done and their rate beside a bytes bar's own MB/s and ETA."""
+    elapsed = bar.format_dict.get("elapsed") or 0.0
+    rate = f"{n / elapsed:.1f}" if elapsed > 0 else "-"
+    bar.set_postfix({name: n, f"{name}/s": rate}, refresh=False)
 
 
 def _write_batch(run: _Run, model: dict, face_store, face_index, items: list[dict]) -> None:
