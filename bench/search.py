@@ -369,19 +369,21 @@ def notes(results: dict) -> list[str]:
     else:
         lines.append(
             f"- Batching floor missed: {v['batching_throughput_ratio_at_16']}x, "
-            f"{(1 - v['batching_throughput_ratio_at_16'] / 1.5):.0%} short of 1.5x. The model "
-            "itself does not get faster per image in batches on this CPU: in-process, batches "
-            f"of {HIGH} give {v['in_process_batch16_images_per_s']} images/s against "
+            f"{(1 - v['batching_throughput_ratio_at_16'] / 1.5):.0%} short of 1.5x. In-process, "
+            f"the model in batches of {HIGH} (forward passes of the model's CPU batch) gives "
+            f"{v['in_process_batch16_images_per_s']} images/s against "
             f"{v['in_process_single_images_per_s']} one at a time "
-            f"({v['in_process_batch16_vs_single']}x; bench/results/embed.json: batch 4 at most "
-            "~1.2x batch 1, batch 8 and 32 slower). So `@serve.batch` can only save the "
-            "per-call costs (a Serve handle hop, a thread hand-off, a forward pass's fixed "
-            "cost); the Embedder alone through a handle gets "
+            f"({v['in_process_batch16_vs_single']}x; bench/results/embed.json has the model by "
+            "forward-pass size). On top of that `@serve.batch` saves per-call costs (a Serve "
+            "handle hop, a thread hand-off); the Embedder alone through a handle gets "
             f"{v['embedder_handle_batching_ratio_at_16']}x with batching on vs off at "
             f"concurrency {HIGH} "
             f"({on['embedder_handle'][high]['images_per_s']} vs "
-            f"{off['embedder_handle'][high]['images_per_s']} images/s). A 1.5x gain needs "
-            "hardware where a batch is cheaper per image (a GPU, or more cores per replica)."
+            f"{off['embedder_handle'][high]['images_per_s']} images/s). End to end, the rest "
+            "of a query (HTTP, the proxy, the Gateway's decode and pHash, the Matcher, the "
+            "catalog, the load generator itself) shares the same 2 cores and does not batch, "
+            "which dilutes the gain. A 1.5x gain needs hardware where a batch is much cheaper "
+            "per image (a GPU, or more cores per replica)."
         )
     one_on, one_base = on["concurrency_1"], base["concurrency_1"]
     lines.append(
