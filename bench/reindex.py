@@ -10,7 +10,7 @@ Side by side in one run, on a catalog of its own (SQLite, local object store):
   loop: one process, one image at a time (fetch, decode, embed), then the same writes.
 Writes bench/results/reindex.json and reindex.md.
 
-    python bench/reindex.py [--vectors 50000] [--images 96] [--actors 2]
+    python bench/reindex.py [--vectors 50000] [--images 2000] [--actors 2]
 """
 
 from __future__ import annotations
@@ -171,7 +171,7 @@ def store_images(runtime, tenant: str, count: int) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--vectors", type=int, default=50_000, help="stored embeddings")
-    parser.add_argument("--images", type=int, default=400, help="images to re-embed")
+    parser.add_argument("--images", type=int, default=2000, help="images to re-embed")
     parser.add_argument("--actors", type=int, default=2, help="Ray Data model actors")
     args = parser.parse_args()
 
