@@ -194,22 +194,26 @@ def test_backfill_uploads_catalogs_and_the_service_finds_it(app, library):
     os.remove(root / "chelsea-again.jpg")
 
 
-def test_a_killed_backfill_resumes_without_duplicates(app, tmp_path):
-    import ray
-
-    root = tmp_path / "big"
-    make_library(root)
-    for i in range(40):  # enough batches for the kill to land mid-run
+def add_generated(root: Path, count: int = 40) -> None:
+    """Plain generated photos: enough batches for a kill to land mid-run."""
+    for i in range(count):
         image = Image.new("RGB", (320, 240), (i * 6 % 256, i * 3 % 256, 200 - i))
         (root / f"gen-{i:03d}.jpg").write_bytes(jpeg(image))
-    tenant_name = "backfill-resume"
-    tenant = tenant_of(app, tenant_name)
-    runtime = Runtime(app.settings)
+
+
+def kill_and_resume(settings, env: dict, source: str, expect: dict, tenant_name: str) -> None:
+    """Run `python -m pipelines.backfill` (on the test's Ray cluster), SIGKILL it once a few
+    files are synced, run the backfill again: every readable file synced once, every unique
+    photo stored once."""
+    import ray
+
+    runtime = Runtime(settings)
+    tenant = runtime.keys.ensure_tenant(tenant_name)
     store = LibraryStore(runtime.engine)
     env = {
         **os.environ,
+        **env,
         "RAY_ADDRESS": ray.get_runtime_context().gcs_address,
-        "BUSQUE_HOME": str(app.settings.home),
         "BUSQUE_PIPELINES__BATCH_SIZE": "4",
     }
     process = subprocess.Popen(
@@ -217,7 +221,7 @@ def test_a_killed_backfill_resumes_without_duplicates(app, tmp_path):
             sys.executable,
             "-m",
             "pipelines.backfill",
-            str(root),
+            source,
             "--tenant",
             tenant,
             "--collection",
@@ -236,13 +240,23 @@ def test_a_killed_backfill_resumes_without_duplicates(app, tmp_path):
     process.send_signal(signal.SIGKILL)
     process.wait(30)
     partial = len(store.synced(tenant, "resume"))
-    report = backfill(app.settings, tenant, root, collection="resume", progress=False)
-    rows, _ = runtime.catalog.list(tenant, collection="resume", limit=200)
+    assert partial < expect["files"] - expect["failed"], "killed too late to test a resume"
+    report = backfill(settings, tenant, source, collection="resume", progress=False)
     assert report["skipped_unchanged"] >= partial
-    expect = make_library(tmp_path / "counts")
-    assert len(rows) == expect["unique"] + 40 and len({r["sha256"] for r in rows}) == len(rows)
-    readable = expect["files"] - expect["failed"]
-    assert len(store.synced(tenant, "resume")) == readable + 40  # every readable file, once
+    rows, _ = runtime.catalog.list(tenant, collection="resume", limit=500)
+    assert len(rows) == expect["unique"] and len({r["sha256"] for r in rows}) == len(rows)
+    assert all(r["state"] == "indexed" and r["synced_at"] for r in rows)
+    # every readable file, once
+    assert len(store.synced(tenant, "resume")) == expect["files"] - expect["failed"]
+
+
+def test_a_killed_backfill_resumes_without_duplicates(app, tmp_path):
+    root = tmp_path / "big"
+    expect = make_library(root)
+    add_generated(root)
+    expect = expect | {"files": expect["files"] + 40, "unique": expect["unique"] + 40}
+    env = {"BUSQUE_HOME": str(app.settings.home)}
+    kill_and_resume(app.settings, env, str(root), expect, "backfill-resume")
 
 
 def test_watch_mode_processes_new_files_as_they_appear(app, tmp_path):
@@ -292,7 +306,8 @@ def test_backfill_from_an_s3_prefix_into_s3_and_postgresql(
     seaweedfs_server,
     tmp_path,
 ):
-    """The cluster set-up: the library in a bucket, busque on PostgreSQL and S3 (SeaweedFS)."""
+    """The cluster set-up: the library in a bucket, busque on PostgreSQL and S3 (SeaweedFS):
+    counts, dedupe groups, idempotency, and a resume after a kill."""
     import uuid
 
     from minio import Minio
@@ -339,6 +354,18 @@ def test_backfill_from_an_s3_prefix_into_s3_and_postgresql(
     again = backfill(settings, tenant, source, collection="legacy", progress=False)
     assert again["skipped_unchanged"] == expect["files"] - expect["failed"]
     assert again["uploaded"] == 0
+
+    # Killed halfway and run again, on the same S3 library, PostgreSQL and S3 store.
+    env = {
+        "BUSQUE_HOME": str(settings.home),
+        "BUSQUE_DATABASE__URL": db_url,
+        "BUSQUE_FACES__ENABLED": "false",
+        **{
+            f"BUSQUE_STORAGE__{name.upper()}": str(getattr(settings.storage, name))
+            for name in ("backend", "s3_endpoint", "s3_access_key", "s3_secret_key", "s3_bucket")
+        },
+    }
+    kill_and_resume(settings, env, source, expect, "s3-resume")
 
 
 def test_a_videos_faces_come_from_frames_sampled_over_it(app, tmp_path):
