@@ -266,3 +266,26 @@ def test_ingest_by_object_key_after_a_presigned_upload(client_module):
         404,
         "object_not_found",
     )
+
+
+def test_a_bad_image_in_an_embedder_batch_fails_alone(app):
+    """Calls sent together are batched; corrupt bytes among them get their own error and the
+    others their vectors."""
+    import asyncio
+
+    from ray import serve
+
+    good = jpeg(photo("chelsea"))
+
+    async def together() -> list[dict]:
+        handle = serve.get_deployment_handle("Embedder", app.settings.serve.app_name)
+        data = [good if i % 2 else good[: len(good) // 3] for i in range(8)]
+        return await asyncio.gather(*(handle.embed.remote(item) for item in data))
+
+    results = asyncio.run(together())
+    for i, result in enumerate(results):
+        if i % 2:
+            assert len(result["vector"]) == 1280 and result["labels"]
+        else:
+            assert result["error"]["status"] == 422
+            assert result["error"]["code"] == "invalid_image"

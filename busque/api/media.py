@@ -9,7 +9,6 @@ import re
 import time
 from typing import Annotated, Any, Literal
 
-import numpy as np
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi import Path as PathParam
 from pydantic import BaseModel, Field, ValidationError
@@ -324,22 +323,9 @@ class SearchQuery(BaseModel):
     min_score: float | None = Field(None, ge=-1, le=1)
 
 
-QUERY_SIDE = 320  # the model looks at a 224 px centre crop of the shorter side: nothing lost
-
-
 async def _embed_image(ctx, data: bytes) -> tuple[Any, int]:
-    """A query image's vector and pHash (nothing is stored). The pHash is computed while the
-    Embedder works."""
-    from busque.media.decode import decode_image
-
-    def pixels():
-        try:
-            decoded = decode_image(
-                data, max_pixels=ctx.settings.media.max_pixels, max_side=QUERY_SIDE
-            )
-            return np.asarray(decoded.image)
-        except MediaError as exc:
-            raise media_error(exc) from None
+    """A query image's vector and pHash (nothing is stored): the bytes go to the Embedder as
+    they are (it decodes them at the size the model needs) while the pHash is computed here."""
 
     def phash():
         try:
@@ -347,9 +333,13 @@ async def _embed_image(ctx, data: bytes) -> tuple[Any, int]:
         except MediaError as exc:
             raise media_error(exc) from None
 
-    embedding = ctx.embedder.embed.remote(await asyncio.to_thread(pixels))
+    embedding = ctx.embedder.embed.remote(data)
     phash_value = await asyncio.to_thread(phash)
-    return (await embedding)["vector"], phash_value
+    embedded = await embedding
+    if "error" in embedded:
+        error = embedded["error"]
+        raise ApiError(error["status"], error["code"], error["message"])
+    return embedded["vector"], phash_value
 
 
 async def _query(ctx, principal: Principal, q: SearchQuery, image: bytes | None) -> dict:

@@ -58,6 +58,8 @@ async def run_ingest(
     await progress(40, "stored")
 
     embedded = await services.embed(images.normalized)
+    if "error" in embedded:  # the normalised JPEG is ours: this is not the user's bad input
+        raise RuntimeError(f"the Embedder could not read the normalised image: {embedded['error']}")
     vector, labels = embedded["vector"], embedded["labels"]
     await progress(70, "embedded")
 

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 from ray import serve
 
-from busque.media.decode import decode_reduced
+from busque.media.decode import MediaError, decode_reduced
 from busque.models.embedding import create_embedder
 from busque.serve.runtime import Runtime
 
@@ -38,20 +38,32 @@ class Embedder:
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.0)
     async def embed(self, images: list[bytes | np.ndarray]) -> list[dict]:
-        """Each image: normalised RGB JPEG bytes, or an RGB uint8 array (a query, which needs
-        no JPEG round trip) -> {"vector", "labels"}."""
-        vectors, labels = await asyncio.to_thread(self._analyze, images)
-        return [{"vector": v, "labels": top} for v, top in zip(vectors, labels, strict=True)]
+        """Each image: encoded bytes (decoded here, JPEGs at reduced scale), or an RGB uint8
+        array -> {"vector", "labels"}, or {"error": {"status", "code", "message"}} for bytes
+        that are not a usable image (the rest of the batch is embedded all the same)."""
+        return await asyncio.to_thread(self._analyze, images)
 
-    def _analyze(self, images: list[bytes | np.ndarray]):
-        side = self.model.source_side
-        pil = [
-            Image.fromarray(data)
-            if isinstance(data, np.ndarray)
-            else decode_reduced(data, min_side=side)
-            for data in images
-        ]
-        return self.model.analyze(pil, 5)
+    def _analyze(self, images: list[bytes | np.ndarray]) -> list[dict]:
+        side, max_pixels = self.model.source_side, self.runtime.settings.media.max_pixels
+        out: list[dict] = []
+        pil = []
+        for data in images:
+            try:
+                if isinstance(data, np.ndarray):
+                    pil.append(Image.fromarray(data))
+                else:
+                    pil.append(decode_reduced(data, min_side=side, max_pixels=max_pixels))
+                out.append({})
+            except MediaError as exc:
+                out.append({"error": {"status": exc.status, "code": exc.code, "message": str(exc)}})
+        if pil:
+            vectors, labels = self.model.analyze(pil, 5)
+            found = iter(zip(vectors, labels, strict=True))
+            for item in out:
+                if not item:
+                    vector, top = next(found)
+                    item |= {"vector": vector, "labels": top}
+        return out
 
     async def embed_text(self, text: str) -> np.ndarray:
         return (await asyncio.to_thread(self.model.embed_texts, [text]))[0]
