@@ -2,7 +2,7 @@
 
 Side by side in one run: busque with `@serve.batch` on (embedder batch_size 16) and off
 (batch_size 1), at concurrency 1 and 16, and the same model work in-process as the baseline
-(decode + normalise + `analyze`, no Serve, no HTTP, no index). ~20 real photos that scikit-image
+(decode + `analyze`, no Serve, no HTTP, no index). ~20 real photos that scikit-image
 ships are ingested first (through POST /v1/ingest and its jobs); the queries are the same
 photos slightly transformed (JPEG quality 50; brightness x1.2), sent as multipart `image` with
 `k` and `collection`, so every query also runs the pHash, the Matcher's hybrid index lookup and
@@ -212,14 +212,15 @@ def bench_busque(app, queries, seconds: float, warmup: float) -> dict:
     return asyncio.run(run())
 
 
-def normalized_query(data: bytes) -> np.ndarray:
-    """The pixels the Gateway sends the Embedder for a query (as busque/api/media.py)."""
-    from busque.api.media import QUERY_SIDE
+def query_pixels(data: bytes) -> Image.Image:
+    """The pixels the Embedder makes of a query's bytes (as busque/serve/embedder.py)."""
     from busque.config import MediaSettings
-    from busque.media.decode import decode_image
+    from busque.media.decode import decode_reduced
+    from busque.models.embedding.base import ImageEmbedder
 
-    decoded = decode_image(data, max_pixels=MediaSettings().max_pixels, max_side=QUERY_SIDE)
-    return np.asarray(decoded.image)
+    return decode_reduced(
+        data, min_side=ImageEmbedder.source_side, max_pixels=MediaSettings().max_pixels
+    )
 
 
 def bench_embedder_handle(app_name: str, jpegs: list[bytes], seconds: float, warmup: float):
@@ -262,8 +263,8 @@ def replica_torch_threads() -> int:
 
 
 def bench_in_process(queries, seconds: float, warmup: float, threads: int) -> dict:
-    """Per query what the Gateway and the Embedder compute for it: decode at QUERY_SIDE px (the
-    pixels the Embedder is sent) + `analyze([image])`. Single thread, one query at a time (the latency), then batches of 16 (the images/s ceiling)."""
+    """Per query what the Embedder computes for it: decode (JPEGs at reduced scale, to the
+    model's source side) + `analyze([image])`. Single thread, one query at a time (the latency), then batches of 16 (the images/s ceiling)."""
     import torch
 
     from busque.media.phash import phash_bytes
@@ -276,7 +277,7 @@ def bench_in_process(queries, seconds: float, warmup: float, threads: int) -> di
     load_s = time.perf_counter() - started
 
     def prepare(data: bytes) -> Image.Image:
-        return Image.fromarray(normalized_query(data))
+        return query_pixels(data)
 
     def loop(step, seconds: float, per_step: int) -> dict:
         latencies, i = [], 0
@@ -397,10 +398,10 @@ def notes(results: dict) -> list[str]:
     )
     lines.append(
         f"- Where a query's p50 goes (batching on, concurrency 1): the model work in-process "
-        f"{one_base['p50_ms']} ms (decode + normalise + EfficientNet); the Embedder through a "
+        f"{one_base['p50_ms']} ms (decode + EfficientNet); the Embedder through a "
         f"Serve handle {on['embedder_handle']['concurrency_1']['p50_ms']} ms (its decode + "
         f"model + one handle hop + up to {results['batch_wait_ms']} ms waiting for a batch to "
-        f"fill); the search handler {one_on['handler_p50_ms']} ms (also decode, normalise, "
+        f"fill); the search handler {one_on['handler_p50_ms']} ms (also the upload, the "
         "pHash, the Matcher hop and its index search, the catalog read, signed URLs); the "
         f"client {one_on['p50_ms']} ms, so HTTP and the Serve proxy add "
         f"{one_on['p50_ms'] - one_on['handler_p50_ms']:.1f} ms. Batching off: Embedder handle "
@@ -476,8 +477,8 @@ def write_report(results: dict) -> None:
         f"| {batch['p50_ms']} (per batch) | {batch['p99_ms']} (per batch) |",
         "",
         "`handler p50`: the `duration_ms` the search handler reports; the rest of the client's "
-        "latency is HTTP and the Serve proxy. The in-process baseline is decode + normalise + "
-        "`analyze` per query, what the Gateway and the Embedder compute for the model; pHash "
+        "latency is HTTP and the Serve proxy. The in-process baseline is decode + `analyze` per "
+        "query, what the Embedder computes for the model (the Gateway sends it the bytes); pHash "
         f"({base['phash_p50_ms']} ms p50), the index and the catalog are not in it.",
         "",
         "| floor | measured | met |",
@@ -505,7 +506,7 @@ def run_phase(batch_size: int, seconds: float, warmup: float, out: Path) -> None
 
     start_ray()
     originals, queries = photo_set()
-    normalized = [normalized_query(data) for _, data in queries]
+    jpegs = [data for _, data in queries]
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         settings = settings_for(Path(tmp) / "busque", port, batch_size)
@@ -520,7 +521,7 @@ def run_phase(batch_size: int, seconds: float, warmup: float, out: Path) -> None
                 **bench_busque(app, queries, seconds, warmup),
             }
             case["embedder_handle"] = bench_embedder_handle(
-                settings.serve.app_name, normalized, seconds / 2, warmup
+                settings.serve.app_name, jpegs, seconds / 2, warmup
             )
         finally:
             serve.delete(settings.serve.app_name)
