@@ -381,7 +381,7 @@ def notes(results: dict) -> list[str]:
             f"concurrency {HIGH} "
             f"({on['embedder_handle'][high]['images_per_s']} vs "
             f"{off['embedder_handle'][high]['images_per_s']} images/s). End to end, the rest "
-            "of a query (HTTP, the proxy, the Gateway's decode and pHash, the Matcher, the "
+            "of a query (HTTP, the proxy, the Gateway's upload parsing and pHash, the Matcher, the "
             "catalog, the load generator itself) shares the same 2 cores and does not batch, "
             "which dilutes the gain. A 1.5x gain needs hardware where a batch is much cheaper "
             "per image (a GPU, or more cores per replica)."
