@@ -109,20 +109,7 @@ def keyframe_phashes(path: str | Path, max_frames: int = 8) -> list[tuple[float,
     stream's start; where several targets land on the same frame (a short video, sparse
     keyframes past MAX_FORWARD), that frame is hashed once.
     """
-    if max_frames < 1:
-        raise ValueError("max_frames must be >= 1")
-    with _open(path) as container:
-        try:
-            stream = _video_stream(container, path)
-            samples = _sample_frames(container, stream, max_frames, _small_grey)
-        except MediaError:
-            raise
-        except AV_ERRORS as exc:
-            raise InvalidVideo(
-                f"{Path(path).name}: corrupt or truncated video: {_why(exc)}"
-            ) from None
-    if not samples:
-        raise InvalidVideo(f"{Path(path).name}: no video frame could be decoded")
+    samples = _sampled(path, max_frames, _small_grey)
     hashes = hashes_from_pixels(np.stack([pixels for _, pixels in samples]))
     return [(round(t, 3), h) for (t, _), h in zip(samples, hashes, strict=True)]
 
@@ -133,14 +120,18 @@ def sample_frames(
     """(timestamp_s, RGB frame as displayed, at most max_side) of up to max_frames frames spread
     evenly over the video, chosen as keyframe_phashes chooses its frames (faces are looked for
     in these)."""
+    samples = _sampled(path, max_frames, lambda frame: _displayed(frame, max_side))
+    return [(round(t, 3), image) for t, image in samples]
+
+
+def _sampled(path: str | Path, max_frames: int, convert) -> list[tuple[float, Any]]:
+    """_sample_frames on the file, with av's errors as InvalidVideo; at least one frame."""
     if max_frames < 1:
         raise ValueError("max_frames must be >= 1")
     with _open(path) as container:
         try:
             stream = _video_stream(container, path)
-            samples = _sample_frames(
-                container, stream, max_frames, lambda frame: _displayed(frame, max_side)
-            )
+            samples = _sample_frames(container, stream, max_frames, convert)
         except MediaError:
             raise
         except AV_ERRORS as exc:
@@ -149,7 +140,7 @@ def sample_frames(
             ) from None
     if not samples:
         raise InvalidVideo(f"{Path(path).name}: no video frame could be decoded")
-    return [(round(t, 3), image) for t, image in samples]
+    return samples
 
 
 def poster_frame(path: str | Path) -> Image.Image:
