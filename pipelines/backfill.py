@@ -17,8 +17,8 @@
    original (content-addressed), normalised JPEG and thumbnail go to the object store, its
    embedding and faces to the catalog, whose change log makes it searchable in the running
    service. A video's poster frame is its thumbnail and embedding; its faces come from
-   `faces.video_frames` frames sampled over it, each person once. Each batch is committed as it finishes: a killed run resumes where it
-   stopped, with nothing duplicated and nothing missing.
+   `faces.video_frames` frames sampled over it, each person once. Each batch is committed as it
+   finishes: a killed run resumes where it stopped, with nothing duplicated and nothing missing.
 The report (JSON, and a summary table) gives counts, groups, failures and the bytes dedupe saved.
 """
 
@@ -140,6 +140,7 @@ class StoreAndEmbed:
             max_side=media.normalized_side,
             thumb_side=media.thumbnail_side,
             analysis_side=self.analysis_side,
+            sha256=sha256,
         )
         if self.objects.stat(keys["original"]) is None:
             self.objects.put(keys["original"], data, CONTENT_TYPES.get(fmt))

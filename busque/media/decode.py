@@ -121,19 +121,7 @@ def image_info(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInf
 
 def decode_image(data: bytes, *, max_pixels: int, max_side: int | None = None) -> DecodedImage:
     img, info = open_image(data, max_pixels=max_pixels)
-    width, height = img.size
-    try:
-        if max_side and max(img.size) > max_side:
-            # JPEG: let libjpeg scale by 1/2..1/8 while decoding (never below the target).
-            scale = max_side / max(img.size)
-            img.draft("RGB", (math.ceil(img.width * scale), math.ceil(img.height * scale)))
-        img.load()
-        if orientation(img) in (5, 6, 7, 8):
-            width, height = height, width
-        img = exif_transpose(img)
-        rgb = to_rgb(img)
-    except DECODE_ERRORS as exc:
-        raise InvalidImage(f"corrupt or truncated {info.format} image: {exc}") from None
+    rgb, width, height = decode_opened(img, info, max_side)
     if max_side and max(rgb.size) > max_side:
         scale = max_side / max(rgb.size)
         size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
@@ -152,10 +140,23 @@ def decode_reduced(data: bytes, *, min_side: int, max_pixels: int = DEFAULT_MAX_
     """Upright RGB pixels for a model that resizes them itself: a JPEG decodes at the smallest
     1/2..1/8 scale whose long side stays >= min_side (other formats in full); no resampling."""
     img, info = open_image(data, max_pixels=max_pixels)
+    return decode_opened(img, info, min_side)[0]
+
+
+def decode_opened(
+    img: Image.Image, info: ImageInfo, draft_side: int | None
+) -> tuple[Image.Image, int, int]:
+    """An image from open_image -> (upright RGB pixels, the original's width and height after
+    EXIF orientation). A JPEG decodes at reduced scale keeping `draft_side` (None: in full). The
+    orientation is read again once loaded: a PNG's eXIf chunk may follow its pixels."""
+    width, height = img.size
     try:
-        draft(img, min_side)
+        if draft_side:
+            draft(img, draft_side)
         img.load()
-        return to_rgb(exif_transpose(img))
+        if orientation(img) in (5, 6, 7, 8):
+            width, height = height, width
+        return to_rgb(exif_transpose(img)), width, height
     except DECODE_ERRORS as exc:
         raise InvalidImage(f"corrupt or truncated {info.format} image: {exc}") from None
 

@@ -51,6 +51,7 @@ async def run_ingest(
         max_pixels=settings.max_pixels,
         max_side=settings.normalized_side,
         thumb_side=settings.thumbnail_side,
+        sha256=row["sha256"],
     )
     keys = {"original": inputs["original_key"], **inputs["keys"]}
     await asyncio.to_thread(objects.put, keys["normalized"], images.normalized, "image/jpeg")

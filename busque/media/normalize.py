@@ -15,16 +15,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from busque.media.decode import (
-    DECODE_ERRORS,
-    DecodedImage,
-    InvalidImage,
-    draft,
-    exif_transpose,
-    open_image,
-    orientation,
-    to_rgb,
-)
+from busque.media.decode import DecodedImage, decode_opened, open_image, orientation
 from busque.storage import tenant_key
 
 EXTENSIONS = {
@@ -84,22 +75,20 @@ def prepare(
     max_side: int = 2048,
     thumb_side: int = 256,
     analysis_side: int | None = None,
+    sha256: str | None = None,
 ) -> tuple[DecodedImage, Renditions]:
     """The original's bytes -> (the decoded image, its renditions). The decoded image is upright
     RGB, as large as the normalised rendition, or, when the original is its own normalised
     rendition, at least `analysis_side` (what the models need; None: only the thumbnail) on the
-    long side where the original has that many pixels. Raises MediaError like decode_image."""
+    long side where the original has that many pixels. `sha256`: the bytes' hash when the
+    caller has it already (else computed). Raises MediaError like decode_image."""
     img, info = open_image(data, max_pixels=max_pixels)
     as_is = _normalized_as_is(img, max_side)
-    try:
-        if as_is:
-            draft(img, max(thumb_side, analysis_side or 0))
-        elif max(img.size) > max_side:
-            draft(img, math.ceil(max_side * DRAFT_SLACK))
-        img.load()
-        image = to_rgb(exif_transpose(img))
-    except DECODE_ERRORS as exc:
-        raise InvalidImage(f"corrupt or truncated {info.format} image: {exc}") from None
+    if as_is:
+        draft_side = max(thumb_side, analysis_side or 0)
+    else:
+        draft_side = math.ceil(max_side * DRAFT_SLACK) if max(img.size) > max_side else None
+    image, width, height = decode_opened(img, info, draft_side)
     if not as_is and max(image.size) > max_side:
         image = _fit(image, max_side)
     if as_is:
@@ -113,9 +102,9 @@ def prepare(
     decoded = DecodedImage(
         image=image,
         format=info.format,
-        width=info.width,
-        height=info.height,
-        sha256=hashlib.sha256(data).hexdigest(),
+        width=width,
+        height=height,
+        sha256=sha256 or hashlib.sha256(data).hexdigest(),
         bytes=len(data),
     )
     return decoded, Renditions(normalized, thumb.getvalue())
