@@ -1,8 +1,9 @@
 """The Embedder deployment: image (and, with CLIP, text) embeddings, batched with @serve.batch.
 
-Callers send one normalised JPEG per call; Serve gathers concurrent calls into one forward pass
-(up to `embedder.batch_size`, waiting at most `embedder.batch_wait_s` to fill a batch; with the
-default 0 a batch is what queued while the previous forward pass ran).
+Callers send one encoded image per call (a normalised JPEG, a query upload); Serve gathers
+concurrent calls into one forward pass (up to `embedder.batch_size`, waiting at most
+`embedder.batch_wait_s` to fill a batch; with the default 0 a batch is what queued while the
+previous forward pass ran).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
-from PIL import Image
 from ray import serve
 
 from busque.media.decode import MediaError, decode_reduced
@@ -37,32 +37,27 @@ class Embedder:
         self.embed.set_batch_wait_timeout_s(cfg.batch_wait_s)
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.0)
-    async def embed(self, images: list[bytes | np.ndarray]) -> list[dict]:
-        """Each image: encoded bytes (decoded here, JPEGs at reduced scale), or an RGB uint8
-        array -> {"vector", "labels"}, or {"error": {"status", "code", "message"}} for bytes
-        that are not a usable image (the rest of the batch is embedded all the same)."""
+    async def embed(self, images: list[bytes]) -> list[dict]:
+        """Each image: encoded bytes (decoded here, JPEGs at reduced scale) -> {"vector",
+        "labels"}, or {"error": {"status", "code", "message"}} for bytes that are not a usable
+        image (the rest of the batch is embedded all the same)."""
         return await asyncio.to_thread(self._analyze, images)
 
-    def _analyze(self, images: list[bytes | np.ndarray]) -> list[dict]:
+    def _analyze(self, images: list[bytes]) -> list[dict]:
         side, max_pixels = self.model.source_side, self.runtime.settings.media.max_pixels
         out: list[dict] = []
-        pil = []
+        decoded = []  # (index in out, pixels)
         for data in images:
             try:
-                if isinstance(data, np.ndarray):
-                    pil.append(Image.fromarray(data))
-                else:
-                    pil.append(decode_reduced(data, min_side=side, max_pixels=max_pixels))
+                pixels = decode_reduced(data, min_side=side, max_pixels=max_pixels)
+                decoded.append((len(out), pixels))
                 out.append({})
             except MediaError as exc:
                 out.append({"error": {"status": exc.status, "code": exc.code, "message": str(exc)}})
-        if pil:
-            vectors, labels = self.model.analyze(pil, 5)
-            found = iter(zip(vectors, labels, strict=True))
-            for item in out:
-                if not item:
-                    vector, top = next(found)
-                    item |= {"vector": vector, "labels": top}
+        if decoded:
+            vectors, labels = self.model.analyze([pixels for _, pixels in decoded], 5)
+            for (i, _), vector, top in zip(decoded, vectors, labels, strict=True):
+                out[i] = {"vector": vector, "labels": top}
         return out
 
     async def embed_text(self, text: str) -> np.ndarray:
