@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
-from bench.common import machine, start_ray  # noqa: E402
+from bench.common import machine, skimage_photo, start_ray  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 PHOTOS = [
@@ -111,13 +111,9 @@ _CACHE: dict = {}
 def _sources():
     if not _CACHE:
         from PIL import Image
-        from skimage import data as skdata
 
         for name in PHOTOS:
-            arr = getattr(skdata, name)()
-            if arr.dtype == bool:
-                arr = arr.astype(np.uint8) * 255
-            _CACHE[name] = Image.fromarray(arr).convert("RGB")
+            _CACHE[name] = skimage_photo(name)
         noise = np.random.default_rng(0).normal(128, NOISE_SIGMA, (BIG[1] + 64, BIG[0] + 64, 3))
         _CACHE["noise"] = Image.fromarray(np.clip(noise, 0, 255).astype(np.uint8))
     return _CACHE

@@ -1,4 +1,4 @@
-"""What the Serve benchmarks share: closed-loop load and latency summaries."""
+"""What the benchmarks share: closed-loop load, latency summaries, machine facts, sample photos."""
 
 from __future__ import annotations
 
@@ -86,3 +86,24 @@ def start_ray(**options) -> None:
         _node_ip_address="127.0.0.1",
         **options,
     )
+
+
+def skimage_photo(name: str):
+    """One of scikit-image's sample photos as an RGB Pillow image (binary masks as black and
+    white, transparency on white, a stereo pair's left view)."""
+    import numpy as np
+    import skimage.data
+    from PIL import Image
+
+    array = getattr(skimage.data, name)()
+    if isinstance(array, tuple):  # stereo_motorcycle: (left, right, disparity)
+        array = array[0]
+    if array.dtype == bool:
+        array = array.astype(np.uint8) * 255
+    image = Image.fromarray(array)
+    if image.mode in ("RGBA", "LA"):
+        image = image.convert("RGBA")
+        background = Image.new("RGB", image.size, (255, 255, 255))
+        background.paste(image, mask=image.getchannel("A"))
+        image = background
+    return image.convert("RGB")

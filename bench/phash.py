@@ -29,12 +29,12 @@ import imagehash  # noqa: E402
 import numpy as np  # noqa: E402
 import PIL  # noqa: E402
 from PIL import Image, features  # noqa: E402
-from skimage import data as skdata  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import machine as common_machine  # noqa: E402
+from bench.common import skimage_photo  # noqa: E402
 from busque.media.phash import DRAFT_SIZE, hamming, phash_bytes, phash_many  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -59,10 +59,7 @@ FLOORS = {"12MP": 5.0, "1MP": 2.0}
 def make_files(folder: Path) -> dict[str, list[Path]]:
     files: dict[str, list[Path]] = {label: [] for label in SIZES}
     for name in PHOTOS:
-        arr = getattr(skdata, name)()
-        if arr.dtype == bool:
-            arr = arr.astype(np.uint8) * 255
-        img = Image.fromarray(arr).convert("RGB")
+        img = skimage_photo(name)
         for label, size in SIZES.items():
             path = folder / f"{name}_{label}.jpg"
             img.resize(size, Image.Resampling.BICUBIC).save(path, "JPEG", quality=90)

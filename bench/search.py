@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 import httpx
-import numpy as np
 from PIL import Image, ImageEnhance
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-from bench.common import closed_loop, percentile, start_ray, summary  # noqa: E402
+from bench.common import closed_loop, percentile, skimage_photo, start_ray, summary  # noqa: E402
 from bench.common import machine as common_machine  # noqa: E402
 from tests.servers import free_port  # noqa: E402
 
@@ -70,23 +69,6 @@ HIGH = 16  # the high concurrency, and the batch size of the batching-on phase
 # ---- the photos ----
 
 
-def photo(name: str) -> Image.Image:
-    import skimage.data
-
-    array = getattr(skimage.data, name)()
-    if isinstance(array, tuple):  # stereo_motorcycle: (left, right, disparity)
-        array = array[0]
-    if array.dtype == bool:
-        array = array.astype(np.uint8) * 255
-    image = Image.fromarray(array)
-    if image.mode in ("RGBA", "LA"):
-        image = image.convert("RGBA")
-        background = Image.new("RGB", image.size, (255, 255, 255))
-        background.paste(image, mask=image.getchannel("A"))
-        image = background
-    return image.convert("RGB")
-
-
 def jpeg(image: Image.Image, quality: int = 90, size: int = 512) -> bytes:
     image = image.copy()
     image.thumbnail((size, size))
@@ -99,7 +81,7 @@ def photo_set() -> tuple[dict[str, bytes], list[tuple[str, bytes]]]:
     """Originals to ingest ({name: 512 px JPEG}) and queries ([(name, transformed JPEG)])."""
     originals, queries = {}, []
     for name in PHOTOS:
-        image = photo(name)
+        image = skimage_photo(name)
         originals[name] = jpeg(image)
         queries.append((name, jpeg(image, quality=50)))
         queries.append((name, jpeg(ImageEnhance.Brightness(image).enhance(1.2), quality=85)))
