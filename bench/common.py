@@ -8,6 +8,11 @@ import statistics
 import time
 from pathlib import Path
 
+from busque.cli import serve_environment
+
+# Before anything imports ray.serve: a driver's Serve settings go into the handles it builds.
+serve_environment()
+
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
@@ -74,9 +79,6 @@ def start_ray(**options) -> None:
     starts) and the small footprint the tests use; `options` go to ray.init (e.g. num_gpus)."""
     import ray
 
-    from busque.cli import serve_environment
-
-    serve_environment()
     ray.init(
         address="local",
         num_cpus=4,

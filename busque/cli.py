@@ -62,9 +62,15 @@ SERVE_ENV = {
 
 
 def serve_environment() -> None:
-    """Must run before Ray starts: Serve reads these when its processes start."""
+    """Must run before Ray starts and before this process imports `ray.serve`: Serve reads these
+    when its modules load, and the driver's handle defaults (gRPC or Ray actor calls between
+    deployments) travel inside the app it builds."""
     for name, value in SERVE_ENV.items():
         os.environ.setdefault(name, value)
+    constants = sys.modules.get("ray.serve._private.constants")
+    wanted = os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
+    if constants is not None and wanted != constants.RAY_SERVE_THROUGHPUT_OPTIMIZED:
+        raise RuntimeError("serve_environment() must run before ray.serve is imported")
 
 
 def start_ray(settings: Settings):
@@ -87,6 +93,7 @@ def start_ray(settings: Settings):
 
 
 def run_serve(settings: Settings, block: bool = True) -> None:
+    serve_environment()
     from ray import serve
 
     from busque.serve.app import build_app

@@ -157,3 +157,31 @@ def test_ensure_dev_key(home, monkeypatch):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
     finally:
         keys.engine.dispose()
+
+
+def _python(code: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_SERVE_")}
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_serve_environment_makes_the_drivers_handles_use_grpc():
+    """The driver builds the app, and its handles carry the driver's defaults: set before
+    ray.serve is imported, the throughput preset's gRPC between deployments reaches them."""
+    result = _python(
+        "from busque.cli import serve_environment\n"
+        "serve_environment()\n"
+        "from ray.serve._private.handle_options import DynamicHandleOptions\n"
+        "print(DynamicHandleOptions()._by_reference)\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
+def test_serve_environment_after_ray_serve_is_imported_is_an_error():
+    result = _python(
+        "import ray.serve\nfrom busque.cli import serve_environment\nserve_environment()\n"
+    )
+    assert result.returncode != 0
+    assert "must run before ray.serve is imported" in result.stderr
