@@ -11,6 +11,8 @@ import threading
 from abc import ABC, abstractmethod
 from typing import Any, Protocol
 
+from busque.models.allocator import reuse_freed_memory
+
 
 class JobCanceled(Exception):
     """Raised inside a model (by ctx.check_cancelled) when its job was canceled."""
@@ -57,6 +59,7 @@ class Model(ABC):
     def load(self) -> None:
         with self._lock:
             if not self._loaded:
+                reuse_freed_memory()  # every process that hosts a model: see allocator.py
                 self._load()
                 self._loaded = True
 
