@@ -281,8 +281,11 @@ def write_report(results: dict) -> None:
         "busque's times include starting the Ray Data actor pool and loading the model in each "
         "actor (a new pool per reindex); the loop's exclude its model load. The stored path is "
         "one process either way (reading pages of rows and one bulk FAISS build); the build "
-        "dominates. On 2 cores the actor pool cannot beat a loop that already uses both cores "
-        "through torch's threads: its value is spreading over more cores, nodes and GPUs.",
+        "dominates. Against a loop that already uses every core through torch's threads the "
+        "actor pool gains little on one small machine (each actor runs one torch thread on its "
+        "own batches, with decoding overlapped); its value is spreading over more cores, nodes "
+        "and GPUs. Both sides load the model through `Model.load`, so both get busque's "
+        "allocator settings (busque/models/allocator.py).",
     ]
     (RESULTS / "reindex.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
