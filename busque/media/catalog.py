@@ -148,7 +148,7 @@ class Catalog:
             ).first()
             if row is None:  # deleted meanwhile
                 return None
-            self._log(conn, row.tenant_id, row.collection, media_id, "add", now)
+            self._log(conn, row.tenant_id, row.collection, [media_id], "add", now)
         return row._asdict()
 
     def add_synced(
@@ -200,19 +200,7 @@ class Catalog:
         if not rows:
             return
         conn.execute(insert(media), rows)
-        conn.execute(
-            insert(media_changes),
-            [
-                {
-                    "tenant_id": tenant_id,
-                    "collection": collection,
-                    "media_id": row["id"],
-                    "op": "add",
-                    "created_at": now,
-                }
-                for row in rows
-            ],
-        )
+        self._log(conn, tenant_id, collection, [row["id"] for row in rows], "add", now)
 
     def delete(self, media_id: str, tenant_id: str) -> dict | None:
         """Remove the row and its faces; returns it (for its storage keys, with `face_keys`: the
@@ -229,14 +217,25 @@ class Catalog:
             ).first()
             if row is None:
                 return None
-            self._log(conn, tenant_id, row.collection, media_id, "remove", now)
+            self._log(conn, tenant_id, row.collection, [media_id], "remove", now)
         return {**row._asdict(), "face_keys": face_keys}
 
-    def _log(self, conn, tenant_id: str, collection: str, media_id: str, op: str, now: float):
+    def _log(
+        self, conn, tenant_id: str, collection: str, media_ids: Sequence[str], op: str, now: float
+    ):
+        """The index change log (the Matchers replay it): one `op` row per media id."""
         conn.execute(
-            insert(media_changes).values(
-                tenant_id=tenant_id, collection=collection, media_id=media_id, op=op, created_at=now
-            )
+            insert(media_changes),
+            [
+                {
+                    "tenant_id": tenant_id,
+                    "collection": collection,
+                    "media_id": media_id,
+                    "op": op,
+                    "created_at": now,
+                }
+                for media_id in media_ids
+            ],
         )
 
     def changes_since(
