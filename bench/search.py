@@ -219,7 +219,7 @@ def bench_embedder_handle(app_name: str, jpegs: list[bytes], seconds: float, war
         handle = serve.get_deployment_handle("Embedder", app_name)
 
         async def one(i: int):
-            result = await handle.embed.remote(jpegs[i % len(jpegs)])
+            result = await handle.embed.remote(jpegs[i % len(jpegs)], True)
             assert len(result["vector"]) == 1280
 
         results = {}

@@ -12,6 +12,7 @@ import pytest
 import skimage.data
 from PIL import Image, ImageEnhance
 
+from busque.api.timing import parse_server_timing
 from tests.conftest import wait_for
 from tests.test_jobs_api import assert_error
 
@@ -85,15 +86,26 @@ def test_chelsea_is_a_cat_and_its_lookalike_comes_first(client_module, pets):
     result = wait_for(client_module, accepted["chelsea"]["job_id"])["result"]
     assert result["species"] == "cat"
     copy = jpeg(ImageEnhance.Brightness(Image.fromarray(photo("chelsea"))).enhance(1.2), 40)
-    found = client_module.post(
+    response = client_module.post(
         "/v1/search",
         files={"image": ("q.jpg", copy, "image/jpeg")},
         data={"collection": collection, "k": "3"},
-    ).json()
+    )
+    found = response.json()
     top = found["matches"][0]
     assert top["media_id"] == accepted["chelsea"]["media_id"] and top["rank"] == 1
     assert top["phash_distance"] <= 8 and top["score"] > found["matches"][1]["score"]
     assert top["metadata"] == {"name": "chelsea"} and top["thumbnail_url"]
+    stages = parse_server_timing(response.headers["server-timing"])
+    assert list(stages) == ["request", "query", "match", "catalog", "total"]
+    assert stages["total"] >= sum(ms for name, ms in stages.items() if name != "total") > 0
+    # the query's pHash (computed by the Embedder) is the one ingest computed for the same bytes
+    same = client_module.post(
+        "/v1/search",
+        files={"image": ("q.jpg", jpeg(photo("chelsea")), "image/jpeg")},
+        data={"collection": collection, "k": "1"},
+    ).json()["matches"][0]
+    assert same["phash_distance"] == 0 and same["exact_duplicate"]
 
 
 def test_search_modes_filters_and_match_contract(client_module, pets):
@@ -275,17 +287,23 @@ def test_a_bad_image_in_an_embedder_batch_fails_alone(app):
 
     from ray import serve
 
+    from busque.media.phash import phash_bytes
+
     good = jpeg(photo("chelsea"))
 
     async def together() -> list[dict]:
         handle = serve.get_deployment_handle("Embedder", app.settings.serve.app_name)
         data = [good if i % 2 else good[: len(good) // 3] for i in range(8)]
-        return await asyncio.gather(*(handle.embed.remote(item) for item in data))
+        return await asyncio.gather(
+            *(handle.embed.remote(item, i % 4 == 1) for i, item in enumerate(data))
+        )
 
     results = asyncio.run(together())
     for i, result in enumerate(results):
         if i % 2:
             assert len(result["vector"]) == 1280 and result["labels"]
+            # the pHash only when asked for (a search query), the same as ingest's
+            assert result.get("phash") == (phash_bytes(good) if i % 4 == 1 else None)
         else:
             assert result["error"]["status"] == 422
             assert result["error"]["code"] == "invalid_image"

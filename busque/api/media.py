@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import json
 import re
-import time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -17,6 +16,7 @@ from starlette.datastructures import UploadFile
 from busque.api.auth import require
 from busque.api.bodies import base64_image, json_object
 from busque.api.errors import ApiError, invalid, not_found
+from busque.api.timing import ServerTiming
 from busque.api.views import iso, job_view
 from busque.auth.keys import Principal
 from busque.ids import new_id
@@ -325,21 +325,12 @@ class SearchQuery(BaseModel):
 
 async def _embed_image(ctx, data: bytes) -> tuple[Any, int]:
     """A query image's vector and pHash (nothing is stored): the bytes go to the Embedder as
-    they are (it decodes them at the size the model needs) while the pHash is computed here."""
-
-    def phash():
-        try:
-            return hex_to_int64(phash_bytes(data))
-        except MediaError as exc:
-            raise media_error(exc) from None
-
-    embedding = ctx.embedder.embed.remote(data)
-    phash_value = await asyncio.to_thread(phash)
-    embedded = await embedding
+    they are; it decodes them at the size the model needs and computes the pHash too."""
+    embedded = await ctx.embedder.embed.remote(data, True)
     if "error" in embedded:
         error = embedded["error"]
         raise ApiError(error["status"], error["code"], error["message"])
-    return embedded["vector"], phash_value
+    return embedded["vector"], hex_to_int64(embedded["phash"])
 
 
 async def _query(ctx, principal: Principal, q: SearchQuery, image: bytes | None) -> dict:
@@ -379,14 +370,20 @@ async def _query(ctx, principal: Principal, q: SearchQuery, image: bytes | None)
     return {"vector": vector, "phash": phash, "exclude_ids": exclude, "sha256": sha256}
 
 
-async def _search(ctx, principal: Principal, q: SearchQuery, image: bytes | None) -> list[dict]:
+async def _search(
+    ctx, principal: Principal, q: SearchQuery, image: bytes | None, timing: ServerTiming
+) -> list[dict]:
     query = await _query(ctx, principal, q, image)
+    timing.mark("query")
     collection = q.collection or ctx.settings.media.default_collection
     fetch = q.k * 5 if q.filters else q.k  # filters apply after ranking: fetch more
     found = await ctx.matcher.search.remote(
         principal.tenant_id, collection, k=fetch, mode=q.mode, min_score=q.min_score, **query
     )
-    return await asyncio.to_thread(_match_views, ctx, principal.tenant_id, found, q)
+    timing.mark("match")
+    matches = await asyncio.to_thread(_match_views, ctx, principal.tenant_id, found, q)
+    timing.mark("catalog")
+    return matches
 
 
 def _match_views(ctx, tenant: str, found: list[dict], q: SearchQuery) -> list[dict]:
@@ -419,9 +416,11 @@ def _match_views(ctx, tenant: str, found: list[dict], q: SearchQuery) -> list[di
 
 
 @router.post("/search", summary="Find look-alikes by image, text, pHash or media id")
-async def search(request: Request, principal: Principal = Depends(require("media:read"))):
+async def search(
+    request: Request, response: Response, principal: Principal = Depends(require("media:read"))
+):
     ctx = request.app.state.ctx
-    started = time.perf_counter()
+    timing = ServerTiming()
     image = None
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
@@ -432,8 +431,10 @@ async def search(request: Request, principal: Principal = Depends(require("media
         query = _search_fields(await json_object(request))
         if query.image_base64:
             image, query.image_base64 = base64_image(query.image_base64), None
-    matches = await _search(ctx, principal, query, image)
-    return {"matches": matches, "duration_ms": round((time.perf_counter() - started) * 1000, 2)}
+    timing.mark("request")
+    matches = await _search(ctx, principal, query, image, timing)
+    response.headers["Server-Timing"] = timing.header()
+    return {"matches": matches, "duration_ms": round(timing.total_ms(), 2)}
 
 
 def _search_fields(raw: dict) -> SearchQuery:
@@ -464,10 +465,13 @@ class MatchRequest(BaseModel):
 
 @router.post("/match", summary="BusquePet's match webhook: top-k look-alikes with breed")
 async def match(
-    body: MatchRequest, request: Request, principal: Principal = Depends(require("media:read"))
+    body: MatchRequest,
+    request: Request,
+    response: Response,
+    principal: Principal = Depends(require("media:read")),
 ):
     ctx = request.app.state.ctx
-    started = time.perf_counter()
+    timing = ServerTiming()
     image = None
     key = body.object_key or body.image_path
     if key:
@@ -484,7 +488,8 @@ async def match(
         mode="hybrid" if body.use_hybrid else ("visual" if image else "phash"),
         phash=None if image else body.phash,
     )
-    found = await _search(ctx, principal, query, image)
+    timing.mark("request")
+    found = await _search(ctx, principal, query, image, timing)
     matches = [
         {
             "rank": m["rank"],
@@ -499,7 +504,7 @@ async def match(
     return {
         "job_id": body.job_id,
         "matches": matches,
-        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+        "duration_ms": round(timing.total_ms(), 2),
     }
 
 

@@ -52,7 +52,7 @@ class IngestWorker:
             self._services = IngestServices(
                 objects=self.runtime.objects,
                 catalog=self.runtime.catalog,
-                embed=lambda data: self.embedder.embed.remote(data),
+                embed=lambda data: self.embedder.embed.remote(data, False),
                 index_add=lambda *args: self.matcher.add.remote(*args),
                 index_search=lambda *args, **kw: self.matcher.search.remote(*args, **kw),
                 embedding_model=info["model"],
