@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi import Path as PathParam
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import UploadFile
 
@@ -416,9 +417,7 @@ def _match_views(ctx, tenant: str, found: list[dict], q: SearchQuery) -> list[di
 
 
 @router.post("/search", summary="Find look-alikes by image, text, pHash or media id")
-async def search(
-    request: Request, response: Response, principal: Principal = Depends(require("media:read"))
-):
+async def search(request: Request, principal: Principal = Depends(require("media:read"))):
     ctx = request.app.state.ctx
     timing = ServerTiming()
     image = None
@@ -433,8 +432,14 @@ async def search(
             image, query.image_base64 = base64_image(query.image_base64), None
     timing.mark("request")
     matches = await _search(ctx, principal, query, image, timing)
-    response.headers["Server-Timing"] = timing.header()
-    return {"matches": matches, "duration_ms": round(timing.total_ms(), 2)}
+    return _timed_json({"matches": matches}, timing)
+
+
+def _timed_json(body: dict, timing: ServerTiming) -> JSONResponse:
+    """The body with `duration_ms` and the Server-Timing header. A JSONResponse, so FastAPI
+    does not walk the (already JSON-native) body through jsonable_encoder."""
+    body["duration_ms"] = round(timing.total_ms(), 2)
+    return JSONResponse(body, headers={"Server-Timing": timing.header()})
 
 
 def _search_fields(raw: dict) -> SearchQuery:
@@ -465,10 +470,7 @@ class MatchRequest(BaseModel):
 
 @router.post("/match", summary="BusquePet's match webhook: top-k look-alikes with breed")
 async def match(
-    body: MatchRequest,
-    request: Request,
-    response: Response,
-    principal: Principal = Depends(require("media:read")),
+    body: MatchRequest, request: Request, principal: Principal = Depends(require("media:read"))
 ):
     ctx = request.app.state.ctx
     timing = ServerTiming()
@@ -501,11 +503,7 @@ async def match(
         }
         for m in found
     ]
-    return {
-        "job_id": body.job_id,
-        "matches": matches,
-        "duration_ms": round(timing.total_ms(), 2),
-    }
+    return _timed_json({"job_id": body.job_id, "matches": matches}, timing)
 
 
 @router.delete("/media/{media_id}", status_code=204, summary="Delete a media item everywhere")
