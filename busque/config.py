@@ -174,6 +174,12 @@ class PipelineSettings(BaseModel):
     batch_size: int = Field(32, ge=1, description="images per map_batches call")
     num_cpus: float = Field(0.5, gt=0, description="per model actor")
     num_gpus: float = Field(0.0, ge=0, description="per model actor (GPU actors when > 0)")
+    orphan_grace_s: float = Field(
+        3600,
+        ge=0,
+        description="a backfill removes what a killed run wrote and never catalogued once it "
+        "is this old (younger may belong to a run still going)",
+    )
 
 
 class AuthSettings(BaseModel):

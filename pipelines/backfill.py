@@ -18,7 +18,9 @@
    embedding and faces to the catalog, whose change log makes it searchable in the running
    service. A video's poster frame is its thumbnail and embedding; its faces come from
    `faces.video_frames` frames sampled over it, each person once. Each batch is committed as it
-   finishes: a killed run resumes where it stopped, with nothing duplicated and nothing missing.
+   finishes: a killed run resumes where it stopped, with nothing duplicated and nothing missing,
+   and a later run removes the renditions and thumbnails it wrote but never catalogued
+   (pipelines/pending.py, once `pipelines.orphan_grace_s` old).
 The report (JSON, and a summary table) gives counts, groups, failures and the bytes dedupe saved.
 """
 
@@ -39,7 +41,7 @@ import numpy as np
 from busque.config import Settings
 from busque.media.library import LibraryStore, inspect_file
 from busque.media.sources import open_source
-from pipelines import dedupe
+from pipelines import dedupe, pending
 
 logger = logging.getLogger("busque.pipelines")
 
@@ -212,7 +214,24 @@ class StoreAndEmbed:
 
         out: dict[str, list] = defaultdict(list)
         images = []
+        media_ids = [new_id("med") for _ in batch["path"]]
+        all_keys = [
+            storage_keys(self.tenant, media_id, str(sha256), str(fmt))
+            for media_id, sha256, fmt in zip(
+                media_ids, batch["sha256"], batch["format"], strict=True
+            )
+        ]
+        journal = pending.begin(
+            self.objects,
+            self.tenant,
+            {
+                m: [k["normalized"], k["thumbnail"]]
+                for m, k in zip(media_ids, all_keys, strict=True)
+            },
+        )
         rows = zip(
+            media_ids,
+            all_keys,
             batch["path"],
             batch["sha256"],
             batch["format"],
@@ -220,9 +239,7 @@ class StoreAndEmbed:
             batch["width"],
             strict=True,
         )
-        for path, sha256, fmt, kind, width in rows:
-            media_id = new_id("med")
-            keys = storage_keys(self.tenant, media_id, sha256, fmt)
+        for media_id, keys, path, sha256, fmt, kind, width in rows:
             error, faces = "", "[]"
             try:
                 with self.source.local(str(path)) as local:
@@ -235,10 +252,14 @@ class StoreAndEmbed:
             except Exception as exc:  # reported per file; the batch goes on
                 error = f"{type(exc).__name__}: {exc}"
                 images.append(None)
+                for key in (keys["normalized"], keys["thumbnail"]):
+                    with contextlib.suppress(Exception):  # else the journal's sweep removes it
+                        self.objects.delete(key)  # when the second upload failed
             out["media_id"].append(media_id)
             out["keys"].append(json.dumps(keys))
             out["error"].append(error)
             out["faces"].append(faces)
+            out["journal"].append(journal)
         vectors, labels = [b""] * len(images), [[]] * len(images)
         usable = [i for i, image in enumerate(images) if image is not None]
         if self.model is not None and usable:
@@ -404,6 +425,9 @@ def backfill(
         faces,
         progress,
     )
+    report["orphans_removed"] = pending.sweep(
+        runtime.objects, runtime.engine, tenant, settings.pipelines.orphan_grace_s
+    )
     uploaded, vectors = _store_new(run, new, failures)
     if embeddings:
         report["near_duplicate_embedding_groups"] = dedupe.embedding_groups(
@@ -497,7 +521,9 @@ def _store_new(
         disable=not progress,
         smoothing=0.1,
     )
+    journals: set[str] = set()
     for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+        journals.update(str(key) for key in batch["journal"])
         items = []
         for media_id, keys, error, vector, labels, sha, found in zip(
             batch["media_id"],
@@ -554,6 +580,7 @@ def _store_new(
         done += len(items)
         _count(bar, "media", done)
     bar.close()
+    pending.finish(run.runtime.objects, journals)  # every batch is catalogued
     return done, vectors
 
 
@@ -568,15 +595,18 @@ def _write_batch(run: _Run, model: dict, face_store, face_index, items: list[dic
     """One batch into the catalog in one transaction: media rows (indexed and synced), their
     faces, every path as a library file. A killed run leaves the batch whole or absent (then
     redone): no media without its faces, no path pointing nowhere. Face thumbnails go to the
-    object store first and are removed if the transaction fails; people are clustered after."""
-    from busque.faces.analyze import cluster_rows, delete_objects, upload_thumbnails
+    object store first (journaled, see pipelines/pending.py) and are removed if the
+    transaction fails; people are clustered after."""
+    from busque.faces.analyze import cluster_rows, delete_objects, name_faces, put_thumbnails
 
     objects = run.runtime.objects
-    written = []
+    written = {item["media_id"]: name_faces(run.tenant, item["faces"] or []) for item in items}
+    written = {media_id: keys for media_id, keys in written.items() if keys}
+    journal = pending.begin(objects, run.tenant, written) if written else None
     try:
         for item in items:
             if item["faces"]:
-                written += upload_thumbnails(objects, run.tenant, item["faces"])
+                put_thumbnails(objects, item["faces"])
         face_rows = []
         with run.runtime.engine.begin() as conn:
             run.runtime.catalog.add_synced(
@@ -600,8 +630,10 @@ def _write_batch(run: _Run, model: dict, face_store, face_index, items: list[dic
                 conn,
             )
     except BaseException:
-        delete_objects(objects, written)
+        delete_objects(objects, [key for keys in written.values() for key in keys])
+        pending.finish(objects, [journal] if journal else [])
         raise
+    pending.finish(objects, [journal] if journal else [])
     if face_rows:
         cluster_rows(face_store, face_index, run.settings.faces, run.tenant, face_rows)
 
@@ -637,6 +669,7 @@ def summary(report: dict) -> str:
         ("already stored (alias only)", report["already_stored"]),
         ("new unique images", report["unique_new"]),
         ("uploaded", report.get("uploaded", "-")),
+        ("leftovers of killed runs removed", report.get("orphans_removed", "-")),
         ("exact duplicate groups", len(report["exact_duplicate_groups"])),
         ("near duplicate groups (pHash)", len(report["near_duplicate_groups"])),
         (

@@ -241,13 +241,38 @@ def kill_and_resume(settings, env: dict, source: str, expect: dict, tenant_name:
     process.wait(30)
     partial = len(store.synced(tenant, "resume"))
     assert partial < expect["files"] - expect["failed"], "killed too late to test a resume"
-    report = backfill(settings, tenant, source, collection="resume", progress=False)
+    # the killed run's journals are swept at once (not after the default hour)
+    now = settings.model_copy(
+        update={"pipelines": settings.pipelines.model_copy(update={"orphan_grace_s": 0})}
+    )
+    report = backfill(now, tenant, source, collection="resume", progress=False)
     assert report["skipped_unchanged"] >= partial
     rows, _ = runtime.catalog.list(tenant, collection="resume", limit=500)
     assert len(rows) == expect["unique"] and len({r["sha256"] for r in rows}) == len(rows)
     assert all(r["state"] == "indexed" and r["synced_at"] for r in rows)
     # every readable file, once
     assert len(store.synced(tenant, "resume")) == expect["files"] - expect["failed"]
+    # nothing the killed run wrote is left uncatalogued: every rendition and face thumbnail
+    # stored is a row's, and no journal remains
+    from sqlalchemy import select
+
+    from busque.db.schema import faces
+    from pipelines.pending import PREFIX
+
+    stored = {
+        info.key
+        for folder in ("normalized/", "thumbs/", "faces/", f"{PREFIX}/")
+        for info in runtime.objects.list(f"{tenant}/{folder}")
+    }
+    with runtime.engine.connect() as conn:
+        face_keys = set(
+            conn.scalars(
+                select(faces.c.thumbnail_key).where(
+                    faces.c.tenant_id == tenant, faces.c.thumbnail_key.is_not(None)
+                )
+            )
+        )
+    assert stored == {r[k] for r in rows for k in ("normalized_key", "thumbnail_key")} | face_keys
 
 
 def test_a_killed_backfill_resumes_without_duplicates(app, tmp_path):

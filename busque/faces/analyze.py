@@ -74,16 +74,30 @@ def store_faces(
     return cluster_rows(store, index, settings, tenant_id, rows)
 
 
-def upload_thumbnails(objects: ObjectStore, tenant_id: str, found: list[dict]) -> list[str]:
-    """Give each face its id and store its thumbnail (when it has one); returns the keys
-    written, for the caller to delete if the rows are not stored after all."""
+def name_faces(tenant_id: str, found: list[dict]) -> list[str]:
+    """Give each face its id and its thumbnail's key (when it has a thumbnail); returns the
+    keys."""
     for face in found:
         face["id"] = new_id("face")
         face["thumbnail_key"] = None
         if face.get("thumbnail"):
             face["thumbnail_key"] = tenant_key(tenant_id, "faces", f"{face['id']}.jpg")
-            objects.put(face["thumbnail_key"], face["thumbnail"], "image/jpeg")
     return [f["thumbnail_key"] for f in found if f["thumbnail_key"]]
+
+
+def put_thumbnails(objects: ObjectStore, found: list[dict]) -> None:
+    """Store the thumbnails of faces `name_faces` named."""
+    for face in found:
+        if face["thumbnail_key"]:
+            objects.put(face["thumbnail_key"], face["thumbnail"], "image/jpeg")
+
+
+def upload_thumbnails(objects: ObjectStore, tenant_id: str, found: list[dict]) -> list[str]:
+    """Name the faces and store their thumbnails; returns the keys written, for the caller to
+    delete if the rows are not stored after all."""
+    keys = name_faces(tenant_id, found)
+    put_thumbnails(objects, found)
+    return keys
 
 
 def cluster_rows(
