@@ -6,8 +6,10 @@ Side by side in one run: busque with `@serve.batch` on (embedder batch_size 16) 
 ships are ingested first (through POST /v1/ingest and its jobs); the queries are the same
 photos slightly transformed (JPEG quality 50; brightness x1.2), sent as multipart `image` with
 `k` and `collection`, so every query also runs the pHash, the Matcher's hybrid index lookup and
-the catalog read. Each configuration runs in a process and Ray cluster of its own, with the
-Serve settings `busque serve` ships (busque.cli.SERVE_ENV). Writes bench/results/search.json and
+the catalog read. A third configuration (batching on) takes the HTTP load on the Gateway
+replica's own port, with Serve's direct ingress (`serve.direct_ingress`) instead of through the
+Serve proxy. Each configuration runs in a process and Ray cluster of its own, with the Serve
+settings `busque serve` ships (busque.cli.SERVE_ENV). Writes bench/results/search.json and
 search.md.
 
     python bench/search.py [--seconds 15] [--warmup 3] [--device cpu|cuda]
@@ -167,13 +169,20 @@ def top1(app, queries, names: dict[str, str]) -> dict:
     return {"top1_accuracy": round(1 - len(misses) / len(queries), 3), "misses": misses}
 
 
-def bench_busque(app, queries, seconds: float, warmup: float) -> dict:
+def bench_busque(app, queries, seconds: float, warmup: float, url: str | None = None) -> dict:
+    """Closed loops at concurrency 1 and 16 against `url` (default: the Serve proxy's)."""
+    from busque.api.timing import parse_server_timing
+
     async def run() -> dict:
         limits = httpx.Limits(max_connections=HIGH + 4)
         async with httpx.AsyncClient(
-            base_url=app.url, headers={"X-API-Key": app.admin_key}, timeout=120, limits=limits
+            base_url=url or app.url,
+            headers={"X-API-Key": app.admin_key},
+            timeout=120,
+            limits=limits,
         ) as client:
             server_ms: list[float] = []
+            stages: dict[str, list[float]] = {}
 
             async def one(i: int):
                 _, data = queries[i % len(queries)]
@@ -186,14 +195,20 @@ def bench_busque(app, queries, seconds: float, warmup: float) -> dict:
                 body = response.json()
                 assert len(body["matches"]) == K, body
                 server_ms.append(body["duration_ms"])
+                for stage, ms in parse_server_timing(response.headers["server-timing"]).items():
+                    stages.setdefault(stage, []).append(ms)
 
             results = {}
             for concurrency in (1, HIGH):
                 await closed_loop(one, concurrency, warmup, "images")
                 server_ms.clear()
+                stages.clear()
                 case = await closed_loop(one, concurrency, seconds, "images")
                 # The handler's own time (duration_ms): the rest is HTTP + the Serve proxy.
                 case["handler_p50_ms"] = round(percentile(server_ms, 0.5), 2)
+                case["stages_p50_ms"] = {
+                    stage: round(percentile(values, 0.5), 2) for stage, values in stages.items()
+                }
                 results[f"concurrency_{concurrency}"] = case
             return results
 
@@ -305,7 +320,7 @@ def bench_in_process(queries, seconds: float, warmup: float, threads: int, devic
         "load_s": round(load_s, 2),
         "concurrency_1": one,
         f"batch_{HIGH}": batched,
-        "phash_p50_ms": hashes["p50_ms"],  # not in the baseline: the Gateway's share of a query
+        "phash_p50_ms": hashes["p50_ms"],  # not in the baseline (hashed beside the model)
     }
 
 
@@ -327,6 +342,8 @@ def verdicts(results: dict) -> dict:
     )
     over_on = on["concurrency_1"]["p50_ms"] - base["concurrency_1"]["p50_ms"]
     over_off = off["concurrency_1"]["p50_ms"] - base["concurrency_1"]["p50_ms"]
+    direct = results["cases"]["direct_ingress"]
+    over_direct = direct["concurrency_1"]["p50_ms"] - base["concurrency_1"]["p50_ms"]
     ceiling = base[f"batch_{HIGH}"]["images_per_s"]
     return {
         "batching_throughput_ratio_at_16": round(ratio, 3),
@@ -337,6 +354,8 @@ def verdicts(results: dict) -> dict:
         "serve_p50_overhead_ms_batching_off": round(over_off, 2),
         "overhead_floor_ms": 15,
         "overhead_floor_met": over_on <= 15,
+        "serve_p50_overhead_ms_direct_ingress": round(over_direct, 2),
+        "overhead_floor_met_direct_ingress": over_direct <= 15,
         "in_process_single_images_per_s": base["concurrency_1"]["images_per_s"],
         "in_process_batch16_images_per_s": ceiling,
         "in_process_batch16_vs_single": round(ceiling / base["concurrency_1"]["images_per_s"], 3),
@@ -369,7 +388,7 @@ def notes(results: dict) -> list[str]:
             f"concurrency {HIGH} "
             f"({on['embedder_handle'][high]['images_per_s']} vs "
             f"{off['embedder_handle'][high]['images_per_s']} images/s). The rest of a query "
-            "(HTTP, the proxy, the Gateway's upload parsing and pHash, the Matcher, the catalog, "
+            "(HTTP, the proxy, the Gateway's upload parsing, the Matcher, the catalog, "
             "the load generator) shares the same cores and does not batch. Model processes keep "
             "freed activation memory in the heap (busque/models/allocator.py); before that a "
             "single-image forward pass in a replica page-faulted on its activations, a cost a "
@@ -377,14 +396,32 @@ def notes(results: dict) -> list[str]:
             "batch is much cheaper per image, such as a GPU (`--device cuda`)."
         )
     one_on, one_base = on["concurrency_1"], base["concurrency_1"]
+    direct = cases["direct_ingress"]["concurrency_1"]
     lines.append(
-        f"- Serve p50 overhead at concurrency 1: {v['serve_p50_overhead_ms_batching_on']} ms "
-        f"with batching on, {v['serve_p50_overhead_ms_batching_off']} ms off (floor 15 ms"
+        f"- Serve p50 overhead at concurrency 1 through the Serve proxy (the port `busque serve` "
+        f"offers): {v['serve_p50_overhead_ms_batching_on']} ms with batching on, "
+        f"{v['serve_p50_overhead_ms_batching_off']} ms off (floor 15 ms"
         + (
             "; met)."
             if v["overhead_floor_met"]
             else f"; missed by {v['serve_p50_overhead_ms_batching_on'] - 15:.1f} ms)."
         )
+        + f" Through Serve's direct ingress (`serve.direct_ingress`: the Gateway replica's own "
+        f"port, for a load balancer in front): {v['serve_p50_overhead_ms_direct_ingress']} ms ("
+        + ("met" if v["overhead_floor_met_direct_ingress"] else "missed")
+        + "). The proxy adds a hop, and the Gateway then fetches the request body back from the "
+        f"proxy with a Ray actor call: the `request` stage is {stage(one_on, 'request')} ms through "
+        f"the proxy and {stage(direct, 'request')} ms direct."
+    )
+    lines.append(
+        "- Stages of the search handler at concurrency 1 (p50 of its Server-Timing header, ms; "
+        "proxy / direct): "
+        + ", ".join(
+            f"{name} {stage(one_on, name)} / {stage(direct, name)}"
+            for name in ("request", "query", "match", "catalog")
+        )
+        + ". `query` is the Embedder call (its decode, pHash and model, and the hop); `match` the "
+        "Matcher's (its index search is about 0.5 ms of it); `catalog` the rows and signed URLs."
     )
     lines.append(
         f"- Where a query's p50 goes (batching on, concurrency 1): the model work in-process "
@@ -415,6 +452,10 @@ def notes(results: dict) -> list[str]:
             "index id; see `top1.misses` in search.json). The timings do not depend on it."
         )
     return lines
+
+
+def stage(case: dict, name: str):
+    return case.get("stages_p50_ms", {}).get(name, "-")
 
 
 def device_name(device: str) -> str:
@@ -454,6 +495,7 @@ def write_report(results: dict, suffix: str = "") -> None:
     for name, label in (
         ("batching_on", f"busque, @serve.batch on (batch_size {HIGH})"),
         ("batching_off", "busque, @serve.batch off (batch_size 1)"),
+        ("direct_ingress", f"busque via Serve direct ingress, @serve.batch on ({HIGH})"),
     ):
         one, hi = cases[name]["concurrency_1"], cases[name][high]
         lines.append(
@@ -476,18 +518,22 @@ def write_report(results: dict, suffix: str = "") -> None:
         f"| {batch['p50_ms']} (per batch) | {batch['p99_ms']} (per batch) |",
         "",
         "`handler p50`: the `duration_ms` the search handler reports; the rest of the client's "
-        "latency is HTTP and the Serve proxy. The in-process baseline is decode + `analyze` per "
-        "query, what the Embedder computes for the model (the Gateway sends it the bytes); pHash "
-        f"({base['phash_p50_ms']} ms p50), the index and the catalog are not in it.",
+        "latency is HTTP and the Serve proxy (direct ingress: HTTP only). The in-process "
+        "baseline is decode + `analyze` per query, what the Embedder computes for the model "
+        f"(the Gateway sends it the bytes); the pHash ({base['phash_p50_ms']} ms p50, hashed "
+        "by the Embedder beside the model), the index and the catalog are not in it.",
         "",
         "| floor | measured | met |",
         "|---|---|---|",
         f"| batching on / off, images/s at concurrency {HIGH} >= {v['batching_floor']}x "
         f"| {v['batching_throughput_ratio_at_16']}x | {'yes' if v['batching_floor_met'] else 'no'} |",
         f"| Serve p50 overhead over in-process at concurrency 1 <= {v['overhead_floor_ms']} ms "
-        f"| {v['serve_p50_overhead_ms_batching_on']} ms (batching on; off: "
-        f"{v['serve_p50_overhead_ms_batching_off']} ms) "
+        f"| through the Serve proxy: {v['serve_p50_overhead_ms_batching_on']} ms (batching on; "
+        f"off: {v['serve_p50_overhead_ms_batching_off']} ms) "
         f"| {'yes' if v['overhead_floor_met'] else 'no'} |",
+        f"| the same, through Serve's direct ingress (`serve.direct_ingress`) "
+        f"| {v['serve_p50_overhead_ms_direct_ingress']} ms "
+        f"| {'yes' if v['overhead_floor_met_direct_ingress'] else 'no'} |",
         "",
         *notes(results),
     ]
@@ -495,12 +541,17 @@ def write_report(results: dict, suffix: str = "") -> None:
     print("\n".join(lines))
 
 
-def run_phase(batch_size: int, seconds: float, warmup: float, out: Path, device: str) -> None:
+def run_phase(
+    batch_size: int, seconds: float, warmup: float, out: Path, device: str, direct: bool = False
+) -> None:
     """One configuration in a Ray cluster of its own (a driver's handles stay bound to the app
-    they first saw, so each phase gets a fresh process): ingest, top-1, HTTP load, handle load."""
+    they first saw, so each phase gets a fresh process): ingest, top-1, HTTP load, handle load.
+    `direct`: the HTTP load goes to the Gateway replica's own port (Serve's direct ingress, on
+    in this process's environment), not to the Serve proxy; no handle load."""
     import ray
     from ray import serve
 
+    from busque.serve.direct_ingress import direct_ports
     from tests.conftest import start_app
 
     start_ray(**({"num_gpus": 1} if device != "cpu" else {}))
@@ -512,16 +563,22 @@ def run_phase(batch_size: int, seconds: float, warmup: float, out: Path, device:
         app = start_app(settings)
         try:
             names, ingest_s = ingest_photos(app, originals)
+            url = None
+            if direct:
+                (port,) = direct_ports(settings.serve.app_name)
+                url = f"http://127.0.0.1:{port}"
             case = {
                 "batch_size": batch_size,
                 "batch_wait_ms": settings.embedder.batch_wait_s * 1000,
                 "ingest_s": round(ingest_s, 2),
                 "top1": top1(app, queries, names),
-                **bench_busque(app, queries, seconds, warmup),
+                "url": "direct ingress (the Gateway replica's port)" if direct else "Serve proxy",
+                **bench_busque(app, queries, seconds, warmup, url),
             }
-            case["embedder_handle"] = bench_embedder_handle(
-                settings.serve.app_name, jpegs, seconds / 2, warmup
-            )
+            if not direct:
+                case["embedder_handle"] = bench_embedder_handle(
+                    settings.serve.app_name, jpegs, seconds / 2, warmup
+                )
         finally:
             serve.delete(settings.serve.app_name)
             ray.shutdown()
@@ -536,9 +593,17 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="print only (development)")
     parser.add_argument("--phase-batch-size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--phase-out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--phase-direct", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase_batch_size:
-        run_phase(args.phase_batch_size, args.seconds, args.warmup, args.phase_out, args.device)
+        run_phase(
+            args.phase_batch_size,
+            args.seconds,
+            args.warmup,
+            args.phase_out,
+            args.device,
+            args.phase_direct,
+        )
         return
 
     import ray
@@ -565,9 +630,17 @@ def main() -> None:
     )
 
     with tempfile.TemporaryDirectory() as tmp:
-        for name, batch_size in (("batching_on", HIGH), ("batching_off", 1)):
+        phases = (("batching_on", HIGH, False), ("batching_off", 1, False))
+        phases += (("direct_ingress", HIGH, True),)
+        for name, batch_size, direct in phases:
             print(f"busque, {name} (batch_size {batch_size}) ...", flush=True)
             out = Path(tmp) / f"{name}.json"
+            env = dict(os.environ)
+            if direct:  # set before the phase's Ray and Serve start; a short drain at the end
+                env |= {
+                    "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1",
+                    "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",
+                }
             subprocess.run(
                 [
                     sys.executable,
@@ -582,8 +655,10 @@ def main() -> None:
                     str(batch_size),
                     "--phase-out",
                     str(out),
+                    *(["--phase-direct"] if direct else []),
                 ],
                 check=True,
+                env=env,
             )
             results["cases"][name] = json.loads(out.read_text())
     on = results["cases"]["batching_on"]

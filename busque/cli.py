@@ -53,9 +53,10 @@ def ensure_dev_key(settings: Settings) -> tuple[str, bool]:
 # deployments, buffered logs, which busque's replicas flush every second): about 1.4x jobs/s
 # here (bench/results/jobs.md). busque's
 # replicas never block their event loop (all blocking work goes to threads), which the preset
-# requires. The proxy stays (direct ingress is still experimental in Ray 2.60), but reaches the
-# Gateway over gRPC too: Ray 2.60 derives that flag before the preset applies, so it is set
-# here. Image search, three runs each way: proxy CPU 4.9 vs 6.1 ms a request, p50 at
+# requires. Its direct ingress (each Gateway replica serving HTTP itself) stays off unless
+# `serve.direct_ingress` asks for it: without a load balancer in front only the Serve proxy offers
+# one stable port. The proxy reaches the Gateway over gRPC too: Ray 2.60 derives that flag before
+# the preset applies, so it is set here. Image search, three runs each way: proxy CPU 4.9 vs 6.1 ms a request, p50 at
 # concurrency 1 1.6 ms lower, 6% more requests/s at 16.
 SERVE_ENV = {
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
@@ -65,15 +66,24 @@ SERVE_ENV = {
 }
 
 
-def serve_environment() -> None:
+def serve_environment(direct_ingress: bool | None = None) -> None:
     """Must run before Ray starts and before this process imports `ray.serve`: Serve reads these
     when its modules load, and the driver's handle defaults (gRPC or Ray actor calls between
-    deployments) travel inside the app it builds."""
+    deployments) travel inside the app it builds. `direct_ingress` (settings.serve) turns on
+    Serve's direct ingress unless the environment says otherwise."""
+    if direct_ingress is not None:
+        os.environ.setdefault("RAY_SERVE_ENABLE_DIRECT_INGRESS", "1" if direct_ingress else "0")
     for name, value in SERVE_ENV.items():
         os.environ.setdefault(name, value)
     constants = sys.modules.get("ray.serve._private.constants")
-    wanted = os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
-    if constants is not None and wanted != constants.RAY_SERVE_THROUGHPUT_OPTIMIZED:
+    if constants is None:
+        return
+    throughput = os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
+    direct = os.environ["RAY_SERVE_ENABLE_DIRECT_INGRESS"] == "1"
+    if (throughput, direct) != (
+        constants.RAY_SERVE_THROUGHPUT_OPTIMIZED,
+        constants.RAY_SERVE_ENABLE_DIRECT_INGRESS,
+    ):
         raise RuntimeError("serve_environment() must run before ray.serve is imported")
 
 
@@ -97,10 +107,11 @@ def start_ray(settings: Settings):
 
 
 def run_serve(settings: Settings, block: bool = True) -> None:
-    serve_environment()
+    serve_environment(settings.serve.direct_ingress)
     from ray import serve
 
     from busque.serve.app import build_app
+    from busque.serve.direct_ingress import direct_ports
 
     _migrate(settings)
     key, created = ensure_dev_key(settings)
@@ -121,6 +132,8 @@ def run_serve(settings: Settings, block: bool = True) -> None:
     print(f"  dashboard:  {settings.serve.dashboard_url}")
     if settings.serve.grpc_port:
         print(f"  gRPC:       {settings.serve.host}:{settings.serve.grpc_port} (JobService)")
+    for port in direct_ports(settings.serve.app_name):
+        print(f"  direct:     http://{settings.serve.host}:{port} (a Gateway replica, no proxy)")
     note = "created now" if created else "existing"
     print(f"  admin key ({note}, in {settings.auth.dev_key_file}):\n    {key}")
     print(f'  try: curl -H "X-API-Key: {key}" {url}/v1/models')

@@ -212,6 +212,12 @@ class ServeSettings(BaseModel):
         default_factory=lambda: DeploymentSettings(num_cpus=0.25, max_ongoing_requests=1000)
     )
     dashboard_url: str = "http://127.0.0.1:8265"
+    direct_ingress: bool = Field(
+        False,
+        description="each Gateway replica also serves HTTP on a port of its own (Ray Serve's "
+        "direct ingress, skipping the Serve proxy), for a load balancer in front; `busque serve` "
+        "prints the ports",
+    )
 
 
 class Settings(BaseSettings):

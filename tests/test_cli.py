@@ -185,3 +185,19 @@ def test_serve_environment_after_ray_serve_is_imported_is_an_error():
     )
     assert result.returncode != 0
     assert "must run before ray.serve is imported" in result.stderr
+
+
+def test_serve_environment_turns_on_direct_ingress_unless_the_environment_says_otherwise():
+    code = (
+        "from busque.cli import serve_environment\n"
+        "serve_environment(direct_ingress=True)\n"
+        "from ray.serve._private import constants\n"
+        "print(constants.RAY_SERVE_ENABLE_DIRECT_INGRESS)\n"
+    )
+    assert _python(code).stdout.strip() == "True"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_SERVE_")}
+    env["RAY_SERVE_ENABLE_DIRECT_INGRESS"] = "0"
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.stdout.strip() == "False", result.stderr
