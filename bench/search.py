@@ -429,7 +429,7 @@ def notes(results: dict) -> list[str]:
         f"Serve handle {on['embedder_handle']['concurrency_1']['p50_ms']} ms (its decode + "
         f"model + one handle hop + up to {results['batch_wait_ms']} ms waiting for a batch to "
         f"fill); the search handler {one_on['handler_p50_ms']} ms (also the upload, the "
-        "pHash, the Matcher hop and its index search, the catalog read, signed URLs); the "
+        "Matcher hop and its index search, the catalog read, signed URLs); the "
         f"client {one_on['p50_ms']} ms, so HTTP and the Serve proxy add "
         f"{one_on['p50_ms'] - one_on['handler_p50_ms']:.1f} ms. Batching off: Embedder handle "
         f"{off['embedder_handle']['concurrency_1']['p50_ms']} ms, handler "
