@@ -305,6 +305,9 @@ def test_hybrid_exact_duplicate_first_and_flagged(hybrid_world):
     assert got[0].media_id == 500 and got[0].exact_duplicate
     assert got[0].score == pytest.approx(1.0) and got[0].phash_distance == 0
     assert not any(m.exact_duplicate for m in got[1:])
+    for mode in ("hybrid", "visual"):  # never past 1 or below a distance of 0 by rounding
+        top = index.search(vector=base, phash=qcode, k=1, mode=mode)[0]
+        assert top.score <= 1.0 and top.distance >= 0.0
     assert index.find_sha256("dd" * 32) == [500]
     # excluded (the query itself), min_score, removal
     got = index.search(vector=base, phash=qcode, k=3, exclude_ids=[500])

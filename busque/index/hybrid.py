@@ -220,6 +220,8 @@ class HybridIndex:
                 if cos is None and q is not None:
                     stored = self.vectors.reconstruct(media_id)
                     cos = None if stored is None else float(np.dot(stored, q))
+                if cos is not None:  # float rounding: a vector and itself can give 1 + 1e-7
+                    cos = min(1.0, max(-1.0, cos))
                 d = ham.get(media_id)
                 if d is None and code is not None:
                     stored_code = self.phashes.get(media_id)
