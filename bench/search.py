@@ -6,9 +6,9 @@ Side by side in one run: busque with `@serve.batch` on (embedder batch_size 16) 
 ships are ingested first (through POST /v1/ingest and its jobs); the queries are the same
 photos slightly transformed (JPEG quality 50; brightness x1.2), sent as multipart `image` with
 `k` and `collection`, so every query also runs the pHash, the Matcher's hybrid index lookup and
-the catalog read. A third configuration (batching on) takes the HTTP load on the Gateway
-replica's own port, with Serve's direct ingress (`serve.direct_ingress`) instead of through the
-Serve proxy. Each configuration runs in a process and Ray cluster of its own, with the Serve
+the catalog read. Two more configurations (batching on) skip Serve's Python proxy: direct
+ingress (`serve.direct_ingress`, the load goes to the Gateway replica's own port) and Serve's
+HAProxy ingress (`serve.haproxy`, Ray's bundled HAProxy on the service's port). Each configuration runs in a process and Ray cluster of its own, with the Serve
 settings `busque serve` ships (busque.cli.SERVE_ENV). Writes bench/results/search.json and
 search.md.
 
@@ -344,6 +344,9 @@ def verdicts(results: dict) -> dict:
     over_off = off["concurrency_1"]["p50_ms"] - base["concurrency_1"]["p50_ms"]
     direct = results["cases"]["direct_ingress"]
     over_direct = direct["concurrency_1"]["p50_ms"] - base["concurrency_1"]["p50_ms"]
+    over_haproxy = (
+        results["cases"]["haproxy"]["concurrency_1"]["p50_ms"] - base["concurrency_1"]["p50_ms"]
+    )
     ceiling = base[f"batch_{HIGH}"]["images_per_s"]
     return {
         "batching_throughput_ratio_at_16": round(ratio, 3),
@@ -356,6 +359,8 @@ def verdicts(results: dict) -> dict:
         "overhead_floor_met": over_on <= 15,
         "serve_p50_overhead_ms_direct_ingress": round(over_direct, 2),
         "overhead_floor_met_direct_ingress": over_direct <= 15,
+        "serve_p50_overhead_ms_haproxy": round(over_haproxy, 2),
+        "overhead_floor_met_haproxy": over_haproxy <= 15,
         "in_process_single_images_per_s": base["concurrency_1"]["images_per_s"],
         "in_process_batch16_images_per_s": ceiling,
         "in_process_batch16_vs_single": round(ceiling / base["concurrency_1"]["images_per_s"], 3),
@@ -409,6 +414,10 @@ def notes(results: dict) -> list[str]:
         + f" Through Serve's direct ingress (`serve.direct_ingress`: the Gateway replica's own "
         f"port, for a load balancer in front): {v['serve_p50_overhead_ms_direct_ingress']} ms ("
         + ("met" if v["overhead_floor_met_direct_ingress"] else "missed")
+        + "); through Serve's HAProxy ingress (`serve.haproxy`: Ray's bundled HAProxy on the "
+        f"service's own port, routing to that replica port): "
+        f"{v['serve_p50_overhead_ms_haproxy']} ms ("
+        + ("met" if v["overhead_floor_met_haproxy"] else "missed")
         + "). The proxy adds a hop, and the Gateway then fetches the request body back from the "
         f"proxy with a Ray actor call: the `request` stage is {stage(one_on, 'request')} ms through "
         f"the proxy and {stage(direct, 'request')} ms direct."
@@ -496,6 +505,7 @@ def write_report(results: dict, suffix: str = "") -> None:
         ("batching_on", f"busque, @serve.batch on (batch_size {HIGH})"),
         ("batching_off", "busque, @serve.batch off (batch_size 1)"),
         ("direct_ingress", f"busque via Serve direct ingress, @serve.batch on ({HIGH})"),
+        ("haproxy", f"busque via Serve's HAProxy ingress, @serve.batch on ({HIGH})"),
     ):
         one, hi = cases[name]["concurrency_1"], cases[name][high]
         lines.append(
@@ -534,6 +544,9 @@ def write_report(results: dict, suffix: str = "") -> None:
         f"| the same, through Serve's direct ingress (`serve.direct_ingress`) "
         f"| {v['serve_p50_overhead_ms_direct_ingress']} ms "
         f"| {'yes' if v['overhead_floor_met_direct_ingress'] else 'no'} |",
+        f"| the same, through Serve's HAProxy ingress on the service's port (`serve.haproxy`) "
+        f"| {v['serve_p50_overhead_ms_haproxy']} ms "
+        f"| {'yes' if v['overhead_floor_met_haproxy'] else 'no'} |",
         "",
         *notes(results),
     ]
@@ -572,10 +585,10 @@ def run_phase(
                 "batch_wait_ms": settings.embedder.batch_wait_s * 1000,
                 "ingest_s": round(ingest_s, 2),
                 "top1": top1(app, queries, names),
-                "url": "direct ingress (the Gateway replica's port)" if direct else "Serve proxy",
+                "url": "direct ingress (the Gateway replica's port)" if direct else "serve.port",
                 **bench_busque(app, queries, seconds, warmup, url),
             }
-            if not direct:
+            if not direct and os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") != "1":
                 case["embedder_handle"] = bench_embedder_handle(
                     settings.serve.app_name, jpegs, seconds / 2, warmup
                 )
@@ -631,16 +644,16 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         phases = (("batching_on", HIGH, False), ("batching_off", 1, False))
-        phases += (("direct_ingress", HIGH, True),)
+        phases += (("direct_ingress", HIGH, True), ("haproxy", HIGH, False))
         for name, batch_size, direct in phases:
             print(f"busque, {name} (batch_size {batch_size}) ...", flush=True)
             out = Path(tmp) / f"{name}.json"
             env = dict(os.environ)
-            if direct:  # set before the phase's Ray and Serve start; a short drain at the end
-                env |= {
-                    "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1",
-                    "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",
-                }
+            # set before the phase's Ray and Serve start; a short drain at the end
+            if name in ("direct_ingress", "haproxy"):
+                env["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] = "1"
+                flag = "ENABLE_DIRECT_INGRESS" if direct else "ENABLE_HA_PROXY"
+                env[f"RAY_SERVE_{flag}"] = "1"
             subprocess.run(
                 [
                     sys.executable,

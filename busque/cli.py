@@ -66,20 +66,26 @@ SERVE_ENV = {
 }
 
 
-def serve_environment(direct_ingress: bool | None = None) -> None:
+def serve_environment(direct_ingress: bool | None = None, haproxy: bool | None = None) -> None:
     """Must run before Ray starts and before this process imports `ray.serve`: Serve reads these
     when its modules load, and the driver's handle defaults (gRPC or Ray actor calls between
-    deployments) travel inside the app it builds. `direct_ingress` (settings.serve) turns on
-    Serve's direct ingress unless the environment says otherwise."""
+    deployments) travel inside the app it builds. `direct_ingress` and `haproxy`
+    (settings.serve) turn on Serve's direct ingress or its HAProxy ingress unless the
+    environment says otherwise."""
     if direct_ingress is not None:
         os.environ.setdefault("RAY_SERVE_ENABLE_DIRECT_INGRESS", "1" if direct_ingress else "0")
+    if haproxy:
+        os.environ.setdefault("RAY_SERVE_ENABLE_HA_PROXY", "1")
     for name, value in SERVE_ENV.items():
         os.environ.setdefault(name, value)
     constants = sys.modules.get("ray.serve._private.constants")
     if constants is None:
         return
     throughput = os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
-    direct = os.environ["RAY_SERVE_ENABLE_DIRECT_INGRESS"] == "1"
+    direct = "1" in (
+        os.environ["RAY_SERVE_ENABLE_DIRECT_INGRESS"],
+        os.environ.get("RAY_SERVE_ENABLE_HA_PROXY"),  # HAProxy implies direct ingress
+    )
     if (throughput, direct) != (
         constants.RAY_SERVE_THROUGHPUT_OPTIMIZED,
         constants.RAY_SERVE_ENABLE_DIRECT_INGRESS,
@@ -107,7 +113,7 @@ def start_ray(settings: Settings):
 
 
 def run_serve(settings: Settings, block: bool = True) -> None:
-    serve_environment(settings.serve.direct_ingress)
+    serve_environment(settings.serve.direct_ingress, settings.serve.haproxy)
     from ray import serve
 
     from busque.serve.app import build_app

@@ -218,6 +218,12 @@ class ServeSettings(BaseModel):
         "direct ingress, skipping the Serve proxy), for a load balancer in front; `busque serve` "
         "prints the ports",
     )
+    haproxy: bool = Field(
+        False,
+        description="Ray Serve's HAProxy ingress: Ray's bundled HAProxy serves `port` and "
+        "routes straight to the Gateway replicas' own ports (direct ingress behind one port, no "
+        "Python proxy); the replicas' ports then listen on all interfaces",
+    )
 
 
 class Settings(BaseSettings):

@@ -1,7 +1,11 @@
-"""`busque serve` with Ray Serve's direct ingress (`serve.direct_ingress`): the README's command
-in a process and a Ray of its own, the Gateway replica answering on its own port (printed at
-start) as well as through the Serve proxy. Ingest, the job's server-sent events, search and a
-too-large upload go to the replica's port."""
+"""`busque serve` with Ray Serve's ingress modes that skip its Python proxy, the README's command
+in a process and a Ray of its own each:
+
+- `serve.direct_ingress`: the Gateway replica answers on its own port (printed at start) as well
+  as through the Serve proxy on `serve.port`;
+- `serve.haproxy`: Ray's bundled HAProxy serves `serve.port` and routes to the replica's port.
+
+Ingest, the job's server-sent events, search and a too-large upload go to that address."""
 
 from __future__ import annotations
 
@@ -28,9 +32,11 @@ def jpeg(name: str) -> bytes:
     return out.getvalue()
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    """(direct URL, proxy URL, admin key) of a running `busque serve`."""
+@pytest.fixture(scope="module", params=["direct_ingress", "haproxy"])
+def served(request, tmp_path_factory):
+    """(the URL to test, the Serve proxy's URL or None, admin key) of a running `busque
+    serve`."""
+    mode = request.param
     port = free_port()
     env = {
         k: v
@@ -41,7 +47,7 @@ def served(tmp_path_factory):
         "BUSQUE_HOME": str(tmp_path_factory.mktemp("direct") / "home"),
         "BUSQUE_SERVE__PORT": str(port),
         "BUSQUE_SERVE__GRPC_PORT": "0",
-        "BUSQUE_SERVE__DIRECT_INGRESS": "true",
+        f"BUSQUE_SERVE__{mode.upper()}": "true",
         "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1",  # a quick stop at the end
     }
     process = subprocess.Popen(
@@ -60,10 +66,14 @@ def served(tmp_path_factory):
             assert line, f"busque serve exited: {''.join(lines)}"
             lines.append(line)
         text = "".join(lines)
-        direct = re.search(r"direct:\s+(http://\S+)", text)
-        assert direct, text
         key = re.search(r"admin key[^\n]*\n\s+(\S+)", text).group(1)
-        yield direct.group(1), f"http://127.0.0.1:{port}", key
+        direct = re.search(r"direct:\s+(http://\S+)", text)
+        if mode == "haproxy":
+            assert direct is None, text  # HAProxy fronts the replica on the service's port
+            yield f"http://127.0.0.1:{port}", None, key
+        else:
+            assert direct, text
+            yield direct.group(1), f"http://127.0.0.1:{port}", key
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -72,11 +82,10 @@ def served(tmp_path_factory):
             process.kill()
 
 
-def test_the_gateway_replica_serves_the_api_on_its_own_port(served):
-    direct, proxy, key = served
-    assert direct.rsplit(":", 1)[1] != proxy.rsplit(":", 1)[1]
+def test_the_api_works_without_the_serve_proxy_in_the_way(served):
+    url, proxy, key = served
     headers = {"X-API-Key": key}
-    with httpx.Client(base_url=direct, headers=headers, timeout=60) as client:
+    with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
         accepted = client.post(
             "/v1/ingest",
             files={"image": ("cat.jpg", jpeg("chelsea"), "image/jpeg")},
@@ -105,7 +114,10 @@ def test_the_gateway_replica_serves_the_api_on_its_own_port(served):
         )
         assert too_big.status_code == 413, too_big.text
 
-    # the Serve proxy still serves the same app
+    if proxy is None:
+        return
+    # direct ingress: the Serve proxy still serves the same app on its own port
+    assert url.rsplit(":", 1)[1] != proxy.rsplit(":", 1)[1]
     with httpx.Client(base_url=proxy, headers=headers, timeout=60) as client:
         media_view = client.get(f"/v1/media/{media['media_id']}")
         assert media_view.status_code == 200 and media_view.json()["status"] == "indexed"

@@ -14,12 +14,12 @@ import time
 
 def direct_ports(app_name: str, timeout_s: float = 60.0) -> list[int]:
     """The HTTP ports of the app's ingress replicas, once they listen; [] when direct ingress
-    is off."""
+    is off, or behind Serve's HAProxy (which serves them on `serve.port`)."""
     import ray
     from ray.serve._private import constants
     from ray.serve._private.common import RequestProtocol
 
-    if not constants.RAY_SERVE_ENABLE_DIRECT_INGRESS:
+    if not constants.RAY_SERVE_ENABLE_DIRECT_INGRESS or constants.RAY_SERVE_ENABLE_HA_PROXY:
         return []
     controller = ray.get_actor(constants.SERVE_CONTROLLER_NAME, namespace=constants.SERVE_NAMESPACE)
     deadline = time.monotonic() + timeout_s
