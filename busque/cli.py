@@ -51,13 +51,13 @@ def ensure_dev_key(settings: Settings) -> tuple[str, bool]:
 
 # Ray Serve's throughput preset (user code on the replica's own event loop, gRPC between
 # deployments, buffered logs, which busque's replicas flush every second): about 1.4x jobs/s
-# here (bench/results/jobs.md). busque's
-# replicas never block their event loop (all blocking work goes to threads), which the preset
-# requires. Its direct ingress (each Gateway replica serving HTTP itself) stays off unless
-# `serve.direct_ingress` asks for it: without a load balancer in front only the Serve proxy offers
-# one stable port. The proxy reaches the Gateway over gRPC too: Ray 2.60 derives that flag before
-# the preset applies, so it is set here. Image search, three runs each way: proxy CPU 4.9 vs 6.1 ms a request, p50 at
-# concurrency 1 1.6 ms lower, 6% more requests/s at 16.
+# here (bench/results/jobs.md). busque's replicas never block their event loop (all blocking
+# work goes to threads), which the preset requires. Its direct ingress (each Gateway replica
+# serving HTTP itself) stays off unless `serve.direct_ingress` or `serve.haproxy` asks for it:
+# without a load balancer in front only the Serve proxy offers one stable port. The proxy reaches
+# the Gateway over gRPC too: Ray 2.60 derives that flag before the preset applies, so it is set
+# here. Image search, three runs each way: proxy CPU 4.9 vs 6.1 ms a request, p50 at concurrency
+# 1 1.6 ms lower, 6% more requests/s at 16.
 SERVE_ENV = {
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
     "RAY_SERVE_PROXY_USE_GRPC": "1",

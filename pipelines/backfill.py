@@ -426,7 +426,7 @@ def backfill(
         progress,
     )
     report["orphans_removed"] = pending.sweep(
-        runtime.objects, runtime.engine, tenant, settings.pipelines.orphan_grace_s
+        runtime.objects, runtime.catalog, tenant, settings.pipelines.orphan_grace_s
     )
     uploaded, vectors = _store_new(run, new, failures)
     if embeddings:
@@ -631,9 +631,9 @@ def _write_batch(run: _Run, model: dict, face_store, face_index, items: list[dic
             )
     except BaseException:
         delete_objects(objects, [key for keys in written.values() for key in keys])
-        pending.finish(objects, [journal] if journal else [])
         raise
-    pending.finish(objects, [journal] if journal else [])
+    finally:
+        pending.finish(objects, [journal] if journal else [])
     if face_rows:
         cluster_rows(face_store, face_index, run.settings.faces, run.tenant, face_rows)
 

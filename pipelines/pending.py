@@ -17,10 +17,8 @@ import json
 import logging
 import time
 
-from sqlalchemy import select
-
-from busque.db.schema import media
 from busque.ids import new_id
+from busque.media.catalog import Catalog
 from busque.storage import InvalidKey, ObjectNotFound, ObjectStore, tenant_key, validate_key
 
 logger = logging.getLogger("busque.pipelines")
@@ -42,7 +40,7 @@ def finish(objects: ObjectStore, journal_keys) -> None:
         objects.delete(key)
 
 
-def sweep(objects: ObjectStore, engine, tenant: str, older_than_s: float) -> int:
+def sweep(objects: ObjectStore, catalog: Catalog, tenant: str, older_than_s: float) -> int:
     """Remove what dead runs wrote and never catalogued: for each journal older than
     `older_than_s` (younger ones may belong to a run still going), the objects of its media ids
     that have no catalog row, then the journal. Returns the number of objects removed."""
@@ -60,7 +58,7 @@ def sweep(objects: ObjectStore, engine, tenant: str, older_than_s: float) -> int
         if body.get("written_at", 0) > cutoff:
             continue
         keys_by_media = body.get("media", {})
-        stored = _catalogued(engine, tenant, list(keys_by_media))
+        stored = catalog.existing(tenant, list(keys_by_media))
         for media_id, keys in keys_by_media.items():
             if media_id in stored:
                 continue
@@ -74,13 +72,3 @@ def sweep(objects: ObjectStore, engine, tenant: str, older_than_s: float) -> int
     if removed:
         logger.info("removed %d objects a killed backfill left uncatalogued", removed)
     return removed
-
-
-def _catalogued(engine, tenant: str, media_ids: list[str]) -> set[str]:
-    found: set[str] = set()
-    with engine.connect() as conn:
-        for start in range(0, len(media_ids), 500):
-            chunk = media_ids[start : start + 500]
-            query = select(media.c.id).where(media.c.tenant_id == tenant, media.c.id.in_(chunk))
-            found.update(conn.scalars(query))
-    return found

@@ -22,7 +22,7 @@ def world(db_url, tmp_path):  # noqa: F811
     engine = make_engine(db_url)
     tenant = KeyStore(engine).ensure_tenant("acme")
     objects = LocalObjectStore(tmp_path / "objects", "k" * 32, "http://localhost")
-    yield engine, Catalog(engine), objects, tenant
+    yield Catalog(engine), objects, tenant
     engine.dispose()
 
 
@@ -42,7 +42,7 @@ def exists(objects, key: str) -> bool:
 
 
 def test_a_dead_runs_uncatalogued_objects_are_removed_and_the_rest_kept(world):
-    engine, catalog, objects, tenant = world
+    catalog, objects, tenant = world
     kept_id = catalogued(catalog, tenant, "a" * 64)
     kept = [tenant_key(tenant, "normalized", f"{kept_id}.jpg")]
     lost = [
@@ -53,26 +53,26 @@ def test_a_dead_runs_uncatalogued_objects_are_removed_and_the_rest_kept(world):
     journal = pending.begin(objects, tenant, {kept_id: kept, "med_lost": lost})
 
     # younger than the grace period: perhaps a run still going, left alone
-    assert pending.sweep(objects, engine, tenant, older_than_s=3600) == 0
+    assert pending.sweep(objects, catalog, tenant, older_than_s=3600) == 0
     assert all(exists(objects, key) for key in [*kept, *lost, journal])
 
-    assert pending.sweep(objects, engine, tenant, older_than_s=0) == 2
+    assert pending.sweep(objects, catalog, tenant, older_than_s=0) == 2
     assert all(exists(objects, key) for key in kept)
     assert not any(exists(objects, key) for key in [*lost, journal])
-    assert pending.sweep(objects, engine, tenant, older_than_s=0) == 0  # nothing left to do
+    assert pending.sweep(objects, catalog, tenant, older_than_s=0) == 0  # nothing left to do
 
 
 def test_finish_forgets_a_journal_and_its_objects_stay(world):
-    engine, _, objects, tenant = world
+    catalog, objects, tenant = world
     keys = [tenant_key(tenant, "faces", "face_1.jpg")]
     put_all(objects, keys)
     pending.finish(objects, [pending.begin(objects, tenant, {"med_1": keys})])
-    assert pending.sweep(objects, engine, tenant, older_than_s=0) == 0
+    assert pending.sweep(objects, catalog, tenant, older_than_s=0) == 0
     assert exists(objects, keys[0])
 
 
 def test_a_journal_cannot_reach_outside_its_tenant_and_a_corrupt_one_is_dropped(world):
-    engine, _, objects, tenant = world
+    catalog, objects, tenant = world
     other = tenant_key("ten_other", "normalized", "med_9.jpg")
     objects.put(other, b"theirs")
     forged = tenant_key(tenant, pending.PREFIX, "forged.json")
@@ -81,6 +81,6 @@ def test_a_journal_cannot_reach_outside_its_tenant_and_a_corrupt_one_is_dropped(
     )
     corrupt = tenant_key(tenant, pending.PREFIX, "corrupt.json")
     objects.put(corrupt, b"{not json")
-    assert pending.sweep(objects, engine, tenant, older_than_s=0) == 0
+    assert pending.sweep(objects, catalog, tenant, older_than_s=0) == 0
     assert exists(objects, other)
     assert list(objects.list(tenant_key(tenant, pending.PREFIX) + "/")) == []

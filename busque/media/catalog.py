@@ -333,6 +333,16 @@ class Catalog:
                 ).rowcount
         return done
 
+    def existing(self, tenant_id: str, media_ids: Sequence[str]) -> set[str]:
+        """Those of `media_ids` the tenant has a row for."""
+        if not media_ids:
+            return set()
+        query = select(media.c.id).where(
+            media.c.tenant_id == tenant_id, media.c.id.in_(list(media_ids))
+        )
+        with self.reader.connect() as conn:
+            return set(conn.scalars(query))
+
     def by_index_ids(self, tenant_id: str, ids: Sequence[int]) -> dict[int, dict]:
         if not ids:
             return {}
