@@ -155,6 +155,18 @@ class ImageEmbedder(Model):
         images = list(images)
         return self.embed_images(images), [[] for _ in images]
 
+    def prepare(self, image: Image.Image) -> Any:
+        """One image -> what `analyze_prepared` takes: the per-image CPU work of preprocessing.
+        It needs no loaded model and is thread-safe, so a server can prepare queued images on
+        other threads while the model runs a batch."""
+        return as_rgb(image)
+
+    def analyze_prepared(
+        self, prepared: Sequence[Any], k: int = 5
+    ) -> tuple[np.ndarray, list[list[dict[str, Any]]]]:
+        """`analyze` of images already passed through `prepare`."""
+        return self.analyze(prepared, k=k)
+
     # -- backend hooks ----------------------------------------------------------------------
 
     @abstractmethod
