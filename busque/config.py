@@ -94,6 +94,13 @@ class EmbedderSettings(BaseModel):
         description="@serve.batch's wait to fill a batch. 0: a batch is whatever queued while "
         "the previous one ran (no added latency at low load, full batches under load)",
     )
+    prepare_threads: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="threads per replica that decode and resize requests' images (and hash "
+        "queries) while the model runs a batch",
+    )
 
 
 class IndexSettings(BaseModel):

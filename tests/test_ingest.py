@@ -97,8 +97,13 @@ def test_chelsea_is_a_cat_and_its_lookalike_comes_first(client_module, pets):
     assert top["phash_distance"] <= 8 and top["score"] > found["matches"][1]["score"]
     assert top["metadata"] == {"name": "chelsea"} and top["thumbnail_url"]
     stages = parse_server_timing(response.headers["server-timing"])
-    assert list(stages) == ["request", "query", "match", "catalog", "total"]
-    assert stages["total"] >= sum(ms for name, ms in stages.items() if name != "total") > 0
+    top_level = ["request", "query", "match", "catalog"]
+    assert sorted(stages) == sorted([*top_level, "embed-prepare", "embed-model", "total"])
+    assert stages["total"] >= sum(stages[name] for name in top_level) > 0
+    # the Embedder's own stages happen within the query's
+    assert 0 < stages["embed-prepare"] + stages["embed-model"] <= stages["query"]
+    assert "embed-model;dur=" in response.headers["server-timing"]
+    assert 'desc="batch of 1"' in response.headers["server-timing"]
     # the query's pHash (computed by the Embedder) is the one ingest computed for the same bytes
     same = client_module.post(
         "/v1/search",

@@ -324,17 +324,23 @@ class SearchQuery(BaseModel):
     min_score: float | None = Field(None, ge=-1, le=1)
 
 
-async def _embed_image(ctx, data: bytes) -> tuple[Any, int]:
+async def _embed_image(ctx, data: bytes, timing: ServerTiming) -> tuple[Any, int]:
     """A query image's vector and pHash (nothing is stored): the bytes go to the Embedder as
-    they are; it decodes them at the size the model needs and computes the pHash too."""
+    they are; it decodes them at the size the model needs and computes the pHash too. Its own
+    timings join the response's Server-Timing (`embed-prepare`, `embed-model` with the batch)."""
     embedded = await ctx.embedder.embed.remote(data, True)
     if "error" in embedded:
         error = embedded["error"]
         raise ApiError(error["status"], error["code"], error["message"])
+    spent = embedded["timing"]
+    timing.add("embed-prepare", spent["prepare_ms"])
+    timing.add("embed-model", spent["model_ms"], f"batch of {spent['batch']}")
     return embedded["vector"], hex_to_int64(embedded["phash"])
 
 
-async def _query(ctx, principal: Principal, q: SearchQuery, image: bytes | None) -> dict:
+async def _query(
+    ctx, principal: Principal, q: SearchQuery, image: bytes | None, timing: ServerTiming
+) -> dict:
     """Vector and/or pHash for the query, and ids to leave out."""
     vector, phash, exclude, sha256 = None, None, [], None
     if sum(x is not None for x in (q.text, q.phash, q.media_id, image)) != 1:
@@ -342,7 +348,7 @@ async def _query(ctx, principal: Principal, q: SearchQuery, image: bytes | None)
             422, "invalid_request", "search by exactly one of image, text, phash, media_id"
         )
     if image is not None:
-        vector, phash = await _embed_image(ctx, image)
+        vector, phash = await _embed_image(ctx, image, timing)
         sha256 = hashlib.sha256(image).hexdigest()
     elif q.text is not None:
         info = await ctx.embedder.info.remote()
@@ -374,7 +380,7 @@ async def _query(ctx, principal: Principal, q: SearchQuery, image: bytes | None)
 async def _search(
     ctx, principal: Principal, q: SearchQuery, image: bytes | None, timing: ServerTiming
 ) -> list[dict]:
-    query = await _query(ctx, principal, q, image)
+    query = await _query(ctx, principal, q, image, timing)
     timing.mark("query")
     collection = q.collection or ctx.settings.media.default_collection
     fetch = q.k * 5 if q.filters else q.k  # filters apply after ranking: fetch more

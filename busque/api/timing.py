@@ -9,19 +9,26 @@ import time
 class ServerTiming:
     def __init__(self) -> None:
         self.started = self._last = time.perf_counter()
-        self.stages: list[tuple[str, float]] = []
+        self.stages: list[tuple[str, float, str | None]] = []
 
     def mark(self, stage: str) -> None:
         """Close `stage`: the time since the previous mark (or the start)."""
         now = time.perf_counter()
-        self.stages.append((stage, (now - self._last) * 1000))
+        self.stages.append((stage, (now - self._last) * 1000, None))
         self._last = now
+
+    def add(self, stage: str, ms: float, description: str | None = None) -> None:
+        """A stage timed elsewhere (e.g. inside a deployment), beside the marked ones."""
+        self.stages.append((stage, ms, description))
 
     def total_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000
 
     def header(self) -> str:
-        parts = [f"{name};dur={ms:.2f}" for name, ms in self.stages]
+        parts = [
+            f"{name};dur={ms:.2f}" + (f';desc="{desc}"' if desc else "")
+            for name, ms, desc in self.stages
+        ]
         return ", ".join([*parts, f"total;dur={self.total_ms():.2f}"])
 
 
