@@ -97,12 +97,15 @@ def photo_set() -> tuple[dict[str, bytes], list[tuple[str, bytes]]]:
 # ---- the app ----
 
 
-def settings_for(home: Path, port: int, batch_size: int, device: str = "cpu"):
+def settings_for(
+    home: Path, port: int, batch_size: int, device: str = "cpu", front_replicas: int = 1
+):
     from busque.config import Settings
 
     small = {"num_cpus": 0.25, "max_ongoing_requests": 64}
-    front = {"num_cpus": 0.25, "max_ongoing_requests": 1000}
+    front = {"num_cpus": 0.25, "max_ongoing_requests": 1000, "min_replicas": front_replicas}
     deployments = {name: small for name in ("embedder", "matcher", "ingest", "utility")}
+    deployments["matcher"] = {**small, "min_replicas": front_replicas}
     if device != "cpu":
         deployments["embedder"] = {**small, "num_gpus": 1}
     return Settings(
@@ -170,14 +173,17 @@ def top1(app, queries, names: dict[str, str]) -> dict:
     return {"top1_accuracy": round(1 - len(misses) / len(queries), 3), "misses": misses}
 
 
-def bench_busque(app, queries, seconds: float, warmup: float, url: str | None = None) -> dict:
-    """Closed loops at concurrency 1 and 16 against `url` (default: the Serve proxy's)."""
+def bench_busque(
+    app, queries, seconds: float, warmup: float, urls: list[str] | None = None
+) -> dict:
+    """Closed loops at concurrency 1 and 16 against `urls` in turn (default: the Serve
+    proxy's)."""
     from busque.api.timing import parse_server_timing
 
     async def run() -> dict:
         limits = httpx.Limits(max_connections=HIGH + 4)
         async with httpx.AsyncClient(
-            base_url=url or app.url,
+            base_url=app.url,
             headers={"X-API-Key": app.admin_key},
             timeout=120,
             limits=limits,
@@ -189,7 +195,7 @@ def bench_busque(app, queries, seconds: float, warmup: float, url: str | None = 
             async def one(i: int):
                 _, data = queries[i % len(queries)]
                 response = await client.post(
-                    "/v1/search",
+                    f"{urls[i % len(urls)]}/v1/search" if urls else "/v1/search",
                     files={"image": ("q.jpg", data, "image/jpeg")},
                     data={"collection": COLLECTION, "k": str(K)},
                 )
@@ -532,7 +538,9 @@ def write_report(results: dict, suffix: str = "") -> None:
         f"{seconds / 2:.0f} s). EfficientNet-Lite0 on {results['device']}, torch threads "
         f"{results['torch_threads_replica']} in the Embedder replica (Ray: fractional num_cpus) "
         f"and {base['torch_threads']} in-process; the model splits any batch into forward passes "
-        f"of {base['model_forward_batch']}. Batch wait {results['batch_wait_ms']} ms. Top-1 "
+        f"of {base['model_forward_batch']}. Gateway and Matcher replicas: "
+        f"{results['cases']['batching_on'].get('front_replicas', 1)}; one Embedder. "
+        f"Batch wait {results['batch_wait_ms']} ms. Top-1 "
         f"accuracy of the queries: {results['top1']['top1_accuracy']:.0%}. "
         f"1-minute load average at start: {m['load_avg_1m_at_start']} (a shared machine).",
         "",
@@ -594,7 +602,13 @@ def write_report(results: dict, suffix: str = "") -> None:
 
 
 def run_phase(
-    batch_size: int, seconds: float, warmup: float, out: Path, device: str, direct: bool = False
+    batch_size: int,
+    seconds: float,
+    warmup: float,
+    out: Path,
+    device: str,
+    direct: bool = False,
+    front_replicas: int = 1,
 ) -> None:
     """One configuration in a Ray cluster of its own (a driver's handles stay bound to the app
     they first saw, so each phase gets a fresh process): ingest, top-1, HTTP load, handle load.
@@ -611,21 +625,21 @@ def run_phase(
     jpegs = [data for _, data in queries]
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
-        settings = settings_for(Path(tmp) / "busque", port, batch_size, device)
+        settings = settings_for(Path(tmp) / "busque", port, batch_size, device, front_replicas)
         app = start_app(settings)
         try:
             names, ingest_s = ingest_photos(app, originals)
-            url = None
-            if direct:
-                (port,) = direct_ports(settings.serve.app_name)
-                url = f"http://127.0.0.1:{port}"
+            urls = None
+            if direct:  # each Gateway replica's own port, in turn
+                urls = [f"http://127.0.0.1:{p}" for p in direct_ports(settings.serve.app_name)]
             case = {
                 "batch_size": batch_size,
                 "batch_wait_ms": settings.embedder.batch_wait_s * 1000,
                 "ingest_s": round(ingest_s, 2),
                 "top1": top1(app, queries, names),
-                "url": "direct ingress (the Gateway replica's port)" if direct else "serve.port",
-                **bench_busque(app, queries, seconds, warmup, url),
+                "url": "direct ingress (the Gateway replicas' ports)" if direct else "serve.port",
+                "front_replicas": front_replicas,
+                **bench_busque(app, queries, seconds, warmup, urls),
             }
             if not direct and os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") != "1":
                 case["embedder_handle"] = bench_embedder_handle(
@@ -642,6 +656,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15, help="measured seconds per case")
     parser.add_argument("--warmup", type=float, default=3, help="warm-up seconds per case")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda for a GPU machine")
+    parser.add_argument(
+        "--front-replicas",
+        type=int,
+        default=1,
+        help="Gateway and Matcher replicas (the Embedder keeps one): on a many-core GPU machine, "
+        "enough front for the model to be the bottleneck",
+    )
     parser.add_argument("--no-write", action="store_true", help="print only (development)")
     parser.add_argument("--phase-batch-size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--phase-out", type=Path, help=argparse.SUPPRESS)
@@ -655,6 +676,7 @@ def main() -> None:
             args.phase_out,
             args.device,
             args.phase_direct,
+            args.front_replicas,
         )
         return
 
@@ -703,6 +725,8 @@ def main() -> None:
                     str(args.warmup),
                     "--device",
                     args.device,
+                    "--front-replicas",
+                    str(args.front_replicas),
                     "--phase-batch-size",
                     str(batch_size),
                     "--phase-out",
