@@ -198,6 +198,24 @@ def test_bad_images_get_clear_errors_and_store_nothing(client_module, app):
     assert client_module.get("/healthz").status_code == 200
 
 
+def test_search_by_a_bad_image_is_a_clear_error(client_module):
+    """A query image is decoded by the Embedder, not at upload: its errors come back as the
+    same 4xx answers, and the Embedder keeps serving."""
+
+    def search(data: bytes):
+        return client_module.post(
+            "/v1/search", files={"image": ("q.jpg", data, "image/jpeg")}, data={"k": "3"}
+        )
+
+    good = jpeg(photo("coins"))
+    assert_error(search(b"not an image at all"), 422, "invalid_image")
+    assert_error(search(good[: len(good) // 2]), 422, "invalid_image")
+    assert_error(search(b""), 422, "invalid_image")
+    assert_error(search(bomb_png(20000, 20000)), 413, "image_too_large")
+    assert_error(search(b"%PDF-1.4\n%..."), 415, "unsupported_media_type")
+    assert search(good).status_code == 200
+
+
 def bomb_png(width: int, height: int) -> bytes:
     """A valid PNG header claiming a huge image, with a tiny body (never decoded)."""
     import struct

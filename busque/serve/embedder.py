@@ -56,30 +56,40 @@ class Embedder:
 
         A search query's pHash is computed here rather than in the Gateway beside this call (a
         thread hashing there held the Gateway's GIL while its event loop sent the request: 1.3 ms
-        at concurrency 1)."""
+        at concurrency 1), on a second pool thread while the image is prepared and embedded."""
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
-        prepared = await loop.run_in_executor(self._prepare_pool, self._prepare, image, with_phash)
-        if "error" in prepared:
-            return prepared
+        hashing = (
+            loop.run_in_executor(self._prepare_pool, self._phash, image) if with_phash else None
+        )
+        prepared = await loop.run_in_executor(self._prepare_pool, self._prepare, image)
         prepare_ms = (time.perf_counter() - started) * 1000
-        out = await self._forward(prepared.pop("input"))
-        out.update(prepared)
+        try:
+            out = prepared if "error" in prepared else await self._forward(prepared["input"])
+        finally:
+            phash = await hashing if hashing is not None else None
+        if "error" in out:
+            return out
+        if isinstance(phash, dict):  # an error (the decode for the model succeeded)
+            return phash
+        if phash is not None:
+            out["phash"] = phash
         out["timing"]["prepare_ms"] = round(prepare_ms, 3)
         return out
 
-    def _prepare(self, data: bytes, with_phash: bool) -> dict[str, Any]:
-        settings = self.runtime.settings.media
+    def _prepare(self, data: bytes) -> dict[str, Any]:
+        max_pixels = self.runtime.settings.media.max_pixels
         try:
-            pixels = decode_reduced(
-                data, min_side=self.model.source_side, max_pixels=settings.max_pixels
-            )
-            prepared = {"input": self.model.prepare(pixels)}
-            if with_phash:
-                prepared["phash"] = phash_bytes(data, max_pixels=settings.max_pixels)
+            pixels = decode_reduced(data, min_side=self.model.source_side, max_pixels=max_pixels)
+            return {"input": self.model.prepare(pixels)}
         except MediaError as exc:
-            return {"error": {"status": exc.status, "code": exc.code, "message": str(exc)}}
-        return prepared
+            return _error(exc)
+
+    def _phash(self, data: bytes) -> str | dict:
+        try:
+            return phash_bytes(data, max_pixels=self.runtime.settings.media.max_pixels)
+        except MediaError as exc:
+            return _error(exc)
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.0)
     async def _forward(self, inputs: list[Any]) -> list[dict]:
@@ -103,3 +113,7 @@ class Embedder:
 
     def info(self) -> dict:
         return self.model.describe()
+
+
+def _error(exc: MediaError) -> dict:
+    return {"error": {"status": exc.status, "code": exc.code, "message": str(exc)}}
