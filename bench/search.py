@@ -421,7 +421,8 @@ def notes(results: dict) -> list[str]:
                 "  On the GPU the model is not the bottleneck: a forward pass of one image "
                 f"({stage(off[high], 'embed-model')} ms p50, TorchScript, outside the GIL) is "
                 "shorter than the CPU work each request brings to the replica (prepare "
-                f"{stage(on[high], 'embed-prepare')} ms: decode, resize, pHash; and Serve's "
+                f"{stage(on[high], 'embed-prepare')} ms to decode and resize, the pHash, and "
+                "Serve's "
                 "handling of the call), so requests reach the model about one at a time and a "
                 "batch has little to gather. Throughput here grows with CPU per GPU, such as "
                 "Embedder replicas sharing the GPU (fractional num_gpus), not with batching; "
@@ -464,7 +465,7 @@ def notes(results: dict) -> list[str]:
     inside = [
         f"{label} {stage(case['concurrency_1'], name)} / {stage(case[high], name)}"
         for label, name, case in (
-            ("prepare (decode, resize, pHash)", "embed-prepare", on),
+            ("prepare (decode, resize)", "embed-prepare", on),
             ("forward pass of the batch", "embed-model", on),
             ("forward pass with batching off", "embed-model", off),
         )
@@ -473,7 +474,8 @@ def notes(results: dict) -> list[str]:
         f"- Inside the Embedder ({info['model']} on {info['device']}, {info['dtype']}; p50s of "
         f"its Server-Timing entries, ms at concurrency 1 / {HIGH}): "
         + ", ".join(inside)
-        + ". Requests are prepared on a pool of threads while the model runs a batch; at "
+        + ". Requests are prepared (and queries hashed) on a pool of threads while the model "
+        "runs a batch; at "
         f"concurrency {HIGH} a query ran in a batch of {on[high].get('embedder_batch_mean')} "
         "on average."
     )
