@@ -314,14 +314,15 @@ def test_a_bad_image_in_an_embedder_batch_fails_alone(app):
 
     good = jpeg(photo("chelsea"))
 
-    async def together() -> list[dict]:
+    async def together() -> tuple[list[dict], list[dict]]:
         handle = serve.get_deployment_handle("Embedder", app.settings.serve.app_name)
         data = [good if i % 2 else good[: len(good) // 3] for i in range(8)]
-        return await asyncio.gather(
+        mixed = await asyncio.gather(
             *(handle.embed.remote(item, i % 4 == 1) for i, item in enumerate(data))
         )
+        return mixed, await asyncio.gather(*(handle.embed.remote(good, False) for _ in range(16)))
 
-    results = asyncio.run(together())
+    results, warm = asyncio.run(together())
     for i, result in enumerate(results):
         if i % 2:
             assert len(result["vector"]) == 1280 and result["labels"]
@@ -330,3 +331,7 @@ def test_a_bad_image_in_an_embedder_batch_fails_alone(app):
         else:
             assert result["error"]["status"] == 422
             assert result["error"]["code"] == "invalid_image"
+    # calls prepared on the pool while a forward pass ran share the next one
+    timings = [result["timing"] for result in warm]
+    assert 1 < max(t["batch"] for t in timings) <= app.settings.embedder.batch_size
+    assert all(t["prepare_ms"] > 0 and t["model_ms"] > 0 for t in timings)
