@@ -953,3 +953,36 @@ def test_commits_wake_watchers(db_url, store, tenant):
         assert woken.wait(5), "a commit did not wake the watcher"
     finally:
         watcher.stop()
+
+
+def test_sqlite_watcher_backs_off_when_idle_and_still_hears_commits(tmp_path):
+    """A quiet database is polled at the idle interval, and a commit then still calls back and
+    brings the fast interval back."""
+    import sqlite3
+
+    from busque.db.notify import SqliteWatcher
+
+    path = str(tmp_path / "watched.db")
+    writer = sqlite3.connect(path)
+    writer.execute("PRAGMA journal_mode=wal")
+    writer.execute("CREATE TABLE t (x INTEGER)")
+    writer.commit()
+    woken = threading.Event()
+    watcher = SqliteWatcher(
+        path, woken.set, interval_s=0.002, idle_interval_s=0.05, active_s=1.0
+    ).start()
+    try:
+        assert woken.wait(5)  # it calls back once when it starts
+        woken.clear()
+        deadline = time.monotonic() + 5
+        while watcher.poll_interval_s < 0.05 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert watcher.poll_interval_s == 0.05, "an idle watcher did not back off"
+        assert not woken.is_set()
+        writer.execute("INSERT INTO t VALUES (1)")
+        writer.commit()
+        assert woken.wait(5), "a commit after a quiet spell did not wake the watcher"
+        assert watcher.poll_interval_s == 0.002
+    finally:
+        watcher.stop()
+        writer.close()

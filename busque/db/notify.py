@@ -54,13 +54,26 @@ class PgListener:
 
 class SqliteWatcher:
     """SQLite's stand-in for LISTEN: `PRAGMA data_version` changes whenever another connection
-    commits. Checking it reads only the WAL index in shared memory, so a 2 ms loop is cheap.
-    It cannot tell tables apart: every commit calls back."""
+    commits. Checking it reads only the WAL index in shared memory: every `interval_s` while
+    commits come, backing off (doubling) to `idle_interval_s` once none has come for
+    `active_s`, so an idle service's watchers wake 40 times a second rather than 500 (1.3% of a
+    core each at 2 ms here); the first commit after a quiet spell is seen within
+    `idle_interval_s`. It cannot tell tables apart: every commit calls back."""
 
-    def __init__(self, path: str, callback: Callable[[], None], interval_s: float = 0.002):
+    def __init__(
+        self,
+        path: str,
+        callback: Callable[[], None],
+        interval_s: float = 0.002,
+        idle_interval_s: float = 0.025,
+        active_s: float = 2.0,
+    ):
         self.path = path
         self.callback = callback
         self.interval_s = interval_s
+        self.idle_interval_s = max(idle_interval_s, interval_s)
+        self.active_s = active_s
+        self.poll_interval_s = interval_s  # the current one
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sqlite-watch", daemon=True)
 
@@ -77,11 +90,16 @@ class SqliteWatcher:
         conn = sqlite3.connect(self.path, check_same_thread=False)
         try:
             last = None
-            while not self._stop.wait(self.interval_s):
+            last_change = time.monotonic()
+            while not self._stop.wait(self.poll_interval_s):
                 version = conn.execute("PRAGMA data_version").fetchone()[0]
                 if version != last:
                     last = version
+                    last_change = time.monotonic()
+                    self.poll_interval_s = self.interval_s
                     self.callback()
+                elif time.monotonic() - last_change > self.active_s:
+                    self.poll_interval_s = min(self.poll_interval_s * 2, self.idle_interval_s)
         finally:
             conn.close()
 
