@@ -748,7 +748,10 @@ def main() -> None:
         print(json.dumps(results, indent=2))
         print("\n".join(notes(results)))
         return
-    write_report(results, "" if args.device == "cpu" else f"_{args.device}")
+    suffix = "" if args.device == "cpu" else f"_{args.device}"
+    if args.front_replicas != 1:
+        suffix += f"_front{args.front_replicas}"
+    write_report(results, suffix)
 
 
 if __name__ == "__main__":
