@@ -62,6 +62,9 @@ SERVE_ENV = {
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
     "RAY_SERVE_PROXY_USE_GRPC": "1",
     "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0",
+    # gRPC's default 4 MiB message cap, which Serve keeps between replicas, failed requests and
+    # responses that HTTP allows (25 MiB bodies: a photo to search by, a page of jobs) with 500s.
+    "RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH": str(512 << 20),
     "RAY_USAGE_STATS_ENABLED": "0",
 }
 

@@ -54,6 +54,11 @@ class JobSettings(BaseModel):
     claim_batch: int = Field(32, ge=1)
     max_running: int = Field(64, ge=1, description="jobs one dispatcher replica runs at once")
     max_wait_s: float = Field(60.0, gt=0, description="the longest ?wait= long-poll")
+    max_input_bytes: int = Field(
+        1 << 20,
+        ge=1024,
+        description="a job's input and params as JSON; larger data goes in an uploaded object",
+    )
 
 
 class EventSettings(BaseModel):

@@ -9,11 +9,12 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from busque.config import Settings
+from busque.media.catalog import COLLECTION_PATTERN
 from busque.models.base import JobContext, Model
 
 
 class ReindexInput(BaseModel):
-    collection: str = Field(pattern=r"^[A-Za-z0-9._-]{1,100}$")
+    collection: str = Field(pattern=COLLECTION_PATTERN)
     recompute: bool = Field(False, description="recompute embeddings with the configured model")
 
 

@@ -95,14 +95,15 @@ def test_settings(home, **overrides):
                 "downscale_to_zero_delay_s": 2,
             },
         },
-        "media": {"max_upload_bytes": 2 * 2**20, "max_pixels": 40_000_000},
+        # Above 4 MiB, gRPC's default message cap between replicas (test_ingest.py).
+        "media": {"max_upload_bytes": 6 * 2**20, "max_pixels": 40_000_000},
         "index": {"sync_s": 0.2},
         # The bundled SmolLM2 is converted to safetensors once per machine, not per session.
         "text": {"cache_dir": TEXT_MODEL_CACHE, "max_batch": 4},
         "serve": {
             "port": free_port(),
             "grpc_port": free_port(),
-            "max_body_bytes": 3 * 2**20,
+            "max_body_bytes": 8 * 2**20,
             "cors_origins": ["http://allowed.example"],
             "gateway": {"num_cpus": 0.1, "max_ongoing_requests": 1000},
             # Two dispatchers, so every test also checks that they never run a job twice.

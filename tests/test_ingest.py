@@ -216,6 +216,74 @@ def test_search_by_a_bad_image_is_a_clear_error(client_module):
     assert search(good).status_code == 200
 
 
+def test_fields_busque_cannot_store_are_refused_and_store_nothing(client_module):
+    """Collection names that cannot name an index folder ("." and ".."), and JSON fields with
+    NaN, lone surrogates, NUL or deep nesting: each a 4xx before anything is stored (they used
+    to be stored, then fail every read of them with a 500)."""
+
+    def post(**fields):
+        return client_module.post(
+            "/v1/ingest",
+            files={"image": ("x.jpg", jpeg(photo("coins")), "image/jpeg")},
+            data={"collection": "odd-fields", **fields},
+        )
+
+    before = client_module.get("/v1/media", params={"status": "all", "limit": 200}).json()
+    for name in (".", ".."):
+        assert_error(post(collection=name), 422, "invalid_request")
+        assert_error(
+            client_module.post(
+                "/v1/search", json={"phash": "978d441804f5c75a", "collection": name}
+            ),
+            422,
+            "invalid_request",
+        )
+        assert_error(
+            client_module.get("/v1/duplicates", params={"collection": name}), 422, "invalid_request"
+        )
+    for metadata in ('{"a": NaN}', '{"a": Infinity}', '{"a": "\\ud800"}', '{"a": "\\u0000"}'):
+        error = assert_error(post(metadata=metadata), 422, "invalid_request")
+        assert error["message"].startswith("metadata must be a JSON object: ")
+    assert_error(post(metadata='{"a": ' * 40 + "1" + "}" * 40), 422, "invalid_request")
+    assert_error(post(metadata="[" * 10000), 422, "invalid_request")
+    search = {"phash": "978d441804f5c75a", "collection": "odd-fields"}
+    for body in (b'{"phash": "978d441804f5c75a", "min_score": NaN}', b"[" * 10000):
+        response = client_module.post(
+            "/v1/search", content=body, headers={"content-type": "application/json"}
+        )
+        assert_error(response, 400, "invalid_json")
+    deep = '{"a": ' * 40 + "1" + "}" * 40
+    response = client_module.post(
+        "/v1/search",
+        files={"image": ("q.jpg", jpeg(photo("coins")), "image/jpeg")},
+        data={"filters": deep},
+    )
+    assert_error(response, 422, "invalid_request")
+    response = client_module.post(
+        "/v1/search",
+        content=f'{{"phash": "{search["phash"]}", "filters": {deep}}}'.encode(),
+        headers={"content-type": "application/json"},
+    )
+    assert_error(response, 400, "invalid_json")
+    after = client_module.get("/v1/media", params={"status": "all", "limit": 200}).json()
+    assert len(after["data"]) == len(before["data"])
+    assert client_module.get("/v1/media", params={"collection": "odd-fields"}).status_code == 200
+
+
+def test_search_by_an_image_over_4_mib(client_module):
+    """Serve's replicas talk gRPC, whose default 4 MiB message cap turned a photo between 4 and
+    25 MiB (the upload limit) into a 500 on its way to the Embedder."""
+    rng = np.random.default_rng(7)
+    noise = rng.integers(0, 256, size=(1600, 1600, 3), dtype=np.uint8)
+    data = jpeg(noise, quality=100, size=None)
+    assert len(data) > 4 * 2**20
+    response = client_module.post(
+        "/v1/search", files={"image": ("big.jpg", data, "image/jpeg")}, data={"k": "3"}
+    )
+    assert response.status_code == 200, response.text
+    assert isinstance(response.json()["matches"], list)
+
+
 def bomb_png(width: int, height: int) -> bytes:
     """A valid PNG header claiming a huge image, with a tiny body (never decoded)."""
     import struct

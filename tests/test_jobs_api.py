@@ -193,6 +193,49 @@ def test_bad_requests_get_the_error_envelope(client, app):
     assert_error(client.delete("/v1/jobs"), 405, "method_not_allowed")
 
 
+def test_json_busque_cannot_store_is_refused_and_nothing_is_created(client):
+    """Python's json takes NaN, Infinity, lone surrogates, NUL and any nesting; such a job was
+    stored, then its every read (and the tenant's list) was a 500."""
+    newest = client.get("/v1/jobs", params={"limit": 1}).json()["data"]
+    bodies = {
+        b'{"model": "echo", "input": {"a": NaN}}': "NaN",
+        b'{"model": "echo", "input": {"a": -Infinity}}': "Infinity",
+        b'{"model": "echo", "input": {"a": "\\ud800"}}': "surrogate",
+        b'{"model": "echo", "input": {"\\u0000": 1}}': "NUL",
+        b'{"model": "echo", "input": ' + b'{"a": ' * 40 + b"1" + b"}" * 41: "nested",
+        b'{"model": "echo", "input": ' + b"[" * 10000: "nested",
+    }
+    for body, reason in bodies.items():
+        response = client.post(
+            "/v1/jobs", content=body, headers={"content-type": "application/json"}
+        )
+        error = assert_error(response, 400, "invalid_json")
+        assert reason in error["message"], error
+    assert client.get("/v1/jobs", params={"limit": 1}).json()["data"] == newest
+
+
+def test_job_input_is_capped_and_large_responses_pass(client, app):
+    """Input over jobs.max_input_bytes is a 413 with nothing created; inputs under it are
+    stored and read back, also in a page of jobs larger than gRPC's default 4 MiB message."""
+    limit = app.settings.jobs.max_input_bytes
+    newest = client.get("/v1/jobs", params={"limit": 1}).json()["data"]
+    error = assert_error(
+        client.post("/v1/jobs", json={"model": "echo", "input": {"x": "y" * limit}}),
+        413,
+        "payload_too_large",
+    )
+    assert error["details"]["max_bytes"] == limit
+    assert client.get("/v1/jobs", params={"limit": 1}).json()["data"] == newest
+    blob = "z" * (limit - 100)
+    jobs = [submit(client, "echo", {"x": blob, "n": n}) for n in range(5)]
+    for job in jobs:
+        assert wait_for(client, job["id"])["status"] == "succeeded"
+    response = client.get("/v1/jobs", params={"limit": 5, "model": "echo"})
+    assert response.status_code == 200, response.text[:200]
+    assert len(response.content) > 4 * 2**20
+    assert {j["id"] for j in response.json()["data"]} == {j["id"] for j in jobs}
+
+
 def test_oversized_chunked_body_is_refused(client, app):
     limit = app.settings.serve.max_body_bytes
 

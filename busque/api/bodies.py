@@ -11,12 +11,16 @@ from busque.api.errors import ApiError
 
 
 async def json_object(request: Request) -> dict[str, Any]:
-    """The JSON body; 400 `invalid_json` if it is not JSON. A non-object body comes back as
+    """The JSON body; 400 `invalid_json` if it is not JSON (or not JSON busque takes:
+    busque.api.strict_json). A non-object body comes back as
     {"_": body}, so the caller's schema names what is wrong with it."""
     try:
         raw = await request.json()
-    except ValueError:
-        raise ApiError(400, "invalid_json", "the request body is not valid JSON") from None
+    except ValueError as exc:  # json.JSONDecodeError: busque's rules (strict_json) say why
+        reason = getattr(exc, "msg", "")
+        raise ApiError(
+            400, "invalid_json", f"the request body is not valid JSON: {reason}"
+        ) from None
     return raw if isinstance(raw, dict) else {"_": raw}
 
 

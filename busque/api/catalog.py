@@ -4,9 +4,10 @@ from fastapi import APIRouter, Depends, Request
 
 from busque.api.auth import require
 from busque.api.errors import not_found
+from busque.api.strict_json import StrictJsonRoute
 from busque.auth.keys import Principal
 
-router = APIRouter(prefix="/v1", tags=["models"])
+router = APIRouter(prefix="/v1", tags=["models"], route_class=StrictJsonRoute)
 
 
 @router.get("/models", summary="List the model catalog")

@@ -8,7 +8,9 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
-router = APIRouter(tags=["demo"])
+from busque.api.strict_json import StrictJsonRoute
+
+router = APIRouter(tags=["demo"], route_class=StrictJsonRoute)
 
 PAGE = Path(__file__).parent / "static" / "demo.html"
 

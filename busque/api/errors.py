@@ -78,11 +78,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
         errors = _jsonable_errors(exc.errors())
-        if any(e["type"] == "json_invalid" for e in errors):
-            return JSONResponse(
-                envelope("invalid_json", "the request body is not valid JSON", {"errors": errors}),
-                400,
-            )
+        reasons = [
+            e.get("ctx", {}).get("error") for e in exc.errors() if e["type"] == "json_invalid"
+        ]
+        if reasons:
+            message = f"the request body is not valid JSON: {reasons[0]}"
+            return JSONResponse(envelope("invalid_json", message, {"errors": errors}), 400)
         return JSONResponse(
             envelope(
                 "invalid_request", "the request does not match the schema", {"errors": errors}

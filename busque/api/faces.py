@@ -18,14 +18,15 @@ from pydantic import BaseModel, Field, ValidationError
 from busque.api.auth import require
 from busque.api.bodies import base64_image, json_object
 from busque.api.errors import ApiError, invalid, not_found
-from busque.api.media import _read_upload, face_view, media_error, media_view
+from busque.api.media import face_view, media_error, media_view, multipart_image
+from busque.api.strict_json import StrictJsonRoute
 from busque.api.views import iso
 from busque.auth.keys import Principal
 from busque.faces.store import Conflict
 from busque.media.decode import MediaError, image_info
 from busque.storage import InvalidKey, ObjectNotFound, validate_key
 
-router = APIRouter(prefix="/v1", tags=["faces"])
+router = APIRouter(prefix="/v1", tags=["faces"], route_class=StrictJsonRoute)
 
 
 def person_view(ctx, row: dict) -> dict:
@@ -57,10 +58,8 @@ class FaceSearch(BaseModel):
 async def _query_image(request: Request, ctx, tenant: str) -> tuple[bytes, FaceSearch]:
     limit = ctx.settings.media.max_upload_bytes
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        data, _ = await _read_upload(request, limit)
-        form = await request.form()
-        raw = {k: v for k, v in form.items() if k in ("k", "threshold")}
-        return data, _validated(raw)
+        data, raw = await multipart_image(request, limit)
+        return data, _validated({k: v for k, v in raw.items() if k in ("k", "threshold")})
     query = _validated(await json_object(request))
     if query.image_base64:
         data = base64_image(query.image_base64)

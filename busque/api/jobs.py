@@ -4,6 +4,7 @@ artifacts and the webhook delivery log."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -13,13 +14,14 @@ from pydantic import BaseModel, Field, ValidationError
 
 from busque.api.auth import require
 from busque.api.errors import ApiError, invalid, not_found
+from busque.api.strict_json import StrictJsonRoute
 from busque.api.views import iso, job_view
 from busque.auth.keys import Principal
 from busque.jobs import webhooks
 from busque.jobs.store import STATES, TERMINAL, IdempotencyConflict, NewJob
 from busque.models.base import ModelError
 
-router = APIRouter(prefix="/v1", tags=["jobs"])
+router = APIRouter(prefix="/v1", tags=["jobs"], route_class=StrictJsonRoute)
 
 EventType = Literal["job.status", "job.progress", "job.output", "job.result"]
 
@@ -68,6 +70,15 @@ async def create_job(
 ):
     ctx = _ctx(request)
     wait = _preferred_wait(prefer)
+    limit = ctx.settings.jobs.max_input_bytes
+    if len(json.dumps([body.input, body.params], ensure_ascii=False).encode()) > limit:
+        raise ApiError(
+            413,
+            "payload_too_large",
+            f"a job's input and params are limited to {limit} bytes of JSON: "
+            "upload larger data (POST /v1/uploads) and pass its object key",
+            {"max_bytes": limit},
+        )
     spec = ctx.registry.get(body.model)
     if spec is not None and not spec.public:
         raise ApiError(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import re
 from typing import Annotated, Any, Literal
 
@@ -14,23 +13,26 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import UploadFile
 
+from busque.api import strict_json
 from busque.api.auth import require
 from busque.api.bodies import base64_image, json_object
 from busque.api.errors import ApiError, invalid, not_found
+from busque.api.strict_json import StrictJsonRoute
 from busque.api.timing import ServerTiming
 from busque.api.views import iso, job_view
 from busque.auth.keys import Principal
 from busque.ids import new_id
 from busque.jobs.store import NewJob
+from busque.media.catalog import COLLECTION_PATTERN
 from busque.media.decode import MediaError, image_info
 from busque.media.normalize import CONTENT_TYPES, storage_keys
 from busque.media.phash import hex_to_int64, int64_to_hex, phash_bytes
 from busque.models.embedding.efficientnet import pet_label
 from busque.storage import InvalidKey, ObjectNotFound, validate_key
 
-router = APIRouter(prefix="/v1", tags=["media"])
+router = APIRouter(prefix="/v1", tags=["media"], route_class=StrictJsonRoute)
 
-COLLECTION = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+COLLECTION = re.compile(COLLECTION_PATTERN)
 MAX_K = 100
 
 
@@ -45,23 +47,34 @@ def media_error(exc: MediaError) -> ApiError:
     return ApiError(exc.status, exc.code, str(exc))
 
 
+async def multipart_image(request: Request, limit: int) -> tuple[bytes, dict[str, str]]:
+    """A multipart body's `image` (at most `limit` bytes) and its other, text, fields."""
+    form = await request.form(max_files=1, max_fields=10)
+    upload = form.get("image")
+    if not isinstance(upload, UploadFile):
+        raise ApiError(422, "invalid_request", "send the photo as the multipart field `image`")
+    data = await upload.read(limit + 1)
+    if len(data) > limit:
+        raise ApiError(413, "payload_too_large", f"images are limited to {limit} bytes")
+    return data, {k: v for k, v in form.items() if k != "image" and isinstance(v, str)}
+
+
+def json_field(raw: dict, name: str, what: str) -> None:
+    """Parse the form field `name` (JSON text) in place, by busque's JSON rules."""
+    if isinstance(raw.get(name), str):
+        try:
+            raw[name] = strict_json.loads(raw[name])
+        except ValueError as exc:
+            reason = getattr(exc, "msg", str(exc))
+            raise ApiError(422, "invalid_request", f"{name} must be {what}: {reason}") from None
+
+
 async def _read_upload(request: Request, limit: int) -> tuple[bytes | None, IngestFields]:
     """Multipart (`image` + form fields) or JSON (`object_key`)."""
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
-        form = await request.form(max_files=1, max_fields=10)
-        upload = form.get("image")
-        if not isinstance(upload, UploadFile):
-            raise ApiError(422, "invalid_request", "send the photo as the multipart field `image`")
-        data = await upload.read(limit + 1)
-        if len(data) > limit:
-            raise ApiError(413, "payload_too_large", f"images are limited to {limit} bytes")
-        raw = {k: v for k, v in form.items() if k != "image" and isinstance(v, str)}
-        if "metadata" in raw:
-            try:
-                raw["metadata"] = json.loads(raw["metadata"])
-            except ValueError:
-                raise ApiError(422, "invalid_request", "metadata must be a JSON object") from None
+        data, raw = await multipart_image(request, limit)
+        json_field(raw, "metadata", "a JSON object")
         return data, _fields(raw)
     if content_type.startswith("application/json"):
         fields = _fields(await json_object(request))
@@ -429,9 +442,10 @@ async def search(request: Request, principal: Principal = Depends(require("media
     image = None
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
-        data, fields = await _read_upload(request, ctx.settings.media.max_upload_bytes)
-        raw = {k: v for k, v in (await request.form()).items() if k != "image"}
-        query, image = _search_fields(raw), data
+        image, raw = await multipart_image(request, ctx.settings.media.max_upload_bytes)
+        query = _search_fields(raw)
+        if query.image_base64:
+            raise ApiError(422, "invalid_request", "send the image once: `image` or image_base64")
     else:
         query = _search_fields(await json_object(request))
         if query.image_base64:
@@ -449,12 +463,7 @@ def _timed_json(body: dict, timing: ServerTiming) -> JSONResponse:
 
 
 def _search_fields(raw: dict) -> SearchQuery:
-    for name in ("filters",):
-        if isinstance(raw.get(name), str):
-            try:
-                raw[name] = json.loads(raw[name])
-            except ValueError:
-                raise ApiError(422, "invalid_request", f"{name} must be JSON") from None
+    json_field(raw, "filters", "a JSON object")
     try:
         return SearchQuery.model_validate(raw)
     except ValidationError as exc:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from busque.api.auth import require
 from busque.api.errors import ApiError
+from busque.api.strict_json import StrictJsonRoute
 from busque.api.views import iso
 from busque.auth.keys import Principal
 from busque.ids import new_id
@@ -29,7 +30,7 @@ from busque.storage import (
     validate_key,
 )
 
-router = APIRouter(prefix="/v1", tags=["objects"])
+router = APIRouter(prefix="/v1", tags=["objects"], route_class=StrictJsonRoute)
 
 
 class UploadRequest(BaseModel):

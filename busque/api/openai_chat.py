@@ -20,11 +20,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from busque.api.auth import require
 from busque.api.bodies import json_object
 from busque.api.errors import ApiError, invalid
+from busque.api.strict_json import StrictJsonRoute
 from busque.auth.keys import Principal
 from busque.models.base import ModelError
 from busque.models.text.spec import Message
 
-router = APIRouter(prefix="/v1", tags=["openai"])
+router = APIRouter(prefix="/v1", tags=["openai"], route_class=StrictJsonRoute)
 
 
 class ChatRequest(BaseModel):

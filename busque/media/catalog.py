@@ -20,6 +20,14 @@ from busque.db.pages import newest_first
 from busque.db.schema import media, media_changes
 from busque.ids import new_id
 
+# A collection's name is a folder of its index snapshots in the object store: letters, digits,
+# ".", "_" and "-", but not "." or ".." alone.
+COLLECTION_PATTERN = (
+    r"^(?:[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}"
+    r"|\.[A-Za-z0-9_-][A-Za-z0-9._-]{0,98}"
+    r"|\.\.[A-Za-z0-9._-]{1,98})$"
+)
+
 
 def index_id(media_id: str) -> int:
     """The id the indices know a media item by: 63 of its id's random bits. Never negative:
