@@ -192,6 +192,73 @@ def test_sse_bad_last_event_id_is_422(client):
     assert_error(client.get("/v1/jobs/job_nope/events"), 404, "job_not_found")
 
 
+def sse_response(client: httpx.Client, url: str, **kwargs) -> httpx.Response:
+    """The answer to an SSE request; its body is read only when it is not a 200 stream."""
+    with client.stream("GET", url, timeout=20, **kwargs) as response:
+        if response.status_code != 200:
+            response.read()
+    return response
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        str(2**63),  # over the largest 64-bit event id
+        str(10**30),
+        "9" * 5000,  # more digits than int() takes
+        "1_000",  # int() takes these, an event id is plain ASCII digits
+        "+1",
+        "١٢",  # Arabic-Indic digits
+    ],
+)
+def test_sse_event_id_must_be_plain_digits_below_2_63(client, bad):
+    job = submit(client, "echo", {"x": 3})
+    for url in (f"/v1/jobs/{job['id']}/events", "/v1/events"):
+        assert_error(sse_response(client, url, params={"after": bad}), 422, "invalid_request")
+        # Header values travel as bytes; the server reads them as Latin-1.
+        header = {"Last-Event-ID": bad.encode()}
+        assert_error(sse_response(client, url, headers=header), 422, "invalid_request")
+
+
+def test_sse_largest_event_id_is_accepted(client):
+    job = submit(client, "echo", {"x": 4})
+    wait_for(client, job["id"])
+    largest = str(2**63 - 1)
+    assert read_job_sse(client, job["id"], headers={"Last-Event-ID": largest}) == []
+    with client.stream("GET", "/v1/events", headers={"Last-Event-ID": largest}) as response:
+        assert response.status_code == 200
+
+
+def test_sse_resuming_a_finished_job_after_its_terminal_event_ends(client):
+    job = submit(client, "echo", {"x": 5})
+    wait_for(client, job["id"])
+    everything = read_job_sse(client, job["id"])
+    assert is_terminal(everything[-1])
+    last = everything[-1]["id"]
+    # What a browser's EventSource sends when it reconnects after the end: nothing is left.
+    for after in (last, last + 1000):
+        assert (
+            read_job_sse(client, job["id"], timeout=20, headers={"Last-Event-ID": str(after)}) == []
+        )
+        assert read_job_sse(client, job["id"], timeout=20, params={"after": after}) == []
+    # Resuming before the terminal event still replays it, and ends.
+    resumed = read_job_sse(client, job["id"], timeout=20, params={"after": everything[-2]["id"]})
+    assert [e["id"] for e in resumed] == [last]
+
+
+def test_sse_resuming_a_running_job_ends_when_it_ends(client):
+    job = submit(client, "sleep", {"seconds": 2})
+    with client.stream("GET", f"/v1/jobs/{job['id']}/events", timeout=30) as response:
+        for message in parse_sse(response.iter_lines(), time.monotonic() + 20):
+            if message["event"] == "job.status" and message["data"]["data"]["status"] == "running":
+                running = message["id"]
+                break
+    # Resumed while the job runs: the stream waits for its later events and ends with it.
+    resumed = read_job_sse(client, job["id"], headers={"Last-Event-ID": str(running)})
+    assert resumed and all(e["id"] > running for e in resumed)
+    assert is_terminal(resumed[-1]) and resumed[-1]["data"]["data"]["status"] == "succeeded"
+
+
 def test_sse_of_another_tenants_job_is_not_found(app, client, other_tenant_key):
     job = submit(client, "echo", {"x": 2})
     with app.client(other_tenant_key) as other:
@@ -322,6 +389,83 @@ def test_websocket_query_key_and_invalid_messages(app, client, other_tenant_key)
             while True:
                 message = json.loads(ws.recv(timeout=1))
                 assert message["type"] == "ping", message
+
+
+def ws_error(ws) -> dict:
+    """The next message, which must be an error."""
+    [message] = ws_receive_until(ws, lambda m: True)
+    assert message["type"] == "error", message
+    assert isinstance(message["error"]["message"], str) and message["error"]["message"]
+    return message["error"]
+
+
+def test_websocket_refuses_bad_last_event_id_and_stays_usable(app, client):
+    job = submit(client, "echo", {"ws": 3})
+    wait_for(client, job["id"])
+    with connect(ws_url(app, api_key=app.admin_key)) as ws:
+        for bad in (2**63, 10**30, -1, True, "5", 1.5, None):
+            ws.send(
+                json.dumps({"action": "subscribe", "job_ids": [job["id"]], "last_event_id": bad})
+            )
+            assert ws_error(ws)["code"] == "invalid_request", bad
+        # The largest id is valid: subscribed, with nothing to replay.
+        ws.send(
+            json.dumps({"action": "subscribe", "job_ids": [job["id"]], "last_event_id": 2**63 - 1})
+        )
+        [subscribed] = ws_receive_until(ws, lambda m: True)
+        assert subscribed == {"type": "subscribed", "job_id": job["id"]}
+        ws.send(json.dumps({"action": "unsubscribe", "job_ids": [job["id"]]}))
+        ws_receive_until(ws, lambda m: m["type"] == "unsubscribed")
+        ws.send(json.dumps({"action": "subscribe", "job_ids": [job["id"]], "last_event_id": 0}))
+        messages = ws_receive_until(ws, ws_terminal)
+    assert messages[0] == {"type": "subscribed", "job_id": job["id"]}
+    assert [m["event"]["type"] for m in messages[1:]] == [
+        "job.status",
+        "job.status",
+        "job.result",
+        "job.status",
+    ]
+
+
+def test_websocket_refuses_json_busque_does_not_take_and_stays_usable(app, client):
+    job = submit(client, "echo", {"ws": 4})
+    with connect(ws_url(app, api_key=app.admin_key)) as ws:
+        for frame in (
+            "[" * 10_000,  # deeper than Python's recursion limit
+            '{"a":' * 10_000,
+            "[" * 40 + "]" * 40,  # valid JSON, deeper than busque takes
+            '{"action": "subscribe", "job_ids": [], "last_event_id": NaN}',
+            "Infinity",
+            '{"action": "subscribe", "job_ids": ["\\ud800"]}',
+            '{"action": "subscribe", "job_ids": ["a\\u0000"]}',
+            b'{"action": "subscribe", "job_ids": []}',  # a binary frame
+        ):
+            ws.send(frame)
+            assert ws_error(ws)["code"] == "invalid_json", frame[:40]
+        ws.send(json.dumps({"action": "subscribe", "job_ids": [job["id"]]}))
+        messages = ws_receive_until(ws, ws_terminal)
+    assert messages[0] == {"type": "subscribed", "job_id": job["id"]}
+
+
+def test_websocket_caps_the_jobs_a_connection_follows(app, client):
+    job = submit(client, "echo", {"ws": 5})
+    fakes = [f"job_nope{i}" for i in range(5000)]
+    with connect(ws_url(app, api_key=app.admin_key)) as ws:
+        ws.send(json.dumps({"action": "subscribe", "job_ids": fakes}))
+        error = ws_error(ws)
+        assert error["code"] == "invalid_request" and "1000" in error["message"]
+        ws.send(json.dumps({"action": "subscribe", "job_ids": [job["id"]]}))
+        ws_receive_until(ws, ws_terminal)
+        # One job followed: 1000 more would be 1001, refused before any is looked up.
+        ws.send(json.dumps({"action": "subscribe", "job_ids": fakes[:1000]}))
+        assert ws_error(ws)["code"] == "invalid_request"
+        # Unsubscribed, the same 1000 fit (each is then answered on its own).
+        ws.send(json.dumps({"action": "unsubscribe", "job_ids": [job["id"]]}))
+        ws_receive_until(ws, lambda m: m["type"] == "unsubscribed")
+        ws.send(json.dumps({"action": "subscribe", "job_ids": [*fakes[:999], job["id"]]}))
+        messages = ws_receive_until(ws, lambda m: m["type"] == "subscribed", timeout=60)
+    errors = [m for m in messages if m["type"] == "error"]
+    assert len(errors) == 999 and all(e["error"]["code"] == "job_not_found" for e in errors)
 
 
 def test_websocket_bad_key_closes_with_4401(app):

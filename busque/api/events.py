@@ -14,15 +14,19 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Depends, Header, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 
+from busque.api import strict_json
 from busque.api.auth import require
 from busque.api.errors import ApiError, not_found
+from busque.api.strict_json import StrictJsonRoute
 from busque.api.views import event_view
 from busque.auth.keys import Principal
 from busque.jobs.store import TERMINAL
 
-router = APIRouter(prefix="/v1", tags=["events"])
+router = APIRouter(prefix="/v1", tags=["events"], route_class=StrictJsonRoute)
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+MAX_EVENT_ID = 2**63 - 1  # event ids are 64-bit signed integers in the database
+MAX_WS_JOBS = 1000  # jobs one WebSocket connection may follow at a time
 
 
 def _is_terminal(event: dict) -> bool:
@@ -33,19 +37,33 @@ def _sse(event: dict) -> str:
     return f"id: {event['id']}\nevent: {event['type']}\ndata: {json.dumps(event_view(event))}\n\n"
 
 
+def _valid_event_id(value) -> bool:
+    return type(value) is int and 0 <= value <= MAX_EVENT_ID  # bool is not an id
+
+
 def _resume_from(last_event_id: str | None) -> int:
     if last_event_id in (None, ""):
         return 0
-    try:
-        value = int(last_event_id)
-    except ValueError:
-        raise ApiError(422, "invalid_request", "Last-Event-ID must be an event id") from None
-    if value < 0:
-        raise ApiError(422, "invalid_request", "Last-Event-ID must be >= 0")
-    return value
+    # int() would also take "1_000", " 1", "+1" and non-ASCII digits such as "١٢".
+    if not (last_event_id.isascii() and last_event_id.isdigit()):
+        raise ApiError(
+            422, "invalid_request", "Last-Event-ID and after must be an event id (digits)"
+        )
+    # The length first: int() refuses more than 4300 digits with a ValueError.
+    if len(last_event_id.lstrip("0")) > 19 or int(last_event_id) > MAX_EVENT_ID:
+        raise ApiError(422, "invalid_request", f"Last-Event-ID and after must be <= {MAX_EVENT_ID}")
+    return int(last_event_id)
 
 
-async def _stream(ctx, sub, replay, after: int, stop_at_terminal: bool) -> AsyncIterator[str]:
+def _ws_error(code: str, message: str) -> dict:
+    return {"type": "error", "error": {"code": code, "message": message}}
+
+
+async def _stream(
+    ctx, sub, replay, after: int, stop_at_terminal: bool, finished: bool = False
+) -> AsyncIterator[str]:
+    """`finished`: the job was terminal before the replay, so nothing can follow what it
+    replays (a client resuming after the terminal event gets an empty stream that ends)."""
     keepalive = ctx.settings.events.keepalive_s
     with sub:
         sent = after
@@ -56,6 +74,8 @@ async def _stream(ctx, sub, replay, after: int, stop_at_terminal: bool) -> Async
                 yield _sse(event)
                 if stop_at_terminal and _is_terminal(event):
                     return
+        if finished:
+            return
         while True:
             event = await sub.get(timeout=keepalive)
             if event is None:
@@ -82,13 +102,15 @@ async def job_events(
     if job is None:
         raise not_found("job", job_id)
     start = _resume_from(last_event_id or after)
+    # Read before the replay: a terminal state is final and its event is already stored.
+    finished = job["state"] in TERMINAL
     sub = await ctx.tail.job(job_id)
 
     def replay(after_id: int) -> list[dict]:
         return ctx.jobs.events(job_id=job_id, after_id=after_id)
 
     return StreamingResponse(
-        _stream(ctx, sub, replay, start, stop_at_terminal=True),
+        _stream(ctx, sub, replay, start, stop_at_terminal=True, finished=finished),
         media_type="text/event-stream",
         headers=SSE_HEADERS,
     )
@@ -162,12 +184,7 @@ async def websocket(ws: WebSocket):
         for job_id in job_ids:
             job = await asyncio.to_thread(ctx.jobs.get, job_id, principal.tenant_id)
             if job is None:
-                await outgoing.put(
-                    {
-                        "type": "error",
-                        "error": {"code": "job_not_found", "message": f"no job {job_id!r}"},
-                    }
-                )
+                await outgoing.put(_ws_error("job_not_found", f"no job {job_id!r}"))
                 continue
             async with replaying:
                 jobs.add(job_id)
@@ -187,14 +204,11 @@ async def websocket(ws: WebSocket):
     try:
         while True:
             try:
-                message = await ws.receive_json()
-            except (json.JSONDecodeError, KeyError, TypeError):
-                await outgoing.put(
-                    {
-                        "type": "error",
-                        "error": {"code": "invalid_json", "message": "send JSON messages"},
-                    }
-                )
+                message = strict_json.loads(await ws.receive_text())
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                # KeyError or TypeError: a binary frame, which has no text.
+                reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "binary frame"
+                await outgoing.put(_ws_error("invalid_json", f"send JSON text messages: {reason}"))
                 continue
             if not isinstance(message, dict):
                 message = {}
@@ -204,16 +218,29 @@ async def websocket(ws: WebSocket):
                 action not in ("subscribe", "unsubscribe")
                 or not isinstance(job_ids, list)
                 or not all(isinstance(j, str) for j in job_ids)
-                or not isinstance(after, int)
             ):
                 await outgoing.put(
-                    {
-                        "type": "error",
-                        "error": {
-                            "code": "invalid_request",
-                            "message": 'expected {"action": "subscribe"|"unsubscribe", "job_ids": [...]}',
-                        },
-                    }
+                    _ws_error(
+                        "invalid_request",
+                        'expected {"action": "subscribe"|"unsubscribe", "job_ids": [...]}',
+                    )
+                )
+                continue
+            if not _valid_event_id(after):
+                await outgoing.put(
+                    _ws_error(
+                        "invalid_request",
+                        f"last_event_id must be an integer from 0 to {MAX_EVENT_ID}",
+                    )
+                )
+                continue
+            if action == "subscribe" and len(jobs.union(job_ids)) > MAX_WS_JOBS:
+                await outgoing.put(
+                    _ws_error(
+                        "invalid_request",
+                        f"a connection may follow at most {MAX_WS_JOBS} jobs at a time;"
+                        " unsubscribe some or open another connection",
+                    )
                 )
                 continue
             if action == "subscribe":
