@@ -6,7 +6,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
 
+import numpy as np
+import pytest
 from PIL import Image
 
 from tests.conftest import wait_for
@@ -74,3 +77,88 @@ def test_bad_sync_packages_are_refused(client, app, other_tenant_key):
     assert client.post("/v1/media/sync", json=short).status_code == 422
     with app.client(other_tenant_key) as other:  # another tenant's upload is not found
         assert other.post("/v1/media/sync", json=package(data, key)).status_code == 404
+
+
+def truncated_thumbnail() -> str:
+    """A noisy JPEG cut in half: its header still reads, its pixels do not."""
+    pixels = np.random.default_rng(0).integers(0, 256, (150, 150, 3), dtype=np.uint8)
+    jpeg = io.BytesIO()
+    Image.fromarray(pixels).save(jpeg, "JPEG")
+    return base64.b64encode(jpeg.getvalue()[: len(jpeg.getvalue()) // 2]).decode()
+
+
+def stored(client) -> tuple[list, list]:
+    """The tenant's media (in any state) and people."""
+    media = client.get("/v1/media", params={"status": "all", "limit": 200}).json()["data"]
+    people = client.get("/v1/people", params={"limit": 200}).json()["data"]
+    return [m["id"] for m in media], [p["id"] for p in people]
+
+
+def error_locs(response) -> list[list]:
+    return [e["loc"] for e in response.json()["error"]["details"]["errors"]]
+
+
+BAD_FACES = [  # the astronaut photo is 512x512
+    ("embedding", [1e308] * 128),
+    ("embedding", [5.0] * 128),  # finite, but an L2 norm of 56
+    ("box", [-5, -5, -10, 1e12]),
+    ("box", [10, 10, 0, 10]),
+    ("box", [450, 10, 88, 88]),  # past the photo's right edge
+    ("score", -1),
+    ("score", 1.5),
+    ("thumbnail_b64", truncated_thumbnail()),
+]
+
+
+@pytest.mark.parametrize(("field", "value"), BAD_FACES)
+def test_an_invalid_face_refuses_the_whole_package(client, field, value):
+    data = encode(astronaut(), quality=61)
+    key = upload(client, data)
+    before = stored(client)
+    body = package(data, key)
+    good = body["faces"][0]
+    body["faces"] = [good, {**good, field: value}]  # the second of two faces is bad
+    refused = client.post("/v1/media/sync", json=body)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["error"]["code"] == "invalid_request"
+    assert ["body", "faces", 1, field] in error_locs(refused)
+    assert stored(client) == before
+
+
+def test_nan_and_infinity_are_not_json(client):
+    data = encode(astronaut(), quality=61)
+    key = upload(client, data)
+    before = stored(client)
+    for value in (float("nan"), float("inf")):
+        body = package(data, key)
+        body["faces"][0]["embedding"] = [value] * 128
+        refused = client.post(
+            "/v1/media/sync",
+            content=json.dumps(body),  # Python writes NaN and Infinity
+            headers={"content-type": "application/json"},
+        )
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["error"]["code"] == "invalid_json"
+    assert stored(client) == before
+
+
+def test_gallery_name_dot_dot_is_refused(client):
+    data = encode(astronaut(), quality=61)
+    key = upload(client, data)
+    before = stored(client)
+    refused = client.post("/v1/media/sync", json=package(data, key, gallery_name=".."))
+    assert refused.status_code == 422, refused.text
+    assert ["body", "media_info", "gallery_name"] in error_locs(refused)
+    assert stored(client) == before
+
+
+def test_a_refused_package_is_accepted_once_fixed(client):
+    data = encode(astronaut(), quality=62)
+    key = upload(client, data)
+    body = package(data, key)
+    body["faces"].append({**body["faces"][0], "box": [300, 300, 300, 300]})
+    assert client.post("/v1/media/sync", json=body).status_code == 422
+    body["faces"][1]["box"] = [300, 300, 100, 100]
+    fixed = client.post("/v1/media/sync", json=body)
+    assert fixed.status_code == 202, fixed.text  # nothing of the refused one was kept
+    assert fixed.json()["created"] is True and len(fixed.json()["faces"]) == 2

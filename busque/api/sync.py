@@ -12,20 +12,27 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import math
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from busque.api.auth import require
 from busque.api.errors import ApiError, not_found
 from busque.api.media import COLLECTION, accept_image, media_error
+from busque.api.strict_json import StrictJsonRoute
 from busque.auth.keys import Principal
 from busque.faces.analyze import store_faces
-from busque.media.decode import MediaError, image_info
+from busque.media.decode import ImageInfo, MediaError, decode_image, image_info
 from busque.storage import InvalidKey, ObjectNotFound, validate_key
 
-router = APIRouter(prefix="/v1", tags=["media"])
+router = APIRouter(prefix="/v1", tags=["media"], route_class=StrictJsonRoute)
+
+EMBEDDING_DIM = 128  # the face index's (busque/faces/index.py)
+# The face model's embeddings have an L2 norm of about 1: far larger is no embedding, and would
+# overflow float32 distances.
+MAX_EMBEDDING_NORM = 10.0
 
 
 class MediaInfo(BaseModel):
@@ -38,10 +45,29 @@ class MediaInfo(BaseModel):
 
 
 class SyncFace(BaseModel):
-    box: list[int] = Field(min_length=4, max_length=4)
-    embedding: list[float] = Field(min_length=128, max_length=128)
+    box: list[int] = Field(
+        min_length=4, max_length=4, description="x, y, w, h in the photo's pixels"
+    )
+    embedding: list[float] = Field(min_length=EMBEDDING_DIM, max_length=EMBEDDING_DIM)
     thumbnail_b64: str | None = Field(None, max_length=2_000_000)
-    score: float = 1.0
+    score: float = Field(1.0, ge=0, le=1)
+
+    @field_validator("box")
+    @classmethod
+    def _box(cls, box: list[int]) -> list[int]:
+        x, y, w, h = box
+        if x < 0 or y < 0 or w <= 0 or h <= 0:
+            raise ValueError("box is x, y, w, h: x and y must be >= 0, w and h > 0")
+        return box
+
+    @field_validator("embedding")
+    @classmethod
+    def _embedding(cls, embedding: list[float]) -> list[float]:
+        if not all(math.isfinite(v) for v in embedding):
+            raise ValueError("embedding values must be finite")
+        if math.hypot(*embedding) > MAX_EMBEDDING_NORM:
+            raise ValueError(f"embedding's L2 norm must be at most {MAX_EMBEDDING_NORM}")
+        return embedding
 
 
 class SyncPackage(BaseModel):
@@ -68,7 +94,19 @@ async def sync_media(
         raise not_found("object", info.storage_path) from None
     if hashlib.sha256(data).hexdigest() != info.hash:
         raise ApiError(422, "hash_mismatch", "the object at storage_path does not have that hash")
-    thumbnails = [_thumbnail(face, i) for i, face in enumerate(package.faces)]
+    # Every face is checked before anything is stored.
+    if package.faces:
+        try:
+            photo = await asyncio.to_thread(
+                image_info, data, max_pixels=ctx.settings.media.max_pixels
+            )
+        except MediaError as exc:
+            raise media_error(exc) from None
+        for i, face in enumerate(package.faces):
+            _check_box(face, i, photo)
+    thumbnails = await asyncio.to_thread(
+        lambda: [_thumbnail(face, i) for i, face in enumerate(package.faces)]
+    )
     try:
         accepted = await accept_image(
             ctx,
@@ -95,17 +133,33 @@ async def sync_media(
     return {**accepted, "created": True, "faces": faces}
 
 
+def _check_box(face: SyncFace, index: int, photo: ImageInfo) -> None:
+    x, y, w, h = face.box
+    if x + w > photo.width or y + h > photo.height:
+        raise _face_error(
+            index,
+            "box",
+            f"{face.box} (x, y, w, h) is outside the {photo.width}x{photo.height} photo",
+        )
+
+
 def _thumbnail(face: SyncFace, index: int) -> bytes | None:
     if face.thumbnail_b64 is None:
         return None
     try:
         data = base64.b64decode(face.thumbnail_b64, validate=True)
-        image_info(data, max_pixels=4_000_000)
-    except (ValueError, MediaError):
-        raise ApiError(
-            422, "invalid_request", f"faces[{index}].thumbnail_b64 is not a base64 image"
-        ) from None
+        decode_image(data, max_pixels=4_000_000)  # in full: a truncated image is refused
+    except (ValueError, MediaError) as exc:
+        raise _face_error(index, "thumbnail_b64", f"is not a base64 image: {exc}") from None
     return data
+
+
+def _face_error(index: int, field: str, message: str) -> ApiError:
+    """A 422 naming faces[index].field, its details shaped like a schema error's."""
+    error = {"loc": ["body", "faces", index, field], "msg": message, "type": "value_error"}
+    return ApiError(
+        422, "invalid_request", f"faces[{index}].{field} {message}", {"errors": [error]}
+    )
 
 
 def _store_faces(ctx, tenant: str, media_id: str, faces: list[SyncFace], thumbnails) -> list:
