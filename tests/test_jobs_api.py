@@ -246,7 +246,25 @@ def test_oversized_chunked_body_is_refused(client, app):
     response = client.post(
         "/v1/jobs", content=chunks(), headers={"content-type": "application/json"}
     )
-    assert_error(response, 413, "payload_too_large")
+    error = assert_error(response, 413, "payload_too_large")
+    assert error["details"] == {"max_bytes": limit}  # as when Content-Length says so
+
+
+def test_a_json_route_refuses_other_content_types_and_takes_any_iso_time(client):
+    body = b'{"model": "echo", "input": {}}'
+    for content_type in ("text/plain", "application/x-www-form-urlencoded"):
+        response = client.post("/v1/jobs", content=body, headers={"content-type": content_type})
+        assert_error(response, 415, "unsupported_media_type")
+    for content_type in ("application/json; charset=utf-8", "application/vnd.busque+json"):
+        response = client.post("/v1/jobs", content=body, headers={"content-type": content_type})
+        assert response.status_code == 202, response.text
+    for moment in ("0001-01-01", "2026-01-01T00:00:00Z", "2026-01-01T01:00:00+01:00"):
+        response = client.get("/v1/jobs", params={"created_after": moment, "limit": 1})
+        assert response.status_code == 200, response.text
+    assert client.get("/v1/jobs", params={"created_after": "9999-12-31"}).json()["data"] == []
+    assert_error(
+        client.get("/v1/jobs", params={"created_after": "yesterday"}), 422, "invalid_request"
+    )
 
 
 def test_auth_is_required_and_scoped(app, client, other_tenant_key):

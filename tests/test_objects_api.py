@@ -79,6 +79,17 @@ def test_upload_ticket_sanitizes_the_filename_and_put_stores_the_bytes(
     assert downloaded.headers["content-type"].startswith("text/plain")
 
 
+def test_an_upload_content_type_must_be_a_mime_type(client):
+    """It becomes a header of the signed PUT: a line break would smuggle in another header."""
+    for content_type in ("image/jpeg\r\nX-Evil: 1", "jpeg", "image/jpeg; a=\n"):
+        response = client.post(
+            "/v1/uploads", json={"filename": "a.jpg", "content_type": content_type}
+        )
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["code"] == "invalid_request"
+    assert new_upload(client, content_type="text/plain; charset=utf-8")["upload_url"]
+
+
 def test_uploads_need_the_objects_scope(app):
     from busque.cli import _key_store
 

@@ -131,6 +131,7 @@ def test_catalog_lists_the_text_model_with_its_defaults(client):
         ({"prompt": "hi"}, {"max_new_tokens": 100_000}, "invalid_input"),
         ({"prompt": "hi"}, {"temperature": 3}, "invalid_input"),
         ({"prompt": "hi"}, {"top_p": 0}, "invalid_input"),
+        ({"prompt": "hi"}, {"stop": [""]}, "invalid_input"),  # stops at once: an empty answer
         ({"prompt": "word " * 3000}, {}, "prompt_too_long"),
     ],
 )

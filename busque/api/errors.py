@@ -72,7 +72,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http_error(request: Request, exc: HTTPException):
         code = STATUS_CODES.get(exc.status_code, "error")
         return JSONResponse(
-            envelope(code, str(exc.detail)), exc.status_code, headers=getattr(exc, "headers", None)
+            envelope(code, str(exc.detail), getattr(exc, "details", None)),
+            exc.status_code,
+            headers=getattr(exc, "headers", None),
         )
 
     @app.exception_handler(RequestValidationError)

@@ -52,7 +52,9 @@ class FaceSearch(BaseModel):
     image_base64: str | None = Field(None, description="or send multipart `image`")
     object_key: str | None = Field(None, description="an uploaded object instead of an image")
     k: int = Field(10, ge=1, le=100, description="nearest faces per face found")
-    threshold: float | None = Field(None, gt=0, le=2, description="default faces.match_threshold")
+    threshold: float | None = Field(
+        None, gt=0, le=2, allow_inf_nan=False, description="default faces.match_threshold"
+    )
 
 
 async def _query_image(request: Request, ctx, tenant: str) -> tuple[bytes, FaceSearch]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
@@ -228,9 +228,12 @@ def _timestamp(value: str | None, name: str) -> float | None:
     if value is None:
         return None
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise ApiError(422, "invalid_request", f"{name} must be an ISO-8601 time") from None
+    if moment.tzinfo is None:  # no offset: UTC (the machine's zone would make it ambiguous)
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
 
 
 @router.get("/jobs", summary="List jobs, newest first, with cursor pagination")

@@ -12,6 +12,7 @@ class BodyTooLarge(HTTPException):
 
     def __init__(self, max_bytes: int):
         super().__init__(413, f"request bodies are limited to {max_bytes} bytes")
+        self.details = {"max_bytes": max_bytes}
 
 
 class BodyLimitMiddleware:

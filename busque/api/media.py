@@ -334,7 +334,7 @@ class SearchQuery(BaseModel):
     collection: str | None = Field(None, pattern=COLLECTION.pattern)
     mode: Literal["hybrid", "visual", "phash"] = "hybrid"
     filters: dict[str, Any] = Field(default_factory=dict, description="metadata key == value")
-    min_score: float | None = Field(None, ge=-1, le=1)
+    min_score: float | None = Field(None, ge=-1, le=1, allow_inf_nan=False)
 
 
 async def _embed_image(ctx, data: bytes, timing: ServerTiming) -> tuple[Any, int]:

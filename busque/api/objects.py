@@ -35,7 +35,12 @@ router = APIRouter(prefix="/v1", tags=["objects"], route_class=StrictJsonRoute)
 
 class UploadRequest(BaseModel):
     filename: str = Field("upload.bin", max_length=255)
-    content_type: str | None = Field(None, max_length=200)
+    content_type: str | None = Field(
+        None,
+        max_length=200,
+        # type/subtype and parameters, no control characters (it becomes a signed header)
+        pattern=r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+(?:\s*;\s*[A-Za-z0-9!#$&^_.+-]+=[^\x00-\x1f\x7f;]+)*$",
+    )
 
 
 @router.post("/uploads", status_code=201, summary="Get a presigned PUT URL to upload a file")

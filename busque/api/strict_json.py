@@ -3,15 +3,18 @@ UTF-16 surrogates ("\\ud800") and any nesting. Such values were stored, then fai
 response that carried them (Starlette's JSON encoder refuses them) and PostgreSQL refuses NUL
 in text; deep nesting overflowed the parser's recursion. `loads` refuses all of that with
 `json.JSONDecodeError`, which FastAPI and busque's handlers answer with 400 `invalid_json`.
-`StrictJsonRoute` makes every FastAPI body (`request.json()`) go through it."""
+`StrictJsonRoute` makes every FastAPI body (`request.json()`) go through it, and answers a body
+of another content type, sent to a route that takes JSON, with 415."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from fastapi import Request
+from fastapi import Request, params
 from fastapi.routing import APIRoute
+
+from busque.api.errors import ApiError
 
 MAX_DEPTH = 32
 
@@ -90,8 +93,28 @@ class StrictJsonRoute(APIRoute):
 
     def get_route_handler(self):
         handler = super().get_route_handler()
+        takes_json = self.body_field is not None and not isinstance(
+            self.body_field.field_info, params.Form
+        )
 
         async def strict_handler(request: Request):
+            headers = request.headers
+            if (
+                takes_json
+                and headers.get("content-length") != "0"
+                and not _json_or_absent(headers.get("content-type"))
+            ):
+                # FastAPI would validate the raw bytes and answer "not a valid dictionary"
+                raise ApiError(415, "unsupported_media_type", "send the body as application/json")
             return await handler(StrictJsonRequest(request.scope, request.receive))
 
         return strict_handler
+
+
+def _json_or_absent(content_type: str | None) -> bool:
+    if not content_type:
+        return True  # FastAPI reads a body without a type as JSON
+    kind = content_type.split(";", 1)[0].strip().lower()
+    return kind == "application/json" or (
+        kind.startswith("application/") and kind.endswith("+json")
+    )

@@ -4,7 +4,7 @@ admission check that refuses prompts over the token limit before a job is queued
 from __future__ import annotations
 
 import threading
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, create_model, model_validator
 
@@ -39,7 +39,10 @@ def params_schema(settings) -> type[BaseModel]:
         max_new_tokens=(int, Field(cfg.max_new_tokens, ge=1, le=cfg.max_new_tokens_limit)),
         temperature=(float, Field(0.7, ge=0, le=2, description="0: greedy")),
         top_p=(float, Field(0.95, gt=0, le=1)),
-        stop=(list[str], Field(default_factory=list, max_length=4)),
+        stop=(
+            list[Annotated[str, Field(min_length=1, max_length=200)]],
+            Field(default_factory=list, max_length=4),
+        ),
         seed=(int | None, Field(None, ge=0, le=2**63 - 1)),
     )
 
