@@ -162,3 +162,19 @@ def test_a_refused_package_is_accepted_once_fixed(client):
     fixed = client.post("/v1/media/sync", json=body)
     assert fixed.status_code == 202, fixed.text  # nothing of the refused one was kept
     assert fixed.json()["created"] is True and len(fixed.json()["faces"]) == 2
+
+
+def test_a_png_face_thumbnail_is_stored_as_the_jpeg_it_is_served_as(client):
+    data = encode(astronaut(), quality=71)
+    key = upload(client, data, "IMG_0071.JPG")
+    body = package(data, key)
+    png = io.BytesIO()
+    Image.new("RGB", (150, 150), (20, 150, 120)).save(png, "PNG")
+    body["faces"][0]["thumbnail_b64"] = base64.b64encode(png.getvalue()).decode()
+    response = client.post("/v1/media/sync", json=body)
+    assert response.status_code == 202, response.text
+    (face,) = client.get(f"/v1/media/{response.json()['media_id']}").json()["faces"]
+    thumbnail = client.get(face["thumbnail_url"])
+    assert thumbnail.status_code == 200
+    assert thumbnail.content[:3] == b"\xff\xd8\xff"
+    assert Image.open(io.BytesIO(thumbnail.content)).size == (150, 150)

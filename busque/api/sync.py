@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import io
 import math
 from typing import Any
 
@@ -148,9 +149,13 @@ def _thumbnail(face: SyncFace, index: int) -> bytes | None:
         return None
     try:
         data = base64.b64decode(face.thumbnail_b64, validate=True)
-        decode_image(data, max_pixels=4_000_000)  # in full: a truncated image is refused
+        decoded = decode_image(data, max_pixels=4_000_000)  # in full: truncation is refused
     except (ValueError, MediaError) as exc:
         raise _face_error(index, "thumbnail_b64", f"is not a base64 image: {exc}") from None
+    if decoded.format != "jpeg":  # face thumbnails are stored and served as JPEGs
+        out = io.BytesIO()
+        decoded.image.save(out, "JPEG", quality=90)
+        data = out.getvalue()
     return data
 
 
