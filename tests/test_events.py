@@ -548,6 +548,16 @@ def test_grpc_errors(app, client, stub, other_tenant_key):
             )
         )
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    # A long id is refused, not echoed into details (metadata, which clients cap at 8 KiB).
+    key = [("x-api-key", app.admin_key)]
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.GetStatus(pb.GetStatusRequest(job_id="j" * 15000), metadata=key, timeout=20)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value
+    with pytest.raises(grpc.RpcError) as caught:
+        list(
+            stub.StreamStatus(pb.StreamStatusRequest(job_id="j" * 15000), metadata=key, timeout=20)
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value
     # The owner still sees it, with the bearer form of the key too.
     ok = stub.GetStatus(
         request, metadata=[("authorization", f"Bearer {app.admin_key}")], timeout=20

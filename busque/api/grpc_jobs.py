@@ -32,6 +32,7 @@ from busque.grpc import busque_jobs_pb2 as pb
 
 READ_SCOPE = "jobs:read"
 TERMINAL = frozenset({"succeeded", "failed", "canceled"})
+MAX_JOB_ID = 100  # busque's are about 30 characters
 
 # How often a live stream with no news re-reads the database, in case the tail missed an
 # event (e.g. one committed while the tail was still starting).
@@ -99,6 +100,19 @@ async def authorize(ctx: Any, grpc_context: Any, scope: str = READ_SCOPE) -> Any
     return principal
 
 
+def _job_id(request: Any) -> str:
+    """The request's job id. Its length is capped: the NOT_FOUND details echo it, and details
+    travel as metadata, which clients cap at 8 KiB (a longer one became RESOURCE_EXHAUSTED)."""
+    job_id = request.job_id
+    if not job_id:
+        raise GrpcError(grpc.StatusCode.INVALID_ARGUMENT, "job_id is required")
+    if len(job_id) > MAX_JOB_ID:
+        raise GrpcError(
+            grpc.StatusCode.INVALID_ARGUMENT, f"job_id is longer than {MAX_JOB_ID} characters"
+        )
+    return job_id
+
+
 async def _load_job(ctx: Any, job_id: str, tenant_id: str) -> dict:
     job = await asyncio.to_thread(ctx.jobs.get, job_id, tenant_id)
     if job is None:  # also another tenant's job: never leak that it exists
@@ -140,9 +154,7 @@ def job_event(event: dict) -> pb.JobEvent:
 
 async def _get_status(ctx: Any, request: Any, grpc_context: Any) -> pb.JobStatus:
     principal = await authorize(ctx, grpc_context)
-    job_id = request.job_id
-    if not job_id:
-        raise GrpcError(grpc.StatusCode.INVALID_ARGUMENT, "job_id is required")
+    job_id = _job_id(request)
     wait = request.wait_seconds
     if not wait >= 0:  # also NaN
         raise GrpcError(grpc.StatusCode.INVALID_ARGUMENT, "wait_seconds must be >= 0")
@@ -188,9 +200,7 @@ async def _replay(ctx: Any, job_id: str, after_id: int) -> AsyncIterator[dict]:
 
 async def _stream_status(ctx: Any, request: Any, grpc_context: Any) -> AsyncIterator[pb.JobEvent]:
     principal = await authorize(ctx, grpc_context)
-    job_id = request.job_id
-    if not job_id:
-        raise GrpcError(grpc.StatusCode.INVALID_ARGUMENT, "job_id is required")
+    job_id = _job_id(request)
     after = int(request.last_event_id)
     if after < 0:
         raise GrpcError(grpc.StatusCode.INVALID_ARGUMENT, "last_event_id must be >= 0")
