@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+import re
 import struct
 from dataclasses import dataclass
 
@@ -94,7 +95,10 @@ def open_image(data: bytes, *, max_pixels: int) -> tuple[Image.Image, ImageInfo]
     try:
         img = Image.open(io.BytesIO(data), formats=OPEN_FORMATS)
     except Image.DecompressionBombError as exc:  # Pillow's hard limit, hit in the header
-        raise ImageTooLarge(f"image too large: {exc}") from None
+        # Pillow's message names its own limit (about 179 MP), not busque's
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{found.group(1)} pixels" if found else "over Pillow's limit"
+        raise ImageTooLarge(f"image is {size}, the limit is {max_pixels}") from None
     except UnidentifiedImageError:
         raise _unidentified(data) from None
     except DECODE_ERRORS as exc:
