@@ -123,6 +123,15 @@ def test_rename_move_and_merge_people(family):
     grace = person_of(client, ingested["grace"][0])
     renamed = client.patch(f"/v1/people/{eileen}", json={"name": "Eileen Collins"})
     assert renamed.status_code == 200 and renamed.json()["name"] == "Eileen Collins"
+    for odd in ("Eileen\nCollins", "\x1b[31mEileen", "Eileen \u202eCollins", "Ei\u200bleen"):
+        refused = client.patch(f"/v1/people/{eileen}", json={"name": odd})
+        assert refused.status_code == 422, refused.text
+    family_name = "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"  # a ZWNJ, as Persian writes
+    assert (
+        client.patch(f"/v1/people/{grace}", json={"name": family_name}).json()["name"]
+        == family_name
+    )
+    assert client.get(f"/v1/people/{eileen}").json()["name"] == "Eileen Collins"
 
     # The composite photo holds both: its Grace face cannot join Eileen, and the people
     # cannot merge while they share it.

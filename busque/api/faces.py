@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+import unicodedata
 from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from busque.api.auth import require
 from busque.api.bodies import base64_image, json_object
@@ -218,8 +219,24 @@ async def get_person(person_id: str, request: Request, principal=Depends(require
     return person_view(ctx, await _person(ctx, principal.tenant_id, person_id))
 
 
+# Characters that hide or reorder what a name shows: bidi embeddings, overrides and isolates,
+# the zero-width space and the byte-order mark (ZWJ and ZWNJ stay: scripts and emoji need them).
+_DECEPTIVE = {*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200B, 0xFEFF}
+
+
 class PersonChange(BaseModel):
     name: str | None = Field(max_length=200, description="null clears the name")
+
+    @field_validator("name")
+    @classmethod
+    def _printable(cls, name: str | None) -> str | None:
+        if name is not None and any(
+            unicodedata.category(c) == "Cc" or ord(c) in _DECEPTIVE for c in name
+        ):
+            raise ValueError(
+                "a name may not contain control, bidi-override or invisible characters"
+            )
+        return name
 
 
 @router.patch("/people/{person_id}", summary="Rename a person")

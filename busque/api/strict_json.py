@@ -102,7 +102,7 @@ class StrictJsonRoute(APIRoute):
             if (
                 takes_json
                 and headers.get("content-length") != "0"
-                and not _json_or_absent(headers.get("content-type"))
+                and not json_or_absent(headers.get("content-type"))
             ):
                 # FastAPI would validate the raw bytes and answer "not a valid dictionary"
                 raise ApiError(415, "unsupported_media_type", "send the body as application/json")
@@ -111,7 +111,8 @@ class StrictJsonRoute(APIRoute):
         return strict_handler
 
 
-def _json_or_absent(content_type: str | None) -> bool:
+def json_or_absent(content_type: str | None) -> bool:
+    """A JSON media type (application/json, application/*+json), or none."""
     if not content_type:
         return True  # FastAPI reads a body without a type as JSON
     kind = content_type.split(";", 1)[0].strip().lower()
