@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from busque.config import Settings
 from busque.media.catalog import COLLECTION_PATTERN
@@ -14,8 +14,12 @@ from busque.models.base import JobContext, Model
 
 
 class ReindexInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt option is an error, not a default
+
     collection: str = Field(pattern=COLLECTION_PATTERN)
-    recompute: bool = Field(False, description="recompute embeddings with the configured model")
+    recompute: StrictBool = Field(
+        False, description="recompute embeddings with the configured model"
+    )
 
 
 class ReindexJob(Model):

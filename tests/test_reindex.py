@@ -99,5 +99,12 @@ def test_reindex_from_stored_embeddings_and_a_new_version_each_time(app, client)
 
 
 def test_reindex_input_is_checked(client):
-    bad = client.post("/v1/jobs", json={"model": "reindex", "input": {"collection": "../x"}})
-    assert bad.status_code == 422
+    for inputs in (
+        {"collection": "../x"},
+        {"collection": ".."},
+        {"collection": "pets", "recompute": "yes"},  # not a bool
+        {"collection": "pets", "recomptue": True},  # misspelt: not silently the default
+    ):
+        bad = client.post("/v1/jobs", json={"model": "reindex", "input": inputs})
+        assert bad.status_code == 422, (inputs, bad.text)
+        assert bad.json()["error"]["code"] == "invalid_input"
