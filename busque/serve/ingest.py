@@ -84,6 +84,14 @@ class IngestWorker:
                     "message": str(exc),
                     "retryable": getattr(exc, "retryable", False),
                 }
+            except Exception as exc:  # storage or database trouble: worth another attempt
+                logger.exception("%s job %s failed", job["model"], job["id"])
+                return {
+                    "type": "error",
+                    "code": "ingest_error",
+                    "message": f"{type(exc).__name__}: {exc}",
+                    "retryable": True,
+                }
 
         task = asyncio.create_task(work())
         try:
