@@ -15,6 +15,7 @@ from PIL import Image, ImageEnhance
 from busque.api.timing import parse_server_timing
 from tests.conftest import wait_for
 from tests.test_jobs_api import assert_error
+from tests.test_store import db_url  # noqa: F401 - for the catalog's lock test
 
 PHOTOS = ("chelsea", "astronaut", "coffee", "rocket")
 
@@ -156,6 +157,12 @@ def test_exact_duplicate_is_flagged_and_stored_once(client_module, app):
     groups = client_module.get("/v1/duplicates", params={"collection": "dupes"}).json()
     assert [first["media_id"], second["media_id"]] in [sorted(g) for g in groups["exact"]]
     assert any(set(g) >= {first["media_id"], second["media_id"]} for g in groups["near"])
+    by_threshold = client_module.get(
+        "/v1/duplicates", params={"collection": "dupes", "threshold": 0}
+    ).json()
+    assert by_threshold["radius"] == 0 and by_threshold["exact"] == groups["exact"]
+    both = {"collection": "dupes", "threshold": 2, "radius": 3}
+    assert_error(client_module.get("/v1/duplicates", params=both), 422, "invalid_request")
     originals = list((app.settings.storage.local_dir / "data").rglob(f"{first['sha256']}.jpg"))
     assert len(originals) == 1
 
@@ -184,7 +191,11 @@ def test_bad_images_get_clear_errors_and_store_nothing(client_module, app):
     assert_error(post(b"not an image at all"), 422, "invalid_image")
     assert_error(post(good[: len(good) // 2]), 422, "invalid_image")
     assert_error(post(b""), 422, "invalid_image")
-    assert_error(post(bomb_png(20000, 20000)), 413, "image_too_large")
+    error = assert_error(post(bomb_png(20000, 20000)), 413, "image_too_large")
+    assert (
+        error["message"]
+        == f"image is 400000000 pixels, the limit is {app.settings.media.max_pixels}"
+    )
     assert_error(post(b"x" * (app.settings.media.max_upload_bytes + 1)), 413, "payload_too_large")
     assert_error(post(b"%PDF-1.4\n%..."), 415, "unsupported_media_type")
     assert_error(post(good, k="0"), 422, "invalid_request")
@@ -265,6 +276,14 @@ def test_fields_busque_cannot_store_are_refused_and_store_nothing(client_module)
         headers={"content-type": "application/json"},
     )
     assert_error(response, 400, "invalid_json")
+    for path in ("/v1/search", "/v1/faces/search"):
+        for content_type in ("text/plain", "application/x-www-form-urlencoded"):
+            response = client_module.post(
+                path,
+                content=b'{"phash": "978d441804f5c75a"}',
+                headers={"content-type": content_type},
+            )
+            assert_error(response, 415, "unsupported_media_type")
     after = client_module.get("/v1/media", params={"status": "all", "limit": 200}).json()
     assert len(after["data"]) == len(before["data"])
     assert client_module.get("/v1/media", params={"collection": "odd-fields"}).status_code == 200
@@ -403,3 +422,109 @@ def test_a_bad_image_in_an_embedder_batch_fails_alone(app):
     timings = [result["timing"] for result in warm]
     assert 1 < max(t["batch"] for t in timings) <= app.settings.embedder.batch_size
     assert all(t["prepare_ms"] > 0 and t["model_ms"] > 0 for t in timings)
+
+
+def with_comment(data: bytes, note: str) -> bytes:
+    """The JPEG with a comment segment: the same picture, bytes no other test ingests."""
+    text = note.encode()
+    return data[:2] + b"\xff\xfe" + (len(text) + 2).to_bytes(2, "big") + text + data[2:]
+
+
+def test_delete_racing_an_ingest_of_the_same_bytes_keeps_the_original(app, client_module):
+    """DELETE of the only media with some bytes at the moment the same bytes are ingested
+    again: the original is content-addressed, so the new media must keep it, whichever request
+    gets there first (the new media used to stay pending for ever, its original deleted)."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    from busque.serve.runtime import Runtime
+
+    def delete(barrier: Barrier, media_id: str) -> int:
+        with app.client() as c:
+            barrier.wait()
+            return c.delete(f"/v1/media/{media_id}").status_code
+
+    def ingest_again(barrier: Barrier, data: bytes) -> dict:
+        with app.client() as c:
+            barrier.wait()
+            return ingest(c, data, "delete-race")
+
+    runtime = Runtime(app.settings)
+    plain = jpeg(photo("rocket"), size=256)
+    for round_ in range(15):
+        data = with_comment(plain, f"delete race {round_} {time.time_ns()}")
+        first = ingest(client_module, data, "delete-race")
+        assert wait_for(client_module, first["job_id"], timeout=120)["status"] == "succeeded"
+        barrier = Barrier(2)
+        with ThreadPoolExecutor(2) as pool:
+            deleted = pool.submit(delete, barrier, first["media_id"])
+            again = pool.submit(ingest_again, barrier, data)
+            assert deleted.result() == 204
+            second = again.result()
+        job = wait_for(client_module, second["job_id"], timeout=120)
+        assert job["status"] == "succeeded", (round_, job)
+        row = runtime.catalog.get(second["media_id"])
+        assert row["state"] == "indexed"
+        assert runtime.objects.get(row["original_key"]) == data
+
+
+def test_delete_while_indexing_leaves_nothing_behind(app, client_module):
+    """A media item deleted while its job runs: the job fails (media_not_found) or finished
+    first; either way no rendition it wrote, nor its unshared original, stays stored."""
+    rng = np.random.default_rng(12)
+    stored = app.settings.storage.local_dir / "data"
+    for delay in (0.0, 0.02, 0.05, 0.1, 0.2, 0.4):
+        noise = rng.integers(0, 256, size=(1200, 1200, 3), dtype=np.uint8)
+        accepted = ingest(client_module, jpeg(noise, size=None), "delete-while-indexing")
+        time.sleep(delay)
+        assert client_module.delete(f"/v1/media/{accepted['media_id']}").status_code == 204
+        job = wait_for(client_module, accepted["job_id"], timeout=120)
+        assert job["status"] in ("succeeded", "failed"), job
+        assert list(stored.rglob(f"{accepted['media_id']}.*")) == [], (delay, job)
+        assert list(stored.rglob(f"{accepted['sha256']}.*")) == [], (delay, job)
+
+
+def test_a_delete_deciding_on_an_original_holds_off_inserts_of_its_bytes(db_url):  # noqa: F811
+    """Catalog.delete decides whether a content-addressed original is still shared, and deletes
+    it, under the lock Catalog.create takes for the same bytes: an insert of them either
+    committed first (and the original is kept) or waits until the delete has committed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from busque.auth.keys import KeyStore
+    from busque.db.engine import make_engine
+    from busque.media.catalog import Catalog
+
+    engine = make_engine(db_url)
+    catalog, tenant = Catalog(engine), KeyStore(engine).ensure_tenant("acme")
+
+    def add(sha: str) -> dict:
+        return catalog.create(
+            tenant,
+            "race",
+            sha256=sha,
+            phash=1,
+            width=1,
+            height=1,
+            format="jpeg",
+            size=1,
+            metadata={},
+        )
+
+    sha = "c" * 64
+    first, second = add(sha), add(sha)
+    dropped = []
+    catalog.delete(first["id"], tenant, dropped.append)
+    assert dropped == []  # `second` still has these bytes
+    with ThreadPoolExecutor(1) as pool:
+        inserts = []
+
+        def drop(row: dict) -> None:
+            inserts.append(pool.submit(add, sha))
+            time.sleep(0.3)  # ample for an insert that does not wait
+            dropped.append((row["id"], inserts[0].done()))
+
+        catalog.delete(second["id"], tenant, drop)
+        third = inserts[0].result()
+    assert dropped == [(second["id"], False)]  # the insert waited for the delete's commit
+    assert catalog.get(third["id"])["state"] == "pending"
+    engine.dispose()

@@ -143,15 +143,11 @@ async def accept_image(
     k: int = 10,
     analyze_faces: bool = True,
 ) -> dict:
-    """What ingest does at once: inspect, store the original, catalog it, queue its job."""
+    """What ingest does at once: inspect, catalog it, store the original, queue its job."""
     info, phash_hex, sha256 = await asyncio.to_thread(_inspect, data, ctx.settings.media.max_pixels)
     media_id = new_id("med")
     keys = storage_keys(tenant, media_id, sha256, info.format)
-    if await asyncio.to_thread(ctx.objects.stat, keys["original"]) is None:  # stored once
-        await asyncio.to_thread(
-            ctx.objects.put, keys["original"], data, CONTENT_TYPES.get(info.format)
-        )
-    row = await asyncio.to_thread(
+    await asyncio.to_thread(
         ctx.catalog.create,
         tenant,
         collection,
@@ -180,9 +176,16 @@ async def accept_image(
         },
     )
     try:
+        # Only now that the row is committed: a DELETE of the last other media with these bytes
+        # has either seen it and kept the original or deleted the original already (see
+        # Catalog.delete).
+        if await asyncio.to_thread(ctx.objects.stat, keys["original"]) is None:  # stored once
+            await asyncio.to_thread(
+                ctx.objects.put, keys["original"], data, CONTENT_TYPES.get(info.format)
+            )
         job, _ = await asyncio.to_thread(ctx.jobs.create, new)
     except Exception:
-        await asyncio.to_thread(ctx.catalog.delete, row["id"], tenant)  # nothing half-written
+        await asyncio.to_thread(_delete_row, ctx, tenant, media_id)  # nothing half-written
         raise
     ctx.wake_dispatcher()
     duplicate = await asyncio.to_thread(ctx.catalog.first_with_sha256, tenant, sha256, media_id)
@@ -526,31 +529,49 @@ async def delete_media(
     media_id: str, request: Request, principal: Principal = Depends(require("media:write"))
 ):
     ctx = request.app.state.ctx
-    row = await asyncio.to_thread(ctx.catalog.delete, media_id, principal.tenant_id)
+    tenant = principal.tenant_id
+    row = await asyncio.to_thread(_delete_row, ctx, tenant, media_id)
     if row is None:
         raise not_found("media", media_id)
-    await ctx.matcher.remove.remote(principal.tenant_id, row["collection"], row["index_id"])
-    keys = [row["normalized_key"], row["thumbnail_key"], *row["face_keys"]]
-    if (
-        await asyncio.to_thread(ctx.catalog.first_with_sha256, principal.tenant_id, row["sha256"])
-        is None
-    ):
-        keys.append(row["original_key"])  # content-addressed: only when nothing else shares it
-    for key in filter(None, keys):
+    await ctx.matcher.remove.remote(tenant, row["collection"], row["index_id"])
+    keys = _media_keys(tenant, row)
+    # A job still running removes what it writes after this (busque/media/ingest.py).
+    for key in [keys["normalized"], keys["thumbnail"], *row["face_keys"]]:
         await asyncio.to_thread(ctx.objects.delete, key)
     return Response(status_code=204)
+
+
+def _delete_row(ctx, tenant: str, media_id: str) -> dict | None:
+    """Delete the catalog row, and its original when no other media of the tenant shares it
+    (content-addressed): decided and done inside the row's transaction, see Catalog.delete."""
+    return ctx.catalog.delete(
+        media_id, tenant, lambda row: ctx.objects.delete(_media_keys(tenant, row)["original"])
+    )
+
+
+def _media_keys(tenant: str, row: dict) -> dict[str, str]:
+    """A media item's object keys. A pending row records none yet; its job writes them where
+    storage_keys says."""
+    keys = storage_keys(tenant, row["id"], row["sha256"], row["format"])
+    return {name: row[f"{name}_key"] or key for name, key in keys.items()}
 
 
 @router.get("/duplicates", summary="Exact (sha256) and near (pHash) duplicate groups")
 async def duplicates(
     request: Request,
     collection: Annotated[str | None, Query(pattern=COLLECTION.pattern)] = None,
-    radius: Annotated[int | None, Query(ge=0, le=32)] = None,
+    radius: Annotated[
+        int | None, Query(ge=0, le=32, description="the pHash Hamming distance of near groups")
+    ] = None,
+    threshold: Annotated[int | None, Query(ge=0, le=32, description="the same as radius")] = None,
     principal: Principal = Depends(require("media:read")),
 ):
     ctx = request.app.state.ctx
     tenant = principal.tenant_id
     collection = collection or ctx.settings.media.default_collection
+    if None not in (radius, threshold) and radius != threshold:
+        raise ApiError(422, "invalid_request", "radius and threshold are one parameter: send one")
+    radius = next((r for r in (radius, threshold) if r is not None), None)
     radius = ctx.settings.index.duplicate_radius if radius is None else radius
     exact = await asyncio.to_thread(ctx.catalog.exact_duplicates, tenant, collection)
     near_ids = await ctx.matcher.near_groups.remote(tenant, collection, radius)

@@ -8,14 +8,15 @@ exactly what it must serve from its last snapshot plus the changes after it.
 
 from __future__ import annotations
 
+import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine, delete, func, insert, or_, select, update
 
-from busque.db.engine import readonly
+from busque.db.engine import is_postgres, readonly
 from busque.db.pages import newest_first
 from busque.db.schema import media, media_changes
 from busque.ids import new_id
@@ -84,6 +85,7 @@ class Catalog:
             "updated_at": now,
         }
         with self.engine.begin() as conn:
+            self._lock_bytes(conn, tenant_id, sha256)
             conn.execute(insert(media).values(row))
         return row
 
@@ -210,9 +212,20 @@ class Catalog:
         conn.execute(insert(media), rows)
         self._log(conn, tenant_id, collection, [row["id"] for row in rows], "add", now)
 
-    def delete(self, media_id: str, tenant_id: str) -> dict | None:
+    def delete(
+        self,
+        media_id: str,
+        tenant_id: str,
+        drop_original: Callable[[dict], None] | None = None,
+    ) -> dict | None:
         """Remove the row and its faces; returns it (for its storage keys, with `face_keys`: the
-        face thumbnails to delete) or None if there was none."""
+        face thumbnails to delete) or None if there was none.
+
+        `drop_original(row)` deletes the row's content-addressed original: it is called, before
+        the commit, when no other media of the tenant (pending ones too) has the same bytes. It
+        runs under the lock `create` takes for those bytes, so an ingest of them has either
+        committed its row already (seen here: the original stays) or commits it after the
+        original is gone, and stores the original again."""
         from busque.faces.store import FaceStore
 
         now = time.time()
@@ -226,7 +239,25 @@ class Catalog:
             if row is None:
                 return None
             self._log(conn, tenant_id, row.collection, [media_id], "remove", now)
+            if drop_original is not None:
+                self._lock_bytes(conn, tenant_id, row.sha256)
+                shared = conn.execute(
+                    select(media.c.id)
+                    .where(media.c.tenant_id == tenant_id, media.c.sha256 == row.sha256)
+                    .limit(1)
+                ).first()
+                if shared is None:
+                    drop_original(row._asdict())
         return {**row._asdict(), "face_keys": face_keys}
+
+    def _lock_bytes(self, conn, tenant_id: str, sha256: str) -> None:
+        """Serialise, until the transaction ends, the inserts of a tenant's media with these
+        bytes and the deletion of their shared original. On SQLite every writer holds the
+        database's lock already (BEGIN IMMEDIATE)."""
+        if is_postgres(self.engine):
+            digest = hashlib.sha256(f"{tenant_id}/{sha256}".encode()).digest()
+            key = int.from_bytes(digest[:8], "big", signed=True)
+            conn.execute(select(func.pg_advisory_xact_lock(key)))
 
     def _log(
         self, conn, tenant_id: str, collection: str, media_ids: Sequence[str], op: str, now: float

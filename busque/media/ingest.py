@@ -43,6 +43,7 @@ async def run_ingest(
     catalog, objects = services.catalog, services.objects
     row = await asyncio.to_thread(catalog.get, media_id, job["tenant_id"])
     if row is None:
+        await _remove_renditions(objects, inputs["keys"])  # an earlier attempt's
         raise ModelError("media_not_found", f"media {media_id} was deleted before indexing")
     original = await asyncio.to_thread(objects.get, inputs["original_key"])
     _, images = await asyncio.to_thread(
@@ -74,6 +75,7 @@ async def run_ingest(
         labels=labels,
     )
     if indexed is None:
+        await _remove_renditions(objects, inputs["keys"])
         raise ModelError("media_not_found", f"media {media_id} was deleted while indexing")
     tenant = job["tenant_id"]
     await services.index_add(
@@ -124,6 +126,13 @@ async def run_ingest(
         "matches": matches,
         "faces": faces,  # None when the collection does not analyse faces
     }
+
+
+async def _remove_renditions(objects: ObjectStore, keys: dict[str, str]) -> None:
+    """The renditions of a media item deleted meanwhile: its DELETE may have run before they
+    were written."""
+    for key in (keys["normalized"], keys["thumbnail"]):
+        await asyncio.to_thread(objects.delete, key)
 
 
 async def _faces(services: FaceServices | None, tenant: str, media: dict) -> list[dict] | None:
