@@ -237,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     p_revoke.add_argument("key_id")
 
+    from pipelines.reindex import collection_arg
+
     p_reindex = sub.add_parser(
         "reindex",
         help="rebuild a collection's index into a new snapshot (Ray Data)",
@@ -246,7 +248,9 @@ def main(argv: list[str] | None = None) -> int:
         "RAY_ADDRESS; the same as `python -m pipelines.reindex` and the `reindex` job.",
     )
     p_reindex.add_argument("--tenant", required=True, help="tenant name or id (ten_...)")
-    p_reindex.add_argument("--collection", required=True, help="collection name")
+    p_reindex.add_argument(
+        "--collection", required=True, type=collection_arg, help="collection name"
+    )
     p_reindex.add_argument("--recompute", action="store_true", help="recompute embeddings")
 
     from pipelines.backfill import add_arguments as backfill_arguments
@@ -301,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{','.join(created.scopes)}\nkey:     {created.key}\n(shown once: store it now)"
             )
     elif args.keys_command == "list":
+        if args.tenant == "":
+            parser.error("--tenant: empty tenant name (leave --tenant out to list every tenant)")
         rows = _key_store(settings).list(args.tenant)
         if args.json:
             print(json.dumps(rows))

@@ -33,15 +33,16 @@ import logging
 import math
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from busque.config import Settings
-from busque.media.library import LibraryStore, inspect_file
+from busque.media.library import LibraryFile, LibraryStore, inspect_file, path_text
 from busque.media.sources import open_source
 from pipelines import dedupe, pending
+from pipelines.reindex import check_collection, collection_arg
 
 logger = logging.getLogger("busque.pipelines")
 
@@ -73,12 +74,14 @@ def _source(spec: str, settings: dict):
     return _sources[spec]
 
 
-def _inspect_batch(batch: dict, spec: str, settings: dict, max_pixels: int) -> dict:
+def _inspect_batch(
+    batch: dict, spec: str, settings: dict, max_pixels: int, real: dict[str, str]
+) -> dict:
     out: dict[str, list] = {key: list(values) for key, values in batch.items()}
     for key in (*FIELDS, "keyframes"):
         out[key] = []
     for path in batch["path"]:
-        with _source(spec, settings).local(str(path)) as local:
+        with _source(spec, settings).local(real.get(str(path), str(path))) as local:
             info = inspect_file(local, max_pixels=max_pixels)
         for key in FIELDS:
             out[key].append(info.get(key))
@@ -103,7 +106,13 @@ class StoreAndEmbed:
     (with embeddings on) the vector and labels from the Embedder's model class."""
 
     def __init__(
-        self, settings: dict, tenant: str, spec: str, embeddings: bool, faces: bool = False
+        self,
+        settings: dict,
+        tenant: str,
+        spec: str,
+        embeddings: bool,
+        faces: bool = False,
+        real: dict[str, str] | None = None,
     ):
         from busque.serve.embedder import build_embedder
         from busque.storage import open_object_store
@@ -111,6 +120,7 @@ class StoreAndEmbed:
         self.settings = Settings.model_validate(settings)
         self.tenant = tenant
         self.source = open_source(spec, self.settings)
+        self.real = real or {}  # text path -> the file's real path (see _text_paths)
         self.objects = open_object_store(self.settings.storage, self.settings.serve.public_url)
         self.model = build_embedder(self.settings) if embeddings else None
         if self.model is not None:
@@ -242,7 +252,7 @@ class StoreAndEmbed:
         for media_id, keys, path, sha256, fmt, kind, width in rows:
             error, faces = "", "[]"
             try:
-                with self.source.local(str(path)) as local:
+                with self.source.local(self.real.get(str(path), str(path))) as local:
                     decoded, made = self._prepare(local, kind, sha256, fmt, keys)
                     video = Path(local) if kind == "video" else None
                     faces = self._faces(decoded, video, int(width or decoded.width))
@@ -273,6 +283,32 @@ class StoreAndEmbed:
         return dict(out)
 
 
+def _missing_folder(root: str | Path) -> bool:
+    """A local library root that is not a folder (an S3 prefix is not checked)."""
+    return not str(root).startswith("s3://") and not Path(root).is_dir()
+
+
+def _text_paths(
+    files: list[LibraryFile],
+) -> tuple[list[LibraryFile], dict[str, str], list[dict]]:
+    """The files under their text paths (path_text: what the catalog, its synced paths and the
+    report hold), the real path of each renamed file (to read it by), and a failure for each
+    renamed file whose text path another file has."""
+    names = {f.path for f in files}
+    out, real, clashes = [], {}, []
+    for f in files:
+        text = path_text(f.path)
+        if text == f.path:
+            out.append(f)
+        elif text in names or text in real:
+            message = "its name is not UTF-8 and reads the same as another file's"
+            clashes.append({"path": text, "error": "name_clash", "message": message})
+        else:
+            real[text] = f.path
+            out.append(replace(f, path=text))
+    return out, real, clashes
+
+
 def backfill(
     settings: Settings,
     tenant: str,
@@ -293,22 +329,26 @@ def backfill(
 
     from busque.serve.runtime import Runtime
 
+    collection = check_collection(collection or settings.media.default_collection)
+    if _missing_folder(root):
+        raise ValueError(f"no such folder: {root}")
     started = time.perf_counter()
     settings.ensure_secrets()
     runtime = Runtime(settings)
     source = open_source(root, settings)
-    collection = collection or settings.media.default_collection
     library = library or collection
     store = LibraryStore(runtime.engine)
     files = source.scan()
     if settle_s:
         fresh_before = time.time() - settle_s
         files = [f for f in files if f.mtime <= fresh_before]
+    seen = len(files)
+    files, real, clashes = _text_paths(files)
     synced = store.synced(tenant, library)
     unchanged = [f for f in files if synced.get(f.path) == (f.size, f.mtime)]
     media_kinds = ("image", "video")
     todo = [f for f in files if f.kind in media_kinds and synced.get(f.path) != (f.size, f.mtime)]
-    unsupported = [
+    unsupported = clashes + [
         {"path": f.path, "error": "unsupported", "message": "not an image or video file"}
         for f in files
         if f.kind not in media_kinds and synced.get(f.path) != (f.size, f.mtime)
@@ -340,6 +380,7 @@ def backfill(
                 "spec": source.name,
                 "settings": settings.model_dump(mode="json"),
                 "max_pixels": settings.media.max_pixels,
+                "real": real,
             },
             num_cpus=0.25,
             concurrency=tasks,
@@ -381,7 +422,7 @@ def backfill(
         "library": library,
         "collection": collection,
         "dry_run": dry_run,
-        "files_seen": len(files),
+        "files_seen": seen,
         "skipped_unchanged": len(unchanged),
         "inspected": len(inspected),
         "failed": len(failures),
@@ -424,6 +465,7 @@ def backfill(
         embeddings,
         faces,
         progress,
+        real,
     )
     report["orphans_removed"] = pending.sweep(
         runtime.objects, runtime.catalog, tenant, settings.pipelines.orphan_grace_s
@@ -456,6 +498,7 @@ class _Run:
     embeddings: bool
     faces: bool
     progress: bool
+    real: dict[str, str] = field(default_factory=dict)  # see _text_paths
 
 
 def _store_new(
@@ -503,6 +546,7 @@ def _store_new(
             run.spec,
             embeddings,
             run.faces,
+            run.real,
         ),
         batch_size=cfg.batch_size,
         compute=ray.data.ActorPoolStrategy(size=cfg.actors),
@@ -706,7 +750,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--tenant", required=True, help="tenant name or id (ten_...)")
     parser.add_argument(
-        "--collection", help="collection for the media (default: media.default_collection)"
+        "--create-tenant",
+        action="store_true",
+        help="create the --tenant (a name) if there is none by that name; else it must exist",
+    )
+    parser.add_argument(
+        "--collection",
+        type=collection_arg,
+        help="collection for the media (default: media.default_collection)",
     )
     parser.add_argument("--library", help="name of this library (default: the collection)")
     parser.add_argument(
@@ -739,8 +790,20 @@ def run(settings: Settings, args) -> int:
 
     from busque.cli import _key_store, start_ray
 
+    if _missing_folder(args.root):
+        print(f"no such folder: {args.root}", file=sys.stderr)
+        return 1
     keys = _key_store(settings)
-    tenant = args.tenant if keys.tenant(args.tenant) else keys.ensure_tenant(args.tenant)
+    tenant = args.tenant if keys.tenant(args.tenant) else keys.tenant_id(args.tenant)
+    if tenant is None and not args.create_tenant:
+        print(f"no tenant {args.tenant!r} (--create-tenant creates it)", file=sys.stderr)
+        return 1
+    if tenant is None:
+        try:
+            tenant = keys.ensure_tenant(args.tenant)
+        except ValueError as exc:  # not a valid tenant name
+            print(exc, file=sys.stderr)
+            return 1
     if not ray.is_initialized():
         start_ray(settings)
     if args.watch:
@@ -758,17 +821,22 @@ def run(settings: Settings, args) -> int:
                 progress=not args.quiet,
             )
         return 0
-    report = backfill(
-        settings,
-        tenant,
-        args.root,
-        collection=args.collection,
-        library=args.library,
-        dry_run=args.dry_run,
-        embeddings=not args.no_embeddings,
-        faces=not args.no_faces,
-        progress=not args.quiet,
-    )
+    try:
+        report = backfill(
+            settings,
+            tenant,
+            args.root,
+            collection=args.collection,
+            library=args.library,
+            dry_run=args.dry_run,
+            embeddings=not args.no_embeddings,
+            faces=not args.no_faces,
+            progress=not args.quiet,
+        )
+    except KeyboardInterrupt:
+        # committed batches are kept: a rerun skips them
+        print("\ninterrupted; rerun to resume", file=sys.stderr)
+        return 130
     if args.report:
         args.report.write_text(json.dumps(report, indent=2))
     print(summary(report), file=sys.stderr if args.report is None else sys.stdout)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import time
 from collections.abc import Callable
 
@@ -24,13 +25,31 @@ import numpy as np
 from busque.config import Settings
 from busque.index import snapshot
 from busque.index.hybrid import HybridIndex
-from busque.media.catalog import bytes_to_vector
+from busque.media.catalog import COLLECTION_PATTERN, bytes_to_vector
 
 logger = logging.getLogger("busque.pipelines")
 
 PAGE = 2000
 
 Progress = Callable[[float, str], None]
+
+
+def check_collection(name: str) -> str:
+    """The name, if it is a valid collection name (COLLECTION_PATTERN); else ValueError."""
+    if not re.fullmatch(COLLECTION_PATTERN, name):
+        raise ValueError(
+            f"invalid collection name {name!r}: up to 100 letters, digits, '.', '_' and '-', "
+            "not '.' or '..' alone"
+        )
+    return name
+
+
+def collection_arg(value: str) -> str:
+    """check_collection as an argparse type (its message in argparse's error)."""
+    try:
+        return check_collection(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 class EmbedNormalized:
@@ -111,6 +130,7 @@ def reindex(
 ) -> dict:
     from busque.serve.runtime import Runtime
 
+    check_collection(collection)
     started = time.perf_counter()
     settings.ensure_secrets()
     runtime = Runtime(settings)
@@ -184,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
         "swap in. Settings come from BUSQUE_* variables (the same as the service's).",
     )
     parser.add_argument("--tenant", required=True, help="tenant id (see `busque keys list`)")
-    parser.add_argument("--collection", required=True, help="collection name")
+    parser.add_argument("--collection", required=True, type=collection_arg, help="collection name")
     parser.add_argument(
         "--recompute",
         action="store_true",

@@ -491,3 +491,93 @@ def test_a_batch_is_written_whole_or_not_at_all(app, tmp_path):
     assert store.synced(tenant, "atomic") == {"p1.jpg": (101, 1.0)}
     (stored,) = faces.faces_of_media(tenant, [ids[1]])[ids[1]]
     assert runtime.objects.stat(stored["thumbnail_key"]) is not None
+
+
+def test_a_name_that_is_not_utf8_is_stored_as_text_and_reruns_add_nothing(app, tmp_path):
+    """A file name with bytes that are not UTF-8 is read by its real name and stored (catalog,
+    synced paths, report) with those bytes as \\xNN; a rerun skips it. A name that would read
+    the same as another file's is a failure, and the run goes on."""
+    root = tmp_path / "odd-names"
+    root.mkdir()
+    raw = os.fsencode(root)
+    for i, name in enumerate([b"bad\xffbyte.jpg", b"clash\xfe.jpg", b"clash\\xfe.jpg"]):
+        image = Image.new("RGB", (64, 48), (40 * i, 90, 200 - 40 * i))
+        with open(raw + b"/" + name, "wb") as out:
+            out.write(jpeg(image))
+    tenant = tenant_of(app, "backfill-odd-names")
+    report = backfill(
+        app.settings, tenant, root, collection="odd-names", faces=False, progress=False
+    )
+    assert report["files_seen"] == 3 and report["uploaded"] == 2
+    assert report["failures"] == [
+        {
+            "path": "clash\\xfe.jpg",
+            "error": "name_clash",
+            "message": "its name is not UTF-8 and reads the same as another file's",
+        }
+    ]
+    runtime = Runtime(app.settings)
+    rows, _ = runtime.catalog.list(tenant, collection="odd-names", limit=10)
+    assert sorted(r["metadata"]["source_path"] for r in rows) == [
+        "bad\\xffbyte.jpg",
+        "clash\\xfe.jpg",  # the file of that literal name
+    ]
+    store = LibraryStore(runtime.engine)
+    synced = store.synced(tenant, "odd-names")
+    assert sorted(synced) == ["bad\\xffbyte.jpg", "clash\\xfe.jpg"]
+
+    again = backfill(
+        app.settings, tenant, root, collection="odd-names", faces=False, progress=False
+    )
+    assert again["skipped_unchanged"] == 2 and again["uploaded"] == 0 and again["failed"] == 1
+    assert store.synced(tenant, "odd-names") == synced
+    assert len(runtime.catalog.list(tenant, collection="odd-names", limit=10)[0]) == 2
+
+
+def test_backfill_refuses_a_bad_collection_and_a_missing_folder(app, tmp_path):
+    tenant = tenant_of(app, "backfill-checks")
+    with pytest.raises(ValueError, match="invalid collection name '../x'"):
+        backfill(app.settings, tenant, tmp_path, collection="../x", progress=False)
+    with pytest.raises(ValueError, match="no such folder"):
+        backfill(app.settings, tenant, tmp_path / "nowhere", progress=False)
+    (tmp_path / "a.jpg").write_bytes(b"")
+    with pytest.raises(ValueError, match="no such folder"):
+        backfill(app.settings, tenant, tmp_path / "a.jpg", progress=False)
+
+
+def test_the_backfill_command_needs_an_existing_tenant_unless_told_to_create_it(
+    app, tmp_path, capsys, monkeypatch
+):
+    """`busque backfill`'s run(): an unknown --tenant is refused (nothing created) unless
+    --create-tenant; Ctrl-C ends it with a one-line message and exit status 130."""
+    import argparse
+
+    import pipelines.backfill as pipeline
+
+    root = tmp_path / "lib"
+    root.mkdir()
+    (root / "one.jpg").write_bytes(jpeg(Image.new("RGB", (64, 48), (10, 120, 30))))
+    parser = argparse.ArgumentParser()
+    pipeline.add_arguments(parser)
+
+    def run(*args: str) -> int:
+        return pipeline.run(app.settings, parser.parse_args([str(root), "--quiet", *args]))
+
+    keys = Runtime(app.settings).keys
+    assert run("--tenant", "backfill-nobody", "--dry-run") == 1
+    assert "no tenant 'backfill-nobody'" in capsys.readouterr().err
+    assert keys.tenant_id("backfill-nobody") is None
+    assert run("--tenant", "ten_000000000000", "--create-tenant", "--dry-run") == 1
+    assert "cannot start with 'ten_'" in capsys.readouterr().err
+
+    assert run("--tenant", "backfill-new", "--create-tenant", "--dry-run") == 0
+    tenant = keys.tenant_id("backfill-new")
+    assert tenant is not None and f'"tenant": "{tenant}"' in capsys.readouterr().out
+    assert run("--tenant", tenant, "--dry-run") == 0  # by id, too
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "backfill", interrupted)
+    assert run("--tenant", "backfill-new") == 130
+    assert "interrupted; rerun to resume" in capsys.readouterr().err

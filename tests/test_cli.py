@@ -201,3 +201,59 @@ def test_serve_environment_turns_on_direct_ingress_unless_the_environment_says_o
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
     )
     assert result.stdout.strip() == "False", result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("keys", "create", "--scopes", ""), "no scopes given"),
+        (("keys", "create", "--scopes", ","), "no scopes given"),
+        (("keys", "create", "--tenant", ""), "cannot be empty"),
+        (("keys", "create", "--tenant", "a\nb"), "control characters"),
+        (("keys", "create", "--tenant", "x" * 5000), "at most 100 characters"),
+        (("keys", "create", "--tenant", "ten_0193ab"), "cannot start with 'ten_'"),
+        (("keys", "list", "--tenant", ""), "empty tenant name"),
+    ],
+)
+def test_keys_refuse_empty_scopes_and_bad_tenant_names(cli, args, expected):
+    result = cli(*args, check=False)
+    assert result.returncode == 2 and expected in result.stderr
+    assert json.loads(cli("keys", "list", "--json").stdout) == []
+
+
+def test_a_tenant_named_like_an_id_cannot_be_created(cli, home):
+    created = json.loads(cli("keys", "create", "--tenant", "acme", "--json").stdout)
+    result = cli("keys", "create", "--tenant", created["tenant_id"], check=False)
+    assert result.returncode == 2 and "tenant ids do" in result.stderr
+    assert [r["tenant"] for r in json.loads(cli("keys", "list", "--json").stdout)] == ["acme"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("backfill", ".", "--tenant", "acme", "--collection", "../x"),
+        ("reindex", "--tenant", "acme", "--collection", ".."),
+    ],
+)
+def test_a_bad_collection_is_refused_before_anything_runs(cli, home, args):
+    result = cli(*args, check=False)
+    assert result.returncode == 2
+    assert "argument --collection: invalid collection name" in result.stderr
+    assert not home.exists()  # refused before the database is touched
+
+
+def test_backfill_refuses_a_missing_folder_and_an_unknown_tenant(cli, home, tmp_path):
+    cli("keys", "create", "--tenant", "acme")
+    (tmp_path / "file.jpg").write_bytes(b"")
+    for root in (tmp_path / "nowhere", tmp_path / "file.jpg"):
+        result = cli("backfill", str(root), "--tenant", "acme", check=False)
+        assert result.returncode == 1 and f"no such folder: {root}" in result.stderr
+    result = cli("backfill", str(tmp_path), "--tenant", "nobody", check=False)
+    assert result.returncode == 1
+    assert "no tenant 'nobody'" in result.stderr and "--create-tenant" in result.stderr
+    keys = KeyStore(make_engine(f"sqlite:///{home / 'busque.db'}"))
+    try:
+        assert keys.tenant_id("nobody") is None and keys.tenant_id("acme")
+    finally:
+        keys.engine.dispose()
+    assert "--create-tenant" in cli("backfill", "--help").stdout

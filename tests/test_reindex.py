@@ -8,6 +8,7 @@ import threading
 import time
 
 import httpx
+import pytest
 
 from busque.index import snapshot
 from busque.serve.runtime import Runtime
@@ -108,3 +109,11 @@ def test_reindex_input_is_checked(client):
         bad = client.post("/v1/jobs", json={"model": "reindex", "input": inputs})
         assert bad.status_code == 422, (inputs, bad.text)
         assert bad.json()["error"]["code"] == "invalid_input"
+
+
+def test_reindex_refuses_a_bad_collection_name(app):
+    from pipelines.reindex import reindex
+
+    for name in ("../x", "..", "a/b", ""):
+        with pytest.raises(ValueError, match="invalid collection name"):
+            reindex(app.settings, "ten_000000000000", name)

@@ -30,6 +30,7 @@ SCOPES = (
     "admin",
 )
 DEFAULT_SCOPES = SCOPES[:-1]
+TENANT_ID_PREFIX = "ten_"  # new_id("ten")
 
 
 @dataclass(frozen=True)
@@ -63,17 +64,32 @@ def parse_key(key: str) -> tuple[str, str] | None:
     return f"key_{parts[1]}", parts[2]
 
 
+def check_tenant_name(name: str) -> None:
+    """ValueError unless the name can name a new tenant: 1-100 printable characters, and not
+    one that `--tenant` options would take for a tenant id."""
+    if not name.strip():
+        raise ValueError("a tenant name cannot be empty")
+    if len(name) > 100:
+        raise ValueError(f"a tenant name has at most 100 characters, not {len(name)}")
+    if not name.isprintable():
+        raise ValueError(f"a tenant name cannot hold control characters: {name!r}")
+    if name.startswith(TENANT_ID_PREFIX):
+        raise ValueError(f"a tenant name cannot start with {TENANT_ID_PREFIX!r} (tenant ids do)")
+
+
 class KeyStore:
     def __init__(self, engine: Engine):
         self.engine = engine
         self.reader = readonly(engine)
 
     def ensure_tenant(self, name: str) -> str:
-        """The id of the tenant with this name, creating it if needed."""
+        """The id of the tenant with this name, creating it if needed (ValueError for a name
+        that check_tenant_name refuses)."""
         with self.reader.connect() as conn:
             found = conn.execute(select(tenants.c.id).where(tenants.c.name == name)).scalar()
         if found:
             return found
+        check_tenant_name(name)
         tenant_id = new_id("ten")
         try:
             with self.engine.begin() as conn:
@@ -97,6 +113,8 @@ class KeyStore:
         return row._asdict() if row else None
 
     def create(self, tenant_name: str, name: str, scopes: tuple[str, ...] = DEFAULT_SCOPES):
+        if not scopes:
+            raise ValueError(f"no scopes given; known: {list(SCOPES)}")
         unknown = set(scopes) - set(SCOPES)
         if unknown:
             raise ValueError(f"unknown scopes {sorted(unknown)}; known: {list(SCOPES)}")
@@ -139,7 +157,7 @@ class KeyStore:
             api_keys.c.revoked_at,
             tenants.c.name.label("tenant"),
         ).join(tenants, tenants.c.id == api_keys.c.tenant_id)
-        if tenant_name:
+        if tenant_name is not None:
             query = query.where(tenants.c.name == tenant_name)
         with self.reader.connect() as conn:
             return [r._asdict() for r in conn.execute(query.order_by(api_keys.c.created_at))]

@@ -47,6 +47,12 @@ class LibraryFile:
     kind: str  # image | video | other
 
 
+def path_text(path: str) -> str:
+    """The path as valid UTF-8 text, for the catalog and reports: the bytes of a name that is not
+    UTF-8 (held by Python as surrogate escapes) become "\\xNN"; any other path is unchanged."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def kind_of(name: str) -> str:
     ext = os.path.splitext(name)[1].lower()
     return "image" if ext in IMAGE_EXTENSIONS else "video" if ext in VIDEO_EXTENSIONS else "other"
