@@ -13,6 +13,7 @@ import hashlib
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import create_engine, func, insert, inspect, select, text, update
@@ -986,3 +987,48 @@ def test_sqlite_watcher_backs_off_when_idle_and_still_hears_commits(tmp_path):
     finally:
         watcher.stop()
         writer.close()
+
+
+def test_a_second_cancel_of_a_running_attempt_still_records_canceled(store, tenant):
+    """A second cancel of a running job (the API's, then the lease loop's) that came while the
+    attempt's write of its canceled state waited for a worker thread cancelled that write: the
+    job stayed running until its lease ran out (30 s here). Here the threads are kept busy so
+    the write waits."""
+    from busque.config import Settings
+    from busque.jobs.dispatcher import Dispatcher
+    from busque.models.registry import build_registry
+
+    settings = Settings(jobs=SETTINGS.model_dump())
+    started = threading.Event()
+
+    async def model_stream():  # a model that reports progress, then works until cancelled
+        yield {"type": "progress", "percent": 1.0, "message": "working"}
+        started.set()
+        await asyncio.sleep(60)
+
+    async def scenario() -> dict:
+        loop = asyncio.get_running_loop()
+        threads = ThreadPoolExecutor(max_workers=2)
+        loop.set_default_executor(threads)
+        dispatcher = Dispatcher(
+            settings, store, build_registry(settings), lambda deployment, job: model_stream()
+        )
+        job, _ = store.create(new_job(tenant, model="echo"))
+        dispatcher.start()
+        try:
+            while not started.is_set():
+                await asyncio.sleep(0.02)
+            busy = [loop.run_in_executor(threads, time.sleep, 0.5) for _ in range(2)]
+            assert dispatcher.cancel(job["id"])
+            await asyncio.sleep(0.1)  # its canceled state now waits for a thread
+            assert dispatcher.cancel(job["id"])
+            await asyncio.gather(*busy)
+            deadline = time.monotonic() + 10
+            while (row := store.get(job["id"], tenant))["state"] == "running":
+                assert time.monotonic() < deadline, "the job stayed running after two cancels"
+                await asyncio.sleep(0.05)
+            return row
+        finally:
+            await dispatcher.stop()
+
+    assert asyncio.run(scenario())["state"] == "canceled"

@@ -81,3 +81,18 @@ def test_seeds_and_cancel(model):
 def test_a_stop_string_prefix_is_held_back():
     assert _stop_prefix("hello wor", ["world"]) == 3
     assert _stop_prefix("hello", ["xyz"]) == 0
+
+
+def test_sampling_at_vanishing_temperature_or_top_p_is_greedy():
+    """temperature 1e-300 overflowed logits/temperature to inf (NaN probabilities), and a top_p
+    below float32's range kept no token: torch.multinomial failed the whole batch."""
+    import torch
+
+    from busque.models.text.generator import _choose
+
+    logits = torch.tensor([1.0, 5.0, 2.0, -3.0])
+    generator = torch.Generator().manual_seed(0)
+    for temperature, top_p in ((1e-300, 0.95), (1e-45, 1.0), (0.7, 1e-300), (1e-300, 1e-300)):
+        assert _choose(torch, logits, temperature, top_p, generator) == 1
+    picks = {_choose(torch, logits, 5.0, 1.0, generator) for _ in range(200)}
+    assert len(picks) > 1  # an ordinary temperature still samples

@@ -103,8 +103,9 @@ class Dispatcher:
         attempt = self.running.get(job_id)
         if attempt is None or attempt.task is None:
             return False
-        attempt.cancel_requested = True
-        attempt.task.cancel()
+        if not attempt.cancel_requested:  # once: a second Task.cancel() would also cancel the
+            attempt.cancel_requested = True  # handler's write of the canceled state
+            attempt.task.cancel()
         return True
 
     # ---- claiming and running ----

@@ -336,9 +336,13 @@ def _generator(torch, seed: int | None):
 def _choose(torch, logits, temperature: float, top_p: float, generator) -> int:
     if temperature <= 0:
         return int(logits.argmax())
-    probs = torch.softmax(logits.cpu() / temperature, dim=-1)
+    scaled = logits.cpu() / temperature
+    if not bool(torch.isfinite(scaled).all()):  # a temperature so small it is greedy
+        return int(logits.argmax())
+    probs = torch.softmax(scaled, dim=-1)
     if top_p < 1.0:
         ordered, order = probs.sort(descending=True)
         keep = ordered.cumsum(-1) - ordered < top_p  # the smallest set reaching top_p
+        keep[0] = True  # a top_p below float32's smallest number still keeps the likeliest
         probs = torch.zeros_like(probs).scatter(0, order[keep], ordered[keep])
     return int(torch.multinomial(probs / probs.sum(), 1, generator=generator))
