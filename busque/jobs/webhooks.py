@@ -254,7 +254,9 @@ async def deliver(
         error = f"timeout after {timeout_s}s ({type(e).__name__})"
         return DeliveryOutcome(False, None, error, elapsed_ms(), "")
     except httpx.HTTPError as e:
-        return DeliveryOutcome(False, None, f"{type(e).__name__}: {e}", elapsed_ms(), "")
+        # httpx gives some errors no text, e.g. a receiver that closed a kept-alive connection
+        detail = str(e) or "the connection was closed or reset before a response"
+        return DeliveryOutcome(False, None, f"{type(e).__name__}: {detail}", elapsed_ms(), "")
 
     status = response.status_code
     excerpt = raw[:_MAX_RESPONSE_BYTES].decode("utf-8", "replace")[:EXCERPT_CHARS]
