@@ -104,6 +104,7 @@ def test_catalog_lists_image_models(client):
         ("stable-diffusion", {"prompt": "x", "width": 65}, "invalid_input"),
         ("stable-diffusion", {"prompt": "x", "width": 4096, "height": 4096}, "invalid_input"),
         ("stable-diffusion", {"prompt": "x", "guidance": 99}, "invalid_input"),
+        ("stable-diffusion", {"prompt": "x", "guidance": "NaN"}, "invalid_input"),
         ("avatar", {"style": "cubism", "image_key": "x"}, "invalid_input"),
         ("avatar", {"style": "anime"}, "invalid_input"),
     ],
@@ -118,10 +119,28 @@ def test_avatar_photo_must_be_an_image_of_this_tenant(client, other_tenant_key, 
     not_image = upload(client, b"this is not a photo at all", "notes.jpg")
     refused = submit(client, "avatar", {"image_key": not_image, "style": "anime", **SMALL})
     assert refused.status_code == 422 and refused.json()["error"]["code"] == "invalid_image"
+    whole = encode(astronaut(), quality=80)
+    truncated = upload(client, whole[: len(whole) // 3], "cut.jpg")
+    refused = submit(client, "avatar", {"image_key": truncated, "style": "anime", **SMALL})
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "invalid_image"
     missing = submit(client, "avatar", {"image_key": "nope/uploads/x.jpg", "style": "anime"})
-    assert missing.status_code == 422
+    assert missing.status_code == 404
     assert missing.json()["error"]["code"] == "object_not_found"
-    mine = upload(client, encode(astronaut(), quality=80))
+    mine = upload(client, whole)
     with app.client(other_tenant_key) as other:
         theirs = submit(other, "avatar", {"image_key": mine, "style": "anime", **SMALL})
-    assert theirs.status_code == 422 and theirs.json()["error"]["code"] == "object_not_found"
+    assert theirs.status_code == 404 and theirs.json()["error"]["code"] == "object_not_found"
+
+
+def test_a_parameter_the_model_does_not_take_is_refused(client):
+    """Image models take everything in `input`: a `params.seed` was dropped without a word."""
+    response = client.post(
+        "/v1/jobs",
+        json={
+            "model": "stable-diffusion",
+            "input": {"prompt": "x", **SMALL},
+            "params": {"seed": 5},
+        },
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "invalid_input"

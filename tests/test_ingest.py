@@ -528,3 +528,20 @@ def test_a_delete_deciding_on_an_original_holds_off_inserts_of_its_bytes(db_url)
     assert dropped == [(second["id"], False)]  # the insert waited for the delete's commit
     assert catalog.get(third["id"])["state"] == "pending"
     engine.dispose()
+
+
+def test_copies_ingested_at_once_name_the_first_as_their_original(client_module):
+    """Each accepted copy used to look for any other row with its bytes, so when they arrived
+    together even the first one was reported a duplicate (of a later one)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(time.time_ns() % 2**32)
+    data = jpeg(rng.integers(0, 256, size=(64, 64, 3), dtype=np.uint8), size=None)
+    with ThreadPoolExecutor(8) as pool:
+        accepted = list(pool.map(lambda _: ingest(client_module, data, "copies"), range(8)))
+    first = min(a["media_id"] for a in accepted)
+    assert next(a for a in accepted if a["media_id"] == first)["duplicate_of"] is None
+    for a in accepted:  # the jobs run once every copy is catalogued
+        done = wait_for(client_module, a["job_id"])
+        assert done["status"] == "succeeded"
+        assert done["result"]["duplicate_of"] == (None if a["media_id"] == first else first)

@@ -132,6 +132,8 @@ def test_catalog_lists_the_text_model_with_its_defaults(client):
         ({"prompt": "hi"}, {"temperature": 3}, "invalid_input"),
         ({"prompt": "hi"}, {"top_p": 0}, "invalid_input"),
         ({"prompt": "hi"}, {"stop": [""]}, "invalid_input"),  # stops at once: an empty answer
+        ({"prompt": "hi"}, {"temprature": 0.2}, "invalid_input"),  # misspelt: not ignored
+        ({"prompt": "hi", "system": "x"}, {}, "invalid_input"),
         ({"prompt": "word " * 3000}, {}, "prompt_too_long"),
     ],
 )

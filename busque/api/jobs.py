@@ -105,8 +105,9 @@ async def create_job(
     if spec.admit is not None:
         try:
             await asyncio.to_thread(spec.admit, inputs, principal.tenant_id, ctx.objects)
-        except ModelError as exc:
-            raise ApiError(422, exc.code, str(exc)) from None
+        except ModelError as exc:  # a missing (or another tenant's) object is a 404, as elsewhere
+            status = 404 if exc.code == "object_not_found" else 422
+            raise ApiError(status, exc.code, str(exc)) from None
     hook = None
     if body.webhook:
         try:

@@ -98,12 +98,13 @@ class Catalog:
         return row._asdict() if row else None
 
     def first_with_sha256(self, tenant_id: str, sha256: str, exclude: str | None = None):
-        """The earliest other media of the tenant with these exact bytes (a duplicate's original)."""
+        """The earliest media of the tenant with these exact bytes, created before `exclude` when
+        given (a duplicate's original: of copies ingested at once, the first is no duplicate)."""
         query = select(media.c.id, media.c.collection).where(
             media.c.tenant_id == tenant_id, media.c.sha256 == sha256
         )
         if exclude:
-            query = query.where(media.c.id != exclude)
+            query = query.where(media.c.id < exclude)  # ids are time-ordered (busque.ids)
         with self.reader.connect() as conn:
             row = conn.execute(query.order_by(media.c.id).limit(1)).first()
         return row._asdict() if row else None

@@ -12,14 +12,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from busque.config import Settings
 from busque.models.base import Model
 
 
 class EmptyParams(BaseModel):
-    pass
+    model_config = ConfigDict(extra="forbid")  # a param the model does not take is an error
 
 
 @dataclass(frozen=True)

@@ -81,7 +81,9 @@ class ImageGenInput(BaseModel):
         0.6, gt=0, le=1, description="img2img: how far from the photo (1 = ignore it)"
     )
     steps: int = Field(25, ge=1, description="denoising steps (at most images.max_steps)")
-    guidance: float = Field(7.5, ge=0, le=20, description="classifier-free guidance scale")
+    guidance: float = Field(
+        7.5, ge=0, le=20, allow_inf_nan=False, description="classifier-free guidance scale"
+    )
     seed: int | None = Field(
         None, ge=0, le=MAX_SEED, description="same seed, same image; none: a random one"
     )

@@ -13,7 +13,7 @@ import threading
 from typing import Any
 
 from busque.config import Settings
-from busque.media.decode import MediaError, image_info
+from busque.media.decode import MediaError, decode_image
 from busque.models.base import ModelError
 from busque.models.image.diffusion import (
     AvatarInput,
@@ -51,7 +51,8 @@ def shared_generator(settings: Settings) -> StableDiffusionGenerator:
 
 def check_input_photo(key: str, tenant_id: str, objects: Any, settings: Settings) -> None:
     """The photo is the tenant's, exists, is not over the upload limit and is a readable image
-    (its header: format and size, no pixels decoded); else ModelError with a 4xx code."""
+    (decoded in full, so a truncated one is refused here, not by the job); else ModelError with
+    a 4xx code."""
     try:
         validate_key(key, tenant_id)
     except InvalidKey:  # another tenant's key reads as missing, as everywhere in the API
@@ -69,7 +70,7 @@ def check_input_photo(key: str, tenant_id: str, objects: Any, settings: Settings
     except ObjectNotFound:
         raise ModelError("object_not_found", f"no object {key!r}") from None
     try:
-        image_info(data, max_pixels=settings.media.max_pixels)
+        decode_image(data, max_pixels=settings.media.max_pixels)
     except MediaError as exc:
         raise ModelError(exc.code, f"image_key {key!r}: {exc}") from None
 

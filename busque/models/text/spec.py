@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, create_model, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from busque.models.base import ModelError
 from busque.models.text.weights import tokenizer_source, unavailable_reason
@@ -19,6 +19,8 @@ class Message(BaseModel):
 
 class TextGenInput(BaseModel):
     """A chat (`messages`) or a single user `prompt`."""
+
+    model_config = ConfigDict(extra="forbid")
 
     messages: list[Message] | None = Field(None, min_length=1, max_length=200)
     prompt: str | None = Field(None, min_length=1, max_length=100_000)
@@ -36,6 +38,7 @@ def params_schema(settings) -> type[BaseModel]:
     cfg = settings.text
     return create_model(
         "TextGenParams",
+        __config__=ConfigDict(extra="forbid"),  # a misspelt parameter is an error
         max_new_tokens=(int, Field(cfg.max_new_tokens, ge=1, le=cfg.max_new_tokens_limit)),
         temperature=(float, Field(0.7, ge=0, le=2, description="0: greedy")),
         top_p=(float, Field(0.95, gt=0, le=1)),
