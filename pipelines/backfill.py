@@ -39,10 +39,11 @@ from pathlib import Path
 import numpy as np
 
 from busque.config import Settings
+from busque.media.catalog import check_collection
 from busque.media.library import LibraryFile, LibraryStore, inspect_file, path_text
 from busque.media.sources import open_source
 from pipelines import dedupe, pending
-from pipelines.reindex import check_collection, collection_arg
+from pipelines.reindex import collection_arg
 
 logger = logging.getLogger("busque.pipelines")
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 import time
 from collections.abc import Callable
 
@@ -25,23 +24,13 @@ import numpy as np
 from busque.config import Settings
 from busque.index import snapshot
 from busque.index.hybrid import HybridIndex
-from busque.media.catalog import COLLECTION_PATTERN, bytes_to_vector
+from busque.media.catalog import bytes_to_vector, check_collection
 
 logger = logging.getLogger("busque.pipelines")
 
 PAGE = 2000
 
 Progress = Callable[[float, str], None]
-
-
-def check_collection(name: str) -> str:
-    """The name, if it is a valid collection name (COLLECTION_PATTERN); else ValueError."""
-    if not re.fullmatch(COLLECTION_PATTERN, name):
-        raise ValueError(
-            f"invalid collection name {name!r}: up to 100 letters, digits, '.', '_' and '-', "
-            "not '.' or '..' alone"
-        )
-    return name
 
 
 def collection_arg(value: str) -> str:

@@ -571,7 +571,7 @@ async def duplicates(
     collection = collection or ctx.settings.media.default_collection
     if None not in (radius, threshold) and radius != threshold:
         raise ApiError(422, "invalid_request", "radius and threshold are one parameter: send one")
-    radius = next((r for r in (radius, threshold) if r is not None), None)
+    radius = radius if radius is not None else threshold
     radius = ctx.settings.index.duplicate_radius if radius is None else radius
     exact = await asyncio.to_thread(ctx.catalog.exact_duplicates, tenant, collection)
     near_ids = await ctx.matcher.near_groups.remote(tenant, collection, radius)

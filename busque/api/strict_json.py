@@ -40,14 +40,6 @@ def loads(data: bytes | str) -> Any:
     return value
 
 
-def check_value(value: Any) -> Any:
-    """The same rules for a value that came another way (a form field already parsed)."""
-    problem = _problem(value, 0)
-    if problem:
-        raise ValueError(problem)
-    return value
-
-
 def _problem(value: Any, depth: int) -> str | None:
     if isinstance(value, str):
         return _string_problem(value)

@@ -9,6 +9,7 @@ exactly what it must serve from its last snapshot plus the changes after it.
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -28,6 +29,16 @@ COLLECTION_PATTERN = (
     r"|\.[A-Za-z0-9_-][A-Za-z0-9._-]{0,98}"
     r"|\.\.[A-Za-z0-9._-]{1,98})$"
 )
+
+
+def check_collection(name: str) -> str:
+    """The name, if it is a valid collection name (COLLECTION_PATTERN); else ValueError."""
+    if not re.fullmatch(COLLECTION_PATTERN, name):
+        raise ValueError(
+            f"invalid collection name {name!r}: up to 100 letters, digits, '.', '_' and '-', "
+            "not '.' or '..' alone"
+        )
+    return name
 
 
 def index_id(media_id: str) -> int:
