@@ -1,4 +1,5 @@
-"""busque's command line: `busque serve`, `busque keys ...`, `busque migrate`.
+"""busque's command line: `busque serve`, `busque keys ...`, `busque migrate`, `busque reindex`,
+`busque backfill`.
 
 Configuration comes from BUSQUE_* environment variables (see busque/config.py).
 """
@@ -14,22 +15,23 @@ import sys
 import threading
 from datetime import UTC, datetime
 
-from busque.auth.keys import DEFAULT_SCOPES, SCOPES
+from busque.auth.keys import DEFAULT_SCOPES, SCOPES, KeyStore
 from busque.config import Settings
+from busque.ray_start import serve_environment, start_ray
+from busque.runtime import Runtime
+from pipelines.backfill import command as backfill_command
+from pipelines.reindex import command as reindex_command
 
 
 def _migrate(settings: Settings) -> None:
-    from busque.db.migrate import upgrade
-
-    upgrade(settings.database.url)
+    Runtime(settings).migrate()
 
 
-def _key_store(settings: Settings):
-    from busque.auth.keys import KeyStore
-    from busque.db.engine import make_engine
-
-    _migrate(settings)
-    return KeyStore(make_engine(settings.database.url))
+def _key_store(settings: Settings) -> KeyStore:
+    """The key store, on a database at the newest schema."""
+    runtime = Runtime(settings)
+    runtime.migrate()
+    return runtime.keys
 
 
 def ensure_dev_key(settings: Settings) -> tuple[str, bool]:
@@ -47,72 +49,6 @@ def ensure_dev_key(settings: Settings) -> tuple[str, bool]:
         f.write(created.key + "\n")
     os.chmod(path, 0o600)
     return created.key, True
-
-
-# Ray Serve's throughput preset (user code on the replica's own event loop, gRPC between
-# deployments, buffered logs, which busque's replicas flush every second): about 1.4x jobs/s
-# here (bench/results/jobs.md). busque's replicas never block their event loop (all blocking
-# work goes to threads), which the preset requires. Its direct ingress (each Gateway replica
-# serving HTTP itself) stays off unless `serve.direct_ingress` or `serve.haproxy` asks for it:
-# without a load balancer in front only the Serve proxy offers one stable port. The proxy reaches
-# the Gateway over gRPC too: Ray 2.60 derives that flag before the preset applies, so it is set
-# here. Image search, three runs each way: proxy CPU 4.9 vs 6.1 ms a request, p50 at concurrency
-# 1 1.6 ms lower, 6% more requests/s at 16.
-SERVE_ENV = {
-    "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
-    "RAY_SERVE_PROXY_USE_GRPC": "1",
-    "RAY_SERVE_ENABLE_DIRECT_INGRESS": "0",
-    # gRPC's default 4 MiB message cap, which Serve keeps between replicas, failed requests and
-    # responses that HTTP allows (25 MiB bodies: a photo to search by, a page of jobs) with 500s.
-    "RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH": str(512 << 20),
-    "RAY_USAGE_STATS_ENABLED": "0",
-}
-
-
-def serve_environment(direct_ingress: bool | None = None, haproxy: bool | None = None) -> None:
-    """Must run before Ray starts and before this process imports `ray.serve`: Serve reads these
-    when its modules load, and the driver's handle defaults (gRPC or Ray actor calls between
-    deployments) travel inside the app it builds. `direct_ingress` and `haproxy`
-    (settings.serve) turn on Serve's direct ingress or its HAProxy ingress unless the
-    environment says otherwise."""
-    if direct_ingress is not None:
-        os.environ.setdefault("RAY_SERVE_ENABLE_DIRECT_INGRESS", "1" if direct_ingress else "0")
-    if haproxy:
-        os.environ.setdefault("RAY_SERVE_ENABLE_HA_PROXY", "1")
-    for name, value in SERVE_ENV.items():
-        os.environ.setdefault(name, value)
-    constants = sys.modules.get("ray.serve._private.constants")
-    if constants is None:
-        return
-    throughput = os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
-    direct = "1" in (
-        os.environ["RAY_SERVE_ENABLE_DIRECT_INGRESS"],
-        os.environ.get("RAY_SERVE_ENABLE_HA_PROXY"),  # HAProxy implies direct ingress
-    )
-    if (throughput, direct) != (
-        constants.RAY_SERVE_THROUGHPUT_OPTIMIZED,
-        constants.RAY_SERVE_ENABLE_DIRECT_INGRESS,
-    ):
-        raise RuntimeError("serve_environment() must run before ray.serve is imported")
-
-
-def start_ray(settings: Settings):
-    import ray
-
-    serve_environment()
-    if settings.ray_address:
-        ray.init(address=settings.ray_address, log_to_driver=False)
-    else:
-        # Several small replicas share 2 cores: declare more logical CPUs than there are
-        # (replicas reserve fractions) so that Serve and a Ray Data job never starve each other.
-        ray.init(
-            address="local",
-            num_cpus=max(4, os.cpu_count() or 1),
-            include_dashboard=True,
-            dashboard_host="127.0.0.1",
-            log_to_driver=False,
-        )
-    return ray
 
 
 def run_serve(settings: Settings, block: bool = True) -> None:
@@ -167,26 +103,6 @@ def _print_table(rows: list[dict]) -> None:
         )
 
 
-def _reindex(settings: Settings, args) -> int:
-    from pipelines.reindex import reindex
-
-    keys = _key_store(settings)
-    tenant = args.tenant if keys.tenant(args.tenant) else keys.tenant_id(args.tenant)
-    if tenant is None:
-        print(f"no tenant {args.tenant!r}", file=sys.stderr)
-        return 1
-    start_ray(settings)
-    result = reindex(
-        settings,
-        tenant,
-        args.collection,
-        recompute=args.recompute,
-        progress=lambda percent, message: print(f"[{percent:5.1f}%] {message}", flush=True),
-    )
-    print(json.dumps(result, indent=2))
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="busque",
@@ -237,34 +153,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     p_revoke.add_argument("key_id")
 
-    from pipelines.reindex import collection_arg
-
     p_reindex = sub.add_parser(
         "reindex",
         help="rebuild a collection's index into a new snapshot (Ray Data)",
-        description="Rebuild a collection's index from the catalog (stored embeddings, or "
-        "--recompute them with the configured embedder) and publish it as a new snapshot; "
-        "serving Matchers swap it in without a failed query. Runs on the local Ray or "
-        "RAY_ADDRESS; the same as `python -m pipelines.reindex` and the `reindex` job.",
+        description=reindex_command.DESCRIPTION,
     )
-    p_reindex.add_argument("--tenant", required=True, help="tenant name or id (ten_...)")
-    p_reindex.add_argument(
-        "--collection", required=True, type=collection_arg, help="collection name"
-    )
-    p_reindex.add_argument("--recompute", action="store_true", help="recompute embeddings")
-
-    from pipelines.backfill import add_arguments as backfill_arguments
+    reindex_command.add_arguments(p_reindex)
 
     p_backfill = sub.add_parser(
         "backfill",
         help="backfill a photo library folder: dedupe, upload, catalog, embed (Ray Data)",
-        description="Backfill a legacy photo library: every file is hashed (sha256, pHash), "
-        "exact duplicates are stored once with every path kept, near duplicates reported; new "
-        "images are uploaded, catalogued and embedded, so the service can search them. A "
-        "rerun skips what was synced; --dry-run only reports. Runs on the local Ray or "
-        "RAY_ADDRESS; the same as `python -m pipelines.backfill`.",
+        description=backfill_command.DESCRIPTION,
     )
-    backfill_arguments(p_backfill)
+    backfill_command.add_arguments(p_backfill)
 
     args = parser.parse_args(argv)
     overrides: dict = {}
@@ -283,11 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         run_serve(settings)
     elif args.command == "reindex":
-        return _reindex(settings, args)
+        return reindex_command.run(Runtime(settings), args)
     elif args.command == "backfill":
-        from pipelines.backfill import run
-
-        return run(settings, args)
+        return backfill_command.run(Runtime(settings), args)
     elif args.command == "migrate":
         _migrate(settings)
         print(f"database at the newest schema: {settings.database.url}")

@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from busque.config import Settings
 from busque.media.catalog import COLLECTION_PATTERN
 from busque.models.base import JobContext, Model
+from busque.models.registry import ModelRegistry, ModelSpec
+from pipelines.reindex import reindex
 
 
 class ReindexInput(BaseModel):
@@ -23,19 +25,17 @@ class ReindexInput(BaseModel):
 
 
 class ReindexJob(Model):
-    def __init__(self, settings: Settings):
+    def __init__(self, runtime):
         super().__init__()
-        self.settings = settings
+        self.runtime = runtime
 
     def _predict(self, inputs: dict[str, Any], ctx: JobContext) -> dict:
-        from pipelines.reindex import reindex
-
         def progress(percent: float, message: str) -> None:
             ctx.check_cancelled()
             ctx.progress(percent, message)
 
         return reindex(
-            self.settings,
+            self.runtime,
             ctx.tenant_id,
             inputs["collection"],
             recompute=inputs["recompute"],
@@ -43,9 +43,7 @@ class ReindexJob(Model):
         )
 
 
-def register(registry, settings: Settings) -> None:
-    from busque.models.registry import ModelSpec
-
+def register(registry: ModelRegistry, settings: Settings) -> None:
     registry.register(
         ModelSpec(
             id="reindex",

@@ -4,15 +4,13 @@ application per test session, reached over HTTP like any client would."""
 from __future__ import annotations
 
 import os
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
-from busque.cli import serve_environment
-from tests.servers import free_port, postgres, postgres_available, seaweedfs
+from busque.ray_start import SMALL_LOCAL_RAY, serve_environment, start_local_ray
+from busque.testing.app import start_app, wait_for  # noqa: F401 - tests import wait_for from here
+from busque.testing.servers import free_port, postgres, postgres_available, seaweedfs
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 serve_environment()  # the same Serve settings `busque serve` runs with
@@ -49,16 +47,7 @@ def postgres_url(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def ray_cluster():
-    import ray
-
-    ray.init(
-        address="local",
-        num_cpus=4,
-        include_dashboard=False,
-        object_store_memory=200 * 2**20,
-        log_to_driver=False,
-        _node_ip_address="127.0.0.1",
-    )
+    ray = start_local_ray(**SMALL_LOCAL_RAY)
     yield ray
     ray.shutdown()
 
@@ -118,50 +107,11 @@ def test_settings(home, **overrides):
     return Settings(**values)
 
 
-@dataclass
-class App:
-    settings: object
-    url: str
-    grpc_target: str
-    admin_key: str
-
-    def client(self, key: str | None = None) -> httpx.Client:
-        headers = {"X-API-Key": key or self.admin_key}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
-
-
-def start_app(settings):
-    """serve.start + serve.run of the real app, as `busque serve` does."""
-    from ray import serve
-
-    from busque.cli import ensure_dev_key
-    from busque.serve.app import build_app
-
-    key, _ = ensure_dev_key(settings)
-    serve.start(
-        http_options={"host": "127.0.0.1", "port": settings.serve.port},
-        grpc_options={
-            "port": settings.serve.grpc_port,
-            "grpc_servicer_functions": [
-                "busque.grpc.busque_jobs_pb2_grpc.add_JobServiceServicer_to_server"
-            ],
-        },
-    )
-    serve.run(build_app(settings), name=settings.serve.app_name, route_prefix="/")
-    app = App(settings, settings.serve.public_url, f"127.0.0.1:{settings.serve.grpc_port}", key)
-    with app.client() as client:
-        deadline = time.monotonic() + 60
-        while client.get("/readyz").status_code != 200:
-            assert time.monotonic() < deadline, "busque did not become ready"
-            time.sleep(0.2)
-    return app
-
-
 @pytest.fixture(scope="session")
 def app(ray_cluster, tmp_path_factory):
     from ray import serve
 
-    from tests.tiny_models import build_tiny_stable_diffusion
+    from busque.testing.tiny_models import build_tiny_stable_diffusion
 
     tiny_sd = build_tiny_stable_diffusion(tmp_path_factory.mktemp("tiny-sd"))
     settings = test_settings(tmp_path_factory.mktemp("busque"), images={"model_path": str(tiny_sd)})
@@ -180,14 +130,3 @@ def other_tenant_key(app):
     from busque.cli import _key_store
 
     return _key_store(app.settings).create("other-tenant", "tests").key
-
-
-def wait_for(job_client: httpx.Client, job_id: str, timeout: float = 30) -> dict:
-    """Long-poll a job until it is terminal."""
-    deadline = time.monotonic() + timeout
-    while True:
-        left = deadline - time.monotonic()
-        assert left > 0, f"job {job_id} did not finish in {timeout}s"
-        job = job_client.get(f"/v1/jobs/{job_id}", params={"wait": min(left, 10)}).json()
-        if job["status"] in ("succeeded", "failed", "canceled"):
-            return job

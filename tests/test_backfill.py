@@ -18,7 +18,7 @@ from PIL import Image
 
 from busque.faces.store import FaceStore
 from busque.media.library import LibraryStore
-from busque.serve.runtime import Runtime
+from busque.runtime import Runtime
 from pipelines.backfill import backfill, summary
 from tests.test_store import db_url  # noqa: F401 - a fresh PostgreSQL database
 from tests.video_files import corrupt_video, make_video, transcode
@@ -98,7 +98,9 @@ def tenant_of(app, name: str) -> str:
 def test_dry_run_reports_and_stores_nothing(app, library):
     root, expect = library
     tenant = tenant_of(app, "backfill-dry")
-    report = backfill(app.settings, tenant, root, collection="legacy", dry_run=True, progress=False)
+    report = backfill(
+        Runtime(app.settings), tenant, root, collection="legacy", dry_run=True, progress=False
+    )
     assert report["files_seen"] == expect["files"]
     assert report["unique_new"] == expect["unique"]
     assert len(report["exact_duplicate_groups"]) == expect["exact_groups"]
@@ -129,7 +131,7 @@ def test_dry_run_reports_and_stores_nothing(app, library):
 def test_backfill_uploads_catalogs_and_the_service_finds_it(app, library):
     root, expect = library
     tenant = tenant_of(app, "backfill-real")
-    report = backfill(app.settings, tenant, root, collection="legacy", progress=False)
+    report = backfill(Runtime(app.settings), tenant, root, collection="legacy", progress=False)
     assert report["uploaded"] == expect["unique"] and report["failed"] == expect["failed"]
     # The smaller, recompressed copies are near duplicates by embedding too; two different
     # photos are not.
@@ -182,14 +184,14 @@ def test_backfill_uploads_catalogs_and_the_service_finds_it(app, library):
         assert found[0]["metadata"]["source_path"] == "album1/chelsea.jpg"
         assert found[0]["labels"][0]["label"]  # embedded, with labels
 
-    again = backfill(app.settings, tenant, root, collection="legacy", progress=False)
+    again = backfill(Runtime(app.settings), tenant, root, collection="legacy", progress=False)
     assert again["skipped_unchanged"] == expect["files"] - expect["failed"]
     assert again["uploaded"] == 0 and again["unique_new"] == 0
     assert len(runtime.catalog.list(tenant, collection="legacy", limit=100)[0]) == expect["unique"]
 
     # A new file that is a copy of a stored photo: an alias, no upload.
     shutil.copy(root / "album1" / "chelsea.jpg", root / "chelsea-again.jpg")
-    third = backfill(app.settings, tenant, root, collection="legacy", progress=False)
+    third = backfill(Runtime(app.settings), tenant, root, collection="legacy", progress=False)
     assert third["already_stored"] == 1 and third["uploaded"] == 0
     os.remove(root / "chelsea-again.jpg")
 
@@ -245,7 +247,7 @@ def kill_and_resume(settings, env: dict, source: str, expect: dict, tenant_name:
     now = settings.model_copy(
         update={"pipelines": settings.pipelines.model_copy(update={"orphan_grace_s": 0})}
     )
-    report = backfill(now, tenant, source, collection="resume", progress=False)
+    report = backfill(Runtime(now), tenant, source, collection="resume", progress=False)
     assert report["skipped_unchanged"] >= partial
     rows, _ = runtime.catalog.list(tenant, collection="resume", limit=500)
     assert len(rows) == expect["unique"] and len({r["sha256"] for r in rows}) == len(rows)
@@ -296,7 +298,7 @@ def test_watch_mode_processes_new_files_as_they_appear(app, tmp_path):
     stop, reports = threading.Event(), []
     watcher = threading.Thread(
         target=watch,
-        args=(app.settings, tenant, root),
+        args=(Runtime(app.settings), tenant, root),
         kwargs={
             "interval_s": 0.3,
             "stop": stop,
@@ -362,7 +364,7 @@ def test_backfill_from_an_s3_prefix_into_s3_and_postgresql(
     ).ensure_secrets()
     tenant = Runtime(settings).keys.ensure_tenant("s3-family")
     source = f"s3://{bucket}/family"
-    report = backfill(settings, tenant, source, collection="legacy", progress=False)
+    report = backfill(Runtime(settings), tenant, source, collection="legacy", progress=False)
     assert report["root"] == source and report["files_seen"] == expect["files"]
     assert report["uploaded"] == expect["unique"] and report["failed"] == expect["failed"]
     assert len(report["exact_duplicate_groups"]) == expect["exact_groups"]
@@ -376,7 +378,7 @@ def test_backfill_from_an_s3_prefix_into_s3_and_postgresql(
     rows, _ = runtime.catalog.list(tenant, collection="legacy", limit=500)
     assert len(rows) == expect["unique"]
     assert all(runtime.objects.stat(r["original_key"]) for r in rows)  # stored in busque's S3
-    again = backfill(settings, tenant, source, collection="legacy", progress=False)
+    again = backfill(Runtime(settings), tenant, source, collection="legacy", progress=False)
     assert again["skipped_unchanged"] == expect["files"] - expect["failed"]
     assert again["uploaded"] == 0
 
@@ -411,7 +413,7 @@ def test_a_videos_faces_come_from_frames_sampled_over_it(app, tmp_path):
     root.mkdir()
     encode_frames(root / "visit.mp4", (frame(i) for i in range(20)), fps=10, kind="mp4")
     tenant = tenant_of(app, "backfill-video-faces")
-    report = backfill(app.settings, tenant, root, collection="clips", progress=False)
+    report = backfill(Runtime(app.settings), tenant, root, collection="clips", progress=False)
     assert report["uploaded"] == 1 and report["failed"] == 0
     runtime = Runtime(app.settings)
     (video,) = runtime.catalog.list(tenant, collection="clips", limit=10)[0]
@@ -430,13 +432,13 @@ def test_a_batch_is_written_whole_or_not_at_all(app, tmp_path):
     from busque.faces.index import FaceIndex
     from busque.ids import new_id
     from busque.media.library import LibraryFile
-    from pipelines.backfill import _Run, _write_batch
+    from pipelines.backfill.commit import write_batch
+    from pipelines.backfill.context import Run
 
     runtime = Runtime(app.settings)
     tenant = tenant_of(app, "backfill-atomic")
     store = LibraryStore(runtime.engine)
-    run = _Run(
-        settings=app.settings,
+    run = Run(
         runtime=runtime,
         store=store,
         tenant=tenant,
@@ -472,7 +474,7 @@ def test_a_batch_is_written_whole_or_not_at_all(app, tmp_path):
     broken = {**face, "box": ["not", "a", "box", "!"]}  # fails inside the transaction
     faces = FaceStore(runtime.engine)
     with pytest.raises(ValueError):
-        _write_batch(
+        write_batch(
             run,
             {"model": "m", "version": "v"},
             faces,
@@ -483,7 +485,7 @@ def test_a_batch_is_written_whole_or_not_at_all(app, tmp_path):
     assert store.synced(tenant, "atomic") == {}
     assert list(runtime.objects.list(f"{tenant}/faces/")) == []
 
-    _write_batch(
+    write_batch(
         run, {"model": "m", "version": "v"}, faces, FaceIndex(faces), [item(1, [dict(face)])]
     )
     row = runtime.catalog.get(ids[1])
@@ -506,7 +508,7 @@ def test_a_name_that_is_not_utf8_is_stored_as_text_and_reruns_add_nothing(app, t
             out.write(jpeg(image))
     tenant = tenant_of(app, "backfill-odd-names")
     report = backfill(
-        app.settings, tenant, root, collection="odd-names", faces=False, progress=False
+        Runtime(app.settings), tenant, root, collection="odd-names", faces=False, progress=False
     )
     assert report["files_seen"] == 3 and report["uploaded"] == 2
     assert report["failures"] == [
@@ -527,7 +529,7 @@ def test_a_name_that_is_not_utf8_is_stored_as_text_and_reruns_add_nothing(app, t
     assert sorted(synced) == ["bad\\xffbyte.jpg", "clash\\xfe.jpg"]
 
     again = backfill(
-        app.settings, tenant, root, collection="odd-names", faces=False, progress=False
+        Runtime(app.settings), tenant, root, collection="odd-names", faces=False, progress=False
     )
     assert again["skipped_unchanged"] == 2 and again["uploaded"] == 0 and again["failed"] == 1
     assert store.synced(tenant, "odd-names") == synced
@@ -537,12 +539,12 @@ def test_a_name_that_is_not_utf8_is_stored_as_text_and_reruns_add_nothing(app, t
 def test_backfill_refuses_a_bad_collection_and_a_missing_folder(app, tmp_path):
     tenant = tenant_of(app, "backfill-checks")
     with pytest.raises(ValueError, match="invalid collection name '../x'"):
-        backfill(app.settings, tenant, tmp_path, collection="../x", progress=False)
+        backfill(Runtime(app.settings), tenant, tmp_path, collection="../x", progress=False)
     with pytest.raises(ValueError, match="no such folder"):
-        backfill(app.settings, tenant, tmp_path / "nowhere", progress=False)
+        backfill(Runtime(app.settings), tenant, tmp_path / "nowhere", progress=False)
     (tmp_path / "a.jpg").write_bytes(b"")
     with pytest.raises(ValueError, match="no such folder"):
-        backfill(app.settings, tenant, tmp_path / "a.jpg", progress=False)
+        backfill(Runtime(app.settings), tenant, tmp_path / "a.jpg", progress=False)
 
 
 def test_the_backfill_command_needs_an_existing_tenant_unless_told_to_create_it(
@@ -552,7 +554,7 @@ def test_the_backfill_command_needs_an_existing_tenant_unless_told_to_create_it(
     --create-tenant; Ctrl-C ends it with a one-line message and exit status 130."""
     import argparse
 
-    import pipelines.backfill as pipeline
+    import pipelines.backfill.command as pipeline
 
     root = tmp_path / "lib"
     root.mkdir()
@@ -561,7 +563,7 @@ def test_the_backfill_command_needs_an_existing_tenant_unless_told_to_create_it(
     pipeline.add_arguments(parser)
 
     def run(*args: str) -> int:
-        return pipeline.run(app.settings, parser.parse_args([str(root), "--quiet", *args]))
+        return pipeline.run(Runtime(app.settings), parser.parse_args([str(root), "--quiet", *args]))
 
     keys = Runtime(app.settings).keys
     assert run("--tenant", "backfill-nobody", "--dry-run") == 1

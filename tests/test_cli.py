@@ -170,7 +170,7 @@ def test_serve_environment_makes_the_drivers_handles_use_grpc():
     """The driver builds the app, and its handles carry the driver's defaults: set before
     ray.serve is imported, the throughput preset's gRPC between deployments reaches them."""
     result = _python(
-        "from busque.cli import serve_environment\n"
+        "from busque.ray_start import serve_environment\n"
         "serve_environment()\n"
         "from ray.serve._private.handle_options import DynamicHandleOptions\n"
         "print(DynamicHandleOptions()._by_reference)\n"
@@ -181,7 +181,7 @@ def test_serve_environment_makes_the_drivers_handles_use_grpc():
 
 def test_serve_environment_after_ray_serve_is_imported_is_an_error():
     result = _python(
-        "import ray.serve\nfrom busque.cli import serve_environment\nserve_environment()\n"
+        "import ray.serve\nfrom busque.ray_start import serve_environment\nserve_environment()\n"
     )
     assert result.returncode != 0
     assert "must run before ray.serve is imported" in result.stderr
@@ -189,7 +189,7 @@ def test_serve_environment_after_ray_serve_is_imported_is_an_error():
 
 def test_serve_environment_turns_on_direct_ingress_unless_the_environment_says_otherwise():
     code = (
-        "from busque.cli import serve_environment\n"
+        "from busque.ray_start import serve_environment\n"
         "serve_environment(direct_ingress=True)\n"
         "from ray.serve._private import constants\n"
         "print(constants.RAY_SERVE_ENABLE_DIRECT_INGRESS)\n"

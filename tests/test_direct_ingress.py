@@ -22,8 +22,8 @@ import pytest
 import skimage.data
 from PIL import Image
 
+from busque.testing.servers import free_port
 from tests.conftest import wait_for
-from tests.servers import free_port
 
 
 def jpeg(name: str) -> bytes:

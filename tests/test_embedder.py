@@ -14,6 +14,7 @@ from skimage import data as skdata
 pytest.importorskip("torch")
 pytest.importorskip("efficientnet_lite_pytorch")
 
+from busque.media.decode import decode_reduced
 from busque.models.embedding import NoTextTower, create_embedder
 from busque.models.embedding.efficientnet import (
     CAT_INDICES,
@@ -169,20 +170,14 @@ def test_text_is_refused_without_a_text_tower(effnet):
     assert issubclass(NoTextTower, ValueError)
 
 
-def test_predict_job_path(effnet, photos):
+def test_encoded_photo_the_way_the_embedder_deployment_runs_it(effnet, photos):
+    """Bytes -> decode_reduced -> prepare -> analyze_prepared: busque.serve.embedder's path."""
     buf = io.BytesIO()
     photos["chelsea"].save(buf, "PNG")
-
-    class Ctx:
-        job_id, attempt, tenant_id, cancelled = "j", 1, "t", False
-
-        def check_cancelled(self):
-            pass
-
-    out = effnet.predict({"image": buf.getvalue(), "k": 3}, Ctx())
-    assert out["model"] == "efficientnet-lite0" and out["dim"] == 1280
-    assert len(out["embedding"]) == 1280 and len(out["labels"]) == 3
-    assert out["labels"][0]["index"] in CAT_INDICES
+    pixels = decode_reduced(buf.getvalue(), min_side=effnet.source_side)
+    vectors, labels = effnet.analyze_prepared([effnet.prepare(pixels)], 3)
+    assert vectors.shape == (1, 1280) and effnet.describe()["model"] == "efficientnet-lite0"
+    assert len(labels[0]) == 3 and labels[0][0]["index"] in CAT_INDICES
 
 
 def test_options_are_checked():
@@ -203,7 +198,7 @@ def test_options_are_checked():
 @pytest.fixture(scope="module")
 def tiny_clip_dir(tmp_path_factory):
     pytest.importorskip("transformers")
-    from tests.tiny_models import build_tiny_clip
+    from busque.testing.tiny_models import build_tiny_clip
 
     return build_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))
 

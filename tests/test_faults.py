@@ -71,7 +71,7 @@ def test_restart_of_the_whole_app_loses_and_repeats_nothing(app, client, tmp_pat
     ]
     time.sleep(1.5)  # the short ones are done, the rest queued or running
     serve.delete(app.settings.serve.app_name)
-    from busque.serve.runtime import Runtime
+    from busque.runtime import Runtime
 
     store = Runtime(app.settings).jobs
     before = {job_id: store.get(job_id)["state"] for job_id in ids}

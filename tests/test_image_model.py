@@ -21,6 +21,7 @@ from busque.models.base import JobCanceled, ModelError
 from busque.models.image import AvatarInput, ImageGenInput, StableDiffusionGenerator
 from busque.models.image import spec as image_spec
 from busque.models.registry import ModelRegistry
+from busque.runtime import Runtime
 from busque.storage import LocalObjectStore
 
 TENANT = "acme"
@@ -82,7 +83,7 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 @pytest.fixture(scope="module")
 def tiny_sd(tmp_path_factory):
-    from tests.tiny_models import build_tiny_stable_diffusion
+    from busque.testing.tiny_models import build_tiny_stable_diffusion
 
     return build_tiny_stable_diffusion(tmp_path_factory.mktemp("tiny-sd"))
 
@@ -269,7 +270,8 @@ def test_both_entries_share_one_pipeline(tmp_path, tiny_sd):
     settings = settings_for(tmp_path, str(tiny_sd))
     registry = registry_for(settings)
     sd, avatar = registry.get("stable-diffusion"), registry.get("avatar")
-    assert sd.factory(settings) is avatar.factory(settings)
+    runtime = Runtime(settings)
+    assert sd.factory(runtime) is avatar.factory(runtime)
 
 
 @pytest.fixture

@@ -437,7 +437,7 @@ def test_delete_racing_an_ingest_of_the_same_bytes_keeps_the_original(app, clien
     from concurrent.futures import ThreadPoolExecutor
     from threading import Barrier
 
-    from busque.serve.runtime import Runtime
+    from busque.runtime import Runtime
 
     def delete(barrier: Barrier, media_id: str) -> int:
         with app.client() as c:

@@ -143,3 +143,42 @@ def test_near_groups(world):
     live = LiveIndex(catalog, objects, DIM)
     assert live.near_groups(tenant, "c", 4) == [sorted([a["index_id"], twin["index_id"]])]
     assert live.near_groups(tenant, "c", 1) == []
+
+
+def test_index_settings_decide_what_the_matcher_calls_a_near_duplicate(tmp_path):
+    """The Matcher's LiveIndex comes from the composition root (Runtime.live_index): its
+    near-duplicate thresholds are `index.duplicate_radius`, `index.near_duplicate_cosine` and
+    `index.near_duplicate_score`, so changing one changes the answer for the same query."""
+    from busque.config import Settings
+    from busque.runtime import Runtime
+
+    rng = np.random.default_rng(7)
+    stored = rng.normal(size=DIM).astype(np.float32)
+    stored /= np.linalg.norm(stored)
+    nudge = rng.normal(size=DIM).astype(np.float32)
+    nudge -= nudge.dot(stored) * stored
+    nudge /= np.linalg.norm(nudge)
+    query = 0.85 * stored + np.sqrt(1 - 0.85**2) * nudge  # cosine 0.85 to the stored vector
+    phash = 0x0F0F_0F0F_0F0F_0F0F
+    query_phash = phash ^ 0b11111  # 5 bits away
+
+    def answers(**index_settings) -> dict[str, bool]:
+        home = tmp_path / "-".join(f"{k}{v}" for k, v in index_settings.items())
+        runtime = Runtime(Settings(home=home, index=index_settings))
+        runtime.migrate()
+        tenant = runtime.keys.ensure_tenant("acme")
+        live = runtime.live_index(DIM)
+        live.add(tenant, "c", 1, stored, phash, "a" * 64)
+        found = {
+            mode: live.search(tenant, "c", vector=query, phash=query_phash, k=1, mode=mode)
+            for mode in ("phash", "visual", "hybrid")
+        }
+        assert all(len(matches) == 1 for matches in found.values())
+        return {mode: matches[0]["near_duplicate"] for mode, matches in found.items()}
+
+    default = answers()
+    assert default == {"phash": True, "visual": True, "hybrid": True}
+    assert answers(duplicate_radius=4)["phash"] is False
+    assert answers(near_duplicate_cosine=0.9)["visual"] is False
+    assert answers(near_duplicate_score=0.99)["hybrid"] is False
+    assert answers(duplicate_radius=4, near_duplicate_cosine=0.9)["hybrid"] is True

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from busque.index import snapshot
-from busque.serve.runtime import Runtime
+from busque.runtime import Runtime
 from tests.conftest import wait_for
 from tests.face_photos import encode
 
@@ -91,11 +91,11 @@ def test_reindex_from_stored_embeddings_and_a_new_version_each_time(app, client)
     from pipelines.reindex import reindex
 
     tenant = job_tenant(client)
-    first = reindex(app.settings, tenant, COLLECTION)
-    second = reindex(app.settings, tenant, COLLECTION)
+    first = reindex(Runtime(app.settings), tenant, COLLECTION)
+    second = reindex(Runtime(app.settings), tenant, COLLECTION)
     assert first["count"] == second["count"] == len(NAMES)
     assert second["version"] > first["version"] and not second["recomputed"]
-    empty = reindex(app.settings, tenant, "no-such-collection")
+    empty = reindex(Runtime(app.settings), tenant, "no-such-collection")
     assert empty["count"] == 0
 
 
@@ -116,4 +116,4 @@ def test_reindex_refuses_a_bad_collection_name(app):
 
     for name in ("../x", "..", "a/b", ""):
         with pytest.raises(ValueError, match="invalid collection name"):
-            reindex(app.settings, "ten_000000000000", name)
+            reindex(Runtime(app.settings), "ten_000000000000", name)

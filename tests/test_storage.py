@@ -192,7 +192,7 @@ def test_s3_ping_creates_bucket(s3):
 
 
 def test_s3_ping_unreachable():
-    from tests.servers import free_port
+    from busque.testing.servers import free_port
 
     store = S3ObjectStore(f"127.0.0.1:{free_port()}", "k", "s", "b")
     with pytest.raises(Exception):  # noqa: B017 - any connection error will do

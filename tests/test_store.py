@@ -25,6 +25,8 @@ from busque.db.engine import is_postgres, make_engine
 from busque.db.migrate import current_revision, head_revision, upgrade
 from busque.db.schema import api_keys, job_events, jobs, webhook_deliveries
 from busque.jobs.event_tail import EventTail
+from busque.jobs.events import Progress
+from busque.jobs.outbox import WebhookOutbox
 from busque.jobs.store import IdempotencyConflict, JobStore, NewJob, encode_cursor
 
 TABLES = {
@@ -90,6 +92,11 @@ def engine(engines):
 @pytest.fixture
 def store(engine):
     return JobStore(engine, SETTINGS, DEFAULT_EVENTS)
+
+
+@pytest.fixture
+def outbox(engine):
+    return WebhookOutbox(engine)
 
 
 @pytest.fixture
@@ -602,7 +609,7 @@ def test_list_pages_newest_first_with_a_cursor(store, tenant):
 # ---- webhook outbox ----------------------------------------------------------------------------
 
 
-def test_webhook_outbox_has_a_delivery_per_subscribed_event(store, tenant):
+def test_webhook_outbox_has_a_delivery_per_subscribed_event(store, outbox, tenant):
     hook = {"url": "https://example.com/hook", "events": ["job.status"]}
     job_id = store.create(new_job(tenant, webhook=hook))[0]["id"]
     plain = store.create(new_job(tenant))[0]["id"]
@@ -612,7 +619,7 @@ def test_webhook_outbox_has_a_delivery_per_subscribed_event(store, tenant):
     store.succeed(plain, 1, {"x": 1})
     events = store.events(job_id=job_id)
     status_ids = [e["id"] for e in events if e["type"] == "job.status"]
-    deliveries = store.deliveries(job_id)
+    deliveries = outbox.deliveries(job_id)
     assert [d["event_id"] for d in deliveries] == status_ids
     assert {d["event_type"] for d in deliveries} == {"job.status"}
     assert [d["payload"]["data"]["status"] for d in deliveries] == [
@@ -625,14 +632,14 @@ def test_webhook_outbox_has_a_delivery_per_subscribed_event(store, tenant):
         assert d["state"] == "pending" and d["attempts"] == 0 and d["log"] == []
         assert d["url"] == hook["url"] and d["secret"] == tenant_secret
         assert d["payload"]["id"] == d["event_id"] and d["payload"]["job_id"] == job_id
-    assert store.deliveries(plain) == []
+    assert outbox.deliveries(plain) == []
 
     # Without "events" the default set applies; a hook's own secret wins over the tenant's.
     own = {"url": "https://example.com/other", "secret": "whsec_own"}
     other = store.create(new_job(tenant, webhook=own))[0]["id"]
     claim_one(store, other)
     store.succeed(other, 1, "r")
-    got = store.deliveries(other)
+    got = outbox.deliveries(other)
     assert [d["event_type"] for d in got] == [
         "job.status",
         "job.status",
@@ -642,37 +649,37 @@ def test_webhook_outbox_has_a_delivery_per_subscribed_event(store, tenant):
     assert {d["secret"] for d in got} == {"whsec_own"}
 
 
-def test_claim_deliveries_locks_them(store, engine, tenant):
+def test_claim_deliveries_locks_them(store, outbox, engine, tenant):
     hook = {"url": "https://example.com/hook", "events": ["job.status"]}
     for _ in range(3):
         store.create(new_job(tenant, webhook=hook))
-    first = store.claim_deliveries(2, lock_s=60)
+    first = outbox.claim_deliveries(2, lock_s=60)
     assert len(first) == 2
     assert all(d["locked_until"] > time.time() + 50 for d in first)
-    rest = store.claim_deliveries(10, lock_s=60)
+    rest = outbox.claim_deliveries(10, lock_s=60)
     assert len(rest) == 1 and rest[0]["id"] not in {d["id"] for d in first}
-    assert store.claim_deliveries(10, lock_s=60) == []
+    assert outbox.claim_deliveries(10, lock_s=60) == []
     # Once the lock passes (a deliverer died), they are claimed again.
     with engine.begin() as conn:
         conn.execute(update(webhook_deliveries).values(locked_until=time.time() - 1))
-    assert len(store.claim_deliveries(10, lock_s=60)) == 3
+    assert len(outbox.claim_deliveries(10, lock_s=60)) == 3
     # Not yet due: not claimed.
     with engine.begin() as conn:
         conn.execute(
             update(webhook_deliveries).values(locked_until=None, next_attempt_at=time.time() + 60)
         )
-    assert store.claim_deliveries(10, lock_s=60) == []
+    assert outbox.claim_deliveries(10, lock_s=60) == []
 
 
 def test_claim_deliveries_concurrently_hands_each_out_once(engines, store, tenant):
     hook = {"url": "https://example.com/hook", "events": ["job.status"]}
     for _ in range(30):
         store.create(new_job(tenant, webhook=hook))
-    stores = [JobStore(engines(), SETTINGS, DEFAULT_EVENTS) for _ in range(3)]
+    outboxes = [WebhookOutbox(engines()) for _ in range(3)]
 
     def drain(i: int) -> list[str]:
         got = []
-        while batch := stores[i].claim_deliveries(4, lock_s=60):
+        while batch := outboxes[i].claim_deliveries(4, lock_s=60):
             got.extend(d["id"] for d in batch)
         return got
 
@@ -680,19 +687,19 @@ def test_claim_deliveries_concurrently_hands_each_out_once(engines, store, tenan
     assert len(claimed) == len(set(claimed)) == 30
 
 
-def test_record_delivery_outcomes(store, tenant):
+def test_record_delivery_outcomes(store, outbox, tenant):
     hook = {"url": "https://example.com/hook", "events": ["job.status"]}
     for _ in range(3):
         store.create(new_job(tenant, webhook=hook))
-    ok, retry, dead = store.claim_deliveries(10, lock_s=60)
+    ok, retry, dead = outbox.claim_deliveries(10, lock_s=60)
 
-    store.record_delivery(ok, {"ok": True, "status": 204, "ms": 12}, None)
-    store.record_delivery(
+    outbox.record_delivery(ok, {"ok": True, "status": 204, "ms": 12}, None)
+    outbox.record_delivery(
         retry, {"ok": False, "status": 500, "error": "HTTP 500"}, time.time() + 30
     )
-    store.record_delivery(dead, {"ok": False, "status": None, "error": "refused"}, None)
+    outbox.record_delivery(dead, {"ok": False, "status": None, "error": "refused"}, None)
 
-    by_id = {d["id"]: d for job in store.list(tenant)[0] for d in store.deliveries(job["id"])}
+    by_id = {d["id"]: d for job in store.list(tenant)[0] for d in outbox.deliveries(job["id"])}
     done = by_id[ok["id"]]
     assert done["state"] == "succeeded" and done["attempts"] == 1
     assert done["delivered_at"] is not None and done["last_status"] == 204
@@ -705,11 +712,11 @@ def test_record_delivery_outcomes(store, tenant):
     assert again["last_error"] == "HTTP 500" and again["delivered_at"] is None
     assert by_id[dead["id"]]["state"] == "failed"
     assert by_id[dead["id"]]["last_error"] == "refused"
-    assert store.claim_deliveries(10, lock_s=60) == []  # none due: one is in 30 s
+    assert outbox.claim_deliveries(10, lock_s=60) == []  # none due: one is in 30 s
 
     # A second failure appends to the log.
-    store.record_delivery(again, {"ok": True, "status": 200}, None)
-    final = next(d for d in store.deliveries(again["job_id"]) if d["id"] == again["id"])
+    outbox.record_delivery(again, {"ok": True, "status": 200}, None)
+    final = next(d for d in outbox.deliveries(again["job_id"]) if d["id"] == again["id"])
     assert final["state"] == "succeeded" and final["attempts"] == 2
     assert [entry["attempt"] for entry in final["log"]] == [1, 2]
 
@@ -996,13 +1003,13 @@ def test_a_second_cancel_of_a_running_attempt_still_records_canceled(store, tena
     the write waits."""
     from busque.config import Settings
     from busque.jobs.dispatcher import Dispatcher
-    from busque.models.registry import build_registry
+    from busque.runtime import Runtime
 
     settings = Settings(jobs=SETTINGS.model_dump())
     started = threading.Event()
 
     async def model_stream():  # a model that reports progress, then works until cancelled
-        yield {"type": "progress", "percent": 1.0, "message": "working"}
+        yield Progress(1.0, "working")
         started.set()
         await asyncio.sleep(60)
 
@@ -1011,7 +1018,11 @@ def test_a_second_cancel_of_a_running_attempt_still_records_canceled(store, tena
         threads = ThreadPoolExecutor(max_workers=2)
         loop.set_default_executor(threads)
         dispatcher = Dispatcher(
-            settings, store, build_registry(settings), lambda deployment, job: model_stream()
+            settings,
+            store,
+            Runtime(settings).routes(),
+            lambda deployment, job: model_stream(),
+            WebhookOutbox(store.engine),
         )
         job, _ = store.create(new_job(tenant, model="echo"))
         dispatcher.start()

@@ -9,7 +9,7 @@ from PIL import Image
 
 from busque.index.hybrid import HybridIndex
 from busque.models.embedding import create_embedder
-from tests.tiny_models import build_tiny_clip
+from busque.testing.tiny_models import build_tiny_clip
 
 
 def test_text_queries_search_images_in_the_same_space(tmp_path):

@@ -11,11 +11,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
+from busque.jobs.backoff import backoff
 from busque.jobs.webhooks import (
     DeliveryOutcome,
     WebhookTargetRefused,
     WebhookVerificationError,
-    backoff_s,
     check_url,
     deliver,
     new_secret,
@@ -206,12 +206,16 @@ def test_unresolvable_host_is_refused(monkeypatch):
 
 
 def test_backoff_bounds():
-    for attempt in range(1, 12):
-        for _ in range(50):
-            delay = backoff_s(attempt, base=2.0, cap=60.0)
-            assert 1.0 <= delay <= min(60.0, 2.0 * 2 ** (attempt - 1))
-    assert backoff_s(0, 2.0, 60.0) == 0.0
-    assert backoff_s(5000, 2.0, 60.0) <= 60.0
+    for from_zero in (False, True):  # webhook deliveries, job retries
+        for attempt in range(1, 12):
+            for _ in range(50):
+                delay = backoff(attempt, base=2.0, cap=60.0, from_zero=from_zero)
+                assert 1.0 <= delay <= min(60.0, 2.0 * 2 ** (attempt - 1))
+        assert backoff(0, 2.0, 60.0, from_zero=from_zero) == 0.0
+        assert backoff(5000, 2.0, 60.0, from_zero=from_zero) <= 60.0
+    # Below base / 2 the cap gives way for job retries only.
+    assert backoff(1, base=10.0, cap=2.0) == 2.0
+    assert backoff(1, base=10.0, cap=2.0, from_zero=True) == 5.0
 
 
 def test_payload_for():

@@ -10,11 +10,13 @@ from busque.api import (
     demo,
     events,
     faces,
+    ingest,
     jobs,
     media,
     objects,
     openai_chat,
     ops,
+    search,
     sync,
 )
 from busque.api.context import ApiContext
@@ -34,7 +36,20 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app = FastAPI(title="busque", version="0.1.0", description=DESCRIPTION)
     app.state.ctx = ctx
     install_error_handlers(app)
-    for module in (ops, jobs, events, objects, catalog, sync, media, faces, openai_chat, demo):
+    for module in (
+        ops,
+        jobs,
+        events,
+        objects,
+        catalog,
+        sync,
+        ingest,
+        media,
+        search,
+        faces,
+        openai_chat,
+        demo,
+    ):
         app.include_router(module.router)
     if ctx.settings.serve.cors_origins:
         app.add_middleware(

@@ -1,4 +1,5 @@
-"""Reading request bodies the same way everywhere: JSON objects and base64 images."""
+"""Reading request bodies the same way everywhere: JSON objects, multipart images and base64
+images."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import base64
 from typing import Any
 
 from fastapi import Request
+from starlette.datastructures import UploadFile
 
+from busque.api import strict_json
 from busque.api.errors import ApiError
 from busque.api.strict_json import json_or_absent
 
@@ -32,3 +35,25 @@ def base64_image(value: str, field: str = "image_base64") -> bytes:
         return base64.b64decode(value, validate=True)
     except ValueError:
         raise ApiError(422, "invalid_request", f"{field} is not base64") from None
+
+
+async def multipart_image(request: Request, limit: int) -> tuple[bytes, dict[str, str]]:
+    """A multipart body's `image` (at most `limit` bytes) and its other, text, fields."""
+    form = await request.form(max_files=1, max_fields=10)
+    upload = form.get("image")
+    if not isinstance(upload, UploadFile):
+        raise ApiError(422, "invalid_request", "send the photo as the multipart field `image`")
+    data = await upload.read(limit + 1)
+    if len(data) > limit:
+        raise ApiError(413, "payload_too_large", f"images are limited to {limit} bytes")
+    return data, {k: v for k, v in form.items() if k != "image" and isinstance(v, str)}
+
+
+def json_field(raw: dict, name: str, what: str) -> None:
+    """Parse the form field `name` (JSON text) in place, by busque's JSON rules."""
+    if isinstance(raw.get(name), str):
+        try:
+            raw[name] = strict_json.loads(raw[name])
+        except ValueError as exc:
+            reason = getattr(exc, "msg", str(exc))
+            raise ApiError(422, "invalid_request", f"{name} must be {what}: {reason}") from None

@@ -7,10 +7,8 @@ import logging
 
 from busque.api.auth import Authenticator
 from busque.db.notify import watch_commits
-from busque.faces.index import FaceIndex
-from busque.faces.store import FaceStore
 from busque.jobs.event_tail import EventTail
-from busque.serve.runtime import Runtime
+from busque.runtime import Runtime
 
 logger = logging.getLogger("busque.api")
 
@@ -36,8 +34,10 @@ class ApiContext:
         self.matcher = matcher
         self.face_analyzer = face_analyzer  # None when face analysis is not deployed
         self.text_generator = text_generator  # None when no text model is available
-        self.faces = FaceStore(runtime.engine)
-        self.face_index = FaceIndex(self.faces)
+        self.collections = runtime.collections
+        self.outbox = runtime.outbox
+        self.faces = runtime.faces
+        self.face_index = runtime.face_index
         self.auth = Authenticator(runtime.keys, runtime.settings.auth.cache_s)
         self.dispatcher = dispatcher  # a DeploymentHandle, or None outside Serve
         # Commits are noticed at once (LISTEN/NOTIFY on PostgreSQL, data_version on SQLite):

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+
+if TYPE_CHECKING:
+    from busque.media.decode import MediaError
 
 logger = logging.getLogger("busque.api")
 
@@ -47,6 +50,11 @@ def envelope(code: str, message: str, details: dict[str, Any] | None = None) -> 
 
 def not_found(what: str, ident: str) -> ApiError:
     return ApiError(404, f"{what}_not_found", f"no {what} {ident!r}")
+
+
+def media_error(exc: MediaError) -> ApiError:
+    """An image or video that busque cannot take (busque.media.decode) as its API error."""
+    return ApiError(exc.status, exc.code, str(exc))
 
 
 def invalid(exc, code: str, message: str) -> ApiError:

@@ -17,11 +17,10 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from busque.api.auth import require
-from busque.api.bodies import base64_image, json_object
-from busque.api.errors import ApiError, invalid, not_found
-from busque.api.media import face_view, media_error, media_view, multipart_image
+from busque.api.bodies import base64_image, json_object, multipart_image
+from busque.api.errors import ApiError, invalid, media_error, not_found
 from busque.api.strict_json import StrictJsonRoute
-from busque.api.views import iso
+from busque.api.views import face_view, iso, media_view
 from busque.auth.keys import Principal
 from busque.faces.store import Conflict
 from busque.media.decode import MediaError, image_info

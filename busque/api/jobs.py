@@ -318,7 +318,7 @@ async def job_webhooks(
 ):
     ctx = _ctx(request)
     await asyncio.to_thread(_load_job, ctx, job_id, principal)
-    rows = await asyncio.to_thread(ctx.jobs.deliveries, job_id)
+    rows = await asyncio.to_thread(ctx.outbox.deliveries, job_id)
     data = [
         {
             "id": d["id"],

@@ -20,11 +20,12 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field, field_validator
 
 from busque.api.auth import require
-from busque.api.errors import ApiError, not_found
-from busque.api.media import COLLECTION, accept_image, media_error
+from busque.api.errors import ApiError, media_error, not_found
+from busque.api.ingest import accept_image
 from busque.api.strict_json import StrictJsonRoute
 from busque.auth.keys import Principal
 from busque.faces.analyze import store_faces
+from busque.media.catalog import COLLECTION_PATTERN
 from busque.media.decode import ImageInfo, MediaError, decode_image, image_info
 from busque.storage import InvalidKey, ObjectNotFound, validate_key
 
@@ -41,7 +42,7 @@ class MediaInfo(BaseModel):
     phash: str | None = Field(None, pattern=r"^[0-9a-fA-F]{16}$")
     file_name: str = Field(max_length=255)
     storage_path: str = Field(max_length=1024, description="the uploaded original's object key")
-    gallery_name: str | None = Field(None, pattern=COLLECTION.pattern)
+    gallery_name: str | None = Field(None, pattern=COLLECTION_PATTERN)
     best_dist_config: dict[str, Any] = Field(default_factory=dict)
 
 

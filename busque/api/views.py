@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from busque.media.phash import int64_to_hex
+
 
 def iso(ts: float | None) -> str | None:
     if ts is None:
@@ -47,4 +49,50 @@ def event_view(event: dict) -> dict[str, Any]:
         "attempt": event["attempt"],
         "created_at": iso(event["created_at"]),
         "data": event["data"],
+    }
+
+
+def media_view(ctx, row: dict) -> dict:
+    """A catalog row; an indexed one with signed URLs of its image and thumbnail."""
+    ttl = ctx.settings.storage.url_ttl_s
+    urls = {}
+    if row["state"] == "indexed":
+        urls = {
+            "image_url": ctx.objects.presign_get(row["normalized_key"], ttl),
+            "thumbnail_url": ctx.objects.presign_get(row["thumbnail_key"], ttl),
+        }
+    return {
+        "id": row["id"],
+        "object": "media",
+        "collection": row["collection"],
+        "status": row["state"],
+        "sha256": row["sha256"],
+        "phash": int64_to_hex(row["phash"]),
+        "width": row["width"],
+        "height": row["height"],
+        "format": row["format"],
+        "bytes": row["bytes"],
+        "metadata": row["metadata"],
+        "labels": row["labels"],
+        "embedding_model": row["embedding_model"],
+        "created_at": iso(row["created_at"]),
+        "indexed_at": iso(row["indexed_at"]),
+        **urls,
+    }
+
+
+def face_view(ctx, face: dict) -> dict:
+    """A face row, with a signed URL of its thumbnail when it has one."""
+    return {
+        "id": face["id"],
+        "object": "face",
+        "media_id": face["media_id"],
+        "box": face["box"],
+        "score": round(face["score"], 4),
+        "person_id": face["person_id"],
+        "thumbnail_url": ctx.objects.presign_get(
+            face["thumbnail_key"], ctx.settings.storage.url_ttl_s
+        )
+        if face.get("thumbnail_key")
+        else None,
     }

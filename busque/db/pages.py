@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+import base64
+
 from sqlalchemy import Column, Engine, Select
 
-from busque.jobs.store import decode_cursor, encode_cursor
+
+def encode_cursor(row_id: str) -> str:
+    return base64.urlsafe_b64encode(row_id.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, prefix: str = "job_") -> str:
+    try:
+        job_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except ValueError as exc:
+        raise ValueError("invalid cursor") from exc
+    if not job_id.startswith(prefix) or not job_id.isascii():
+        raise ValueError("invalid cursor")
+    return job_id
 
 
 def newest_first(

@@ -10,13 +10,17 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from PIL import Image
 from pydantic import BaseModel, Field, model_validator
 
-from busque.config import FaceSettings
+from busque.config import FaceSettings, Settings
 from busque.faces.index import FaceIndex
 from busque.faces.people import cluster
 from busque.faces.store import FaceStore
 from busque.ids import new_id
+from busque.media.decode import DecodedImage
+from busque.models.faces import unavailable_reason
+from busque.models.registry import ModelRegistry, ModelSpec, served_by_its_deployment
 from busque.storage import ObjectStore, tenant_key
 
 
@@ -26,14 +30,33 @@ class FaceServices:
     store: FaceStore
     index: FaceIndex
     analyze: Callable[[str], Awaitable[list[dict]]]  # original's object key -> faces
+    # A decoded image -> faces in its pixels (the ingest job has the original decoded already)
+    analyze_image: Callable[[Image.Image], Awaitable[list[dict]]]
     model: str
     settings: FaceSettings
 
 
-async def analyze_media(services: FaceServices, tenant_id: str, media: dict) -> list[dict] | None:
-    """Find, store and cluster a media item's faces (replacing any it had). Returns its faces
-    with their people, or None when the media item was deleted meanwhile."""
-    found = await services.analyze(media["original_key"])
+def in_original_pixels(found: list[dict], original_width: int, seen_width: int) -> list[dict]:
+    """Faces found in a reduced copy of a photo, their boxes and landmarks in the original's
+    pixels."""
+    ratio = original_width / seen_width
+    for face in found:
+        face["box"] = [round(v * ratio) for v in face["box"]]
+        face["landmarks"] = [[round(x * ratio), round(y * ratio)] for x, y in face["landmarks"]]
+    return found
+
+
+async def analyze_media(
+    services: FaceServices, tenant_id: str, media: dict, decoded: DecodedImage | None = None
+) -> list[dict] | None:
+    """Find, store and cluster a media item's faces (replacing any it had), in `decoded` (the
+    original as the ingest job decoded it) or else in the original read by its key. Returns its
+    faces with their people, or None when the media item was deleted meanwhile."""
+    if decoded is None:
+        found = await services.analyze(media["original_key"])
+    else:
+        found = await services.analyze_image(decoded.image)
+        in_original_pixels(found, decoded.width, decoded.image.width)
     return await asyncio.to_thread(
         store_faces,
         services.objects,
@@ -161,3 +184,20 @@ async def run_faces_job(
 def delete_objects(objects: ObjectStore, keys: list[str]) -> None:
     for key in keys:
         objects.delete(key)
+
+
+def register(registry: ModelRegistry, settings: Settings) -> None:
+    registry.register(
+        ModelSpec(
+            id="faces",
+            kind="face-analysis",
+            backend=settings.faces.backend,
+            factory=served_by_its_deployment,
+            input_schema=FacesJobInput,
+            deployment="ingest",
+            description="Detect, embed and thumbnail the faces of media already in the catalog "
+            "(by id or collection), and cluster them into people.",
+            timeout_s=3600,
+            unavailable=lambda s: unavailable_reason(s.faces.backend),
+        )
+    )

@@ -1,4 +1,4 @@
-"""Faces, people and per-collection options in the SQL store.
+"""Faces and people in the SQL store (per-collection options: busque.media.collections).
 
 Every face of a media item is written in one transaction (replacing what an earlier attempt
 wrote, so a retried job never duplicates faces). People changes (clustering, rename, merge, move)
@@ -17,10 +17,9 @@ import numpy as np
 from sqlalchemy import Connection, Engine, delete, func, insert, or_, select, update
 
 from busque.db.engine import is_postgres, readonly
-from busque.db.pages import newest_first
-from busque.db.schema import collection_settings, faces, media, people, tenants
+from busque.db.pages import decode_cursor, encode_cursor, newest_first
+from busque.db.schema import faces, media, people, tenants
 from busque.ids import new_id
-from busque.jobs.store import decode_cursor, encode_cursor
 
 
 class Conflict(ValueError):
@@ -42,43 +41,6 @@ class FaceStore:
     def __init__(self, engine: Engine):
         self.engine = engine
         self.reader = readonly(engine)
-
-    # ---- collections ----
-
-    def faces_enabled(self, tenant_id: str, collection: str, default: bool) -> bool:
-        with self.reader.connect() as conn:
-            value = conn.execute(
-                select(collection_settings.c.faces).where(
-                    collection_settings.c.tenant_id == tenant_id,
-                    collection_settings.c.name == collection,
-                )
-            ).scalar()
-        return default if value is None else bool(value)
-
-    def set_collection(self, tenant_id: str, name: str, *, faces_on: bool) -> None:
-        now = time.time()
-        with self.engine.begin() as conn:
-            updated = conn.execute(
-                update(collection_settings)
-                .where(
-                    collection_settings.c.tenant_id == tenant_id,
-                    collection_settings.c.name == name,
-                )
-                .values(faces=faces_on, updated_at=now)
-            ).rowcount
-            if not updated:
-                conn.execute(
-                    insert(collection_settings).values(
-                        tenant_id=tenant_id, name=name, faces=faces_on, updated_at=now
-                    )
-                )
-
-    def collection_options(self, tenant_id: str) -> dict[str, dict]:
-        with self.reader.connect() as conn:
-            rows = conn.execute(
-                select(collection_settings).where(collection_settings.c.tenant_id == tenant_id)
-            )
-            return {r.name: {"faces": bool(r.faces)} for r in rows}
 
     # ---- faces ----
 

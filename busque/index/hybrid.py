@@ -79,9 +79,6 @@ class HybridIndex:
     def ids(self) -> list[int]:
         return list(self._sha)
 
-    def sha256_of(self, media_id: int) -> str | None:
-        return self._sha.get(int(media_id))
-
     def find_sha256(self, sha256: str) -> list[int]:
         """Media ids stored with exactly this sha256."""
         return sorted(self._by_sha.get(sha256.lower(), ()))

@@ -31,6 +31,15 @@ class NearDuplicate:
     min_cosine: float = 0.8
     min_hybrid_score: float = 0.6
 
+    @classmethod
+    def from_settings(cls, index) -> NearDuplicate:
+        """The thresholds of `index` settings (busque.config.IndexSettings)."""
+        return cls(
+            max_phash_distance=index.duplicate_radius,
+            min_cosine=index.near_duplicate_cosine,
+            min_hybrid_score=index.near_duplicate_score,
+        )
+
     def __call__(self, match, mode: str) -> bool:
         if match.exact_duplicate:
             return True

@@ -19,20 +19,26 @@ import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from busque.config import Settings
 from busque.jobs import webhooks
+from busque.jobs.backoff import backoff
+from busque.jobs.events import Artifact, Failure, JobEvent, Output, Progress, Result
+from busque.jobs.outbox import WebhookOutbox
 from busque.jobs.store import JobStore
-from busque.models.registry import ModelRegistry
 
 logger = logging.getLogger("busque.dispatcher")
 
 Call = Callable[[str, dict], AsyncIterator[dict]]
 
 
-class WorkerUnavailable(Exception):
-    """The model's deployment could not run the call (replica died, overloaded...)."""
+@dataclass(frozen=True)
+class Route:
+    """Where a model's jobs run, and for how long at most (None: jobs.default_timeout_s)."""
+
+    deployment: str
+    timeout_s: float | None = None
 
 
 @dataclass
@@ -43,7 +49,6 @@ class Attempt:
     output_index: int = 0
     abandoned: bool = False
     cancel_requested: bool = False
-    started: float = field(default_factory=time.monotonic)
 
 
 class Dispatcher:
@@ -51,17 +56,16 @@ class Dispatcher:
         self,
         settings: Settings,
         store: JobStore,
-        registry: ModelRegistry,
+        routes: dict[str, Route],
         call: Call,
-        *,
-        on_finished: Callable[[dict, str, float], None] | None = None,
+        outbox: WebhookOutbox,
     ):
         self.settings = settings
         self.jobs = settings.jobs
         self.store = store
-        self.registry = registry
+        self.routes = routes
         self.call = call
-        self.on_finished = on_finished
+        self.outbox = outbox
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.running: dict[str, Attempt] = {}
         self._wake = asyncio.Event()
@@ -140,9 +144,9 @@ class Dispatcher:
             )
 
     def _start(self, job: dict) -> None:
-        spec = self.registry.get(job["model"])
+        route = self.routes.get(job["model"])
         timeout = (
-            job["timeout_s"] or (spec.timeout_s if spec else None) or self.jobs.default_timeout_s
+            job["timeout_s"] or (route.timeout_s if route else None) or self.jobs.default_timeout_s
         )
         attempt = Attempt(job=job, deadline=time.monotonic() + timeout)
         self.running[job["id"]] = attempt
@@ -151,18 +155,18 @@ class Dispatcher:
     async def _run(self, attempt: Attempt) -> None:
         job = attempt.job
         job_id, number = job["id"], job["attempt"]
-        spec = self.registry.get(job["model"])
+        route = self.routes.get(job["model"])
         log_extra = {"busque_job_id": job_id, "attempt": number, "model": job["model"]}
         final_state = None
         stream = None
         try:
-            if spec is None:
+            if route is None:
                 final_state = await self._fail(
                     job, "unknown_model", f"no model {job['model']!r}", False
                 )
                 return
             logger.info("running job %s attempt %d", job_id, number, extra=log_extra)
-            stream = self.call(spec.deployment, job)
+            stream = self.call(route.deployment, job)
             async for event in stream:
                 final_state = await self._record(attempt, event)
                 if final_state:
@@ -187,34 +191,31 @@ class Dispatcher:
             final_state = await self._fail(job, "worker_died", f"{type(exc).__name__}: {exc}", True)
         finally:
             self.running.pop(job_id, None)
-            if final_state and self.on_finished:
-                self.on_finished(job, final_state, time.monotonic() - attempt.started)
             self._wake.set()  # a slot is free
 
-    async def _record(self, attempt: Attempt, event: dict) -> str | None:
-        job, kind = attempt.job, event["type"]
+    async def _record(self, attempt: Attempt, event: JobEvent) -> str | None:
+        job = attempt.job
         job_id, number = job["id"], job["attempt"]
-        if kind == "progress":
-            await asyncio.to_thread(
-                self.store.progress, job_id, number, event["percent"], event.get("message")
-            )
-        elif kind == "output":
-            await asyncio.to_thread(
-                self.store.output, job_id, number, [event["chunk"]], attempt.output_index
-            )
-            attempt.output_index += 1
-        elif kind == "artifact":
-            await asyncio.to_thread(self.store.add_artifact, job_id, number, event)
-        elif kind == "result":
-            ok = await self._succeed(job_id, number, event["result"])
-            return "succeeded" if ok else "stale"
-        elif kind == "error":
-            if event["code"] == "canceled":
+        match event:
+            case Progress(percent, message):
+                await asyncio.to_thread(self.store.progress, job_id, number, percent, message)
+            case Output(chunk):
+                await asyncio.to_thread(
+                    self.store.output, job_id, number, [chunk], attempt.output_index
+                )
+                attempt.output_index += 1
+            case Artifact():
+                await asyncio.to_thread(self.store.add_artifact, job_id, number, event.info())
+            case Result(result):
+                ok = await self._succeed(job_id, number, result)
+                return "succeeded" if ok else "stale"
+            case Failure(code="canceled"):
                 ok = await asyncio.to_thread(self.store.cancel_attempt, job_id, number)
                 return "canceled" if ok else "stale"
-            return await self._fail(
-                job, event["code"], event["message"], event.get("retryable", False)
-            )
+            case Failure(code, message, retryable):
+                return await self._fail(job, code, message, retryable)
+            case _:
+                logger.warning("job %s: unknown event %r ignored", job_id, event)
         return None
 
     async def _succeed(self, job_id: str, attempt: int, result) -> bool:
@@ -277,7 +278,7 @@ class Dispatcher:
         self._http = httpx.AsyncClient(follow_redirects=False)
         while not self._stopping:
             try:
-                due = await asyncio.to_thread(self.store.claim_deliveries, 32, hooks.timeout_s * 3)
+                due = await asyncio.to_thread(self.outbox.claim_deliveries, 32, hooks.timeout_s * 3)
                 if due:
                     await asyncio.gather(*(self._deliver(d) for d in due))
                     continue
@@ -301,9 +302,7 @@ class Dispatcher:
         refused = (outcome.error or "").startswith("refused")
         next_at = None
         if retry and not refused:
-            next_at = time.time() + webhooks.backoff_s(
-                attempts, hooks.backoff_s, hooks.backoff_max_s
-            )
+            next_at = time.time() + backoff(attempts, hooks.backoff_s, hooks.backoff_max_s)
         record = {
             "ok": outcome.ok,
             "status": outcome.status,
@@ -311,4 +310,4 @@ class Dispatcher:
             "duration_ms": round(outcome.duration_ms, 1),
             "response_excerpt": outcome.response_excerpt,
         }
-        await asyncio.to_thread(self.store.record_delivery, delivery, record, next_at)
+        await asyncio.to_thread(self.outbox.record_delivery, delivery, record, next_at)

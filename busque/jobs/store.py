@@ -3,15 +3,14 @@
 Writes by a running attempt are *fenced*: they only land while the job is still `running` that
 very attempt, so a late writer (an attempt whose lease expired and was claimed again) can never
 overwrite a newer one. Each event that a job's webhook subscribes to gets a delivery row in the
-same transaction (an outbox), so no webhook is lost when a process dies.
+same transaction (an outbox), so no webhook is lost when a process dies. The delivery side of
+the outbox is busque.jobs.outbox.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
-import random
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -22,8 +21,10 @@ from sqlalchemy.exc import IntegrityError
 
 from busque.config import JobSettings
 from busque.db.engine import is_postgres, readonly
+from busque.db.pages import decode_cursor, encode_cursor
 from busque.db.schema import artifacts, job_events, jobs, tenants, webhook_deliveries
 from busque.ids import new_id
+from busque.jobs.backoff import backoff
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED = (
     "queued",
@@ -56,26 +57,6 @@ class NewJob:
 
 def request_hash(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def backoff(attempt: int, base: float, cap: float) -> float:
-    """Exponential backoff with jitter, never below half the base."""
-    ceiling = min(cap, base * 2 ** max(attempt - 1, 0))
-    return max(base / 2, random.uniform(0, ceiling))
-
-
-def encode_cursor(job_id: str) -> str:
-    return base64.urlsafe_b64encode(job_id.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str, prefix: str = "job_") -> str:
-    try:
-        job_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except ValueError as exc:
-        raise ValueError("invalid cursor") from exc
-    if not job_id.startswith(prefix) or not job_id.isascii():
-        raise ValueError("invalid cursor")
-    return job_id
 
 
 class JobStore:
@@ -490,7 +471,10 @@ class JobStore:
 
     def _requeue(self, conn: Connection, job: dict, code: str, message: str) -> str | None:
         delay = backoff(
-            job["attempt"], self.settings.retry_backoff_s, self.settings.retry_backoff_max_s
+            job["attempt"],
+            self.settings.retry_backoff_s,
+            self.settings.retry_backoff_max_s,
+            from_zero=True,
         )
         status = {"retry_in_s": round(delay, 3), "error": {"code": code, "message": message}}
         return self._back_to_queue(
@@ -552,74 +536,6 @@ class JobStore:
             status["error"] = {"code": row["error_code"], "message": row["error_message"]}
         self._emit(conn, row, "job.status", status)
         return state
-
-    # ---- webhook outbox ----
-
-    def claim_deliveries(self, limit: int, lock_s: float) -> list[dict]:
-        now = time.time()
-        due = (
-            select(webhook_deliveries.c.id)
-            .where(
-                webhook_deliveries.c.state == "pending",
-                webhook_deliveries.c.next_attempt_at <= now,
-                or_(
-                    webhook_deliveries.c.locked_until.is_(None),
-                    webhook_deliveries.c.locked_until < now,
-                ),
-            )
-            .order_by(webhook_deliveries.c.next_attempt_at)
-            .limit(limit)
-        )
-        if self._skip_locked:
-            due = due.with_for_update(skip_locked=True)
-        with self.engine.begin() as conn:
-            ids = conn.execute(due).scalars().all()  # first, as in claim()
-            if not ids:
-                return []
-            rows = conn.execute(
-                update(webhook_deliveries)
-                .where(webhook_deliveries.c.id.in_(ids))
-                .values(locked_until=now + lock_s)
-                .returning(*webhook_deliveries.c)
-            ).all()
-        return [r._asdict() for r in rows]
-
-    def record_delivery(self, delivery: dict, outcome: dict, next_attempt_at: float | None) -> None:
-        """Append an attempt to the delivery log; next_attempt_at None means no more tries."""
-        now = time.time()
-        attempts = delivery["attempts"] + 1
-        if outcome["ok"]:
-            state = "succeeded"
-        else:
-            state = "pending" if next_attempt_at is not None else "failed"
-        entry = {"attempt": attempts, "at": now} | outcome
-        with self.engine.begin() as conn:
-            current = conn.execute(
-                select(webhook_deliveries.c.log).where(webhook_deliveries.c.id == delivery["id"])
-            ).scalar_one()
-            conn.execute(
-                update(webhook_deliveries)
-                .where(webhook_deliveries.c.id == delivery["id"])
-                .values(
-                    state=state,
-                    attempts=attempts,
-                    next_attempt_at=next_attempt_at or now,
-                    locked_until=None,
-                    last_status=outcome.get("status"),
-                    last_error=outcome.get("error"),
-                    log=[*current, entry],
-                    delivered_at=now if outcome["ok"] else None,
-                )
-            )
-
-    def deliveries(self, job_id: str) -> list[dict]:
-        with self.reader.connect() as conn:
-            rows = conn.execute(
-                select(webhook_deliveries)
-                .where(webhook_deliveries.c.job_id == job_id)
-                .order_by(webhook_deliveries.c.event_id)
-            )
-            return [r._asdict() for r in rows]
 
     # ---- metrics ----
 

@@ -1,7 +1,8 @@
 """Webhook signing (Standard Webhooks), SSRF guard and delivery.
 
 Pure helpers: no database, no Ray. The delivery loop that retries and records
-attempts lives elsewhere and uses `deliver`, `backoff_s` and `payload_for`.
+attempts lives elsewhere and uses `deliver` and `payload_for` (its retry delays come from
+busque.jobs.backoff).
 
 Signing follows https://www.standardwebhooks.com: the signed content is
 ``f"{msg_id}.{timestamp}.{body}"``, HMAC-SHA256 keyed with the base64-decoded
@@ -17,7 +18,6 @@ import hashlib
 import hmac
 import ipaddress
 import json
-import random
 import secrets
 import socket
 import time
@@ -192,15 +192,6 @@ def validate_url(url: str, allow_networks: list[str]) -> None:
 
 
 # --- delivery ------------------------------------------------------------------
-
-
-def backoff_s(attempt: int, base: float, cap: float) -> float:
-    """Delay before retry number `attempt` (1-based): full jitter, never below base/2."""
-    if attempt < 1:
-        return 0.0
-    upper = min(cap, base * 2 ** min(attempt - 1, 64))
-    lower = min(base / 2, upper)
-    return random.uniform(lower, upper)
 
 
 @dataclass

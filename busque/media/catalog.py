@@ -349,6 +349,7 @@ class Catalog:
                 media.c.embedding,
                 media.c.phash,
                 media.c.sha256,
+                media.c.original_key,
                 media.c.normalized_key,
             )
             .where(

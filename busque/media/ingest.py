@@ -1,7 +1,9 @@
-"""The ingest job's work, given its services: normalise, store, embed, index, find look-alikes.
+"""The ingest job's work, given its services: decode, store renditions, embed, index, find
+look-alikes, analyse faces.
 
 Ray-free: the IngestWorker deployment hands in `embed` (the Embedder) and `index` (the Matcher)
-as async callables; a pipeline could hand in in-process ones.
+as async callables. The original is read once and decoded once (busque.media.render, which the
+backfill uses too): the embedder gets that image reduced, the face analyser the image itself.
 """
 
 from __future__ import annotations
@@ -11,31 +13,71 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from busque.config import MediaSettings
+from PIL import Image
+from pydantic import BaseModel
+
+from busque.config import Settings
 from busque.faces.analyze import FaceServices, analyze_media
 from busque.media.catalog import Catalog
-from busque.media.normalize import prepare
+from busque.media.collections import CollectionStore
+from busque.media.matches import joined, match_view
+from busque.media.render import decode_original, model_input
 from busque.models.base import ModelError
 from busque.models.embedding.efficientnet import pet_label
+from busque.models.embedding.efficientnet import unavailable_reason as efficientnet_missing
+from busque.models.registry import ModelRegistry, ModelSpec, served_by_its_deployment
 from busque.storage import ObjectStore
+
+
+class IngestJobInput(BaseModel):
+    media_id: str
+    original_key: str
+    keys: dict[str, str]
+    k: int = 10
+    analyze_faces: bool = True  # False when the faces came with the photo (POST /v1/media/sync)
+
+
+def register(registry: ModelRegistry, settings: Settings) -> None:
+    registry.register(
+        ModelSpec(
+            id="ingest",
+            kind="image-ingest",
+            backend=settings.embedder.backend,
+            factory=served_by_its_deployment,
+            input_schema=IngestJobInput,
+            deployment="ingest",
+            description="Store, normalise, embed and index a photo; POST /v1/ingest runs it.",
+            timeout_s=120,
+            public=False,
+            unavailable=_embedder_missing,
+        )
+    )
+
+
+def _embedder_missing(settings: Settings) -> str | None:
+    if settings.embedder.backend == "clip":
+        return None if settings.embedder.model_path else "set embedder.model_path for clip"
+    return efficientnet_missing()
 
 
 @dataclass
 class IngestServices:
     objects: ObjectStore
     catalog: Catalog
-    embed: Callable[[bytes], Awaitable[dict]]  # normalised JPEG -> {"vector", "labels"}
+    embed: Callable[[Image.Image], Awaitable[dict]]  # model_input -> {"vector", "labels"}
     index_add: Callable[..., Awaitable[None]]
     index_search: Callable[..., Awaitable[list[dict]]]
     embedding_model: str
     embedding_version: str
+    model_side: int  # the embedder's source side (busque.media.render.model_input)
+    collections: CollectionStore | None = None  # per-collection options (faces on ingest)
     faces: FaceServices | None = None  # None: this deployment does no face analysis
 
 
 async def run_ingest(
     job: dict,
     services: IngestServices,
-    settings: MediaSettings,
+    settings: Settings,
     progress: Callable[[float, str], Awaitable[None]],
 ) -> dict[str, Any]:
     inputs = job["input"]
@@ -46,22 +88,19 @@ async def run_ingest(
         await _remove_renditions(objects, inputs["keys"])  # an earlier attempt's
         raise ModelError("media_not_found", f"media {media_id} was deleted before indexing")
     original = await asyncio.to_thread(objects.get, inputs["original_key"])
-    _, images = await asyncio.to_thread(
-        prepare,
-        original,
-        max_pixels=settings.max_pixels,
-        max_side=settings.normalized_side,
-        thumb_side=settings.thumbnail_side,
-        sha256=row["sha256"],
+    decoded, images = await asyncio.to_thread(
+        decode_original, original, settings, services.model_side, row["sha256"]
     )
+    del original  # up to media.max_upload_bytes: not kept while the models run
     keys = {"original": inputs["original_key"], **inputs["keys"]}
     await asyncio.to_thread(objects.put, keys["normalized"], images.normalized, "image/jpeg")
     await asyncio.to_thread(objects.put, keys["thumbnail"], images.thumbnail, "image/webp")
     await progress(40, "stored")
 
-    embedded = await services.embed(images.normalized)
-    if "error" in embedded:  # the normalised JPEG is ours: this is not the user's bad input
-        raise RuntimeError(f"the Embedder could not read the normalised image: {embedded['error']}")
+    pixels = await asyncio.to_thread(model_input, decoded.image, services.model_side)
+    embedded = await services.embed(pixels)
+    if "error" in embedded:  # decoded pixels are ours: this is not the user's bad input
+        raise RuntimeError(f"the Embedder could not embed the decoded image: {embedded['error']}")
     vector, labels = embedded["vector"], embedded["labels"]
     await progress(70, "embedded")
 
@@ -91,26 +130,15 @@ async def run_ingest(
         exclude_ids=[row["index_id"]],
         sha256=row["sha256"],
     )
-    rows = await asyncio.to_thread(catalog.by_index_ids, tenant, [m["media_id"] for m in found])
+    hits = await asyncio.to_thread(lambda: list(joined(catalog, tenant, found)))
     matches = [
-        {
-            "rank": rank,
-            "media_id": rows[m["media_id"]]["id"],
-            "score": round(m["score"], 6),
-            "distance": m["distance"],
-            "phash_distance": m["phash_distance"],
-            "exact_duplicate": m["exact_duplicate"],
-            "near_duplicate": m["near_duplicate"],
-            "labels": rows[m["media_id"]]["labels"],
-            "metadata": rows[m["media_id"]]["metadata"],
-            **pet_label(rows[m["media_id"]]["labels"]),
-        }
-        for rank, m in enumerate((m for m in found if m["media_id"] in rows), start=1)
+        match_view(rank, match, row) | pet_label(row["labels"])
+        for rank, (match, row) in enumerate(hits, start=1)
     ]
     await progress(85, "matched")
     faces = None
     if inputs.get("analyze_faces", True):
-        faces = await _faces(services.faces, tenant, indexed)
+        faces = await _faces(services, tenant, indexed, decoded)
     if faces is not None:
         await progress(95, f"{len(faces)} faces")
     duplicate = await asyncio.to_thread(
@@ -135,15 +163,16 @@ async def _remove_renditions(objects: ObjectStore, keys: dict[str, str]) -> None
         await asyncio.to_thread(objects.delete, key)
 
 
-async def _faces(services: FaceServices | None, tenant: str, media: dict) -> list[dict] | None:
-    if services is None:
+async def _faces(ingest: IngestServices, tenant: str, media: dict, decoded) -> list[dict] | None:
+    services = ingest.faces
+    if services is None or ingest.collections is None:
         return None
     enabled = await asyncio.to_thread(
-        services.store.faces_enabled, tenant, media["collection"], services.settings.on_ingest
+        ingest.collections.faces_enabled, tenant, media["collection"], services.settings.on_ingest
     )
     if not enabled:
         return None
-    faces = await analyze_media(services, tenant, media)
+    faces = await analyze_media(services, tenant, media, decoded)
     if faces is None:
         raise ModelError("media_not_found", f"media {media['id']} was deleted while indexing")
     return [public_face(face) for face in faces]

@@ -48,8 +48,10 @@ class JobContext(Protocol):
         `object_not_found` for a missing key or another tenant's."""
 
 
-class Model(ABC):
-    """Immich's shape: `_load` once (lazily, thread-safe), `_predict` per call."""
+class Loadable:
+    """`_load` once (lazily, thread-safe), then use many times. The image embedders and face
+    analyzers are only this: their deployments and pipelines call their own methods
+    (`analyze_prepared`, `analyze`), never a job's `predict`."""
 
     def __init__(self, **options: Any):
         self.options = options
@@ -67,12 +69,16 @@ class Model(ABC):
     def loaded(self) -> bool:
         return self._loaded
 
+    def _load(self) -> None:  # an optional hook: many small models need no loading
+        pass
+
+
+class Model(Loadable, ABC):
+    """A job model, Immich's shape: `_load` once (lazily, thread-safe), `_predict` per call."""
+
     def predict(self, inputs: dict[str, Any], ctx: JobContext) -> Any:
         self.load()
         return self._predict(inputs, ctx)
-
-    def _load(self) -> None:  # noqa: B027 - optional hook: many small models need no loading
-        pass
 
     @abstractmethod
     def _predict(self, inputs: dict[str, Any], ctx: JobContext) -> Any: ...

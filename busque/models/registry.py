@@ -1,13 +1,13 @@
-"""The model catalog: which models exist, their schemas and defaults, where they run.
+"""The job-kind catalog: which models exist, their schemas and defaults, where they run.
 
-Later capabilities plug model kinds in with `registry.register(ModelSpec(...))`; extra modules
-named in `Settings.model_modules` (test fixtures, site-specific models) add theirs through a
-`register(registry, settings)` function.
+A container only: it imports none of the features. Each feature exports
+`register(registry, settings)`, and the composition root (busque/runtime.py) calls them from its
+one list of plug-ins (plus the modules named in `Settings.model_modules`: test fixtures,
+site-specific models).
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +27,9 @@ class ModelSpec:
     id: str
     kind: str
     backend: str
-    factory: Callable[[Settings], Model]
+    # Builds the model from the composition root's Runtime (settings, stores); called once per
+    # replica that hosts it.
+    factory: Callable[[Any], Model]
     input_schema: type[BaseModel]
     deployment: str
     params_schema: type[BaseModel] = EmptyParams
@@ -68,6 +70,12 @@ class ModelSpec:
         }
 
 
+def served_by_its_deployment(runtime: Any) -> Model:
+    """The factory of a job kind whose deployment runs it itself (ingest, faces): no ModelHost
+    builds it."""
+    raise RuntimeError("this model runs in its own deployment, not in a ModelHost")
+
+
 class ModelRegistry:
     def __init__(self) -> None:
         self._specs: dict[str, ModelSpec] = {}
@@ -90,107 +98,4 @@ class ModelRegistry:
         return grouped
 
 
-def _register_builtin(registry: ModelRegistry, settings: Settings) -> None:
-    from busque.models.echo import Echo, EchoInput
-
-    registry.register(
-        ModelSpec(
-            id="echo",
-            kind="utility",
-            backend="python",
-            factory=lambda s: Echo(),
-            input_schema=EchoInput,
-            deployment="utility",
-            description="Returns its input: checks the job pipeline end to end.",
-            timeout_s=30,
-        )
-    )
-
-
-class IngestJobInput(BaseModel):
-    media_id: str
-    original_key: str
-    keys: dict[str, str]
-    k: int = 10
-    analyze_faces: bool = True  # False when the faces came with the photo (POST /v1/media/sync)
-
-
-def _served_by_a_deployment(settings: Settings) -> Model:
-    raise RuntimeError("this model runs in its own deployment, not in a ModelHost")
-
-
-def _register_media(registry: ModelRegistry, settings: Settings) -> None:
-    def embedder_missing(s: Settings) -> str | None:
-        if s.embedder.backend == "clip":
-            return None if s.embedder.model_path else "set embedder.model_path for clip"
-        from busque.models.embedding.efficientnet import unavailable_reason
-
-        return unavailable_reason()
-
-    registry.register(
-        ModelSpec(
-            id="ingest",
-            kind="image-ingest",
-            backend=settings.embedder.backend,
-            factory=_served_by_a_deployment,
-            input_schema=IngestJobInput,
-            deployment="ingest",
-            description="Store, normalise, embed and index a photo; POST /v1/ingest runs it.",
-            timeout_s=120,
-            public=False,
-            unavailable=embedder_missing,
-        )
-    )
-
-
-def _register_faces(registry: ModelRegistry, settings: Settings) -> None:
-    from busque.faces.analyze import FacesJobInput
-
-    def faces_missing(s: Settings) -> str | None:
-        from busque.models.faces import unavailable_reason
-
-        return unavailable_reason(s.faces.backend)
-
-    registry.register(
-        ModelSpec(
-            id="faces",
-            kind="face-analysis",
-            backend=settings.faces.backend,
-            factory=_served_by_a_deployment,
-            input_schema=FacesJobInput,
-            deployment="ingest",
-            description="Detect, embed and thumbnail the faces of media already in the catalog "
-            "(by id or collection), and cluster them into people.",
-            timeout_s=3600,
-            unavailable=faces_missing,
-        )
-    )
-
-
-def _register_generation(registry: ModelRegistry, settings: Settings) -> None:
-    from busque.models.image.spec import register as register_images
-    from busque.models.text.spec import register as register_text
-
-    register_text(registry, settings)
-    register_images(registry, settings)
-
-
-def _register_pipelines(registry: ModelRegistry, settings: Settings) -> None:
-    from pipelines.jobs import register
-
-    register(registry, settings)
-
-
-def build_registry(settings: Settings) -> ModelRegistry:
-    registry = ModelRegistry()
-    _register_builtin(registry, settings)
-    _register_media(registry, settings)
-    _register_faces(registry, settings)
-    _register_generation(registry, settings)
-    _register_pipelines(registry, settings)
-    for module in settings.model_modules:
-        importlib.import_module(module).register(registry, settings)
-    return registry
-
-
-__all__ = ["ModelRegistry", "ModelSpec", "ValidationError", "build_registry"]
+__all__ = ["EmptyParams", "ModelRegistry", "ModelSpec", "ValidationError"]

@@ -1,5 +1,6 @@
 """The one place where busque's deployments are composed (`.bind()`), for `busque serve`,
-`serve run serve_config.yaml` and the tests alike."""
+`serve run serve_config.yaml` and the tests alike. What to compose comes from the composition
+root (busque/runtime.py): the job-kind catalog names the model deployments."""
 
 from __future__ import annotations
 
@@ -8,9 +9,8 @@ from typing import Any
 from ray.serve import Application
 
 from busque.config import DeploymentSettings, Settings
-from busque.models.faces import unavailable_reason
-from busque.models.registry import build_registry
 from busque.models.text.weights import unavailable_reason as unavailable_text
+from busque.runtime import Runtime
 from busque.serve.dispatcher import DispatcherDeployment
 from busque.serve.embedder import Embedder
 from busque.serve.faces import FaceAnalyzer
@@ -47,6 +47,7 @@ def _options(name: str, resources: DeploymentSettings) -> dict[str, Any]:
 
 def build_app(settings: Settings) -> Application:
     settings.ensure_secrets()
+    runtime = Runtime(settings)
     bound = settings.model_dump(mode="json")
 
     def deployment(cls, name: str):
@@ -55,7 +56,7 @@ def build_app(settings: Settings) -> Application:
     embedder = deployment(Embedder, "Embedder").bind(bound)
     matcher = deployment(Matcher, "Matcher").bind(bound, embedder)
     faces = None
-    if settings.faces.enabled and unavailable_reason(settings.faces.backend) is None:
+    if runtime.faces_available():
         faces = deployment(FaceAnalyzer, "FaceAnalyzer").bind(bound)
     # Deployments with their own class; every other model runs in a generic ModelHost.
     special = {"ingest": deployment(IngestWorker, "Ingest").bind(bound, embedder, matcher, faces)}
@@ -68,7 +69,7 @@ def build_app(settings: Settings) -> Application:
     model_handles = {
         name: special.get(name)
         or ModelHost.options(**_options(name, settings.deployment(name))).bind(bound, name)
-        for name in build_registry(settings).deployments()
+        for name in runtime.registry.deployments()
     }
     dispatcher = DispatcherDeployment.options(
         **_options("Dispatcher", settings.serve.dispatcher)
@@ -79,8 +80,6 @@ def build_app(settings: Settings) -> Application:
 
 def app_builder(args: dict[str, Any]) -> Application:
     """For `serve run serve_config.yaml`: settings from the environment, overridden by args."""
-    from busque.db.migrate import upgrade
-
     settings = Settings(**args)
-    upgrade(settings.database.url)
+    Runtime(settings).migrate()
     return build_app(settings)

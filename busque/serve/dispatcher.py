@@ -11,7 +11,7 @@ from ray.serve.handle import DeploymentHandle
 
 from busque.db.notify import watch_commits
 from busque.jobs.dispatcher import Dispatcher
-from busque.serve.runtime import Runtime
+from busque.serve.replica import replica_runtime
 
 logger = logging.getLogger("busque.dispatcher")
 
@@ -19,10 +19,14 @@ logger = logging.getLogger("busque.dispatcher")
 @serve.deployment(name="Dispatcher", graceful_shutdown_timeout_s=20)
 class DispatcherDeployment:
     async def __init__(self, settings: dict, model_handles: dict[str, DeploymentHandle]):
-        self.runtime = Runtime(settings)
+        self.runtime = replica_runtime(settings)
         self.handles = model_handles
         self.dispatcher = Dispatcher(
-            self.runtime.settings, self.runtime.jobs, self.runtime.registry, self._call
+            self.runtime.settings,
+            self.runtime.jobs,
+            self.runtime.routes(),
+            self._call,
+            self.runtime.outbox,
         )
         self.dispatcher.start()
         loop = asyncio.get_running_loop()

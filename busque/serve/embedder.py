@@ -16,28 +16,20 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+from PIL import Image
 from ray import serve
 
 from busque.media.decode import MediaError, decode_reduced
 from busque.media.phash import phash_bytes
-from busque.models.embedding import create_embedder
-from busque.serve.runtime import Runtime
-
-
-def build_embedder(settings):
-    cfg = settings.embedder
-    options = {"device": cfg.device}
-    if cfg.backend == "clip":
-        options["model_path"] = cfg.model_path
-    return create_embedder(cfg.backend, **options)
+from busque.serve.replica import replica_runtime
 
 
 @serve.deployment(name="Embedder")
 class Embedder:
     def __init__(self, settings: dict):
-        self.runtime = Runtime(settings)
+        self.runtime = replica_runtime(settings)
         cfg = self.runtime.settings.embedder
-        self.model = build_embedder(self.runtime.settings)
+        self.model = self.runtime.new_embedder()
         self.model.load()
         self._prepare_pool = ThreadPoolExecutor(cfg.prepare_threads, thread_name_prefix="prepare")
         # The model always runs on this one thread (batches run one at a time anyway): its
@@ -77,6 +69,17 @@ class Embedder:
         out["timing"]["prepare_ms"] = round(prepare_ms, 3)
         return out
 
+    async def embed_pixels(self, image: Image.Image) -> dict:
+        """A decoded image (busque.media.render.model_input: the ingest job's and the backfill's
+        input) -> {"vector", "labels", "timing"}, through the same batches as `embed`."""
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        prepared = await loop.run_in_executor(self._prepare_pool, self.model.prepare, image)
+        prepare_ms = (time.perf_counter() - started) * 1000
+        out = await self._forward(prepared)
+        out["timing"]["prepare_ms"] = round(prepare_ms, 3)
+        return out
+
     def _prepare(self, data: bytes) -> dict[str, Any]:
         max_pixels = self.runtime.settings.media.max_pixels
         try:
@@ -112,7 +115,7 @@ class Embedder:
         return asyncio.get_running_loop().run_in_executor(self._model_thread, fn, *args)
 
     def info(self) -> dict:
-        return self.model.describe()
+        return {**self.model.describe(), "source_side": self.model.source_side}
 
 
 def _error(exc: MediaError) -> dict:

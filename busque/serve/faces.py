@@ -11,35 +11,25 @@ import asyncio
 
 from ray import serve
 
-from busque.models.faces import create_face_analyzer
-from busque.serve.runtime import Runtime
-
-
-def build_face_analyzer(settings):
-    cfg = settings.faces
-    return create_face_analyzer(
-        cfg.backend,
-        detector=cfg.detector,
-        detect_side=cfg.detect_side,
-        upsample=cfg.upsample,
-        min_score=cfg.min_score,
-        thumbnail_size=cfg.thumbnail_size,
-        max_pixels=settings.media.max_pixels,
-    )
+from busque.serve.replica import replica_runtime
 
 
 @serve.deployment(name="FaceAnalyzer")
 class FaceAnalyzer:
     def __init__(self, settings: dict):
-        self.runtime = Runtime(settings)
-        self.model = build_face_analyzer(self.runtime.settings)
+        self.runtime = replica_runtime(settings)
+        self.model = self.runtime.new_face_analyzer()
         self.model.load()
 
     async def analyze_key(self, key: str) -> list[dict]:
         data = await asyncio.to_thread(self.runtime.objects.get, key)
         return await self.analyze(data)
 
-    async def analyze(self, data: bytes) -> list[dict]:
+    async def analyze_image(self, image) -> list[dict]:
+        """A decoded Pillow image (the ingest job's) -> its faces, in the image's pixels."""
+        return await self.analyze(image)
+
+    async def analyze(self, data) -> list[dict]:
         """Encoded image bytes -> [{box, score, embedding, thumbnail (JPEG), landmarks}].
         Bad image data raises busque.media.decode's MediaError (a 4xx for an API)."""
         (faces,) = await asyncio.to_thread(self.model.analyze, [data])

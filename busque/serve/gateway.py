@@ -12,7 +12,7 @@ from ray.serve.handle import DeploymentHandle
 from busque.api import grpc_jobs
 from busque.api.app import create_app
 from busque.api.context import ApiContext
-from busque.serve.runtime import Runtime
+from busque.serve.replica import replica_runtime
 
 
 @serve.deployment(name="Gateway")
@@ -28,7 +28,7 @@ class Gateway:
         text_generator: DeploymentHandle | None = None,
     ):
         self.ctx = ApiContext(
-            Runtime(settings), dispatcher, embedder, matcher, face_analyzer, text_generator
+            replica_runtime(settings), dispatcher, embedder, matcher, face_analyzer, text_generator
         )
 
     def __serve_build_asgi_app__(self):

@@ -8,9 +8,7 @@ import logging
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from busque.index.live import LiveIndex
-from busque.media.catalog import Catalog
-from busque.serve.runtime import Runtime
+from busque.serve.replica import replica_runtime
 
 logger = logging.getLogger("busque.index")
 
@@ -18,22 +16,10 @@ logger = logging.getLogger("busque.index")
 @serve.deployment(name="Matcher")
 class Matcher:
     async def __init__(self, settings: dict, embedder: DeploymentHandle):
-        self.runtime = Runtime(settings)
+        self.runtime = replica_runtime(settings)
         dim = (await embedder.info.remote())["dim"]
-        cfg = self.runtime.settings.index
-        self.live = LiveIndex(
-            Catalog(self.runtime.engine),
-            self.runtime.objects,
-            dim,
-            snapshot_every=cfg.snapshot_every,
-            keep_snapshots=cfg.keep_snapshots,
-            index_options={
-                "w_visual": cfg.w_visual,
-                "w_phash": 1 - cfg.w_visual,
-                "vector_options": {"kind": cfg.vector_index},
-            },
-        )
-        self._sync = asyncio.create_task(self._sync_loop(cfg.sync_s))
+        self.live = self.runtime.live_index(dim)
+        self._sync = asyncio.create_task(self._sync_loop(self.runtime.settings.index.sync_s))
 
     async def _sync_loop(self, every_s: float) -> None:
         while True:

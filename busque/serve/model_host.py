@@ -12,9 +12,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ray import serve
 
+from busque.jobs.events import Failure
 from busque.jobs.runner import run_model_job
 from busque.models.base import Model
-from busque.serve.runtime import Runtime
+from busque.serve.replica import replica_runtime
 
 logger = logging.getLogger("busque.models")
 
@@ -22,7 +23,7 @@ logger = logging.getLogger("busque.models")
 @serve.deployment(name="ModelHost")
 class ModelHost:
     def __init__(self, settings: dict, deployment: str):
-        self.runtime = Runtime(settings)
+        self.runtime = replica_runtime(settings)
         self.deployment = deployment
         self.specs = {
             spec.id: spec for spec in self.runtime.registry if spec.deployment == deployment
@@ -33,17 +34,14 @@ class ModelHost:
 
     def _model(self, model_id: str) -> Model:
         if model_id not in self.models:
-            self.models[model_id] = self.specs[model_id].factory(self.runtime.settings)
+            self.models[model_id] = self.specs[model_id].factory(self.runtime)
         return self.models[model_id]
 
     async def run_job(self, job: dict):
         if job["model"] not in self.specs:
-            yield {
-                "type": "error",
-                "code": "unknown_model",
-                "retryable": False,
-                "message": f"deployment {self.deployment} does not serve {job['model']!r}",
-            }
+            yield Failure(
+                "unknown_model", f"deployment {self.deployment} does not serve {job['model']!r}"
+            )
             return
         async for event in run_model_job(
             self._model(job["model"]), job, self.executor, self.runtime.objects

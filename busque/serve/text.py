@@ -13,9 +13,10 @@ import time
 
 from ray import serve
 
+from busque.jobs.events import CANCELED, Emit, Output, Result, pump
 from busque.models.text.generator import GenerationRequest, result_of
 from busque.models.text.scheduler import BatchScheduler
-from busque.serve.runtime import Runtime
+from busque.serve.replica import replica_runtime
 
 COALESCE_S = 0.05
 
@@ -23,10 +24,10 @@ COALESCE_S = 0.05
 @serve.deployment(name="TextGenerator")
 class TextGeneratorDeployment:
     def __init__(self, settings: dict):
-        self.runtime = Runtime(settings)
+        self.runtime = replica_runtime(settings)
         cfg = self.runtime.settings.text
         self.spec = self.runtime.registry.get(cfg.model)
-        self.model = self.spec.factory(self.runtime.settings)
+        self.model = self.spec.factory(self.runtime)
         self.model.load()
         self.scheduler = BatchScheduler(self.model, cfg.max_batch)
 
@@ -35,55 +36,36 @@ class TextGeneratorDeployment:
 
     async def _generate(self, inputs: dict, params: dict):
         """Yields text pieces as they are decoded, then the finished request."""
-        loop = asyncio.get_running_loop()
-        pieces: asyncio.Queue = asyncio.Queue()
         cancelled = False
-        request = await asyncio.to_thread(
-            self.model.request,
-            inputs,
-            params,
-            emit=lambda text: loop.call_soon_threadsafe(pieces.put_nowait, text),
-            cancelled=lambda: cancelled,
-        )
-        done = self.scheduler.submit(request)
-        finished = asyncio.ensure_future(asyncio.to_thread(done.wait))
+
+        async def work(emit: Emit) -> GenerationRequest:
+            request = await asyncio.to_thread(
+                self.model.request, inputs, params, emit=emit, cancelled=lambda: cancelled
+            )
+            await asyncio.to_thread(self.scheduler.submit(request).wait)
+            if request.error is not None:
+                raise request.error
+            return request
+
         try:
-            while True:
-                getter = asyncio.ensure_future(pieces.get())
-                await asyncio.wait({getter, finished}, return_when=asyncio.FIRST_COMPLETED)
-                if getter.done():
-                    yield getter.result()
-                    continue
-                getter.cancel()
-                while not pieces.empty():
-                    yield pieces.get_nowait()
-                break
+            async for item in pump(work):
+                yield item
         finally:
             cancelled = True  # the caller went away (or we are done): stop decoding this row
-        if request.error is not None:
-            raise request.error
-        yield request
 
     async def run_job(self, job: dict):
-        """The dispatcher's protocol: output events, then the result (or canceled)."""
+        """The dispatcher's protocol (busque.jobs.events): output, then the result (or
+        canceled)."""
         buffered, since = "", time.monotonic()
         async for item in self._generate(job["input"], job.get("params") or {}):
             if isinstance(item, GenerationRequest):
                 if buffered:
-                    yield {"type": "output", "chunk": {"text": buffered}}
-                if item.finish_reason == "canceled":
-                    yield {
-                        "type": "error",
-                        "code": "canceled",
-                        "message": "canceled",
-                        "retryable": False,
-                    }
-                    return
-                yield {"type": "result", "result": result_of(item)}
+                    yield Output({"text": buffered})
+                yield CANCELED if item.finish_reason == "canceled" else Result(result_of(item))
                 return
             buffered += item
             if time.monotonic() - since >= COALESCE_S:
-                yield {"type": "output", "chunk": {"text": buffered}}
+                yield Output({"text": buffered})
                 buffered, since = "", time.monotonic()
 
     async def chat(self, inputs: dict, params: dict):

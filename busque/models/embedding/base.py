@@ -8,15 +8,14 @@ the CPU torch these machines use).
 
 from __future__ import annotations
 
-import base64
-from abc import abstractmethod
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
 
-from busque.models.base import JobContext, Model
+from busque.models.base import Loadable
 
 if TYPE_CHECKING:
     import torch
@@ -59,7 +58,7 @@ def as_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-class ImageEmbedder(Model):
+class ImageEmbedder(Loadable, ABC):
     """Backends set `model_id`, `dim`, `has_text` and implement `_load` and `_embed_images`.
 
     Options (constructor keywords): `device` ("auto" | "cpu" | "cuda"), `half` (None = half
@@ -181,34 +180,3 @@ class ImageEmbedder(Model):
             return np.zeros((0, dim), dtype=np.float32)
         out = [fn(items[i : i + self.batch_size]) for i in range(0, len(items), self.batch_size)]
         return l2_normalize(np.concatenate(out, axis=0))
-
-    # -- job path ---------------------------------------------------------------------------
-
-    def _predict(self, inputs: dict[str, Any], ctx: JobContext) -> Any:
-        """One image (`image`: bytes or base64 text) or one `text`; returns the vector and labels.
-
-        The main API is the batch methods above; this is the plain job path.
-        """
-        k = int(inputs.get("k", 5))
-        if inputs.get("text") is not None:
-            vector = self.embed_texts([str(inputs["text"])])[0]
-            labels: list[dict[str, Any]] = []
-        elif inputs.get("image") is not None:
-            from busque.media.decode import DEFAULT_MAX_PIXELS, decode_image
-
-            data = inputs["image"]
-            if isinstance(data, str):
-                data = base64.b64decode(data)
-            image = decode_image(bytes(data), max_pixels=DEFAULT_MAX_PIXELS, max_side=1024).image
-            ctx.check_cancelled()
-            vectors, all_labels = self.analyze([image], k=k)
-            vector, labels = vectors[0], all_labels[0]
-        else:
-            raise ValueError("give `image` (bytes or base64) or `text`")
-        return {
-            "model": self.model_id,
-            "version": self.version,
-            "dim": self.dim,
-            "embedding": vector.tolist(),
-            "labels": labels,
-        }

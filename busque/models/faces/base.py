@@ -9,7 +9,7 @@ pixels, and JPEG face thumbnails.
 
 from __future__ import annotations
 
-from abc import abstractmethod
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
-from busque.models.base import JobContext, Model
+from busque.models.base import Loadable
 
 
 @dataclass
@@ -56,7 +56,7 @@ class FaceEncoder(Protocol):
         (n, dim) float32 embeddings), all in `rgb`'s pixels."""
 
 
-class FaceAnalyzer(Model):
+class FaceAnalyzer(Loadable, ABC):
     """`analyze(images)`: encoded image bytes (or Pillow images) -> their faces."""
 
     dim: int = 128
@@ -67,6 +67,3 @@ class FaceAnalyzer(Model):
 
     def describe(self) -> dict[str, Any]:
         return {"model": self.model_id, "dim": self.dim}
-
-    def _predict(self, inputs: dict[str, Any], ctx: JobContext) -> Any:
-        raise NotImplementedError("face analysis runs through analyze(), in its deployment")

@@ -92,7 +92,7 @@ def register(registry: ModelRegistry, settings: Settings) -> None:
     common = {
         "kind": "image-generation",
         "backend": "diffusers",
-        "factory": shared_generator,
+        "factory": lambda runtime: shared_generator(runtime.settings),
         "deployment": DEPLOYMENT,
         "timeout_s": TIMEOUT_S,
         "unavailable": lambda s: unavailable_reason(s.images.model_path),

@@ -9,7 +9,9 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from busque.models.base import ModelError
-from busque.models.text.weights import tokenizer_source, unavailable_reason
+from busque.models.registry import ModelRegistry, ModelSpec
+from busque.models.text.generator import TextGenerator
+from busque.models.text.weights import model_dir, tokenizer_source, unavailable_reason
 
 
 class Message(BaseModel):
@@ -89,26 +91,23 @@ def admit_for(settings):
     return admit
 
 
-def register(registry, settings) -> None:
-    from busque.models.registry import ModelSpec
+def build(settings) -> TextGenerator:
+    """The text model of these settings (weights load on first use)."""
+    return TextGenerator(
+        model_dir=lambda: model_dir(settings),
+        device=settings.text.device,
+        dtype=settings.text.dtype,
+        model_id=settings.text.model,
+    )
 
-    def build(s):
-        from busque.models.text.generator import TextGenerator
-        from busque.models.text.weights import model_dir
 
-        return TextGenerator(
-            model_dir=lambda: model_dir(s),
-            device=s.text.device,
-            dtype=s.text.dtype,
-            model_id=s.text.model,
-        )
-
+def register(registry: ModelRegistry, settings) -> None:
     registry.register(
         ModelSpec(
             id=settings.text.model,
             kind="text-generation",
             backend="transformers",
-            factory=build,
+            factory=lambda runtime: build(runtime.settings),
             input_schema=TextGenInput,
             params_schema=params_schema(settings),
             deployment="textgen",

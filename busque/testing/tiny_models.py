@@ -1,4 +1,5 @@
-"""Tiny randomly initialised models the tests build offline (no hub, no downloads).
+"""Tiny randomly initialised models that tests and benchmarks build offline (no hub, no
+downloads).
 
 `build_tiny_clip(path)` writes a complete CLIP checkpoint directory (config, safetensors weights,
 preprocessor_config.json, byte-level BPE tokenizer files) that `ClipEmbedder(model_path=path)`

@@ -1,4 +1,5 @@
-"""Real servers for tests. Not a test module."""
+"""Throwaway real servers for tests and benchmarks: PostgreSQL and SeaweedFS (S3) on free
+loopback ports, stopped when their `with` block ends."""
 
 from __future__ import annotations
 

@@ -1,0 +1,169 @@
+"""`POST /v1/ingest`: a photo in (multipart `image` or an uploaded `object_key`), 202 at once with
+its pHash and sha256; its ingest job does the rest. `accept_image` is that first step, shared with
+`POST /v1/media/sync`."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import BaseModel, Field, ValidationError
+
+from busque.api.auth import require
+from busque.api.bodies import json_field, json_object, multipart_image
+from busque.api.errors import ApiError, invalid, media_error, not_found
+from busque.api.media import delete_row
+from busque.api.search import MAX_K
+from busque.api.strict_json import StrictJsonRoute
+from busque.api.views import job_view
+from busque.auth.keys import Principal
+from busque.ids import new_id
+from busque.jobs.store import NewJob
+from busque.media.catalog import COLLECTION_PATTERN
+from busque.media.decode import MediaError, image_info
+from busque.media.normalize import CONTENT_TYPES, storage_keys
+from busque.media.phash import hex_to_int64, phash_bytes
+from busque.storage import InvalidKey, ObjectNotFound, validate_key
+
+router = APIRouter(prefix="/v1", tags=["media"], route_class=StrictJsonRoute)
+
+
+class IngestFields(BaseModel):
+    collection: str | None = Field(None, pattern=COLLECTION_PATTERN)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    k: int = Field(10, ge=1, le=MAX_K)
+    object_key: str | None = Field(None, description="an uploaded object instead of `image`")
+
+
+async def _read_upload(request: Request, limit: int) -> tuple[bytes | None, IngestFields]:
+    """Multipart (`image` + form fields) or JSON (`object_key`)."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        data, raw = await multipart_image(request, limit)
+        json_field(raw, "metadata", "a JSON object")
+        return data, _fields(raw)
+    if content_type.startswith("application/json"):
+        fields = _fields(await json_object(request))
+        if not fields.object_key:
+            raise ApiError(422, "invalid_request", "send multipart `image` or JSON `object_key`")
+        return None, fields
+    raise ApiError(415, "unsupported_media_type", "use multipart/form-data or application/json")
+
+
+def _fields(raw: dict) -> IngestFields:
+    try:
+        return IngestFields.model_validate(raw)
+    except ValidationError as exc:
+        raise invalid(exc, "invalid_request", "invalid ingest fields") from None
+
+
+def _inspect(data: bytes, max_pixels: int) -> tuple[Any, str, str]:
+    """Header check (bomb guard), full decode for the pHash (catches truncation), sha256."""
+    if not data:
+        raise ApiError(422, "invalid_image", "the image is empty")
+    try:
+        info = image_info(data, max_pixels=max_pixels)
+        phash = phash_bytes(data, max_pixels=max_pixels)
+    except MediaError as exc:
+        raise media_error(exc) from None
+    return info, phash, hashlib.sha256(data).hexdigest()
+
+
+@router.post("/ingest", status_code=202, summary="Ingest a photo; 202 with its pHash at once")
+async def ingest(
+    request: Request, response: Response, principal: Principal = Depends(require("media:write"))
+):
+    ctx = request.app.state.ctx
+    limit = ctx.settings.media.max_upload_bytes
+    data, fields = await _read_upload(request, limit)
+    tenant = principal.tenant_id
+    if data is None:
+        try:
+            key = validate_key(fields.object_key, tenant)
+            data = await asyncio.to_thread(ctx.objects.get, key)
+        except InvalidKey:
+            raise not_found("object", fields.object_key) from None
+        except ObjectNotFound:
+            raise not_found("object", fields.object_key) from None
+        if len(data) > limit:
+            raise ApiError(413, "payload_too_large", f"images are limited to {limit} bytes")
+    accepted = await accept_image(
+        ctx,
+        tenant,
+        data,
+        collection=fields.collection or ctx.settings.media.default_collection,
+        metadata=fields.metadata,
+        k=fields.k,
+    )
+    response.headers["Location"] = f"/v1/jobs/{accepted['job_id']}"
+    return accepted
+
+
+async def accept_image(
+    ctx,
+    tenant: str,
+    data: bytes,
+    *,
+    collection: str,
+    metadata: dict,
+    k: int = 10,
+    analyze_faces: bool = True,
+) -> dict:
+    """What ingest does at once: inspect, catalog it, store the original, queue its job."""
+    info, phash_hex, sha256 = await asyncio.to_thread(_inspect, data, ctx.settings.media.max_pixels)
+    media_id = new_id("med")
+    keys = storage_keys(tenant, media_id, sha256, info.format)
+    await asyncio.to_thread(
+        ctx.catalog.create,
+        tenant,
+        collection,
+        media_id=media_id,
+        sha256=sha256,
+        phash=hex_to_int64(phash_hex),
+        width=info.width,
+        height=info.height,
+        format=info.format,
+        size=len(data),
+        metadata=metadata,
+    )
+    spec = ctx.registry.get("ingest")
+    new = NewJob(
+        tenant_id=tenant,
+        model="ingest",
+        params={},
+        max_attempts=ctx.settings.jobs.max_attempts,
+        timeout_s=spec.timeout_s or ctx.settings.jobs.default_timeout_s,
+        input={
+            "media_id": media_id,
+            "original_key": keys["original"],
+            "k": k,
+            "keys": {"normalized": keys["normalized"], "thumbnail": keys["thumbnail"]},
+            "analyze_faces": analyze_faces,
+        },
+    )
+    try:
+        # Only now that the row is committed: a DELETE of the last other media with these bytes
+        # has either seen it and kept the original or deleted the original already (see
+        # Catalog.delete).
+        if await asyncio.to_thread(ctx.objects.stat, keys["original"]) is None:  # stored once
+            await asyncio.to_thread(
+                ctx.objects.put, keys["original"], data, CONTENT_TYPES.get(info.format)
+            )
+        job, _ = await asyncio.to_thread(ctx.jobs.create, new)
+    except Exception:
+        await asyncio.to_thread(delete_row, ctx, tenant, media_id)  # nothing half-written
+        raise
+    ctx.wake_dispatcher()
+    duplicate = await asyncio.to_thread(ctx.catalog.first_with_sha256, tenant, sha256, media_id)
+    return {
+        "job_id": job["id"],
+        "media_id": media_id,
+        "status": job["state"],
+        "collection": collection,
+        "phash": phash_hex,
+        "sha256": sha256,
+        "duplicate_of": duplicate["id"] if duplicate else None,
+        "job": job_view(job),
+    }

@@ -1,0 +1,27 @@
+"""What the upload stage of one backfill pass shares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from busque.media.library import LibraryStore
+
+Runtime = Any  # busque.runtime.Runtime, handed in (pipelines never import the root)
+
+
+@dataclass
+class Run:
+    """What the upload stage of one backfill shares."""
+
+    runtime: Runtime
+    store: LibraryStore
+    tenant: str
+    collection: str
+    library: str
+    by_path: dict
+    spec: str
+    embeddings: bool
+    faces: bool
+    progress: bool
+    real: dict[str, str] = field(default_factory=dict)  # see plan.text_paths

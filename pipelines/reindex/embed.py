@@ -1,0 +1,48 @@
+"""The reindex's Ray Data stage: stored originals -> embeddings and labels, decoded and reduced
+exactly as the ingest job does (busque.media.render), with the Embedder's model class."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from busque.media.decode import decode_image
+from busque.media.normalize import EXTENSIONS
+from busque.media.render import decode_original, model_input
+
+IMAGE_EXTENSIONS = frozenset(EXTENSIONS.values())
+
+
+class EmbedStored:
+    """A map_batches callable (an actor pool: the model loads once per actor)."""
+
+    def __init__(self, runtime):
+        self.runtime = runtime
+        self.model = runtime.new_embedder()
+        self.model.load()
+
+    def _pixels(self, original_key: str, normalized_key: str):
+        side = self.model.source_side
+        if original_key[original_key.rfind(".") :].lower() in IMAGE_EXTENSIONS:
+            decoded, _ = decode_original(
+                self.runtime.objects.get(original_key), self.runtime.settings, side
+            )
+        else:  # a video: its poster frame is its normalised rendition
+            data = self.runtime.objects.get(normalized_key)
+            decoded = decode_image(data, max_pixels=self.runtime.settings.media.max_pixels)
+        return model_input(decoded.image, side)
+
+    def __call__(self, batch: dict) -> dict:
+        images = [
+            self._pixels(str(original), str(normalized))
+            for original, normalized in zip(
+                batch["original_key"], batch["normalized_key"], strict=True
+            )
+        ]
+        vectors, labels = self.model.analyze(images, 5)
+        return {
+            "id": batch["id"],
+            "embedding": [np.asarray(v, dtype="<f4").tobytes() for v in vectors],
+            "labels": [json.dumps(top) for top in labels],
+        }
