@@ -24,7 +24,6 @@ code the driver does (run it from the repository root).
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import inspect
 import io
@@ -41,13 +40,10 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import machine, skimage_photo, start_ray  # noqa: E402
+from bench import harness
 
-RESULTS = ROOT / "bench" / "results"
 PHOTOS = [
     "astronaut",
     "chelsea",
@@ -112,8 +108,7 @@ def _sources():
     if not _CACHE:
         from PIL import Image
 
-        for name in PHOTOS:
-            _CACHE[name] = skimage_photo(name)
+        _CACHE.update(harness.photos(PHOTOS))
         noise = np.random.default_rng(0).normal(128, NOISE_SIGMA, (BIG[1] + 64, BIG[0] + 64, 3))
         _CACHE["noise"] = Image.fromarray(np.clip(noise, 0, 255).astype(np.uint8))
     return _CACHE
@@ -216,14 +211,14 @@ def reference(root: Path, out: Path, settings, embeddings: bool, faces: bool) ->
     stages = dict.fromkeys(STAGES, 0.0)
     model = face_model = None
     if embeddings:
-        from busque.serve.embedder import build_embedder
+        from busque.runtime import Runtime
 
-        model = build_embedder(settings)
+        model = Runtime(settings).new_embedder()
         model.load()
     if faces:
-        from busque.serve.faces import build_face_analyzer
+        from busque.runtime import Runtime
 
-        face_model = build_face_analyzer(settings)
+        face_model = Runtime(settings).new_face_analyzer()
         face_model.load()
     load_s = time.perf_counter() - started
     out.mkdir(parents=True)
@@ -336,13 +331,14 @@ class Timers:
     split a run's time, without changing the pipeline."""
 
     def __init__(self):
-        import pipelines.backfill as pipeline
+        import pipelines.backfill.run as run
+        import pipelines.backfill.upload as upload
 
         self.totals: dict[str, float] = {}
         self.saved = []
         patches = [
-            (pipeline, "_store_new", "upload_embed"),
-            (pipeline, "_write_batch", "catalog_writes"),
+            (run, "store_new", "upload_embed"),
+            (upload, "write_batch", "catalog_writes"),
         ]
         for owner, name, bucket in patches:
             original = getattr(owner, name)
@@ -367,7 +363,7 @@ class Timers:
 def make_settings(home: Path, args, faces: bool = False):
     from busque.config import Settings
     from busque.db.migrate import upgrade
-    from busque.serve.runtime import Runtime
+    from busque.runtime import Runtime
 
     settings = Settings(
         home=home,
@@ -403,7 +399,9 @@ def busque_run(settings, tenant: str, root: Path, embeddings: bool, faces: bool,
         options["faces"] = faces
     timers.totals = {}
     started = time.perf_counter()
-    report = backfill(settings, tenant, root, collection="bench", **options)
+    from busque.runtime import Runtime
+
+    report = backfill(Runtime(settings), tenant, root, collection="bench", **options)
     seconds = time.perf_counter() - started
     upload = timers.totals.get("upload_embed", 0.0)
     return {
@@ -515,36 +513,18 @@ def wait_quiet(limit_s: float, threshold: float = 0.25, sample_s: float = 3.0) -
 
 
 def code_version() -> dict:
-    import subprocess
-
-    def git(*argv: str) -> str:
-        try:
-            return subprocess.run(
-                ["git", "--no-optional-locks", *argv],
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            return ""
-
-    source = (ROOT / "pipelines" / "backfill.py").read_bytes()
+    source = b"".join(
+        path.read_bytes() for path in sorted((harness.ROOT / "pipelines" / "backfill").glob("*.py"))
+    )
     return {
-        "commit": git("rev-parse", "--short", "HEAD") or "unknown",
-        "pipeline_changed_since_commit": bool(
-            git("diff", "--name-only", "HEAD", "--", "pipelines")
-        ),
+        "commit": harness.commit(),
+        "pipeline_changed_since_commit": harness.uncommitted("pipelines"),
         "pipelines_backfill_py_sha256": hashlib.sha256(source).hexdigest()[:16],
     }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split("\n\n", 1)[1],
-    )
+    parser = harness.parser(__doc__)
     parser.add_argument("--images", type=int, default=2000, help="files in the library")
     parser.add_argument(
         "--big-share", type=float, default=0.1, help="share of 12 MP (4000x3000) files"
@@ -584,9 +564,6 @@ def main() -> None:
         help="before each case, wait up to S seconds for other processes to use < 0.25 cores "
         "(a shared machine); each case reports the cores it and the others used",
     )
-    parser.add_argument(
-        "--no-write", action="store_true", help="print the report, leave bench/results alone"
-    )
     args = parser.parse_args()
 
     import imagehash
@@ -599,7 +576,7 @@ def main() -> None:
     if args.no_faces or faces_missing:
         kinds.pop("faces")
     results: dict = {
-        "machine": machine(
+        "machine": harness.machine(
             pillow=PIL.__version__,
             imagehash=imagehash.__version__,
             torch=torch.__version__,
@@ -649,7 +626,7 @@ def main() -> None:
             cases[name] |= {"cpu": meter.result() | quiet}
             print(f"  {cases[name]['seconds']:.1f} s", flush=True)
 
-        start_ray()
+        harness.start_ray()
         timers = Timers()
         try:
             homes = {
@@ -708,12 +685,7 @@ def main() -> None:
         "no_failures": all(cases[k].get("failed", 0) == 0 for k in cases),
     }
     results["pass"] = ratio["on"] >= FLOOR_SPEEDUP and rerun >= FLOOR_RERUN
-    text = markdown(results)
-    if not args.no_write:
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / "backfill.json").write_text(json.dumps(results, indent=2) + "\n")
-        (RESULTS / "backfill.md").write_text(text)
-    print(text)
+    harness.write_results("backfill", results, markdown(results), write=not args.no_write)
 
 
 # ---------------------------------------------------------------- the report
@@ -753,7 +725,7 @@ def markdown(results: dict) -> str:
         f"pipelines: actors={p['actors']}, batch_size={p['batch_size']}, "
         f"num_cpus={p['num_cpus']}; code {code['commit']}"
         f"{' + uncommitted pipeline changes' if code['pipeline_changed_since_commit'] else ''} "
-        f"(pipelines/backfill.py {code['pipelines_backfill_py_sha256']}). Python {m['python']}, "
+        f"(pipelines/backfill/*.py {code['pipelines_backfill_py_sha256']}). Python {m['python']}, "
         f"Pillow {m['pillow']}, imagehash {m['imagehash']}, torch {m['torch']}, Ray {m['ray']}.",
         "",
         "| case | seconds | files/s | MB/s | busque / reference | cores used (own / others) |",

@@ -15,31 +15,22 @@ figure there, and the forward pass is what @serve.batch shares. Writes bench/res
 
 from __future__ import annotations
 
-import argparse
-import json
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-from skimage import data as skdata
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from busque.models.embedding.efficientnet import (  # noqa: E402
-    EfficientNetLite0Embedder,
-    preprocess,
-)
+from bench import harness
+from busque.models.embedding.efficientnet import EfficientNetLite0Embedder, preprocess
 
-RESULTS = ROOT / "bench" / "results"
 PHOTOS = ["astronaut", "chelsea", "coffee", "rocket", "horse", "camera"]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = harness.parser(__doc__)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
@@ -52,7 +43,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    photos = [Image.fromarray(getattr(skdata, n)()).convert("RGB") for n in PHOTOS]
+    photos = list(harness.photos(PHOTOS).values())
     images = [photos[i % len(photos)] for i in range(args.images)]
 
     t = time.perf_counter()
@@ -99,12 +90,13 @@ def main() -> None:
         "device": torch.cuda.get_device_name(0) if on_gpu else args.device,
         "torch_threads": args.threads,
         "torch": torch.__version__,
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": harness.cpu_model(),
         "images_per_round": len(images),
         "image_sizes": sorted({f"{p.width}x{p.height}" for p in photos}),
         "preprocess_ms_per_image": round(preprocess_ms, 2),
         "results": rows,
         "numpy": np.__version__,
+        "machine": harness.machine(torch=torch.__version__, numpy=np.__version__),
     }
     if on_gpu:
         one = next(r for r in rows if r["batch_size"] == 1)
@@ -112,10 +104,8 @@ def main() -> None:
             str(r["batch_size"]): round(one["forward_ms_per_image"] / r["forward_ms_per_image"], 2)
             for r in rows
         }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    name = "embed_cuda.json" if on_gpu else "embed.json"
-    (RESULTS / name).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    name = "embed_cuda" if on_gpu else "embed"
+    harness.write_results(name, result, write=not args.no_write)
 
 
 def forward_ms(model, images, rounds: int) -> float:

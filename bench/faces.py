@@ -25,7 +25,6 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
-import argparse  # noqa: E402
 import json  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
@@ -35,16 +34,13 @@ from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import dlib  # noqa: E402
-import matplotlib  # noqa: E402
 import numpy as np  # noqa: E402
 import PIL  # noqa: E402
 from PIL import Image  # noqa: E402
-from skimage import data as skdata  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import machine as common_machine  # noqa: E402
+from bench import harness  # noqa: E402
 from busque.config import FaceSettings  # noqa: E402 - the service's own defaults
 from busque.models.faces import create_face_analyzer  # noqa: E402
 from busque.models.faces.dlib_backend import (  # noqa: E402
@@ -53,7 +49,6 @@ from busque.models.faces.dlib_backend import (  # noqa: E402
     weights_dir,
 )
 
-RESULTS = ROOT / "bench" / "results"
 MATCH_IOU = 0.3
 FLOOR = 2.0
 HEAD = 2.2  # a pasted crop is this many face-box sides wide: head, hair and shoulders
@@ -103,10 +98,9 @@ def match(boxes: list[Box], others: list[Box]) -> list[tuple[int, int]]:
 
 def sources() -> dict[str, tuple[Image.Image, Box]]:
     """The real faces: each photo with its one face box (dlib HOG, upsample 0, on the original)."""
-    hopper = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
     photos = {
-        "astronaut": Image.fromarray(skdata.astronaut()),
-        "hopper": Image.open(hopper).convert("RGB"),
+        "astronaut": harness.photo("astronaut"),
+        "hopper": harness.photo("grace_hopper"),
     }
     detector = dlib.get_frontal_face_detector()
     out = {}
@@ -125,7 +119,7 @@ def noisy(img: Image.Image, rng: np.random.Generator) -> Image.Image:
 
 
 def background(size: tuple[int, int]) -> Image.Image:
-    return Image.fromarray(skdata.coffee()).resize(size, Image.Resampling.BICUBIC)
+    return harness.photo("coffee").resize(size, Image.Resampling.BICUBIC)
 
 
 def group(size, face_sides, faces, rng) -> tuple[Image.Image, list[Box]]:
@@ -237,7 +231,7 @@ class Busque:
 
 def embed_ms(baseline: Baseline) -> float:
     """One 150 px chip through the ResNet: the per-face work both sides share."""
-    img = np.asarray(Image.fromarray(skdata.astronaut()))
+    img = np.asarray(harness.photo("astronaut"))
     shape = baseline.predictor(img, baseline.detector(img, 0)[0])
     chip = dlib.get_face_chip(img, shape, size=150, padding=0.25)
     seconds = []
@@ -308,7 +302,7 @@ def totals(rows: list[dict]) -> dict:
 
 
 def machine() -> dict:
-    return common_machine(
+    return harness.machine(
         dlib=dlib.__version__,
         dlib_avx=bool(getattr(dlib, "USE_AVX_INSTRUCTIONS", False)),
         pillow=PIL.__version__,
@@ -317,9 +311,7 @@ def machine() -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = harness.parser(__doc__)
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per photo (median)")
     args = parser.parse_args()
 
@@ -357,10 +349,7 @@ def main() -> None:
     t = results["total"]
     results["pass"] = t["ratio"] >= FLOOR and t["lost"] == 0
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "faces.json").write_text(json.dumps(results, indent=2) + "\n")
-    (RESULTS / "faces.md").write_text(markdown(results))
-    print(markdown(results))
+    harness.write_results("faces", results, markdown(results), write=not args.no_write)
 
 
 def markdown(results: dict) -> str:

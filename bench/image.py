@@ -28,7 +28,6 @@ bench/results/image.json and image.md.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -40,17 +39,11 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from bench.common import machine as common_machine  # noqa: E402
-from bench.common import start_ray  # noqa: E402
-from tests.servers import free_port  # noqa: E402
+from bench import harness
 
-RESULTS = ROOT / "bench" / "results"
 PROMPT = "a watercolor portrait of a cat wearing a red scarf"
 GUIDANCE = 7.5
 FLOOR_PCT = 10.0  # busque's time per step may exceed the bare pipeline's by at most this
@@ -62,7 +55,7 @@ SMALL_WIDTH = 64
 
 
 def small_model(directory: Path) -> Path:
-    from tests.tiny_models import build_tiny_stable_diffusion
+    from busque.testing.tiny_models import build_tiny_stable_diffusion
 
     return build_tiny_stable_diffusion(directory, unet_channels=SMALL_UNET, width=SMALL_WIDTH)
 
@@ -77,11 +70,9 @@ def parameter_counts(pipe) -> dict:
 def device_name(device: str) -> str:
     import torch
 
-    from bench.common import cpu_model
-
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(torch.device(device))
-    return cpu_model()
+    return harness.cpu_model()
 
 
 # ---- the bare pipeline ----
@@ -167,7 +158,6 @@ def replica_torch_threads(num_cpus: float) -> int:
 
 def settings_for(home: Path, model_path: Path, device: str, steps: int, size: int, gpus: int):
     from busque.config import Settings
-    from busque.models.registry import build_registry
 
     small = {"num_cpus": 0.25, "max_ongoing_requests": 64}
     front = {"num_cpus": 0.25, "max_ongoing_requests": 1000}
@@ -181,8 +171,8 @@ def settings_for(home: Path, model_path: Path, device: str, steps: int, size: in
         },
         "faces": {"enabled": False},
         "serve": {
-            "port": free_port(),
-            "grpc_port": free_port(),
+            "port": harness.free_port(),
+            "grpc_port": harness.free_port(),
             "gateway": front,
             "dispatcher": front,
         },
@@ -191,11 +181,7 @@ def settings_for(home: Path, model_path: Path, device: str, steps: int, size: in
             "imagegen": {"num_cpus": 0.5, "num_gpus": gpus, "max_ongoing_requests": 8},
         },
     }
-    settings = Settings(**values)
-    if build_registry(settings).get("stable-diffusion") is None:
-        # Not wired into build_registry yet: add the image models as an extra module.
-        settings = Settings(**values, model_modules=["busque.models.image.spec"])
-    return settings
+    return Settings(**values)  # the image models are in the catalog (busque/runtime.py)
 
 
 def seconds(iso: str) -> float:
@@ -264,9 +250,7 @@ def bench_interleaved(settings, bare: Bare, seeds: list[int], steps: int, size: 
     sides see the same drift of a shared machine's load; the app is idle during bare images."""
     from ray import serve
 
-    from tests.conftest import start_app
-
-    app = start_app(settings)
+    app = harness.start_app(settings)
     try:
         with app.client() as client:
             client.timeout = 180
@@ -326,9 +310,7 @@ def verdicts(results: dict) -> dict:
     }
 
 
-def write_report(results: dict) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "image.json").write_text(json.dumps(results, indent=2) + "\n")
+def write_report(results: dict, write: bool = True) -> None:
     m, v, cases = results["machine"], results["verdicts"], results["cases"]
     model = results["model"]
     weights = (
@@ -413,22 +395,16 @@ def write_report(results: dict) -> None:
             "kernels can change float results)."
         ),
     ]
-    (RESULTS / "image.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    harness.write_results("image", results, "\n".join(lines), write=write)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split("\n\n", 1)[1],
-    )
+    parser = harness.parser(__doc__)
     parser.add_argument("--model-path", type=Path, help="a diffusers directory (real weights)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
     parser.add_argument("--steps", type=int, default=10, help="denoising steps per image")
     parser.add_argument("--size", type=int, default=64, help="image side, a multiple of 8")
     parser.add_argument("--images", type=int, default=6, help="measured images per case")
-    parser.add_argument("--no-write", action="store_true", help="print only (development)")
     args = parser.parse_args()
 
     import diffusers
@@ -447,7 +423,7 @@ def main() -> None:
             print("building the small random pipeline ...", flush=True)
             model_path = small_model(Path(tmp) / "sd-small")
         load = os.getloadavg()[0]
-        start_ray(num_gpus=gpus)
+        harness.start_ray(num_gpus=gpus)
         threads = replica_torch_threads(0.5)
         torch.set_num_threads(threads)
         bare = Bare(model_path, device)
@@ -465,7 +441,7 @@ def main() -> None:
         after, _ = bare.run(seeds, args.steps, args.size)
         results = {
             "benchmark": "txt2img time per denoising step: busque job vs the bare pipeline",
-            "machine": common_machine(load_avg_1m_at_start=round(load, 2)),
+            "machine": harness.machine(load_avg_1m_at_start=round(load, 2)),
             "device": device,
             "device_name": device_name(device),
             "torch": torch.__version__,
@@ -491,10 +467,7 @@ def main() -> None:
             },
         }
     results["verdicts"] = verdicts(results)
-    if args.no_write:
-        print(json.dumps(results, indent=2))
-        return
-    write_report(results)
+    write_report(results, write=not args.no_write)
 
 
 if __name__ == "__main__":

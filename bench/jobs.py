@@ -10,28 +10,21 @@ sees. Writes bench/results/jobs.json and jobs.md.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import os
-import platform
 import sys
 import tempfile
 from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import closed_loop, start_ray  # noqa: E402
-from busque.cli import SERVE_ENV, serve_environment  # noqa: E402
-from tests.servers import free_port, postgres  # noqa: E402 - the same real servers as the tests
+# The harness sets the Serve settings `busque serve` ships, before anything imports ray.serve.
+from bench import harness
+from busque.ray_start import SERVE_ENV
+from busque.testing.servers import postgres  # the same real server as the tests
 
-serve_environment()  # the same Serve settings as `busque serve`
-
-RESULTS = ROOT / "bench" / "results"
 UNIT = "jobs"
 # One event loop for the whole run: with Serve's throughput preset a DeploymentHandle's router
 # lives on the loop that first used it.
@@ -41,9 +34,7 @@ LOOP = asyncio.new_event_loop()
 def bench_busque(settings, concurrency: int, seconds: float) -> dict:
     from ray import serve
 
-    from tests.conftest import start_app
-
-    app = start_app(settings)
+    app = harness.start_app(settings)
 
     async def run() -> dict:
         limits = httpx.Limits(max_connections=concurrency + 4)
@@ -72,12 +63,12 @@ def bench_busque(settings, concurrency: int, seconds: float) -> dict:
 
             results = {}
             for mode, one in (("prefer_wait", prefer_wait), ("poll", poll)):
-                await closed_loop(one, concurrency, min(3.0, seconds), UNIT)  # warm up
+                await harness.closed_loop(one, concurrency, min(3.0, seconds), UNIT)  # warm up
                 results[mode] = {
-                    f"concurrency_{concurrency}": await closed_loop(
+                    f"concurrency_{concurrency}": await harness.closed_loop(
                         one, concurrency, seconds, UNIT
                     ),
-                    "concurrency_1": await closed_loop(one, 1, seconds / 2, UNIT),
+                    "concurrency_1": await harness.closed_loop(one, 1, seconds / 2, UNIT),
                 }
             return results
 
@@ -98,10 +89,12 @@ def bench_ray_tasks(concurrency: int, seconds: float) -> dict:
         async def one(_):
             await noop.remote({"n": 1})
 
-        await closed_loop(one, concurrency, min(3.0, seconds), UNIT)
+        await harness.closed_loop(one, concurrency, min(3.0, seconds), UNIT)
         return {
-            f"concurrency_{concurrency}": await closed_loop(one, concurrency, seconds, UNIT),
-            "concurrency_1": await closed_loop(one, 1, seconds / 2, UNIT),
+            f"concurrency_{concurrency}": await harness.closed_loop(
+                one, concurrency, seconds, UNIT
+            ),
+            "concurrency_1": await harness.closed_loop(one, 1, seconds / 2, UNIT),
         }
 
     return LOOP.run_until_complete(run())
@@ -122,18 +115,18 @@ def settings_for(home: Path, database_url: str | None, port: int):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = harness.parser(__doc__)
     parser.add_argument("--seconds", type=float, default=20, help="measured seconds per case")
     parser.add_argument("--concurrency", type=int, default=32)
     args = parser.parse_args()
 
     import ray
 
-    start_ray()
-    port = free_port()  # Serve's proxy keeps its first port: both apps use it
+    harness.start_ray()
+    port = harness.free_port()  # Serve's proxy keeps its first port: both apps use it
     results: dict = {
         "benchmark": "jobs: create -> dispatch -> echo -> succeeded (client-observed)",
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
+        "machine": harness.machine(),
         "concurrency": args.concurrency,
         "serve_env": {k: os.environ.get(k) for k in SERVE_ENV},
         "seconds_per_case": args.seconds,
@@ -168,10 +161,9 @@ def main() -> None:
                 case["concurrency_1"]["p50_ms"] - base["concurrency_1"]["p50_ms"], 2
             )
             rows.append((name, mode, case))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "jobs.json").write_text(json.dumps(results, indent=2) + "\n")
+    m = results["machine"]
     lines = [
-        f"# Jobs benchmark ({results['machine']})",
+        f"# Jobs benchmark ({m['cpu']}, {m['cores']} cores, Python {m['python']})",
         "",
         f"Closed loop, {args.seconds:.0f} s per case, after a warm-up. `poll`: POST /v1/jobs then "
         "GET /v1/jobs/{id}?wait=30; `prefer_wait`: one POST with `Prefer: wait=30`. "
@@ -190,8 +182,7 @@ def main() -> None:
             f"| {name} | {mode} | {hi['jobs_per_s']} | {hi['p50_ms']} | {hi['p99_ms']} "
             f"| {one['p50_ms']} | {one['p99_ms']} | {over} |"
         )
-    (RESULTS / "jobs.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    harness.write_results("jobs", results, "\n".join(lines), write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
-import argparse  # noqa: E402
 import json  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
@@ -30,14 +29,11 @@ import numpy as np  # noqa: E402
 import PIL  # noqa: E402
 from PIL import Image, features  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import machine as common_machine  # noqa: E402
-from bench.common import skimage_photo  # noqa: E402
+from bench import harness  # noqa: E402
 from busque.media.phash import DRAFT_SIZE, hamming, phash_bytes, phash_many  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results"
 PHOTOS = [
     "astronaut",
     "chelsea",
@@ -58,8 +54,7 @@ FLOORS = {"12MP": 5.0, "1MP": 2.0}
 
 def make_files(folder: Path) -> dict[str, list[Path]]:
     files: dict[str, list[Path]] = {label: [] for label in SIZES}
-    for name in PHOTOS:
-        img = skimage_photo(name)
+    for name, img in harness.photos(PHOTOS).items():
         for label, size in SIZES.items():
             path = folder / f"{name}_{label}.jpg"
             img.resize(size, Image.Resampling.BICUBIC).save(path, "JPEG", quality=90)
@@ -117,7 +112,7 @@ def run(paths: list[Path], rounds: int) -> dict[str, float]:
 
 
 def machine() -> dict:
-    return common_machine(
+    return harness.machine(
         pillow=PIL.__version__,
         libjpeg_turbo=features.version("libjpeg_turbo"),
         numpy=np.__version__,
@@ -127,7 +122,7 @@ def machine() -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = harness.parser(__doc__)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
@@ -161,10 +156,7 @@ def main() -> None:
         results[label]["speedup_vs_imagehash"]["busque fast"] >= FLOORS[label] for label in SIZES
     ) and (results["fast_within_4_all"] >= 0.99)
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "phash.json").write_text(json.dumps(results, indent=2) + "\n")
-    (RESULTS / "phash.md").write_text(markdown(results))
-    print(markdown(results))
+    harness.write_results("phash", results, markdown(results), write=not args.no_write)
 
 
 def markdown(results: dict) -> str:

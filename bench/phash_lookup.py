@@ -17,7 +17,6 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
-import argparse  # noqa: E402
 import gc  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
@@ -30,18 +29,15 @@ import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 import pybktree  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import cpu_model  # noqa: E402
+from bench import harness  # noqa: E402
 from busque.index.phash_index import PhashIndex  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results"
 RADIUS = 8
 
 
 def machine() -> dict:
-    cpu = cpu_model()
     mem = None
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
@@ -49,16 +45,13 @@ def machine() -> dict:
                 mem = round(int(line.split()[1]) / 2**20, 1)
     except OSError:
         pass
-    return {
-        "host": platform.node(),
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "memory_gib": mem,
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "faiss": faiss.__version__,
-        "threads": 1,
-    }
+    return harness.machine(
+        host=platform.node(),
+        memory_gib=mem,
+        numpy=np.__version__,
+        faiss=faiss.__version__,
+        threads=1,
+    )
 
 
 def rss_mib() -> float:
@@ -185,9 +178,7 @@ def bench_size(n: int, n_queries: int, bktree_size: int, bktree_queries: int) ->
     return out
 
 
-def write(results: dict) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "phash_lookup.json").write_text(json.dumps(results, indent=2) + "\n")
+def write_report(results: dict, write: bool = True) -> None:
     m = results["machine"]
     lines = [
         "# Near-duplicate lookup, radius 8, single thread",
@@ -219,11 +210,11 @@ def write(results: dict) -> None:
     lines += ["## Floors", ""]
     for f in floors:
         lines.append(f"- {f['what']}: {f['value']} -> {'PASS' if f['pass'] else 'FAIL'}")
-    (RESULTS / "phash_lookup.md").write_text("\n".join(lines) + "\n")
+    harness.write_results("phash_lookup", results, "\n".join(lines), write=write)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = harness.parser(__doc__)
     ap.add_argument("--sizes", default="1000000,10000000")
     ap.add_argument("--queries", type=int, default=100)
     ap.add_argument("--bktree-size", type=int, default=200_000)
@@ -256,7 +247,7 @@ def main() -> None:
                 }
             )
     results["floors"] = floors
-    write(results)
+    write_report(results, write=not args.no_write)
     print(json.dumps(floors, indent=2))
 
 

@@ -11,24 +11,21 @@ from __future__ import annotations
 
 import io
 import itertools
-import json
-import platform
 import sys
 from pathlib import Path
 
 import numpy as np
-import skimage.data
 from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from busque.config import IndexSettings  # noqa: E402 - the service's own defaults
-from busque.media.decode import decode_image  # noqa: E402
-from busque.media.normalize import normalized_jpeg  # noqa: E402
-from busque.media.phash import hamming, phash_bytes  # noqa: E402
-from busque.models.embedding import create_embedder  # noqa: E402
-from busque.models.embedding.efficientnet import pet_label  # noqa: E402
+from bench import harness
+from busque.config import IndexSettings  # the service's own defaults
+from busque.media.decode import decode_image
+from busque.media.normalize import normalized_jpeg
+from busque.media.phash import hamming, phash_bytes
+from busque.models.embedding import create_embedder
+from busque.models.embedding.efficientnet import pet_label
 
 PHOTOS = (
     "astronaut",
@@ -100,10 +97,10 @@ def scores(f1_inputs: list[tuple[bool, bool]]) -> dict:
 
 
 def main() -> None:
+    args = harness.parser(__doc__).parse_args()
     defaults = IndexSettings()
     items: list[tuple[str, str, bytes]] = []  # (source photo, transform, JPEG bytes)
-    for name in PHOTOS:
-        original = Image.fromarray(getattr(skimage.data, name)())
+    for name, original in harness.photos(PHOTOS).items():
         items.append((name, "original", jpeg(original)))
         for transform, fn in TRANSFORMS.items():
             items.append((name, transform, jpeg(fn(original))))
@@ -128,7 +125,7 @@ def main() -> None:
     chelsea = next(k for k, item in enumerate(items) if item[:2] == ("chelsea", "original"))
     results = {
         "benchmark": "near-duplicate detection on all pairs",
-        "machine": f"{platform.machine()}, {platform.python_version()}",
+        "machine": harness.machine(),
         "photos": list(PHOTOS),
         "transforms": list(TRANSFORMS),
         "images": len(items),
@@ -145,9 +142,6 @@ def main() -> None:
     }
     best_single = max(results["paths"]["phash"]["f1"], results["paths"]["embedding"]["f1"])
     results["hybrid_beats_both_on_f1"] = results["paths"]["hybrid"]["f1"] > best_single
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "quality.json").write_text(json.dumps(results, indent=2) + "\n")
     lines = [
         "# Near-duplicate quality (defaults, all pairs)",
         "",
@@ -173,8 +167,7 @@ def main() -> None:
         f"chelsea: species {results['chelsea']['species']}, breed "
         f"{results['chelsea']['breed']}, top labels {results['chelsea']['top_labels']}.",
     ]
-    (out / "quality.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    harness.write_results("quality", results, "\n".join(lines), write=not args.no_write)
 
 
 if __name__ == "__main__":

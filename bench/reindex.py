@@ -15,10 +15,7 @@ Writes bench/results/reindex.json and reindex.md.
 
 from __future__ import annotations
 
-import argparse
 import io
-import json
-import os
 import sys
 import tempfile
 import time
@@ -26,13 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import machine, start_ray  # noqa: E402
+from bench import harness
 
-RESULTS = ROOT / "bench" / "results"
 DIM = 1280
 
 
@@ -53,7 +47,7 @@ def fill_catalog(settings, tenant: str, collection: str, count: int, keys: list[
     from busque.db.schema import media, media_changes
     from busque.ids import new_id
     from busque.media.catalog import index_id
-    from busque.serve.runtime import Runtime
+    from busque.runtime import Runtime
 
     runtime = Runtime(settings)
     rng = np.random.default_rng(0)
@@ -79,6 +73,7 @@ def fill_catalog(settings, tenant: str, collection: str, count: int, keys: list[
                 "metadata": {},
                 "labels": [],
                 "normalized_key": keys[i] if keys else None,
+                "original_key": keys[i] if keys else None,
                 "embedding": vector.tobytes(),
                 "embedding_model": "random",
                 "embedding_version": "0",
@@ -134,10 +129,8 @@ def loop_recompute(runtime, settings, tenant: str, collection: str, threads: int
     import torch
     from PIL import Image
 
-    from busque.serve.embedder import build_embedder
-
     torch.set_num_threads(threads)
-    model = build_embedder(settings)
+    model = runtime.new_embedder()
     model.load()
     rows = runtime.catalog.indexed_rows(tenant, collection, limit=100_000)
     started = time.perf_counter()
@@ -152,13 +145,11 @@ def loop_recompute(runtime, settings, tenant: str, collection: str, threads: int
 
 
 def store_images(runtime, tenant: str, count: int) -> list[str]:
-    import skimage.data
-    from PIL import Image
-
     names = ["astronaut", "chelsea", "coffee", "rocket", "camera", "horse", "moon", "coins"]
+    photos = list(harness.photos(names).values())
     keys = []
     for i in range(count):
-        image = Image.fromarray(getattr(skimage.data, names[i % len(names)])()).convert("RGB")
+        image = photos[i % len(photos)]
         image = image.rotate(i % 7, expand=False).resize((512, 512))
         out = io.BytesIO()
         image.save(out, "JPEG", quality=90)
@@ -169,18 +160,18 @@ def store_images(runtime, tenant: str, count: int) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = harness.parser(__doc__)
     parser.add_argument("--vectors", type=int, default=50_000, help="stored embeddings")
     parser.add_argument("--images", type=int, default=2000, help="images to re-embed")
     parser.add_argument("--actors", type=int, default=2, help="Ray Data model actors")
     args = parser.parse_args()
 
     from busque.db.migrate import upgrade
-    from busque.serve.runtime import Runtime
+    from busque.runtime import Runtime
     from pipelines.reindex import reindex
 
     results: dict = {
-        "machine": machine(),
+        "machine": harness.machine(),
         "vectors": args.vectors,
         "images": args.images,
         "actors": args.actors,
@@ -194,7 +185,7 @@ def main() -> None:
         print(f"stored embeddings: {args.vectors} ...", flush=True)
         loop = loop_stored(runtime, settings, tenant, "stored")
         started = time.perf_counter()
-        busque = reindex(settings, tenant, "stored")
+        busque = reindex(Runtime(settings), tenant, "stored")
         busque_s = time.perf_counter() - started
         results["stored"] = {
             "loop": {
@@ -223,10 +214,12 @@ def main() -> None:
         loop = loop_recompute(runtime, settings, tenant, "images", default_threads)
         loop_one = loop_recompute(runtime, settings, tenant, "images", 1)
         torch.set_num_threads(default_threads)
-        start_ray()
-        reindex(settings, tenant, "images", recompute=True)  # warm: actors start, weights load
+        harness.start_ray()
+        reindex(
+            Runtime(settings), tenant, "images", recompute=True
+        )  # warm: actors start, weights load
         started = time.perf_counter()
-        busque = reindex(settings, tenant, "images", recompute=True)
+        busque = reindex(Runtime(settings), tenant, "images", recompute=True)
         busque_s = time.perf_counter() - started
         results["recompute"] = {
             "loop": {
@@ -248,12 +241,10 @@ def main() -> None:
             / results["recompute"]["loop"]["images_per_s"],
             2,
         )
-    write_report(results)
+    write_report(results, write=not args.no_write)
 
 
-def write_report(results: dict) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "reindex.json").write_text(json.dumps(results, indent=2) + "\n")
+def write_report(results: dict, write: bool = True) -> None:
     m, stored, rec = results["machine"], results["stored"], results["recompute"]
     lines = [
         f"# Reindex benchmark ({m['cpu']}, {m['cores']} cores, Python {m['python']})",
@@ -287,8 +278,7 @@ def write_report(results: dict) -> None:
         "and GPUs. Both sides load the model through `Model.load`, so both get busque's "
         "allocator settings (busque/models/allocator.py).",
     ]
-    (RESULTS / "reindex.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    harness.write_results("reindex", results, "\n".join(lines), write=write)
 
 
 if __name__ == "__main__":

@@ -35,16 +35,10 @@ from pathlib import Path
 import httpx
 from PIL import Image, ImageEnhance
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import closed_loop, percentile, skimage_photo, start_ray, summary  # noqa: E402
-from bench.common import machine as common_machine  # noqa: E402
-from tests.servers import free_port  # noqa: E402
+from bench import harness
 
-RESULTS = ROOT / "bench" / "results"
 PHOTOS = (
     "astronaut",
     "chelsea",
@@ -86,8 +80,7 @@ def jpeg(image: Image.Image, quality: int = 90, size: int = 512) -> bytes:
 def photo_set() -> tuple[dict[str, bytes], list[tuple[str, bytes]]]:
     """Originals to ingest ({name: 512 px JPEG}) and queries ([(name, transformed JPEG)])."""
     originals, queries = {}, []
-    for name in PHOTOS:
-        image = skimage_photo(name)
+    for name, image in harness.photos(PHOTOS).items():
         originals[name] = jpeg(image)
         queries.append((name, jpeg(image, quality=50)))
         queries.append((name, jpeg(ImageEnhance.Brightness(image).enhance(1.2), quality=85)))
@@ -118,8 +111,6 @@ def settings_for(
 
 def ingest_photos(app, originals: dict[str, bytes]) -> tuple[dict[str, str], float]:
     """POST /v1/ingest each photo, wait for every job; ({media_id: name}, seconds)."""
-    from tests.conftest import wait_for
-
     started = time.perf_counter()
     with app.client() as client:
         accepted = {}
@@ -132,7 +123,7 @@ def ingest_photos(app, originals: dict[str, bytes]) -> tuple[dict[str, str], flo
             assert response.status_code == 202, response.text
             accepted[name] = response.json()
         for name, media in accepted.items():
-            job = wait_for(client, media["job_id"], timeout=300)
+            job = harness.wait_for(client, media["job_id"], timeout=300)
             assert job["status"] == "succeeded", (name, job)
     return {m["media_id"]: name for name, m in accepted.items()}, time.perf_counter() - started
 
@@ -211,15 +202,16 @@ def bench_busque(
 
             results = {}
             for concurrency in (1, HIGH):
-                await closed_loop(one, concurrency, warmup, "images")
+                await harness.closed_loop(one, concurrency, warmup, "images")
                 server_ms.clear()
                 stages.clear()
                 batches.clear()
-                case = await closed_loop(one, concurrency, seconds, "images")
+                case = await harness.closed_loop(one, concurrency, seconds, "images")
                 # The handler's own time (duration_ms): the rest is HTTP + the Serve proxy.
-                case["handler_p50_ms"] = round(percentile(server_ms, 0.5), 2)
+                case["handler_p50_ms"] = round(harness.percentile(server_ms, 0.5), 2)
                 case["stages_p50_ms"] = {
-                    stage: round(percentile(values, 0.5), 2) for stage, values in stages.items()
+                    stage: round(harness.percentile(values, 0.5), 2)
+                    for stage, values in stages.items()
                 }
                 case["embedder_batch_mean"] = round(sum(batches) / len(batches), 2)
                 results[f"concurrency_{concurrency}"] = case
@@ -252,8 +244,8 @@ def bench_embedder_handle(app_name: str, jpegs: list[bytes], seconds: float, war
 
         results = {"info": await handle.info.remote()}  # its model, device and dtype
         for concurrency in (1, HIGH):
-            await closed_loop(one, concurrency, warmup, "images")
-            results[f"concurrency_{concurrency}"] = await closed_loop(
+            await harness.closed_loop(one, concurrency, warmup, "images")
+            results[f"concurrency_{concurrency}"] = await harness.closed_loop(
                 one, concurrency, seconds, "images"
             )
         return results
@@ -305,7 +297,7 @@ def bench_in_process(queries, seconds: float, warmup: float, threads: int, devic
             latencies.append(time.perf_counter() - t)
             i += 1
         elapsed = time.perf_counter() - began
-        return summary(latencies, elapsed, "images", count=len(latencies) * per_step)
+        return harness.summary(latencies, elapsed, "images", count=len(latencies) * per_step)
 
     def single(i: int) -> None:
         vectors, _ = model.analyze([prepare(queries[i % len(queries)][1])], 5)
@@ -342,7 +334,7 @@ def bench_in_process(queries, seconds: float, warmup: float, threads: int, devic
 
 def machine() -> dict:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    return common_machine(load_avg_1m_at_start=round(load, 2) if load is not None else None)
+    return harness.machine(load_avg_1m_at_start=round(load, 2) if load is not None else None)
 
 
 def verdicts(results: dict) -> dict:
@@ -522,9 +514,7 @@ def device_name(device: str) -> str:
     return torch.cuda.get_device_name(0)
 
 
-def write_report(results: dict, suffix: str = "") -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"search{suffix}.json").write_text(json.dumps(results, indent=2) + "\n")
+def write_report(results: dict, suffix: str = "", write: bool = True) -> None:
     m, v, cases = results["machine"], results["verdicts"], results["cases"]
     base = cases["in_process"]
     high = f"concurrency_{HIGH}"
@@ -599,8 +589,7 @@ def write_report(results: dict, suffix: str = "") -> None:
         "",
         *notes(results),
     ]
-    (RESULTS / f"search{suffix}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    harness.write_results(f"search{suffix}", results, "\n".join(lines), write=write)
 
 
 def run_phase(
@@ -620,15 +609,14 @@ def run_phase(
     from ray import serve
 
     from busque.serve.direct_ingress import direct_ports
-    from tests.conftest import start_app
 
-    start_ray(**({"num_gpus": 1} if device != "cpu" else {}))
+    harness.start_ray(**({"num_gpus": 1} if device != "cpu" else {}))
     originals, queries = photo_set()
     jpegs = [data for _, data in queries]
     with tempfile.TemporaryDirectory() as tmp:
-        port = free_port()
+        port = harness.free_port()
         settings = settings_for(Path(tmp) / "busque", port, batch_size, device, front_replicas)
-        app = start_app(settings)
+        app = harness.start_app(settings)
         try:
             names, ingest_s = ingest_photos(app, originals)
             urls = None
@@ -654,7 +642,7 @@ def run_phase(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = harness.parser(__doc__)
     parser.add_argument("--seconds", type=float, default=15, help="measured seconds per case")
     parser.add_argument("--warmup", type=float, default=3, help="warm-up seconds per case")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda for a GPU machine")
@@ -665,7 +653,6 @@ def main() -> None:
         help="Gateway and Matcher replicas (the Embedder keeps one): on a many-core GPU machine, "
         "enough front for the model to be the bottleneck",
     )
-    parser.add_argument("--no-write", action="store_true", help="print only (development)")
     parser.add_argument("--phase-batch-size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--phase-out", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--phase-direct", action="store_true", help=argparse.SUPPRESS)
@@ -695,7 +682,7 @@ def main() -> None:
         "k": K,
         "cases": {},
     }
-    start_ray()
+    harness.start_ray()
     threads = replica_torch_threads()
     ray.shutdown()
     results["torch_threads_replica"] = threads
@@ -744,14 +731,10 @@ def main() -> None:
     results["top1"] = on["top1"]
     results["ingest_s"] = on["ingest_s"]
     results["verdicts"] = verdicts(results)
-    if args.no_write:
-        print(json.dumps(results, indent=2))
-        print("\n".join(notes(results)))
-        return
     suffix = "" if args.device == "cpu" else f"_{args.device}"
     if args.front_replicas != 1:
         suffix += f"_front{args.front_replicas}"
-    write_report(results, suffix)
+    write_report(results, suffix, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -14,20 +14,16 @@ Same Serve settings as `busque serve`. Writes bench/results/serve_hop.json and s
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import statistics
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import machine, start_ray  # noqa: E402
+from bench import harness
 
-RESULTS = ROOT / "bench" / "results"
 DURATIONS_MS = (0, 0.5, 1, 2, 4, 8, 16, 32)
 
 
@@ -74,9 +70,7 @@ async def measure(handle, method: str, ms: float, calls: int) -> dict:
     }
 
 
-def write_report(results: dict) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "serve_hop.json").write_text(json.dumps(results, indent=2) + "\n")
+def write_report(results: dict, write: bool = True) -> None:
     m = results["machine"]
     lines = [
         f"# Serve handle call cost ({m['cpu']}, {m['cores']} cores, Ray {results['ray']})",
@@ -105,19 +99,18 @@ def write_report(results: dict) -> None:
         f"{2 * slow['overhead_ms'] + 2 * quick['overhead_ms']:.1f} ms of its overhead over "
         "in-process on this machine (bench/results/search.md).",
     ]
-    (RESULTS / "serve_hop.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    harness.write_results("serve_hop", results, "\n".join(lines), write=write)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = harness.parser(__doc__)
     parser.add_argument("--calls", type=int, default=300, help="measured calls per row")
     args = parser.parse_args()
 
     import ray
     from ray import serve
 
-    start_ray()
+    harness.start_ray()
     handle = serve.run(deployment().bind(), name="serve-hop", route_prefix=None)
 
     async def run() -> list[dict]:
@@ -137,11 +130,12 @@ def main() -> None:
     write_report(
         {
             "benchmark": "Serve handle call cost by callee duration",
-            "machine": machine(),
+            "machine": harness.machine(),
             "ray": ray.__version__,
             "calls": args.calls,
             "rows": rows,
-        }
+        },
+        write=not args.no_write,
     )
 
 

@@ -15,9 +15,7 @@ Writes bench/results/text.json and text.md.
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -27,14 +25,10 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import machine, start_ray  # noqa: E402
-from tests.servers import free_port  # noqa: E402
+from bench import harness
 
-RESULTS = ROOT / "bench" / "results"
 MODEL = "smollm2-135m-instruct"
 PROMPTS = [
     "Explain what a hash function is in two sentences.",
@@ -53,7 +47,7 @@ def settings_for(home: Path, port: int, args):
         text={"cache_dir": args.cache_dir, "device": args.device, "max_batch": 4},
         serve={
             "port": port,
-            "grpc_port": free_port(),
+            "grpc_port": harness.free_port(),
             "gateway": {"num_cpus": 0.25, "max_ongoing_requests": 100},
             "dispatcher": {"num_cpus": 0.25, "max_ongoing_requests": 100},
         },
@@ -209,18 +203,15 @@ def bench_service(app, tokens: int, repeats: int) -> dict:
 def device_name(settings) -> str:
     import torch
 
-    from bench.common import cpu_model
     from busque.models.embedding.base import resolve_device
 
     device = resolve_device(settings.text.device)
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(0)
-    return f"CPU ({cpu_model()}), torch threads 1"
+    return f"CPU ({harness.cpu_model()}), torch threads 1"
 
 
-def write_report(results: dict) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "text.json").write_text(json.dumps(results, indent=2) + "\n")
+def write_report(results: dict, write: bool = True) -> None:
     base, svc = results["in_process"], results["busque"]
     seq, four, alone = svc["sequential"], svc["four_at_once"], svc["four_one_after_another"]
     ratio = results["verdicts"]["tokens_per_s_ratio"]
@@ -250,12 +241,11 @@ def write_report(results: dict) -> None:
         f"{'met' if ratio >= 0.9 else 'missed'}. Four at once vs one after another: "
         f"{results['verdicts']['concurrency_gain']}x tokens/s.",
     ]
-    (RESULTS / "text.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    harness.write_results("text", results, "\n".join(lines), write=write)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = harness.parser(__doc__)
     parser.add_argument("--tokens", type=int, default=64, help="max_new_tokens per request")
     parser.add_argument("--repeats", type=int, default=3, help="rounds of the 4 prompts")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda")
@@ -270,22 +260,20 @@ def main() -> None:
     import ray
     from ray import serve
 
-    from tests.conftest import start_app
-
     with tempfile.TemporaryDirectory() as tmp:
-        settings = settings_for(Path(tmp) / "busque", free_port(), args)
+        settings = settings_for(Path(tmp) / "busque", harness.free_port(), args)
         results = {
-            "machine": machine(),
+            "machine": harness.machine(),
             "device": device_name(settings),
             "max_new_tokens": args.tokens,
             "repeats": args.repeats,
         }
         print("in-process generate() ...", flush=True)
         results["in_process"] = bench_in_process(settings, args.tokens, args.repeats)
-        start_ray()
+        harness.start_ray()
         try:
             print("busque ...", flush=True)
-            app = start_app(settings)
+            app = harness.start_app(settings)
             results["busque"] = bench_service(app, args.tokens, args.repeats)
             serve.delete(settings.serve.app_name)
         finally:
@@ -299,7 +287,7 @@ def main() -> None:
             svc["four_at_once"]["tokens_per_s"] / svc["four_one_after_another"]["tokens_per_s"], 2
         ),
     }
-    write_report(results)
+    write_report(results, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ import os
 for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-import argparse  # noqa: E402
 import gc  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
@@ -36,15 +35,12 @@ from pathlib import Path  # noqa: E402
 import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from phash_lookup import machine, rss_mib  # noqa: E402
-
+from bench import harness  # noqa: E402
+from bench.phash_lookup import machine, rss_mib  # noqa: E402
 from busque.index.vector_index import VectorIndex  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results"
 K = 10
 
 
@@ -127,7 +123,7 @@ def fill(index: VectorIndex, data: Data, n: int, chunk: int, truth: TopK | None)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = harness.parser(__doc__)
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--sub-n", type=int, default=100_000)
     ap.add_argument("--dim", type=int, default=1280)
@@ -224,13 +220,11 @@ def main() -> None:
     }
     full["max_rss_mib"] = round(rss_mib(), 1)
     results["full"] = full
-    write(results)
+    write_report(results, write=not args.no_write)
     print(json.dumps(full["floor"], indent=2))
 
 
-def write(results: dict) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "vector_search.json").write_text(json.dumps(results, indent=2) + "\n")
+def write_report(results: dict, write: bool = True) -> None:
     m, d, full = results["machine"], results["data"], results["full"]
     lines = [
         "# Vector search (busque VectorIndex over FAISS)",
@@ -272,7 +266,7 @@ def write(results: dict) -> None:
                 f"| {r['index']} | {r['recall_at_10']} | {r['p50_ms']} | {r['p99_ms']} | "
                 f"{r['build_s']} | {r['build_s_at_1M_extrapolated']:.0f} | {r['bytes_per_vector']} |"
             )
-    (RESULTS / "vector_search.md").write_text("\n".join(lines) + "\n")
+    harness.write_results("vector_search", results, "\n".join(lines), write=write)
 
 
 if __name__ == "__main__":
