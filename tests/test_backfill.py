@@ -583,3 +583,25 @@ def test_the_backfill_command_needs_an_existing_tenant_unless_told_to_create_it(
     monkeypatch.setattr(pipeline, "backfill", interrupted)
     assert run("--tenant", "backfill-new") == 130
     assert "interrupted; rerun to resume" in capsys.readouterr().err
+
+
+def test_backfill_without_models_decodes_for_the_renditions_only(app, tmp_path):
+    """--no-embeddings and --no-faces: items are stored, catalogued and given renditions, with
+    no embedding (a later reindex --recompute adds it from the original)."""
+    root = tmp_path / "plain"
+    root.mkdir()
+    for i in range(3):
+        image = Image.new("RGB", (1200, 900), (60 * i, 90, 200 - 60 * i))
+        (root / f"p{i}.jpg").write_bytes(jpeg(image))
+    tenant = tenant_of(app, "backfill-no-models")
+    runtime = Runtime(app.settings)
+    report = backfill(
+        runtime, tenant, root, collection="plain", embeddings=False, faces=False, progress=False
+    )
+    assert report["uploaded"] == 3 and report["failed"] == 0, report
+    rows, _ = runtime.catalog.list(tenant, collection="plain", limit=10)
+    assert len(rows) == 3
+    for row in rows:
+        thumb = Image.open(io.BytesIO(runtime.objects.get(row["thumbnail_key"])))
+        assert max(thumb.size) == app.settings.media.thumbnail_side
+        assert runtime.objects.get(row["normalized_key"])[:2] == b"\xff\xd8"

@@ -25,17 +25,20 @@ def analysis_side(settings: Settings, model_side: int) -> int:
 
 
 def decode_original(
-    data: bytes, settings: Settings, model_side: int, sha256: str | None = None
+    data: bytes, settings: Settings, model_side: int | None, sha256: str | None = None
 ) -> tuple[DecodedImage, Renditions]:
     """An original's bytes -> (the decoded upright RGB image, its renditions). MediaError for
-    bytes that are not a usable image."""
+    bytes that are not a usable image. `model_side` None: no model looks at the image (a
+    backfill without embeddings and faces), so only what the renditions need is decoded; the
+    thumbnail may then differ in resampling, never the vectors (reindex --recompute decodes the
+    original again)."""
     media = settings.media
     return prepare(
         data,
         max_pixels=media.max_pixels,
         max_side=media.normalized_side,
         thumb_side=media.thumbnail_side,
-        analysis_side=analysis_side(settings, model_side),
+        analysis_side=None if model_side is None else analysis_side(settings, model_side),
         sha256=sha256,
     )
 

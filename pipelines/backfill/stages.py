@@ -56,7 +56,8 @@ class StoreAndEmbed:
         if kind == "video":
             return self._video(local, sha256, keys)
         data = local.read_bytes()
-        prepared = decode_original(data, self.settings, self.model_side, sha256)
+        models = self.model is not None or self.face_model is not None
+        prepared = decode_original(data, self.settings, self.model_side if models else None, sha256)
         if self.objects.stat(keys["original"]) is None:
             self.objects.put(keys["original"], data, CONTENT_TYPES.get(fmt))
         return prepared
