@@ -182,3 +182,60 @@ def test_index_settings_decide_what_the_matcher_calls_a_near_duplicate(tmp_path)
     assert answers(near_duplicate_cosine=0.9)["visual"] is False
     assert answers(near_duplicate_score=0.99)["hybrid"] is False
     assert answers(duplicate_radius=4, near_duplicate_cosine=0.9)["hybrid"] is True
+
+
+def test_a_matcher_deployment_answers_by_its_index_settings(app):
+    """Through the service: a photo ingested over HTTP, searched by a pHash 5 bits away, is a
+    near duplicate for the app's Matcher (duplicate_radius 8) and not for a second Matcher
+    deployment bound with duplicate_radius 4 (same catalog, same Embedder)."""
+    import asyncio
+    import io
+
+    import skimage.data
+    from PIL import Image
+    from ray import serve
+
+    from busque.media.phash import hex_to_int64
+    from busque.serve.matcher import Matcher
+    from tests.conftest import wait_for
+
+    image = Image.fromarray(skimage.data.chelsea()).convert("RGB")
+    data = io.BytesIO()
+    image.save(data, "JPEG", quality=90)
+    collection = "matcher-settings"
+    with app.client() as client:
+        accepted = client.post(
+            "/v1/ingest",
+            files={"image": ("c.jpg", data.getvalue(), "image/jpeg")},
+            data={"collection": collection},
+        ).json()
+        assert wait_for(client, accepted["job_id"], timeout=120)["status"] == "succeeded"
+        tenant = client.get("/v1/me").json()["tenant_id"]
+        query = f"{int(accepted['phash'], 16) ^ 0b11111:016x}"  # 5 bits away
+        found = client.post(
+            "/v1/search", json={"phash": query, "collection": collection, "mode": "phash"}
+        ).json()["matches"]
+    assert found[0]["media_id"] == accepted["media_id"] and found[0]["near_duplicate"] is True
+
+    strict = app.settings.model_dump(mode="json")
+    strict["index"]["duplicate_radius"] = 4
+    embedder = serve.get_deployment_handle("Embedder", app_name=app.settings.serve.app_name)
+    handle = serve.run(
+        Matcher.options(name="StrictMatcher", ray_actor_options={"num_cpus": 0.1}).bind(
+            strict, embedder
+        ),
+        name="strict-matcher",
+        route_prefix=None,
+    )
+
+    async def strict_search() -> list[dict]:  # Serve's handles want an event loop here
+        return await handle.search.remote(
+            tenant, collection, phash=hex_to_int64(query), k=1, mode="phash"
+        )
+
+    try:
+        hits = asyncio.run(strict_search())
+    finally:
+        serve.delete("strict-matcher")
+    assert hits and hits[0]["phash_distance"] == 5
+    assert hits[0]["near_duplicate"] is False
