@@ -62,44 +62,58 @@ def seaweedfs(tmp_path: Path, timeout_s: float = 30.0) -> Iterator[dict]:
         "actions": ["Admin", "Read", "Write", "List", "Tagging"],
     }
     (tmp_path / "s3.json").write_text(json.dumps({"identities": [identity]}))
-    ports = {name: free_port() for name in ("master", "volume", "filer", "s3")}
-    grpc = {name: free_port() for name in ports}
-    # The embedded worker dials the admin gRPC at admin http port + 10000, whatever
-    # -admin.port.grpc says, so keep both free and consistent.
-    admin = _free_port_pair()
-    args = [
-        weed_binary(),
-        "mini",
-        f"-dir={tmp_path / 'data'}",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
-        f"-s3.config={tmp_path / 's3.json'}",
-        "-admin.ui=false",
-        "-webdav=false",
-        "-master.telemetry=false",
-        "-s3.port.iceberg=0",
-        "-s3.port.lance=0",
-        f"-admin.port={admin}",
-        f"-admin.port.grpc={admin + 10000}",
-        *(f"-{name}.port={port}" for name, port in ports.items()),
-        *(f"-{name}.port.grpc={port}" for name, port in grpc.items()),
-    ]
-    log_path = tmp_path / "weed.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            args, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True
-        )
-    endpoint = f"127.0.0.1:{ports['s3']}"
+    # Ports are picked free, then bound by weed a moment later: another process on the machine
+    # may take one in between ("address already in use"), so a clash is retried on new ports.
+    for attempt in range(3):
+        ports = {name: free_port() for name in ("master", "volume", "filer", "s3")}
+        grpc = {name: free_port() for name in ports}
+        # The embedded worker dials the admin gRPC at admin http port + 10000, whatever
+        # -admin.port.grpc says, so keep both free and consistent.
+        admin = _free_port_pair()
+        args = [
+            weed_binary(),
+            "mini",
+            f"-dir={tmp_path / 'data'}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-s3.config={tmp_path / 's3.json'}",
+            "-admin.ui=false",
+            "-webdav=false",
+            "-master.telemetry=false",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            f"-admin.port={admin}",
+            f"-admin.port.grpc={admin + 10000}",
+            *(f"-{name}.port={port}" for name, port in ports.items()),
+            *(f"-{name}.port.grpc={port}" for name, port in grpc.items()),
+        ]
+        log_path = tmp_path / "weed.log"
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(
+                args, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True
+            )
+        endpoint = f"127.0.0.1:{ports['s3']}"
+        used = [*ports.values(), *grpc.values(), admin, admin + 10000]
+        try:
+            _wait_for_s3(proc, endpoint, access_key, secret_key, timeout_s, log_path, Minio)
+            break
+        except RuntimeError as exc:
+            _remove_sockets(used)
+            if "address already in use" not in str(exc) or attempt == 2:
+                raise
     try:
-        _wait_for_s3(proc, endpoint, access_key, secret_key, timeout_s, log_path, Minio)
         yield {"endpoint": endpoint, "access_key": access_key, "secret_key": secret_key}
     finally:
         _stop(proc)
-        # weed leaves some of its unix sockets behind in /tmp, named by port.
-        for port in [*ports.values(), *grpc.values(), admin, admin + 10000]:
-            for sock in Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):
-                with contextlib.suppress(OSError):
-                    sock.unlink()
+        _remove_sockets(used)
+
+
+def _remove_sockets(ports: list[int]) -> None:
+    """weed leaves some of its unix sockets behind in /tmp, named by port."""
+    for port in ports:
+        for sock in Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):
+            with contextlib.suppress(OSError):
+                sock.unlink()
 
 
 def _wait_for_s3(proc, endpoint, access_key, secret_key, timeout_s, log_path, minio_cls) -> None:
