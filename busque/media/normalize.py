@@ -82,6 +82,36 @@ def prepare(
     rendition, at least `analysis_side` (what the models need; None: only the thumbnail) on the
     long side where the original has that many pixels. `sha256`: the bytes' hash when the
     caller has it already (else computed). Raises MediaError like decode_image."""
+    decoded, as_is = decode_for_renditions(
+        data,
+        max_pixels=max_pixels,
+        max_side=max_side,
+        thumb_side=thumb_side,
+        analysis_side=analysis_side,
+        sha256=sha256,
+    )
+    if as_is:
+        normalized = data
+    else:
+        out = io.BytesIO()
+        decoded.image.save(out, "JPEG", quality=90)
+        normalized = out.getvalue()
+    thumb = io.BytesIO()
+    _fit(decoded.image, thumb_side).save(thumb, "WEBP", quality=80)
+    return decoded, Renditions(normalized, thumb.getvalue())
+
+
+def decode_for_renditions(
+    data: bytes,
+    *,
+    max_pixels: int,
+    max_side: int = 2048,
+    thumb_side: int = 256,
+    analysis_side: int | None = None,
+    sha256: str | None = None,
+) -> tuple[DecodedImage, bool]:
+    """`prepare`'s decode alone: (the decoded image, whether the original is its own normalised
+    rendition), for a caller that needs the pixels but not the renditions (a reindex)."""
     img, info = open_image(data, max_pixels=max_pixels)
     as_is = _normalized_as_is(img, max_side)
     if as_is:
@@ -91,14 +121,6 @@ def prepare(
     image, width, height = decode_opened(img, info, draft_side)
     if not as_is and max(image.size) > max_side:
         image = _fit(image, max_side)
-    if as_is:
-        normalized = data
-    else:
-        out = io.BytesIO()
-        image.save(out, "JPEG", quality=90)
-        normalized = out.getvalue()
-    thumb = io.BytesIO()
-    _fit(image, thumb_side).save(thumb, "WEBP", quality=80)
     decoded = DecodedImage(
         image=image,
         format=info.format,
@@ -107,7 +129,7 @@ def prepare(
         sha256=sha256 or hashlib.sha256(data).hexdigest(),
         bytes=len(data),
     )
-    return decoded, Renditions(normalized, thumb.getvalue())
+    return decoded, as_is
 
 
 def _normalized_as_is(img: Image.Image, max_side: int) -> bool:

@@ -1,7 +1,7 @@
 """The one decode of an original every ingest path works from, and the one input the embedder
 sees. The online ingest job, the backfill and a reindex that recomputes embeddings all call
-these, so the same photo gets the same pHash, renditions, vector and faces whichever way it came
-in (tests/test_ingest_paths.py holds them to it).
+these, so the same photo gets the same pHash, vector and faces whichever way it came in
+(tests/test_ingest_paths.py holds them to it).
 
 The decode is fixed by the settings alone: JPEGs decode at the libjpeg scale that keeps what the
 renditions, the embedder and (when faces are on) the face detector need, whether or not a given
@@ -15,7 +15,7 @@ from PIL import Image
 
 from busque.config import Settings
 from busque.media.decode import DecodedImage
-from busque.media.normalize import Renditions, prepare
+from busque.media.normalize import Renditions, decode_for_renditions, prepare
 
 
 def analysis_side(settings: Settings, model_side: int) -> int:
@@ -32,15 +32,24 @@ def decode_original(
     backfill without embeddings and faces), so only what the renditions need is decoded; the
     thumbnail may then differ in resampling, never the vectors (reindex --recompute decodes the
     original again)."""
+    return prepare(data, **_decode_options(settings, model_side), sha256=sha256)
+
+
+def decode_for_model(data: bytes, settings: Settings, model_side: int) -> DecodedImage:
+    """The same decode as `decode_original`, without making the renditions (a reindex that
+    recomputes embeddings needs the pixels only)."""
+    decoded, _ = decode_for_renditions(data, **_decode_options(settings, model_side))
+    return decoded
+
+
+def _decode_options(settings: Settings, model_side: int | None) -> dict:
     media = settings.media
-    return prepare(
-        data,
-        max_pixels=media.max_pixels,
-        max_side=media.normalized_side,
-        thumb_side=media.thumbnail_side,
-        analysis_side=None if model_side is None else analysis_side(settings, model_side),
-        sha256=sha256,
-    )
+    return {
+        "max_pixels": media.max_pixels,
+        "max_side": media.normalized_side,
+        "thumb_side": media.thumbnail_side,
+        "analysis_side": None if model_side is None else analysis_side(settings, model_side),
+    }
 
 
 def model_input(image: Image.Image, model_side: int) -> Image.Image:

@@ -9,7 +9,7 @@ import numpy as np
 
 from busque.media.decode import decode_image
 from busque.media.normalize import EXTENSIONS
-from busque.media.render import decode_original, model_input
+from busque.media.render import decode_for_model, model_input
 
 IMAGE_EXTENSIONS = frozenset(EXTENSIONS.values())
 
@@ -25,9 +25,8 @@ class EmbedStored:
     def _pixels(self, original_key: str, normalized_key: str):
         side = self.model.source_side
         if original_key[original_key.rfind(".") :].lower() in IMAGE_EXTENSIONS:
-            decoded, _ = decode_original(
-                self.runtime.objects.get(original_key), self.runtime.settings, side
-            )
+            data = self.runtime.objects.get(original_key)
+            decoded = decode_for_model(data, self.runtime.settings, side)
         else:  # a video: its poster frame is its normalised rendition
             data = self.runtime.objects.get(normalized_key)
             decoded = decode_image(data, max_pixels=self.runtime.settings.media.max_pixels)
