@@ -70,7 +70,7 @@ class IngestServices:
     embedding_model: str
     embedding_version: str
     model_side: int  # the embedder's source side (busque.media.render.model_input)
-    collections: CollectionStore | None = None  # per-collection options (faces on ingest)
+    collections: CollectionStore  # per-collection options (faces on ingest)
     faces: FaceServices | None = None  # None: this deployment does no face analysis
 
 
@@ -165,7 +165,7 @@ async def _remove_renditions(objects: ObjectStore, keys: dict[str, str]) -> None
 
 async def _faces(ingest: IngestServices, tenant: str, media: dict, decoded) -> list[dict] | None:
     services = ingest.faces
-    if services is None or ingest.collections is None:
+    if services is None:
         return None
     enabled = await asyncio.to_thread(
         ingest.collections.faces_enabled, tenant, media["collection"], services.settings.on_ingest

@@ -25,12 +25,9 @@ class FaceAnalyzer:
         data = await asyncio.to_thread(self.runtime.objects.get, key)
         return await self.analyze(data)
 
-    async def analyze_image(self, image) -> list[dict]:
-        """A decoded Pillow image (the ingest job's) -> its faces, in the image's pixels."""
-        return await self.analyze(image)
-
     async def analyze(self, data) -> list[dict]:
-        """Encoded image bytes -> [{box, score, embedding, thumbnail (JPEG), landmarks}].
+        """Encoded image bytes, or a decoded Pillow image (the ingest job's: boxes then in its
+        pixels) -> [{box, score, embedding, thumbnail (JPEG), landmarks}].
         Bad image data raises busque.media.decode's MediaError (a 4xx for an API)."""
         (faces,) = await asyncio.to_thread(self.model.analyze, [data])
         return [face.to_dict() for face in faces]

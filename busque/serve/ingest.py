@@ -39,7 +39,7 @@ class IngestWorker:
                 store=self.runtime.faces,
                 index=self.runtime.face_index,
                 analyze=lambda key: faces.analyze_key.remote(key),
-                analyze_image=lambda image: faces.analyze_image.remote(image),
+                analyze_image=lambda image: faces.analyze.remote(image),
                 model=self.runtime.settings.faces.backend,
                 settings=self.runtime.settings.faces,
             )
