@@ -16,8 +16,9 @@ import threading
 from datetime import UTC, datetime
 
 from busque.auth.keys import DEFAULT_SCOPES, SCOPES, KeyStore
+from busque.cluster import refuse_embedded_on_cluster
 from busque.config import Settings
-from busque.ray_start import serve_environment, start_ray
+from busque.ray_start import note_serving_ray, serve_environment, start_ray
 from busque.runtime import Runtime
 from pipelines.backfill import command as backfill_command
 from pipelines.reindex import command as reindex_command
@@ -51,16 +52,19 @@ def ensure_dev_key(settings: Settings) -> tuple[str, bool]:
     return created.key, True
 
 
-def run_serve(settings: Settings, block: bool = True) -> None:
+def run_serve(settings: Settings, block: bool = True, detach: bool = False) -> None:
+    """Start Ray (or join RAY_ADDRESS), deploy busque, print where it is. It runs until SIGTERM
+    or Ctrl-C, then takes the app down, unless `detach` leaves it running on the cluster."""
     serve_environment(settings.serve.direct_ingress, settings.serve.haproxy)
     from ray import serve
 
     from busque.serve.app import build_app
     from busque.serve.direct_ingress import direct_ports
 
+    ray_context = start_ray(settings, join_serve=False)
+    refuse_embedded_on_cluster(settings)  # before anything is written on this node
     _migrate(settings)
     key, created = ensure_dev_key(settings)
-    start_ray(settings)
     http = {"host": settings.serve.host, "port": settings.serve.port}
     grpc = {}
     if settings.serve.grpc_port:
@@ -72,17 +76,24 @@ def run_serve(settings: Settings, block: bool = True) -> None:
         }
     serve.start(http_options=http, grpc_options=grpc or None)
     serve.run(build_app(settings), name=settings.serve.app_name, route_prefix="/")
+    local_ray = not settings.ray_address
+    if local_ray:
+        note_serving_ray(settings, ray_context.address_info["gcs_address"])
     url = settings.serve.public_url
     print(f"busque is up\n  API:        {url}/v1\n  docs:       {url}/docs")
-    print(f"  dashboard:  {settings.serve.dashboard_url}")
+    print(f"  dashboard:  {dashboard_url(settings, ray_context)}")
     if settings.serve.grpc_port:
-        print(f"  gRPC:       {settings.serve.host}:{settings.serve.grpc_port} (JobService)")
+        # Ray's gRPC proxy listens on every interface whatever serve.host says.
+        print(f"  gRPC:       {settings.serve.grpc_port} on all interfaces (JobService)")
     for port in direct_ports(settings.serve.app_name):
         print(f"  direct:     http://{settings.serve.host}:{port} (a Gateway replica, no proxy)")
     note = "created now" if created else "existing"
     print(f"  admin key ({note}, in {settings.auth.dev_key_file}):\n    {key}")
     print(f'  try: curl -H "X-API-Key: {key}" {url}/v1/models')
     sys.stdout.flush()
+    if detach:
+        print("detached: the app keeps running on the cluster (`serve shutdown` stops it)")
+        return
     if not block:
         return
     stop = threading.Event()
@@ -90,7 +101,22 @@ def run_serve(settings: Settings, block: bool = True) -> None:
     with contextlib.suppress(KeyboardInterrupt):
         stop.wait()
     print("shutting down (running jobs go back to the queue)")
+    if local_ray:
+        note_serving_ray(settings, None)
     serve.shutdown()
+
+
+def dashboard_url(settings: Settings, ray_context) -> str:
+    """The dashboard Ray bound (or serve.dashboard_url, e.g. behind a proxy), and how to
+    authenticate to it when Ray's token auth is on."""
+    url = settings.serve.dashboard_url
+    if not url and ray_context.dashboard_url:
+        url = f"http://{ray_context.dashboard_url}"
+    if not url:
+        return "none (this Ray runs without its dashboard)"
+    if os.environ.get("RAY_AUTH_MODE", "token") != "disabled":
+        url += " (Ray token auth: the token is in ~/.ray/auth_token)"
+    return url
 
 
 def _print_table(rows: list[dict]) -> None:
@@ -119,6 +145,12 @@ def main(argv: list[str] | None = None) -> int:
     p_serve.add_argument("--host", help="HTTP bind address (default 127.0.0.1)")
     p_serve.add_argument("--port", type=int, help="HTTP port (default 8000)")
     p_serve.add_argument("--grpc-port", type=int, help="gRPC port, 0 to disable (default 9000)")
+    p_serve.add_argument(
+        "--detach",
+        action="store_true",
+        help="with RAY_ADDRESS: deploy and exit, leaving busque running on the cluster (without "
+        "it, busque serve takes the app down when it exits)",
+    )
 
     sub.add_parser(
         "migrate",
@@ -182,7 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings(**overrides)
 
     if args.command == "serve":
-        run_serve(settings)
+        if args.detach and not settings.ray_address:
+            parser.error("--detach needs a cluster to leave busque on: set RAY_ADDRESS")
+        run_serve(settings, detach=args.detach)
     elif args.command == "reindex":
         return reindex_command.run(Runtime(settings), args)
     elif args.command == "backfill":

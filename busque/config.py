@@ -200,13 +200,52 @@ class AuthSettings(BaseModel):
 
 
 class DeploymentSettings(BaseModel):
-    num_cpus: float = 0.2
-    num_gpus: float = 0.0
-    min_replicas: int = 1
-    max_replicas: int = 1
-    max_ongoing_requests: int = 100
+    """One deployment's resources, placement and autoscaling, passed to Ray Serve as its
+    `ray_actor_options` and `autoscaling_config`. A Serve config's `deployments:` entry for the
+    same deployment still overrides these, as Ray users expect."""
+
+    model_config = {"extra": "forbid"}  # a misspelt option is an error, never silently dropped
+
+    num_cpus: float = Field(0.2, ge=0)
+    num_gpus: float = Field(0.0, ge=0)
+    memory: int | None = Field(None, ge=0, description="bytes of heap memory Ray reserves")
+    resources: dict[str, float] = Field(
+        default_factory=dict, description='custom Ray resources, e.g. {"model_node": 1}'
+    )
+    accelerator_type: str | None = Field(
+        None, description="e.g. A10G, H100 (ray.util.accelerators)"
+    )
+    label_selector: dict[str, str] = Field(
+        default_factory=dict, description="node labels the replicas must run on"
+    )
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(1, ge=1)
+    max_ongoing_requests: int = Field(100, ge=1)
+    target_ongoing_requests: float | None = Field(
+        None, gt=0, description="autoscaling: requests per replica Serve aims for"
+    )
     downscale_to_zero_delay_s: float | None = None
     look_back_period_s: float | None = Field(None, gt=0, description="autoscaling load window")
+
+    @model_validator(mode="after")
+    def _replica_bounds(self) -> DeploymentSettings:
+        if "max_replicas" not in self.model_fields_set:  # `min_replicas: 4` alone: 4 replicas
+            self.max_replicas = max(self.max_replicas, self.min_replicas)
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas {self.min_replicas} > max_replicas {self.max_replicas}")
+        return self
+
+    def actor_options(self) -> dict:
+        options: dict = {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus}
+        if self.memory is not None:
+            options["memory"] = self.memory
+        if self.resources:
+            options["resources"] = dict(self.resources)
+        if self.accelerator_type:
+            options["accelerator_type"] = self.accelerator_type
+        if self.label_selector:
+            options["label_selector"] = dict(self.label_selector)
+        return options
 
 
 class ServeSettings(BaseModel):
@@ -223,7 +262,9 @@ class ServeSettings(BaseModel):
     dispatcher: DeploymentSettings = Field(
         default_factory=lambda: DeploymentSettings(num_cpus=0.25, max_ongoing_requests=1000)
     )
-    dashboard_url: str = "http://127.0.0.1:8265"
+    dashboard_url: str = Field(
+        "", description="the Ray dashboard URL `busque serve` prints; default: the one Ray bound"
+    )
     direct_ingress: bool = Field(
         False,
         description="each Gateway replica also serves HTTP on a port of its own (Ray Serve's "
@@ -269,6 +310,11 @@ class Settings(BaseSettings):
     model_deployments: dict[str, DeploymentSettings] = Field(
         default_factory=dict, description="per model deployment resources and autoscaling"
     )
+    allow_embedded_on_cluster: bool = Field(
+        False,
+        description="run with SQLite or the local object directory on a Ray cluster of several "
+        "nodes (only when every node shares `home`, e.g. over NFS); refused otherwise",
+    )
 
     @field_validator("home")
     @classmethod
@@ -289,8 +335,21 @@ class Settings(BaseSettings):
         if self.auth.dev_key_file is None:
             self.auth.dev_key_file = self.home / "admin.key"
         if not self.serve.public_url:
-            self.serve.public_url = f"http://{self.serve.host}:{self.serve.port}"
+            host = self.serve.host
+            if _is_ip(host) and ipaddress.ip_address(host).is_unspecified:
+                host = machine_address()  # 0.0.0.0 binds every interface; clients need one
+            self.serve.public_url = f"http://{_url_host(host)}:{self.serve.port}"
+        self.serve.public_url = self.serve.public_url.rstrip("/")
         return self
+
+    def embedded_parts(self) -> list[str]:
+        """The parts these settings keep on this machine's disk (per node on a cluster)."""
+        parts = []
+        if self.database.url.startswith("sqlite"):
+            parts.append(f"the embedded SQLite database ({self.database.url})")
+        if self.storage.backend == "local":
+            parts.append(f"the local object directory ({self.storage.local_dir})")
+        return parts
 
     def ensure_secrets(self) -> Settings:
         """Fill secrets that default to files under home, creating them (0600) on first use."""
@@ -303,15 +362,13 @@ class Settings(BaseSettings):
         return self.model_deployments.get(name, default)
 
 
-# The FaceAnalyzer scales to zero after 10 idle minutes, as DupMedia's face process stopped.
+# The generators and the FaceAnalyzer load on first use and scale to zero after 10 idle minutes
+# (as DupMedia's face process stopped): an idle busque holds no model it is not using.
+_ON_DEMAND = {"min_replicas": 0, "max_replicas": 1, "downscale_to_zero_delay_s": 600}
 DEFAULT_DEPLOYMENTS = {
-    "faceanalyzer": DeploymentSettings(
-        num_cpus=0.5,
-        min_replicas=0,
-        max_replicas=1,
-        max_ongoing_requests=4,
-        downscale_to_zero_delay_s=600,
-    )
+    "textgen": DeploymentSettings(**_ON_DEMAND),
+    "imagegen": DeploymentSettings(**_ON_DEMAND),
+    "faceanalyzer": DeploymentSettings(num_cpus=0.5, max_ongoing_requests=4, **_ON_DEMAND),
 }
 
 
@@ -327,3 +384,27 @@ def read_or_create_secret(path: Path) -> str:
     with os.fdopen(fd, "w") as f:
         f.write(value + "\n")
     return value
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def machine_address() -> str:
+    """This machine's address on its default route (no packet is sent), else its hostname."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("10.254.254.254", 1))
+            return probe.getsockname()[0]
+        except OSError:
+            return socket.gethostname()

@@ -4,7 +4,9 @@ the Serve environment busque runs with, and a local or remote Ray to run on."""
 from __future__ import annotations
 
 import os
+import socket
 import sys
+from pathlib import Path
 
 from busque.config import Settings
 
@@ -55,17 +57,46 @@ def serve_environment(direct_ingress: bool | None = None, haproxy: bool | None =
         raise RuntimeError("serve_environment() must run before ray.serve is imported")
 
 
-def start_ray(settings: Settings):
-    """Ray for `busque serve` and the pipelines' commands: the cluster at `ray_address`, or a
-    local one with its dashboard."""
+def start_ray(settings: Settings, join_serve: bool = True):
+    """Ray for `busque serve` and the pipelines' commands: the cluster at `ray_address`; else
+    (`join_serve`) the local Ray a `busque serve` on the same home runs (it notes its address in
+    {home}/ray_address), so a backfill or reindex does not start a second Ray beside it; else a
+    local one with its dashboard. Returns Ray's context (its `dashboard_url` is the one Ray bound)."""
     import ray
 
     serve_environment()
-    if settings.ray_address:
-        ray.init(address=settings.ray_address, log_to_driver=False)
-    else:
-        start_local_ray(include_dashboard=True, dashboard_host="127.0.0.1")
-    return ray
+    address = settings.ray_address or (join_serve and serving_ray_address(settings))
+    if address:
+        return ray.init(address=address, log_to_driver=False)
+    return start_local_ray(include_dashboard=True, dashboard_host="127.0.0.1")
+
+
+def _address_file(settings: Settings) -> Path:
+    return settings.home / "ray_address"
+
+
+def note_serving_ray(settings: Settings, address: str | None) -> None:
+    """`busque serve` on a local Ray notes its address for the pipelines' commands (None: gone)."""
+    path = _address_file(settings)
+    if address is None:
+        path.unlink(missing_ok=True)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(address + "\n")
+
+
+def serving_ray_address(settings: Settings) -> str | None:
+    """The address a running `busque serve` noted, if its Ray still answers there."""
+    path = _address_file(settings)
+    if not path.exists():
+        return None
+    address = path.read_text().strip()
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=1).close()
+    except (OSError, ValueError):
+        return None  # a `busque serve` that was killed: its Ray is gone
+    return address
 
 
 def start_local_ray(**options):

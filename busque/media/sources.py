@@ -19,6 +19,8 @@ from busque.media.library import LibraryFile, kind_of, scan
 
 
 class FolderSource:
+    on_this_machine = True  # its files are read where the folder is, not from any node
+
     def __init__(self, root: str | Path):
         self.root = Path(root).resolve()
         self.name = str(self.root)
@@ -32,6 +34,8 @@ class FolderSource:
 
 
 class S3Source:
+    on_this_machine = False
+
     def __init__(self, url: str, settings: Settings):
         from busque.storage.s3 import S3ObjectStore
 

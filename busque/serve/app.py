@@ -8,6 +8,7 @@ from typing import Any
 
 from ray.serve import Application
 
+from busque.cluster import refuse_embedded_on_cluster
 from busque.config import DeploymentSettings, Settings
 from busque.models.text.weights import unavailable_reason as unavailable_text
 from busque.runtime import Runtime
@@ -24,7 +25,7 @@ from busque.serve.text import TextGeneratorDeployment
 def _options(name: str, resources: DeploymentSettings) -> dict[str, Any]:
     options: dict[str, Any] = {
         "name": name,
-        "ray_actor_options": {"num_cpus": resources.num_cpus, "num_gpus": resources.num_gpus},
+        "ray_actor_options": resources.actor_options(),
         "max_ongoing_requests": resources.max_ongoing_requests,
         # Access logs for HTTP requests only: the Gateway's. Internal handle calls (several per
         # job) would each write a line; busque logs what happens to a job itself.
@@ -36,7 +37,11 @@ def _options(name: str, resources: DeploymentSettings) -> dict[str, Any]:
             "max_replicas": resources.max_replicas,
             "initial_replicas": resources.min_replicas,
         }
-        for option in ("downscale_to_zero_delay_s", "look_back_period_s"):
+        for option in (
+            "target_ongoing_requests",
+            "downscale_to_zero_delay_s",
+            "look_back_period_s",
+        ):
             if getattr(resources, option) is not None:
                 autoscaling[option] = getattr(resources, option)
         options["autoscaling_config"] = autoscaling
@@ -66,10 +71,13 @@ def build_app(settings: Settings) -> Application:
             **_options("TextGenerator", settings.deployment("textgen"))
         ).bind(bound)
         special["textgen"] = text
+    # A deployment none of whose models is available starts no replica: jobs for them are
+    # refused at creation (422 model_unavailable), so nothing would ever call it.
     model_handles = {
         name: special.get(name)
         or ModelHost.options(**_options(name, settings.deployment(name))).bind(bound, name)
-        for name in runtime.registry.deployments()
+        for name, specs in runtime.registry.deployments().items()
+        if name in special or any(spec.unavailable(settings) is None for spec in specs)
     }
     dispatcher = DispatcherDeployment.options(
         **_options("Dispatcher", settings.serve.dispatcher)
@@ -81,5 +89,6 @@ def build_app(settings: Settings) -> Application:
 def app_builder(args: dict[str, Any]) -> Application:
     """For `serve run serve_config.yaml`: settings from the environment, overridden by args."""
     settings = Settings(**args)
+    refuse_embedded_on_cluster(settings)  # before anything is written on this node
     Runtime(settings).migrate()
     return build_app(settings)

@@ -7,14 +7,18 @@ import logging.handlers
 import threading
 import time
 
+from busque.cluster import check_replica
 from busque.config import Settings
 from busque.runtime import Runtime
 
 
 def replica_runtime(settings: dict | Settings) -> Runtime:
-    """The Runtime of the settings this replica was bound with, its logs set up like Serve's."""
+    """The Runtime of the settings this replica was bound with, its logs set up like Serve's,
+    once this node is known to run busque correctly (busque.cluster.check_replica)."""
     _log_like_serve()
-    return Runtime(settings)
+    runtime = Runtime(settings)
+    check_replica(runtime.settings)
+    return runtime
 
 
 def _log_like_serve() -> None:

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import ray
 
+from busque.cluster import join_cluster
 from busque.ray_start import start_ray
 from busque.runtime import Runtime
 from pipelines.arguments import collection_arg, tenant_id
+from pipelines.backfill.placement import NotOnACluster
 from pipelines.backfill.plan import missing_folder
 from pipelines.backfill.report import summary
 from pipelines.backfill.run import backfill
@@ -22,8 +24,10 @@ DESCRIPTION = (
     "Backfill a legacy photo library: every file is hashed (sha256, pHash), exact duplicates "
     "are stored once with every path kept, near duplicates reported; new images are uploaded, "
     "catalogued and embedded, so the service can search them. A rerun skips what was synced; "
-    "--dry-run only reports. Runs on the local Ray or RAY_ADDRESS; the same as `busque "
-    "backfill` and `python -m pipelines.backfill`."
+    "--dry-run only reports. Runs on RAY_ADDRESS, else on the Ray of a `busque serve` running "
+    "on the same BUSQUE_HOME, else on a new local Ray; the same as `busque backfill` and "
+    "`python -m pipelines.backfill`. On a cluster, a folder is read on this machine's node "
+    "only; an s3:// library is read from every node."
 )
 
 
@@ -70,6 +74,10 @@ def run(runtime: Runtime, args) -> int:
     if missing_folder(args.root):
         print(f"no such folder: {args.root}", file=sys.stderr)
         return 1
+    problem = join_cluster(runtime.settings)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
     runtime.migrate()
     keys = runtime.keys
     tenant = tenant_id(keys, args.tenant)
@@ -111,6 +119,9 @@ def run(runtime: Runtime, args) -> int:
             faces=not args.no_faces,
             progress=not args.quiet,
         )
+    except NotOnACluster as exc:
+        print(exc, file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         # committed batches are kept: a rerun skips them
         print("\ninterrupted; rerun to resume", file=sys.stderr)

@@ -25,3 +25,4 @@ class Run:
     faces: bool
     progress: bool
     real: dict[str, str] = field(default_factory=dict)  # see plan.text_paths
+    readers: dict = field(default_factory=dict)  # where file-reading stages run: see placement

@@ -17,6 +17,7 @@ from busque.media.sources import open_source
 from pipelines import dedupe, pending
 from pipelines.backfill.context import Run
 from pipelines.backfill.inspect import inspect_batch, parallelism
+from pipelines.backfill.placement import file_readers
 from pipelines.backfill.plan import missing_folder, text_paths
 from pipelines.backfill.report import count
 from pipelines.backfill.upload import store_new
@@ -44,6 +45,7 @@ def backfill(
     started = time.perf_counter()
     settings.ensure_secrets()
     source = open_source(root, settings)
+    readers = file_readers(source)
     library = library or collection
     store = LibraryStore(runtime.engine)
     files = source.scan()
@@ -92,6 +94,7 @@ def backfill(
             },
             num_cpus=0.25,
             concurrency=tasks,
+            **readers,
         )
         for row in inspect.iter_rows():
             inspected.append(row)
@@ -171,6 +174,7 @@ def backfill(
         faces,
         progress,
         real,
+        readers,
     )
     report["orphans_removed"] = pending.sweep(
         runtime.objects, runtime.catalog, tenant, settings.pipelines.orphan_grace_s

@@ -60,6 +60,7 @@ def store_new(
         compute=ray.data.ActorPoolStrategy(size=cfg.actors),
         num_cpus=cfg.num_cpus,
         num_gpus=cfg.num_gpus,
+        **run.readers,
     )
     first = {r["sha256"]: r for r in reps}
     face_store, face_index = run.runtime.faces, run.runtime.face_index

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from busque.cluster import join_cluster
 from busque.ray_start import start_ray
 from busque.runtime import Runtime
 from pipelines.arguments import collection_arg, tenant_id
@@ -14,7 +15,8 @@ from pipelines.reindex.build import reindex
 DESCRIPTION = (
     "Rebuild a collection's index from the catalog (stored embeddings, or --recompute them with "
     "the configured embedder) and publish it as a new snapshot; serving Matchers swap it in "
-    "without a failed query. Runs on the local Ray or RAY_ADDRESS; the same as `busque reindex`, "
+    "without a failed query. Runs on RAY_ADDRESS, else on the Ray of a `busque serve` running on "
+    "the same BUSQUE_HOME, else on a new local Ray; the same as `busque reindex`, "
     "`python -m pipelines.reindex` and the `reindex` job. Settings come from BUSQUE_* variables "
     "(the same as the service's)."
 )
@@ -34,6 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(runtime: Runtime, args) -> int:
     import ray
 
+    problem = join_cluster(runtime.settings)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
     runtime.migrate()
     tenant = tenant_id(runtime.keys, args.tenant)
     if tenant is None:
