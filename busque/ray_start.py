@@ -104,11 +104,11 @@ def start_local_ray(**options):
     start` left behind). Several small replicas share few cores: it declares more logical CPUs
     than there are (replicas reserve fractions), so that Serve and a Ray Data job never starve
     each other. The tests and benchmarks add a small footprint through `options` (no dashboard,
-    a 200 MiB object store, the loopback address)."""
+    a 200 MiB object store, the loopback address). Returns Ray's context."""
     import ray
 
     serve_environment()
-    ray.init(
+    return ray.init(
         **{
             "address": "local",
             "num_cpus": max(4, os.cpu_count() or 1),
@@ -116,7 +116,6 @@ def start_local_ray(**options):
             **options,
         }
     )
-    return ray
 
 
 # What the tests and the benchmarks start: a small local Ray (see ENVIRONMENT.md, "Ray on 2 cores").

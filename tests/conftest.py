@@ -47,7 +47,9 @@ def postgres_url(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def ray_cluster():
-    ray = start_local_ray(**SMALL_LOCAL_RAY)
+    import ray
+
+    start_local_ray(**SMALL_LOCAL_RAY)
     yield ray
     ray.shutdown()
 
