@@ -23,6 +23,28 @@ FORBIDDEN = {
     "db": {"serve", "api", "jobs", "pipelines", "cli", "runtime", "models", "media", "faces"},
     "runtime": {"serve", "api", "cli"},
     "serve": {"cli"},
+    # The metrics interface every layer may record through (busque/metrics.py): it imports
+    # nothing of busque (the Ray implementation is busque/serve/metrics.py).
+    "metrics": {
+        "serve",
+        "api",
+        "jobs",
+        "models",
+        "media",
+        "index",
+        "faces",
+        "storage",
+        "db",
+        "auth",
+        "runtime",
+        "cli",
+        "pipelines",
+        "config",
+        "cluster",
+        "ray_start",
+        "grpc",
+        "testing",
+    },
 }
 # Modules the pipelines' library code may not import: the composition root imports their job
 # kinds, so only their entry points (command.py, __main__.py) start from it.

@@ -26,13 +26,16 @@ def test_healthz_and_readyz_need_no_key(app):
     assert ready.status_code == 200, ready.text
     body = ready.json()
     assert body["status"] == "ready"
-    assert set(body["checks"]) == {"database", "object_store", "dispatcher"}
+    assert set(body["checks"]) == {"database", "object_store", "dispatcher", "cluster"}
     for name, check in body["checks"].items():
         assert check["ok"] is True, (name, check)
         assert check["ms"] >= 0
 
 
-def test_metrics_count_jobs_by_state_and_durations(app, client):
+def test_metrics_count_jobs_by_state(app, client):
+    """The Gateway's /metrics: gauges of the job table as it is now. The cumulative job metrics
+    (finished jobs, run and queue-wait histograms) are the replicas' `ray_busque_*` on Ray's
+    metrics port (tests/test_metrics.py)."""
     job = submit(client, "sleep", {"seconds": 0.2})
     assert wait_for(client, job["id"])["status"] == "succeeded"
     with httpx.Client(base_url=app.url, timeout=30) as anonymous:
@@ -43,16 +46,10 @@ def test_metrics_count_jobs_by_state_and_durations(app, client):
     assert metric(text, "busque_jobs", '{state="succeeded"}') >= 1
     for state in ("queued", "running", "failed", "canceled"):
         assert metric(text, "busque_jobs", f'{{state="{state}"}}') >= 0
-    assert metric(text, "busque_queue_depth") >= 0
-    assert metric(text, "busque_jobs_running") >= 0
-    assert metric(text, "busque_job_duration_seconds_count") >= 1
-    assert metric(text, "busque_job_duration_seconds_bucket", '{le="+Inf"}') >= 1
-    # The sleep job ran for at least 0.2 s: it is not in the 0.1 s bucket, but in the 0.5 s+ ones.
-    sum_seconds = metric(text, "busque_job_duration_seconds_sum")
-    assert sum_seconds >= 0.2
-    assert metric(text, "busque_job_duration_seconds_bucket", '{le="0.1"}') < metric(
-        text, "busque_job_duration_seconds_bucket", '{le="+Inf"}'
-    )
+    assert metric(text, "busque_queue_depth") == metric(text, "busque_jobs", '{state="queued"}')
+    assert metric(text, "busque_jobs_running") == metric(text, "busque_jobs", '{state="running"}')
+    # No histogram rebuilt from the last hour at each scrape (its count went down: rate() lied).
+    assert "busque_job_duration_seconds" not in text
 
     # The succeeded count follows new jobs.
     before = metric(text, "busque_jobs", '{state="succeeded"}')

@@ -7,16 +7,15 @@ import time
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from busque.api.auth import require
 from busque.api.strict_json import StrictJsonRoute
 from busque.auth.keys import Principal
+from busque.cluster import refuse_embedded_on_cluster
 
 router = APIRouter(tags=["operations"], route_class=StrictJsonRoute)
-
-DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600)
 
 
 @router.get("/healthz", summary="The gateway process is alive")
@@ -40,31 +39,27 @@ async def readyz(request: Request):
     await check("database", lambda: asyncio.to_thread(ctx.jobs.last_event_id))
     await check("object_store", lambda: asyncio.to_thread(ctx.objects.ping))
     await check("dispatcher", ctx.dispatcher_status)
+    await check("cluster", lambda: asyncio.to_thread(refuse_embedded_on_cluster, ctx.settings))
     ready = all(c["ok"] for c in checks.values())
     return JSONResponse(
         {"status": "ready" if ready else "not_ready", "checks": checks}, 200 if ready else 503
     )
 
 
-@router.get("/metrics", summary="busque_* Prometheus metrics (Ray's own are on Ray's port)")
+@router.get("/metrics", summary="Jobs by state and queue depth, read from the database")
 async def metrics(request: Request):
+    """Gauges of the job table as it is now. The cumulative busque metrics (jobs finished, run
+    and queue-wait histograms, tokens, batches, webhooks, index sizes) are recorded by the
+    replicas that do the work and exported on Ray's metrics port as `ray_busque_*`
+    (busque/serve/metrics.py)."""
     ctx = request.app.state.ctx
     counts = await asyncio.to_thread(ctx.jobs.counts_by_state)
-    durations = await asyncio.to_thread(ctx.jobs.durations, time.time() - 3600)
     registry = CollectorRegistry()
     by_state = Gauge("busque_jobs", "Jobs by state", ["state"], registry=registry)
     for state, n in counts.items():
         by_state.labels(state=state).set(n)
     Gauge("busque_queue_depth", "Jobs waiting to run", registry=registry).set(counts["queued"])
     Gauge("busque_jobs_running", "Jobs running now", registry=registry).set(counts["running"])
-    histogram = Histogram(
-        "busque_job_duration_seconds",
-        "Run time of the jobs that finished in the last hour",
-        buckets=DURATION_BUCKETS,
-        registry=registry,
-    )
-    for seconds in durations:
-        histogram.observe(seconds)
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -153,6 +153,11 @@ class LiveIndex:
             if scope.changes_since_snapshot >= self.snapshot_every:
                 self.save(tenant, collection)
 
+    def sizes(self) -> dict[tuple[str, str], int]:
+        """Items in each open (tenant, collection) index now."""
+        with self._lock:
+            return {key: len(scope.index) for key, scope in self.scopes.items()}
+
     def add(
         self,
         tenant: str,

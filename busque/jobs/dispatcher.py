@@ -19,14 +19,15 @@ import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from busque.config import Settings
 from busque.jobs import webhooks
 from busque.jobs.backoff import backoff
 from busque.jobs.events import Artifact, Failure, JobEvent, Output, Progress, Result
 from busque.jobs.outbox import WebhookOutbox
-from busque.jobs.store import JobStore
+from busque.jobs.store import TERMINAL, JobStore
+from busque.metrics import DELIVERED, FAILED_ATTEMPT, GIVEN_UP, NO_METRICS, Metrics
 
 logger = logging.getLogger("busque.dispatcher")
 
@@ -49,6 +50,7 @@ class Attempt:
     output_index: int = 0
     abandoned: bool = False
     cancel_requested: bool = False
+    started: float = field(default_factory=time.monotonic)
 
 
 class Dispatcher:
@@ -59,6 +61,7 @@ class Dispatcher:
         routes: dict[str, Route],
         call: Call,
         outbox: WebhookOutbox,
+        metrics: Metrics = NO_METRICS,
     ):
         self.settings = settings
         self.jobs = settings.jobs
@@ -66,6 +69,7 @@ class Dispatcher:
         self.routes = routes
         self.call = call
         self.outbox = outbox
+        self.metrics = metrics
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.running: dict[str, Attempt] = {}
         self._wake = asyncio.Event()
@@ -142,6 +146,8 @@ class Dispatcher:
             logger.warning(
                 "lease of job %s expired: now %s", job_id, state, extra={"busque_job_id": job_id}
             )
+            if state in TERMINAL and (job := self.store.get(job_id)) is not None:
+                self.metrics.job_finished(job["model"], state, None)
 
     def _start(self, job: dict) -> None:
         route = self.routes.get(job["model"])
@@ -150,6 +156,8 @@ class Dispatcher:
         )
         attempt = Attempt(job=job, deadline=time.monotonic() + timeout)
         self.running[job["id"]] = attempt
+        if job["attempt"] == 1 and job.get("started_at") and job.get("created_at"):
+            self.metrics.job_started(job["model"], job["started_at"] - job["created_at"])
         attempt.task = asyncio.create_task(self._run(attempt), name=f"job {job['id']}")
 
     async def _run(self, attempt: Attempt) -> None:
@@ -192,6 +200,10 @@ class Dispatcher:
         finally:
             self.running.pop(job_id, None)
             self._wake.set()  # a slot is free
+            if final_state in TERMINAL:
+                self.metrics.job_finished(
+                    job["model"], final_state, time.monotonic() - attempt.started
+                )
 
     async def _record(self, attempt: Attempt, event: JobEvent) -> str | None:
         job = attempt.job
@@ -311,3 +323,7 @@ class Dispatcher:
             "response_excerpt": outcome.response_excerpt,
         }
         await asyncio.to_thread(self.outbox.record_delivery, delivery, record, next_at)
+        if outcome.ok:
+            self.metrics.webhook(DELIVERED)
+        else:
+            self.metrics.webhook(FAILED_ATTEMPT if next_at is not None else GIVEN_UP)

@@ -11,6 +11,7 @@ from ray.serve.handle import DeploymentHandle
 
 from busque.db.notify import watch_commits
 from busque.jobs.dispatcher import Dispatcher
+from busque.serve.metrics import ray_metrics
 from busque.serve.replica import replica_runtime
 
 logger = logging.getLogger("busque.dispatcher")
@@ -27,6 +28,7 @@ class DispatcherDeployment:
             self.runtime.routes(),
             self._call,
             self.runtime.outbox,
+            ray_metrics(),
         )
         self.dispatcher.start()
         loop = asyncio.get_running_loop()
@@ -50,6 +52,8 @@ class DispatcherDeployment:
         return self.dispatcher.cancel(job_id)
 
     async def status(self) -> dict:
+        """For /readyz: the dispatcher answers and reaches the job store from its own node."""
+        await asyncio.to_thread(self.runtime.jobs.last_event_id)
         return {"owner": self.dispatcher.owner, "running": sorted(self.dispatcher.running)}
 
     async def __del__(self):

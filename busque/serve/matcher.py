@@ -8,6 +8,7 @@ import logging
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from busque.serve.metrics import ray_metrics
 from busque.serve.replica import replica_runtime
 
 logger = logging.getLogger("busque.index")
@@ -19,6 +20,7 @@ class Matcher:
         self.runtime = replica_runtime(settings)
         dim = (await embedder.info.remote())["dim"]
         self.live = self.runtime.live_index(dim)
+        self.metrics = ray_metrics()
         self._sync = asyncio.create_task(self._sync_loop(self.runtime.settings.index.sync_s))
 
     async def _sync_loop(self, every_s: float) -> None:
@@ -28,6 +30,13 @@ class Matcher:
                 await asyncio.to_thread(self.live.sync)
             except Exception:
                 logger.exception("index sync failed")
+            try:  # on a thread: the index's lock may be held while a collection opens
+                sizes = await asyncio.to_thread(self.live.sizes)
+            except Exception:
+                logger.exception("index sizes failed")
+                continue
+            for (tenant, collection), vectors in sizes.items():
+                self.metrics.index_size(tenant, collection, vectors)
 
     async def add(self, tenant, collection, index_id, vector, phash, sha256) -> None:
         await asyncio.to_thread(self.live.add, tenant, collection, index_id, vector, phash, sha256)

@@ -16,6 +16,7 @@ from ray import serve
 from busque.jobs.events import CANCELED, Emit, Output, Result, pump
 from busque.models.text.generator import GenerationRequest, result_of
 from busque.models.text.scheduler import BatchScheduler
+from busque.serve.metrics import ray_metrics
 from busque.serve.replica import replica_runtime
 
 COALESCE_S = 0.05
@@ -30,6 +31,7 @@ class TextGeneratorDeployment:
         self.model = self.spec.factory(self.runtime)
         self.model.load()
         self.scheduler = BatchScheduler(self.model, cfg.max_batch)
+        self.metrics = ray_metrics()
 
     def info(self) -> dict:
         return {**self.model.describe(), "joined_running_batch": self.scheduler.joined}
@@ -37,6 +39,7 @@ class TextGeneratorDeployment:
     async def _generate(self, inputs: dict, params: dict):
         """Yields text pieces as they are decoded, then the finished request."""
         cancelled = False
+        started, first = time.monotonic(), True
 
         async def work(emit: Emit) -> GenerationRequest:
             request = await asyncio.to_thread(
@@ -49,6 +52,11 @@ class TextGeneratorDeployment:
 
         try:
             async for item in pump(work):
+                if isinstance(item, GenerationRequest):
+                    self.metrics.tokens(self.spec.id, item.completion_tokens)
+                elif first:
+                    first = False
+                    self.metrics.first_token(self.spec.id, time.monotonic() - started)
                 yield item
         finally:
             cancelled = True  # the caller went away (or we are done): stop decoding this row
