@@ -362,12 +362,15 @@ class Settings(BaseSettings):
         return self.model_deployments.get(name, default)
 
 
-# The generators and the FaceAnalyzer load on first use and scale to zero after 10 idle minutes
-# (as DupMedia's face process stopped): an idle busque holds no model it is not using.
+# The generators, the FaceAnalyzer and the hosts of rarely used job kinds start on first use and
+# scale to zero after 10 idle minutes (as DupMedia's face process stopped): an idle busque holds
+# no model it is not using (bench/results/issue16/idle_memory_*.md).
 _ON_DEMAND = {"min_replicas": 0, "max_replicas": 1, "downscale_to_zero_delay_s": 600}
 DEFAULT_DEPLOYMENTS = {
     "textgen": DeploymentSettings(**_ON_DEMAND),
     "imagegen": DeploymentSettings(**_ON_DEMAND),
+    "pipelines": DeploymentSettings(**_ON_DEMAND),  # reindex jobs
+    "utility": DeploymentSettings(**_ON_DEMAND),  # echo
     "faceanalyzer": DeploymentSettings(num_cpus=0.5, max_ongoing_requests=4, **_ON_DEMAND),
 }
 

@@ -71,13 +71,13 @@ def build_app(settings: Settings) -> Application:
             **_options("TextGenerator", settings.deployment("textgen"))
         ).bind(bound)
         special["textgen"] = text
-    # A deployment none of whose models is available starts no replica: jobs for them are
-    # refused at creation (422 model_unavailable), so nothing would ever call it.
+    # Every model deployment exists, so a Serve config's `deployments:` may name each one; the
+    # generators start a replica only on first use (DEFAULT_DEPLOYMENTS), and a model that is
+    # unavailable is never used (its jobs are refused at creation: 422 model_unavailable).
     model_handles = {
         name: special.get(name)
         or ModelHost.options(**_options(name, settings.deployment(name))).bind(bound, name)
-        for name, specs in runtime.registry.deployments().items()
-        if name in special or any(spec.unavailable(settings) is None for spec in specs)
+        for name in runtime.registry.deployments()
     }
     dispatcher = DispatcherDeployment.options(
         **_options("Dispatcher", settings.serve.dispatcher)
