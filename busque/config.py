@@ -218,6 +218,9 @@ class DeploymentSettings(BaseModel):
     label_selector: dict[str, str] = Field(
         default_factory=dict, description="node labels the replicas must run on"
     )
+    max_replicas_per_node: int | None = Field(
+        None, ge=1, description="spread replicas: at most this many on one node"
+    )
     min_replicas: int = Field(1, ge=0)
     max_replicas: int = Field(1, ge=1)
     max_ongoing_requests: int = Field(100, ge=1)

@@ -31,6 +31,7 @@ def test_placement_and_autoscaling_reach_the_deployment(tmp_path):
         "min_replicas": 1,
         "max_replicas": 3,
         "target_ongoing_requests": 7,
+        "max_replicas_per_node": 1,
     }
     settings = Settings(home=tmp_path, serve={"gateway": placed})
     gateway = build_app(settings)._bound_deployment
@@ -42,6 +43,7 @@ def test_placement_and_autoscaling_reach_the_deployment(tmp_path):
         "accelerator_type": "A10G",
         "label_selector": {"zone": "eu-1"},
     }
+    assert gateway._replica_config.max_replicas_per_node == 1
     autoscaling = gateway._deployment_config.autoscaling_config
     assert (autoscaling.min_replicas, autoscaling.max_replicas) == (1, 3)
     assert autoscaling.target_ongoing_requests == 7

@@ -31,6 +31,8 @@ def _options(name: str, resources: DeploymentSettings) -> dict[str, Any]:
         # job) would each write a line; busque logs what happens to a job itself.
         "logging_config": {"encoding": "JSON", "enable_access_log": name == "Gateway"},
     }
+    if resources.max_replicas_per_node is not None:
+        options["max_replicas_per_node"] = resources.max_replicas_per_node
     if resources.max_replicas > resources.min_replicas:
         autoscaling: dict[str, Any] = {
             "min_replicas": resources.min_replicas,
