@@ -23,6 +23,8 @@ FORBIDDEN = {
     "db": {"serve", "api", "jobs", "pipelines", "cli", "runtime", "models", "media", "faces"},
     "runtime": {"serve", "api", "cli"},
     "serve": {"cli"},
+    # Checks about the cluster (busque/cluster.py): settings and Ray start-up only.
+    "cluster": {"serve", "api", "jobs", "pipelines", "cli", "runtime"},
     # The metrics interface every layer may record through (busque/metrics.py): it imports
     # nothing of busque (the Ray implementation is busque/serve/metrics.py).
     "metrics": {

@@ -28,7 +28,6 @@ import random
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,7 +42,7 @@ from typing import Any
 import httpx
 
 from busque.ray_start import SERVE_ENV
-from busque.testing.servers import free_port
+from busque.testing.servers import free_port, port_free
 
 BIN = Path(sys.executable).parent
 RAY = str(BIN / "ray")
@@ -143,13 +142,7 @@ def _pick_subnet() -> int:
 
 
 def _port_range_free(start: int, count: int) -> bool:
-    for port in range(start, start + count):
-        with socket.socket() as s:
-            try:
-                s.bind(("0.0.0.0", port))
-            except OSError:
-                return False
-    return True
+    return all(port_free(port, "0.0.0.0") for port in range(start, start + count))
 
 
 def _free_port_range(count: int, taken: Iterable[int] = ()) -> int:

@@ -23,10 +23,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _port_free(port: int) -> bool:
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether `port` can be bound on `host` now."""
     with socket.socket() as s:
         try:
-            s.bind(("127.0.0.1", port))
+            s.bind((host, port))
         except OSError:
             return False
         return True
@@ -36,7 +37,7 @@ def _free_port_pair(offset: int = 10000) -> int:
     """A free port p with p + offset free too (SeaweedFS derives gRPC ports that way)."""
     for _ in range(200):
         port = free_port()
-        if port + offset <= 65535 and _port_free(port + offset):
+        if port + offset <= 65535 and port_free(port + offset):
             return port
     raise RuntimeError("no free port pair")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 
+from busque.cluster import alive_nodes
 from busque.config import Settings
 from busque.media.library import inspect_file
 from busque.media.sources import open_source
@@ -57,6 +58,6 @@ def parallelism() -> int:
     more logical CPUs than it has, see ENVIRONMENT.md), or a cluster's CPUs."""
     import ray
 
-    if len([n for n in ray.nodes() if n.get("Alive")]) <= 1:
+    if len(alive_nodes()) <= 1:
         return os.cpu_count() or 1
     return max(1, int(ray.cluster_resources().get("CPU", 1)))

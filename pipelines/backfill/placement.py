@@ -11,6 +11,8 @@ import logging
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from busque.cluster import alive_nodes
+
 logger = logging.getLogger("busque.backfill")
 
 
@@ -22,7 +24,7 @@ def file_readers(source) -> dict:
     """Ray remote args for the stages that read the library's files."""
     if not source.on_this_machine:
         return {}
-    if len([n for n in ray.nodes() if n.get("Alive")]) <= 1:
+    if len(alive_nodes()) <= 1:
         return {}
     node_id = ray.get_runtime_context().get_node_id()
     if node_id is None:
