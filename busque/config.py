@@ -110,6 +110,11 @@ class EmbedderSettings(BaseModel):
 
 class IndexSettings(BaseModel):
     vector_index: Literal["auto", "flat", "hnsw", "ivf"] = "auto"
+    device: Literal["cpu", "cuda"] = Field(
+        "cpu",
+        description="cuda: Matchers search a GPU copy of flat and ivf indices (faiss's GPU "
+        "build, deploy/install-gpu-faiss.sh; the Matcher must ask for num_gpus)",
+    )
     w_visual: float = Field(0.7, ge=0, le=1, description="hybrid score = w*cosine + (1-w)*pHash")
     sync_s: float = Field(0.5, gt=0, description="how often Matchers replay the change log")
     snapshot_every: int = Field(1000, ge=1, description="changes between automatic snapshots")
@@ -119,6 +124,15 @@ class IndexSettings(BaseModel):
     # radius ~8-10 bits; CNN-feature cosine ~0.8), not tuned on busque's evaluation set.
     near_duplicate_cosine: float = Field(0.8, ge=-1, le=1, description="visual path")
     near_duplicate_score: float = Field(0.6, ge=0, le=1, description="hybrid path")
+
+    @model_validator(mode="after")
+    def _gpu_needs_a_gpu_index_kind(self) -> IndexSettings:
+        if self.device == "cuda" and self.vector_index not in ("flat", "ivf"):
+            raise ValueError(
+                f"index.device cuda needs vector_index flat or ivf (FAISS has no GPU "
+                f"{'HNSW' if self.vector_index == 'hnsw' else 'HNSW, which auto becomes'})"
+            )
+        return self
 
 
 class MediaSettings(BaseModel):
@@ -227,6 +241,8 @@ class DeploymentSettings(BaseModel):
     target_ongoing_requests: float | None = Field(
         None, gt=0, description="autoscaling: requests per replica Serve aims for"
     )
+    upscale_delay_s: float | None = Field(None, ge=0, description="load held this long: scale up")
+    downscale_delay_s: float | None = Field(None, ge=0, description="idle this long: scale down")
     downscale_to_zero_delay_s: float | None = None
     look_back_period_s: float | None = Field(None, gt=0, description="autoscaling load window")
 

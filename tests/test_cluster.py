@@ -12,6 +12,8 @@ import os
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -24,8 +26,10 @@ from busque.testing.ray_cluster import (
     mount_namespaces_available,
 )
 from busque.testing.servers import postgres, postgres_available
+from tests.conftest import TEXT_MODEL_CACHE
 
 MODEL_NODE = {"model_node": 4}  # a custom resource standing in for a GPU node
+REPO = str(Path(__file__).resolve().parent.parent)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -44,6 +48,12 @@ def cluster(tmp_path_factory):
         workers=[{}, MODEL_NODE],
         private_dirs=[private],
         isolate=mount_namespaces_available(),
+        env={
+            "PYTHONPATH": REPO,  # the replicas import tests.fixture_models
+            # Load reaches Serve's autoscaler every second (default 10 s): a short test.
+            "RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "1",
+            "RAY_SERVE_REPLICA_AUTOSCALING_METRIC_PUSH_INTERVAL_S": "1",
+        },
     ) as cluster:
         print(f"\n3-node Ray cluster up in {time.monotonic() - started:.1f}s at {cluster.address}")
         yield cluster
@@ -182,8 +192,30 @@ BUSQUE_ARGS = {
             "max_replicas": 2,
             "max_replicas_per_node": 1,
         },
-        "textgen": {"num_cpus": 0.1, "min_replicas": 0, "max_replicas": 1},
+        # The text generator starts on first use, on the model node.
+        "textgen": {
+            "num_cpus": 0.1,
+            "resources": {"model_node": 1},
+            "min_replicas": 0,
+            "max_replicas": 1,
+        },
+        # Autoscaled: none while idle, up to 3 under load, back to none a few seconds after.
+        "fixtures": {
+            "num_cpus": 0.1,
+            "min_replicas": 0,
+            "max_replicas": 3,
+            "max_ongoing_requests": 2,
+            "target_ongoing_requests": 1,
+            "upscale_delay_s": 0,
+            "downscale_delay_s": 2,
+            "downscale_to_zero_delay_s": 4,
+            "look_back_period_s": 2,
+        },
+        "crashy": {"num_cpus": 0.1, "min_replicas": 0, "max_replicas": 1},
     },
+    "model_modules": ["tests.fixture_models"],
+    # The bundled SmolLM2 converted once per machine (the same cache as conftest's).
+    "text": {"cache_dir": str(TEXT_MODEL_CACHE), "max_batch": 2},
 }
 
 
@@ -276,6 +308,111 @@ def test_a_webhook_reaches_its_receiver_signed(cluster, busque):
             verify(secret, request["headers"], request["body"])  # raises if not genuine
     finally:
         receiver.close()
+
+
+def _running_replicas(cluster: LocalCluster, deployment: str) -> list[dict]:
+    app = cluster.serve_applications().get("busque") or {}
+    replicas = ((app.get("deployments") or {}).get(deployment) or {}).get("replicas") or []
+    return [r for r in replicas if r.get("state") == "RUNNING"]
+
+
+@pytest.mark.postgres
+@pytest.mark.timeout(300)
+def test_a_model_deployment_scales_up_under_load_and_to_zero_when_idle(cluster, busque):
+    """The `fixtures` deployment (min 0, max 3, one request per replica wanted) starts with no
+    replica, grows past one while a dozen jobs of a few seconds each are queued, and goes back
+    to none once they are done."""
+    assert _running_replicas(cluster, "fixtures") == []
+    with busque.client(cluster.head) as api:
+        jobs = []
+        for _ in range(12):
+            created = api.post("/v1/jobs", json={"model": "sleep", "input": {"seconds": 6}})
+            assert created.status_code == 202, created.text
+            jobs.append(created.json()["id"])
+        peak: list[dict] = []
+        deadline = time.monotonic() + 120
+        while len(peak) < 3 and time.monotonic() < deadline:
+            if len(now := _running_replicas(cluster, "fixtures")) > len(peak):
+                peak = now
+            if all(api.get(f"/v1/jobs/{j}").json()["status"] == "succeeded" for j in jobs):
+                break
+            time.sleep(0.5)
+        assert len(peak) >= 2, f"never scaled past one replica: {peak}"
+        for job_id in jobs:
+            assert wait_for(api, job_id, timeout=180)["status"] == "succeeded"
+        done = time.monotonic()
+        while running := _running_replicas(cluster, "fixtures"):
+            assert time.monotonic() - done < 90, f"still running when idle: {running}"
+            time.sleep(1)
+        print(
+            f"\nfixtures: {len(peak)} replicas on {len({r['node_id'] for r in peak})} nodes under "
+            f"load, none {time.monotonic() - done:.1f}s after the last job"
+        )
+
+
+@pytest.mark.postgres
+@pytest.mark.timeout(300)
+def test_a_text_job_runs_on_the_model_node(cluster, busque):
+    """The text generator has no replica until the first text job, which starts one on the
+    model node; the job streams its tokens and ends with the generated text."""
+    from tests.test_events import read_job_sse
+
+    with busque.client(cluster.workers[0]) as api:
+        created = api.post(
+            "/v1/jobs",
+            json={
+                "model": "smollm2-135m-instruct",
+                "input": {"prompt": "What is the capital of France?"},
+                "params": {"temperature": 0, "max_new_tokens": 12},
+            },
+        )
+        assert created.status_code == 202, created.text
+        events = read_job_sse(api, created.json()["id"], timeout=240)
+    (result,) = [e["data"]["data"]["result"] for e in events if e["event"] == "job.result"]
+    assert "Paris" in result["content"]
+    assert len([e for e in events if e["event"] == "job.output"]) >= 2  # streamed
+    (replica,) = _running_replicas(cluster, "TextGenerator")
+    assert replica["node_id"] == cluster.node_id(cluster.workers[1])
+
+
+@pytest.mark.postgres
+@pytest.mark.timeout(300)
+def test_prometheus_sees_busques_metrics_from_the_nodes_that_do_the_work(cluster, busque, tmp_path):
+    """A real Prometheus scrapes Ray's metrics port on every node and the Gateway's /metrics;
+    after jobs, a webhook, a text generation, an ingest and a search, every query of the
+    Grafana dashboard has data, and the embedder's batches are exported by the model node."""
+    from busque.testing.prometheus import prometheus
+    from tests.test_metrics import (
+        assert_every_query_has_data,
+        counts,
+        require_prometheus,
+        wait_for_counts,
+        work,
+    )
+    from tests.test_webhooks_e2e import Receiver, poll
+
+    require_prometheus()
+    metrics_ports = {node.ip: f"{node.ip}:{node.ports['metrics']}" for node in cluster.nodes}
+    jobs = {
+        "ray": list(metrics_ports.values()),
+        "busque": [urlsplit(cluster.head.serve_url).netloc],
+    }
+    with prometheus(tmp_path / "prometheus", jobs) as server:
+        poll(server.targets_up, lambda up: list(up.values()) == [1.0] * 4, timeout=30)
+        collection = f"metrics-{uuid.uuid4().hex[:8]}"
+        receiver = Receiver()
+        try:
+            with busque.client(cluster.workers[0]) as api:
+                created = api.put(f"/v1/collections/{collection}", json={"faces": False})
+                assert created.status_code == 200, created.text
+                before = counts(server)
+                grown = work(api, receiver, collection, "coffee", text=True)
+            wait_for_counts(server, {k: before.get(k, 0) + n for k, n in grown.items()})
+        finally:
+            receiver.close()
+        assert_every_query_has_data(server, "busque", text=True)
+        batches = server.by("sum by (instance) (ray_busque_embed_batch_size_count)", "instance")
+        assert set(batches) == {metrics_ports[cluster.workers[1].ip]}, batches
 
 
 def _get(api: httpx.Client, path: str) -> int | str:

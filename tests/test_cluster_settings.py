@@ -31,6 +31,8 @@ def test_placement_and_autoscaling_reach_the_deployment(tmp_path):
         "min_replicas": 1,
         "max_replicas": 3,
         "target_ongoing_requests": 7,
+        "upscale_delay_s": 1,
+        "downscale_delay_s": 5,
         "max_replicas_per_node": 1,
     }
     settings = Settings(home=tmp_path, serve={"gateway": placed})
@@ -47,6 +49,7 @@ def test_placement_and_autoscaling_reach_the_deployment(tmp_path):
     autoscaling = gateway._deployment_config.autoscaling_config
     assert (autoscaling.min_replicas, autoscaling.max_replicas) == (1, 3)
     assert autoscaling.target_ongoing_requests == 7
+    assert (autoscaling.upscale_delay_s, autoscaling.downscale_delay_s) == (1, 5)
 
 
 def test_a_misspelt_or_impossible_deployment_option_is_an_error():

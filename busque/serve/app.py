@@ -41,6 +41,8 @@ def _options(name: str, resources: DeploymentSettings) -> dict[str, Any]:
         }
         for option in (
             "target_ongoing_requests",
+            "upscale_delay_s",
+            "downscale_delay_s",
             "downscale_to_zero_delay_s",
             "look_back_period_s",
         ):
