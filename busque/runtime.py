@@ -129,6 +129,7 @@ class Runtime:
                 "vector_options": {"kind": cfg.vector_index},
             },
             near_duplicate=NearDuplicate.from_settings(cfg),
+            device=cfg.device,
         )
 
     # ---- the job-kind catalog ----

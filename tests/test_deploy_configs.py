@@ -39,6 +39,7 @@ CUDA_DEPLOYMENTS = {
     "Embedder": "BUSQUE_EMBEDDER__DEVICE",
     "TextGenerator": "BUSQUE_TEXT__DEVICE",
     "imagegen": "BUSQUE_IMAGES__DEVICE",
+    "Matcher": "BUSQUE_INDEX__DEVICE",
 }
 
 
@@ -443,10 +444,18 @@ def dockerfile() -> list[tuple[str, str]]:
 
 
 def docker_install(variant: str) -> list[str]:
-    """The Dockerfile's install commands for a build-arg VARIANT."""
+    """The Dockerfile's install commands for a build-arg VARIANT (its `if [ "$VARIANT" = X ];
+    then COMMAND; fi` steps resolved)."""
     (run,) = [args for instruction, args in dockerfile() if instruction == "RUN"]
     run = run.replace("${VARIANT}", variant)
-    return [" ".join(part.split()) for part in run.split("&&")]
+    commands = []
+    for part in (" ".join(part.split()) for part in run.split("&&")):
+        if when := re.fullmatch(r'if \[ "(\w+)" = (\w+) \]; then (.+); fi', part):
+            if when[1] == when[2]:
+                commands.append(when[3])
+        else:
+            commands.append(part)
+    return commands
 
 
 def cluster_installs() -> dict[str, list[str]]:
@@ -481,10 +490,11 @@ def no_deps_step() -> list[str]:
 
 def test_every_node_runs_the_documented_install():
     step = f"pip install --no-cache-dir --no-deps {' '.join(no_deps_step())}"
-    for variant in ("cpu", "gpu"):
+    for variant, gpu_faiss in (("cpu", []), ("gpu", ["sh deploy/install-gpu-faiss.sh"])):
         assert docker_install(variant) == [
             f"pip install --no-cache-dir -r deploy/requirements-{variant}.txt",
             step,
+            *gpu_faiss,
         ]
     gpu_types = {
         name
@@ -545,6 +555,20 @@ def test_requirement_file_pins_the_right_torch_build_and_installs_busque_all(var
     # The documented extra step is the Makefile's --no-deps step.
     assert f"pip install -r deploy/requirements-{variant}.txt" in comments
     assert f"pip install --no-deps {' '.join(no_deps_step())}" in comments
+
+
+def test_gpu_nodes_swap_faiss_for_its_gpu_build():
+    """busque depends on faiss-cpu; faiss-gpu-cu12 beside it breaks `import faiss`."""
+    script = (ROOT / "deploy/install-gpu-faiss.sh").read_text().splitlines()
+    commands = [line for line in script if line and not line.startswith(("#", "set "))]
+    assert commands[0] == "pip uninstall -y faiss-cpu"
+    (install,) = commands[1:]
+    gpu_faiss = Requirement(install.split()[-1])
+    assert gpu_faiss.name == "faiss-gpu-cu12" and str(gpu_faiss.specifier).startswith("==")
+    core = {Requirement(r).name for r in pyproject()["project"]["dependencies"]}
+    assert "faiss-cpu" in core
+    _, comments = requirement_file("gpu")
+    assert any(c.startswith("sh deploy/install-gpu-faiss.sh") for c in comments)
 
 
 def test_the_makefile_installs_what_the_nodes_install():

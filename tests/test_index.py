@@ -389,3 +389,65 @@ def test_negative_ids_are_refused():
     index = HybridIndex(4)
     with pytest.raises(ValueError, match=">= 0"):
         index.add(-5, np.ones(4, dtype=np.float32), 1)
+
+
+# -- the GPU copy (index.device: cuda) --------------------------------------------------------
+
+
+def test_a_gpu_index_without_faiss_gpu_is_refused_with_what_to_do(vectors):
+    from busque.index.device import gpu_unavailable_reason
+
+    if gpu_unavailable_reason() is None:
+        pytest.skip("this machine has FAISS's GPU build and a GPU")
+    index = VectorIndex(vectors[0].shape[1], "flat")
+    with pytest.raises(RuntimeError, match="install-gpu-faiss.sh|sees no GPU"):
+        index.place("cuda")
+    assert index.device == "cpu"
+    with pytest.raises(ValueError, match="must be one of"):
+        index.place("tpu")
+
+
+def test_a_gpu_index_needs_a_kind_faiss_has_on_gpus():
+    from pydantic import ValidationError
+
+    from busque.config import IndexSettings
+
+    assert IndexSettings(device="cuda", vector_index="flat").device == "cuda"
+    assert IndexSettings(device="cuda", vector_index="ivf").device == "cuda"
+    for kind in ("auto", "hnsw"):
+        with pytest.raises(ValidationError, match="needs vector_index flat or ivf"):
+            IndexSettings(device="cuda", vector_index=kind)
+
+
+@pytest.mark.parametrize("kind", ["flat", "ivf"])
+def test_the_device_copy_is_made_again_after_every_write(vectors, kind, monkeypatch):
+    """The copy's bookkeeping only: no GPU here, so a CPU clone (faiss.clone_index) stands in
+    for faiss.index_cpu_to_gpu. Every search sees every write; a copy is made once per run of
+    searches between writes."""
+    import faiss
+
+    from busque.index import device
+
+    copies = []
+
+    def clone(index, nprobe):
+        copies.append(nprobe)
+        return faiss.clone_index(index)
+
+    monkeypatch.setattr(device, "check_device", lambda where: None)
+    monkeypatch.setattr(device, "to_gpu", clone)
+    x, _ = vectors
+    index = VectorIndex(x.shape[1], kind, nlist=16)
+    index.add(np.arange(3000), x[:3000])
+    index.place("cuda")
+    for _ in range(3):
+        assert index.search(x[7], 1)[1][0, 0] == 7
+    assert len(copies) == 1
+    index.add([9000], x[3500])
+    assert index.search(x[3500], 1)[1][0, 0] == 9000  # the copy has the new vector
+    index.remove([9000, 7])
+    _, ids = index.search(x[[3500, 7]], 3)
+    assert 9000 not in ids and 7 not in ids
+    assert len(copies) == 3
+    index.search(x[0], device.GPU_MAX_K + 1)  # past the GPU's k: the CPU index
+    assert len(copies) == 3

@@ -16,6 +16,7 @@ import numpy as np
 
 from busque.db.follow import IdFollower
 from busque.index import snapshot
+from busque.index.device import check_device
 from busque.index.hybrid import HybridIndex
 from busque.media.catalog import Catalog, bytes_to_vector
 from busque.storage import ObjectStore
@@ -76,7 +77,10 @@ class LiveIndex:
         gap_s: float = 10.0,
         index_options: dict | None = None,
         near_duplicate: NearDuplicate | None = None,
+        device: str = "cpu",
     ):
+        check_device(device)  # a Matcher without the GPU it was told to use fails at start
+        self.device = device
         self.catalog = catalog
         self.objects = objects
         self.dim = dim
@@ -105,6 +109,7 @@ class LiveIndex:
             index, last_seq = loaded
             manifest = snapshot.read_manifest(self.objects, tenant, collection) or {}
             scope = Scope(index, IdFollower(last_seq, gap_s=self.gap_s), manifest.get("version"))
+        scope.index.vectors.place(self.device)
         self._replay(tenant, collection, scope)
         logger.info(
             "index %s/%s: %d items (snapshot %s)",

@@ -15,6 +15,10 @@ Kinds:
 
 ``storage`` picks the stored codec for hnsw/ivf: ``flat`` (float32), ``fp16``, ``sq8``
 (1 byte a dimension), or ``pq`` (ivf only, ``pq_m`` bytes a vector; lossy, lower recall).
+
+``place("cuda")`` searches a GPU copy of a flat or ivf index (busque.index.device). Writes go to
+the CPU index, which stays the one that is saved; the copy is made again on the first search
+after a write, so batch writes between searches where the index is large.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from dataclasses import asdict, dataclass
 
 import faiss
 import numpy as np
+
+from busque.index import device
 
 MAGIC = b"BVX1"
 KINDS = ("auto", "flat", "hnsw", "ivf")
@@ -88,6 +94,8 @@ class VectorIndex:
         self._index: faiss.Index | None = None
         self._n_dead = 0  # hnsw: entries whose id was overwritten with -1
         self._trained_n = 0  # ivf: how many vectors it was trained on
+        self._device = "cpu"
+        self._gpu_copy: faiss.Index | None = None  # made on the first search after a write
         if self._active == "flat":
             self._index = self._new_flat()
 
@@ -105,6 +113,16 @@ class VectorIndex:
     def __len__(self) -> int:
         return 0 if self._index is None else int(self._index.ntotal) - self._n_dead
 
+    @property
+    def device(self) -> str:
+        return self._device
+
+    def place(self, where: str) -> None:
+        """Search on "cpu" or from a copy on "cuda" (raises when this process has no GPU)."""
+        device.check_device(where)
+        self._device = where
+        self._gpu_copy = None
+
     # -- construction ------------------------------------------------------------------
 
     def _new_flat(self) -> faiss.Index:
@@ -117,6 +135,7 @@ class VectorIndex:
 
     def _build(self, kind: str, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Replace the index with a fresh ``kind`` one holding (already normalised) vectors."""
+        self._gpu_copy = None
         cfg = self.config
         if kind == "flat":
             index = self._new_flat()
@@ -198,6 +217,7 @@ class VectorIndex:
             raise ValueError("ids and vectors differ in length")
         if len(ids) == 0:
             return
+        self._gpu_copy = None
         _, last = np.unique(ids[::-1], return_index=True)
         if len(last) != len(ids):  # last write wins within the batch
             keep = np.sort(len(ids) - 1 - last)
@@ -223,6 +243,7 @@ class VectorIndex:
         ids = _as_ids(ids)
         if self._index is None or len(ids) == 0 or self._index.ntotal == 0:
             return 0
+        self._gpu_copy = None
         if self._active == "hnsw":
             id_map = faiss.rev_swig_ptr(self._index.id_map.data(), self._index.id_map.size())
             hit = np.flatnonzero(np.isin(id_map, ids[ids >= 0]))
@@ -240,6 +261,17 @@ class VectorIndex:
         return int(self._index.remove_ids(faiss.IDSelectorBatch(ids)))
 
     # -- reads -------------------------------------------------------------------------
+
+    def _searched(self, k: int) -> tuple[faiss.Index, object]:
+        """The index a search of ``k`` results runs on, and its search parameters."""
+        on_gpu = (
+            self._device == "cuda" and self._active in device.GPU_KINDS and k <= device.GPU_MAX_K
+        )
+        if not on_gpu:
+            return self._index, self._params(k)
+        if self._gpu_copy is None:
+            self._gpu_copy = device.to_gpu(self._index, self.config.nprobe)
+        return self._gpu_copy, None  # nprobe is set on the copy
 
     def _params(self, k: int):
         if self._active == "hnsw":
@@ -263,7 +295,8 @@ class VectorIndex:
         total = int(self._index.ntotal)
         fetch = min(k + len(excl) + self._n_dead, total)
         while True:
-            d, i = self._index.search(q, fetch, params=self._params(fetch))
+            index, params = self._searched(fetch)
+            d, i = index.search(q, fetch, params=params)
             valid = i >= 0
             if len(excl):
                 valid &= ~np.isin(i, excl)
