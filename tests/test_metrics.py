@@ -14,16 +14,14 @@ import json
 import math
 import os
 import re
-import shutil
-import subprocess
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 
-from busque.testing.servers import free_port
+from busque.testing.prometheus import Prometheus, prometheus_binary
+from busque.testing.prometheus import prometheus as scraping
 from tests.conftest import FAST_JOBS, wait_for
 from tests.test_ingest import jpeg, photo
 from tests.test_jobs_api import submit
@@ -116,31 +114,17 @@ def test_the_dashboard_is_a_grafana_10_dashboard_on_a_prometheus_variable():
 # ---- Prometheus ----------------------------------------------------------------------------------
 
 
-class Prometheus:
-    def __init__(self, url: str):
-        self.http = httpx.Client(base_url=url, timeout=10)
-
-    def query(self, expr: str) -> list[dict]:
-        response = self.http.get("/api/v1/query", params={"query": expr})
-        assert response.status_code == 200, f"{expr}: {response.text}"
-        body = response.json()
-        assert body["status"] == "success", body
-        return body["data"]["result"]
-
-    def values(self, expr: str) -> list[float]:
-        return [float(r["value"][1]) for r in self.query(expr)]
-
-    def by(self, expr: str, label: str) -> dict[str, float]:
-        return {r["metric"].get(label, ""): float(r["value"][1]) for r in self.query(expr)}
+def require_prometheus() -> None:
+    """Skips without Debian's `prometheus` package, unless BUSQUE_REQUIRE_PROMETHEUS=1."""
+    if prometheus_binary() is None:
+        if os.environ.get("BUSQUE_REQUIRE_PROMETHEUS") == "1":
+            pytest.fail("Prometheus is required (BUSQUE_REQUIRE_PROMETHEUS=1)")
+        pytest.skip("Prometheus is not installed (Debian's `prometheus` package)")
 
 
 @pytest.fixture(scope="module")
 def prometheus(app, tmp_path_factory):
-    binary = shutil.which("prometheus")
-    if binary is None:
-        if os.environ.get("BUSQUE_REQUIRE_PROMETHEUS") == "1":
-            pytest.fail("Prometheus is required (BUSQUE_REQUIRE_PROMETHEUS=1)")
-        pytest.skip("Prometheus is not installed (Debian's `prometheus` package)")
+    require_prometheus()
     import ray
 
     ray_targets = [
@@ -149,56 +133,11 @@ def prometheus(app, tmp_path_factory):
         if node["Alive"]
     ]
     assert ray_targets, ray.nodes()
-    workdir = tmp_path_factory.mktemp("prometheus")
-    config = {  # JSON is YAML
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "scrape_configs": [
-            {"job_name": "ray", "static_configs": [{"targets": ray_targets}]},
-            {
-                "job_name": "busque",
-                "metrics_path": "/metrics",
-                "static_configs": [{"targets": [urlsplit(app.url).netloc]}],
-            },
-        ],
-    }
-    (workdir / "prometheus.yml").write_text(json.dumps(config, indent=2))
-    port = free_port()
-    log = open(workdir / "prometheus.log", "wb")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={workdir / 'prometheus.yml'}",
-            f"--storage.tsdb.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--log.level=warn",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, (workdir / "prometheus.log").read_text()
-            try:
-                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "Prometheus did not become ready"
-            time.sleep(0.2)
-        server = Prometheus(url)
+    jobs = {"ray": ray_targets, "busque": [urlsplit(app.url).netloc]}
+    with scraping(tmp_path_factory.mktemp("prometheus"), jobs) as server:
         # Both scrape jobs answer before any load is sent.
         poll(lambda: server.by("up", "job"), lambda up: up == {"ray": 1.0, "busque": 1.0})
         yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
 
 
 # ---- load through the app ------------------------------------------------------------------------
@@ -210,7 +149,7 @@ def text_available(app) -> bool:
     return unavailable_reason(app.settings) is None
 
 
-def work(app, client, receiver: Receiver, collection: str, image: str) -> dict[str, int]:
+def work(client, receiver: Receiver, collection: str, image: str, text: bool) -> dict[str, int]:
     """One batch of everything the dashboard shows: echo jobs (one with a webhook), a text
     generation, an ingest and a search. Returns what the counters of `counts` grow by, at
     least."""
@@ -218,7 +157,7 @@ def work(app, client, receiver: Receiver, collection: str, image: str) -> dict[s
     jobs = [submit(client, "echo", {"metrics": i}) for i in range(3)]
     jobs.append(submit(client, "sleep", {"seconds": 0.3}))
     jobs.append(submit(client, "echo", {"hook": 1}, webhook={"url": url, "events": ["job.result"]}))
-    if text_available(app):
+    if text:
         jobs.append(submit(client, TEXT_MODEL, {"prompt": "Say hi"}, params={"max_new_tokens": 4}))
     form = {"collection": collection}
     files = {"image": ("p.jpg", jpeg(photo(image)), "image/jpeg")}
@@ -230,7 +169,7 @@ def work(app, client, receiver: Receiver, collection: str, image: str) -> dict[s
         "embedder forward passes": 1,
         "sleep jobs that ran over 0.25 s": 1,
     }
-    if text_available(app):
+    if text:
         grows["tokens"] = 1
     for job in jobs:
         assert wait_for(client, job["id"], timeout=120)["status"] == "succeeded", job
@@ -280,15 +219,35 @@ def finite(values: list[float]) -> list[float]:
     return [v for v in values if not math.isnan(v) and not math.isinf(v)]
 
 
+def assert_every_query_has_data(prometheus: Prometheus, application: str, text: bool) -> None:
+    """Every query of the dashboard answers with data (a number, not only NaN), within the time
+    Ray takes to export; the token panels only where a text model ran."""
+    wanted = queries(dashboard(), application)
+    if not text:
+        wanted = [(title, expr) for title, expr in wanted if "token" not in expr]
+    empty: dict[str, str] = {}
+    deadline = time.monotonic() + EXPORT_WAIT_S
+    while True:
+        empty = {
+            f"{title}: {expr}": repr(prometheus.query(expr))
+            for title, expr in wanted
+            if not finite(prometheus.values(expr))
+        }
+        if not empty or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert not empty, "queries without data:\n" + "\n".join(f"{k} -> {v}" for k, v in empty.items())
+
+
 def test_every_dashboard_query_has_data_and_job_counters_only_grow(app, client, prometheus):
     collection = f"metrics-{time.time_ns()}"
     assert client.put(f"/v1/collections/{collection}", json={"faces": False}).status_code == 200
     receiver = Receiver()
     try:
         before = counts(prometheus)
-        first = work(app, client, receiver, collection, "coffee")
+        first = work(client, receiver, collection, "coffee", text_available(app))
         middle = wait_for_counts(prometheus, {k: before.get(k, 0) + n for k, n in first.items()})
-        second = work(app, client, receiver, collection, "rocket")
+        second = work(client, receiver, collection, "rocket", text_available(app))
         after = wait_for_counts(prometheus, {k: middle[k] + n for k, n in second.items()})
     finally:
         receiver.close()
@@ -311,22 +270,7 @@ def test_every_dashboard_query_has_data_and_job_counters_only_grow(app, client, 
         interval=0.5,
     )
 
-    # Every query of the dashboard answers with data (a number, not only NaN).
-    wanted = queries(dashboard(), app.settings.serve.app_name)
-    if not text_available(app):
-        wanted = [(title, expr) for title, expr in wanted if "token" not in expr]
-    empty: dict[str, str] = {}
-    deadline = time.monotonic() + EXPORT_WAIT_S
-    while True:
-        empty = {
-            f"{title}: {expr}": repr(prometheus.query(expr))
-            for title, expr in wanted
-            if not finite(prometheus.values(expr))
-        }
-        if not empty or time.monotonic() > deadline:
-            break
-        time.sleep(1)
-    assert not empty, "queries without data:\n" + "\n".join(f"{k} -> {v}" for k, v in empty.items())
+    assert_every_query_has_data(prometheus, app.settings.serve.app_name, text_available(app))
 
     # The dashboard's rates see what just ran.
     increases = [
