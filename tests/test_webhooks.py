@@ -128,6 +128,15 @@ def test_verify_rejects_other_version_prefix():
         ("http://224.0.0.1/hook", "multicast"),
         ("http://240.0.0.1/hook", "reserved"),
         ("http://100.64.0.1/hook", "a non-public address"),
+        # IPv6 forms that reach a non-public IPv4 address, and the deprecated site-local range.
+        ("http://[2002:7f00:1::]/hook", "a 6to4 loopback address"),
+        ("http://[2002:a00:1::]/hook", "a 6to4 private address"),
+        ("http://[fec0::1]/hook", "a site-local address"),
+        ("http://[64:ff9b::7f00:1]/hook", "a NAT64 loopback address"),
+        ("http://[64:ff9b::a9fe:a9fe]/hook", "a NAT64 link-local address"),
+        ("http://[64:ff9b:1::1]/hook", "a NAT64 local-use address"),
+        ("http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/hook", "a Teredo loopback address"),
+        ("http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/hook", "a Teredo private address"),
     ],
 )
 def test_check_url_refuses_non_public_addresses(url, why):
@@ -163,6 +172,8 @@ def test_check_url_refuses_malformed_urls(url, why):
 
 def test_check_url_accepts_public_literal_ip():
     check_url("https://93.184.216.34/hook", [])
+    check_url("http://[2002:5db8:d822::1]/hook", [])  # 6to4 of 93.184.216.34
+    check_url("http://[64:ff9b::5db8:d822]/hook", [])  # NAT64 of it
     check_url("http://93.184.216.34:8080/hook?x=1", [])
     validate_url("https://93.184.216.34/hook", [])
 
@@ -383,3 +394,75 @@ def test_deliver_rechecks_dns_at_delivery_time(receiver, monkeypatch):
     assert not outcome.ok
     assert "refused" in outcome.error
     assert receiver.requests == []
+
+
+def test_deliver_connects_to_the_address_it_checked(receiver, monkeypatch):
+    """DNS rebinding: the resolver answers the checked (allowed) address first and another one
+    after; the webhook still goes to the first, with the URL's host in its Host header."""
+    answers = iter([["127.0.0.1"], ["127.0.0.3"]])  # nothing listens on 127.0.0.3
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        literal = host.replace(".", "").isdigit()  # an address resolves to itself
+        return _fake_resolver([host] if literal else next(answers))(host, port)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    port = receiver.url.rsplit(":", 1)[1]
+    outcome = _deliver(
+        f"http://rebind.example.test:{port}/ok", receiver.secret, {}, ["127.0.0.1/32"]
+    )
+    assert outcome.ok, outcome
+    [request] = receiver.requests
+    headers = {k.lower(): v for k, v in request["headers"].items()}
+    assert headers["host"] == f"rebind.example.test:{port}"
+
+
+def test_a_pinned_https_request_still_names_its_host_for_tls():
+    import ipaddress
+
+    from busque.jobs.webhooks import pinned
+
+    url, headers, extensions = pinned(
+        "https://hooks.example.com:8443/in?x=1", ipaddress.ip_address("2606:2800::1")
+    )
+    assert url == "https://[2606:2800::1]:8443/in?x=1"
+    assert headers == {"host": "hooks.example.com:8443"}
+    assert extensions == {"sni_hostname": "hooks.example.com"}  # SNI and certificate check
+    assert pinned("http://h.example.com", ipaddress.ip_address("93.184.216.34")) == (
+        "http://93.184.216.34/",
+        {"host": "h.example.com"},
+        {},
+    )
+
+
+def test_a_trickling_receiver_cannot_stretch_an_attempt_past_its_timeout():
+    """A receiver that sends a byte of its answer every 0.2 s never trips a read timeout;
+    the attempt still ends at its total deadline."""
+    stop = threading.Event()
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def trickle():
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n")
+            while not stop.wait(0.2):
+                try:
+                    conn.sendall(b"x")
+                except OSError:
+                    return
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    try:
+        port = server.getsockname()[1]
+        started = time.monotonic()
+        outcome = _deliver(f"http://127.0.0.1:{port}/hook", new_secret(), {}, timeout_s=1.0)
+        took = time.monotonic() - started
+    finally:
+        stop.set()
+        server.close()
+    assert not outcome.ok
+    assert outcome.error.startswith("timeout after 1.0s"), outcome
+    assert took < 2.0, took

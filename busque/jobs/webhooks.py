@@ -24,7 +24,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -111,12 +111,39 @@ def verify(secret: str, headers: Mapping[str, str], body: bytes, tolerance_s: fl
 # --- SSRF guard ----------------------------------------------------------------
 
 
+# NAT64's local-use prefix (RFC 8215): where it embeds the IPv4 address depends on the
+# operator's prefix length, so it is refused whole. The well-known 64:ff9b::/96 is checked by
+# the IPv4 address in its last 32 bits.
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+
+
+def _embedded_ipv4(addr: ipaddress.IPv6Address) -> tuple[str, ipaddress.IPv4Address] | None:
+    """The IPv4 address an IPv6 form reaches (IPv4-mapped, 6to4, Teredo's client, NAT64)."""
+    if addr.ipv4_mapped is not None:
+        return "IPv4-mapped", addr.ipv4_mapped
+    if addr.sixtofour is not None:
+        return "6to4", addr.sixtofour
+    if addr.teredo is not None:
+        return "Teredo", addr.teredo[1]
+    if addr in _NAT64:
+        return "NAT64", ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)
+    return None
+
+
 def _why_not_public(addr: IPAddress) -> str | None:
     """What kind of non-public address this is ("private", ...), or None if public."""
-    # Python 3.11 does not classify ::ffff:a.b.c.d by its IPv4 part.
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        kind = _why_not_public(addr.ipv4_mapped)
-        return f"IPv4-mapped {kind}" if kind else None
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.is_site_local:  # fec0::/10: deprecated, yet Python calls it global
+            return "site-local"
+        if addr in _NAT64_LOCAL:
+            return "NAT64 local-use"
+        # An IPv6 form of an IPv4 address reaches that address: judge it by that address
+        # (Python calls some of these forms private or reserved whatever they embed).
+        if embedded := _embedded_ipv4(addr):
+            form, ipv4 = embedded
+            kind = _why_not_public(ipv4)
+            return f"{form} {kind}" if kind else None
     checks = [
         ("unspecified", addr.is_unspecified),
         ("loopback", addr.is_loopback),
@@ -145,8 +172,10 @@ def _resolve(host: str, port: int) -> list[IPAddress]:
     return sorted(addrs, key=str)
 
 
-def check_url(url: str, allow_networks: list[str]) -> None:
-    """Raise WebhookTargetRefused unless url is an http(s) URL on public addresses.
+def check_url(url: str, allow_networks: list[str]) -> list[IPAddress]:
+    """Raise WebhookTargetRefused unless url is an http(s) URL on public addresses; returns the
+    addresses it checked, which the delivery then connects to (never resolving again: a DNS
+    answer that changes between the check and the connection cannot redirect it).
 
     Every address the host resolves to must be public, or lie in allow_networks.
     """
@@ -170,7 +199,8 @@ def check_url(url: str, allow_networks: list[str]) -> None:
         port = 443 if parts.scheme == "https" else 80
 
     networks = [ipaddress.ip_network(n, strict=False) for n in allow_networks]
-    for addr in _resolve(host, port):
+    addresses = _resolve(host, port)
+    for addr in addresses:
         kind = _why_not_public(addr)
         if kind is None:
             continue
@@ -184,6 +214,19 @@ def check_url(url: str, allow_networks: list[str]) -> None:
         raise WebhookTargetRefused(
             f"webhook host {shown} is {article} {kind} address; allowed networks: {allow_networks}"
         )
+    return addresses
+
+
+def pinned(url: str, addr: IPAddress) -> tuple[str, dict[str, str], dict]:
+    """(the URL with its host replaced by `addr`, the Host header, httpx request extensions):
+    a request that connects to `addr` while HTTP and TLS still name the host (the certificate
+    is verified for the host, through SNI)."""
+    parts = urlsplit(url)
+    literal = f"[{addr}]" if addr.version == 6 else str(addr)
+    netloc = literal if parts.port is None else f"{literal}:{parts.port}"
+    target = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+    extensions = {"sni_hostname": parts.hostname} if parts.scheme == "https" else {}
+    return target, {"host": parts.netloc}, extensions
 
 
 def validate_url(url: str, allow_networks: list[str]) -> None:
@@ -212,7 +255,9 @@ async def deliver(
     allow_networks: list[str],
     timeout_s: float,
 ) -> DeliveryOutcome:
-    """POST one signed webhook. Never raises for refusals or HTTP/network failures."""
+    """POST one signed webhook to an address `check_url` approved; `timeout_s` bounds the whole
+    attempt (connect, send, the answer), however slowly a receiver trickles. Never raises for
+    refusals or HTTP/network failures."""
     start = time.monotonic()
 
     def elapsed_ms() -> float:
@@ -220,28 +265,31 @@ async def deliver(
 
     try:
         # DNS may have changed since submission; getaddrinfo blocks, so use a thread.
-        await asyncio.to_thread(check_url, url, allow_networks)
+        addresses = await asyncio.to_thread(check_url, url, allow_networks)
     except WebhookTargetRefused as e:
         return DeliveryOutcome(False, None, f"refused: {e}", elapsed_ms(), "")
 
     body = json.dumps(payload, separators=(",", ":")).encode()
-    headers = signed_headers(secret, msg_id, body)
+    target, host_header, extensions = pinned(url, addresses[0])
+    headers = signed_headers(secret, msg_id, body) | host_header
     try:
-        async with client.stream(
-            "POST",
-            url,
-            content=body,
-            headers=headers,
-            timeout=timeout_s,
-            # A redirect could point at a private host the check above never saw.
-            follow_redirects=False,
-        ) as response:
-            raw = b""
-            async for chunk in response.aiter_bytes():
-                raw += chunk
-                if len(raw) >= _MAX_RESPONSE_BYTES:
-                    break
-    except httpx.TimeoutException as e:
+        async with asyncio.timeout(timeout_s):
+            async with client.stream(
+                "POST",
+                target,
+                content=body,
+                headers=headers,
+                timeout=timeout_s,
+                # A redirect could point at a private host the check above never saw.
+                follow_redirects=False,
+                extensions=extensions,
+            ) as response:
+                raw = b""
+                async for chunk in response.aiter_bytes():
+                    raw += chunk
+                    if len(raw) >= _MAX_RESPONSE_BYTES:
+                        break
+    except (httpx.TimeoutException, TimeoutError) as e:
         error = f"timeout after {timeout_s}s ({type(e).__name__})"
         return DeliveryOutcome(False, None, error, elapsed_ms(), "")
     except httpx.HTTPError as e:
