@@ -76,7 +76,11 @@ class WebhookSettings(BaseModel):
     max_attempts: int = Field(8, ge=1)
     backoff_s: float = Field(2.0, ge=0)
     backoff_max_s: float = Field(600.0, ge=0)
-    timeout_s: float = Field(10.0, gt=0)
+    timeout_s: float = Field(10.0, gt=0, description="the whole of one attempt, answer included")
+    max_in_flight: int = Field(64, ge=1, description="attempts a dispatcher runs at once")
+    per_destination: int = Field(
+        4, ge=1, description="attempts at once to one host:port (a slow receiver delays itself)"
+    )
     default_events: list[str] = Field(default_factory=lambda: ["job.status", "job.result"])
 
     @field_validator("allow_networks")

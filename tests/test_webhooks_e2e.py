@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 import uuid
@@ -202,6 +203,9 @@ def test_custom_events_and_secret(client, receiver, tenant_secret):
         "http://[::1]:9/x",
         "ftp://example.com/",
         "http://user:pw@127.0.0.1/",
+        "http://[2002:7f00:1::]/x",  # 6to4 of 127.0.0.1
+        "http://[64:ff9b::a9fe:a9fe]/",  # NAT64 of 169.254.169.254
+        "http://[fec0::1]/x",  # site-local
     ],
 )
 def test_unsafe_webhook_urls_are_refused_and_create_nothing(client, url):
@@ -228,3 +232,75 @@ def test_bad_webhook_fields_are_refused(client, receiver):
         assert_error(response, 422, "invalid_request")
     assert count_jobs(client) == before
     assert receiver.received(url) == []
+
+
+class TrickleReceiver:
+    """Accepts webhooks and answers them one byte a second, never finishing."""
+
+    def __init__(self):
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}/slow"
+        self.accepted = 0
+        self.stop = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
+
+    def _trickle(self, conn):
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\n")
+            while not self.stop.wait(1):
+                try:
+                    conn.sendall(b"x")
+                except OSError:
+                    return
+
+    def close(self):
+        self.stop.set()
+        self.server.close()
+
+
+def test_a_trickling_receiver_delays_only_its_own_webhooks(app, client, receiver, other_tenant_key):
+    """One tenant's receiver trickles its answers; another tenant's webhook still arrives at
+    once, and the trickled attempts end at the attempt timeout, not when the receiver stops."""
+    slow = TrickleReceiver()
+    try:
+        stuck = [
+            submit(
+                client, "echo", {"stuck": i}, webhook={"url": slow.url, "events": ["job.result"]}
+            )
+            for i in range(12)  # more than the dispatchers send to one receiver at once
+        ]
+        poll(lambda: slow.accepted, lambda n: n >= 1)
+        url = receiver.url()
+        with app.client(other_tenant_key) as other:
+            sent = time.monotonic()
+            job = submit(other, "echo", {"fast": 1}, webhook={"url": url, "events": ["job.result"]})
+            arrived = poll(lambda: receiver.received(url), bool, timeout=15)
+            delay = time.monotonic() - sent
+            assert wait_for(other, job["id"], timeout=30)["status"] == "succeeded"
+        # Before: the deliverer waited for its whole batch, so this took the slow ones' timeout.
+        assert delay < 3.0, f"a healthy receiver waited {delay:.1f}s behind a trickling one"
+        assert arrived
+        # Each dispatcher sends at most `per_destination` at once to one receiver.
+        limit = app.settings.webhooks.per_destination * app.settings.serve.dispatcher.min_replicas
+        assert 0 < slow.accepted <= limit < len(stuck)
+        timeout_s = app.settings.webhooks.timeout_s
+        first = poll(
+            lambda: [d for d in deliveries(client, stuck[0]["id"]) if d["log"]],
+            bool,
+            timeout=timeout_s + 10,
+        )
+        (attempt, *_) = first[0]["log"]
+        assert attempt["error"].startswith(f"timeout after {timeout_s}s"), attempt
+        assert attempt["duration_ms"] < (timeout_s + 1.5) * 1000, attempt
+    finally:
+        slow.close()

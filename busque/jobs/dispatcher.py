@@ -22,12 +22,11 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from busque.config import Settings
-from busque.jobs import webhooks
-from busque.jobs.backoff import backoff
+from busque.jobs.deliverer import WebhookDeliverer
 from busque.jobs.events import Artifact, Failure, JobEvent, Output, Progress, Result
 from busque.jobs.outbox import WebhookOutbox
 from busque.jobs.store import TERMINAL, JobStore
-from busque.metrics import DELIVERED, FAILED_ATTEMPT, GIVEN_UP, NO_METRICS, Metrics
+from busque.metrics import NO_METRICS, Metrics
 
 logger = logging.getLogger("busque.dispatcher")
 
@@ -72,10 +71,10 @@ class Dispatcher:
         self.metrics = metrics
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.running: dict[str, Attempt] = {}
+        self.deliverer = WebhookDeliverer(settings.webhooks, outbox, metrics)
         self._wake = asyncio.Event()
         self._stopping = False
         self._tasks: list[asyncio.Task] = []
-        self._http = None
         self._results: list[tuple[str, int, object, asyncio.Future]] = []
         self._results_writer: asyncio.Task | None = None
 
@@ -85,7 +84,7 @@ class Dispatcher:
         self._tasks = [
             asyncio.create_task(self._claim_loop(), name="claim"),
             asyncio.create_task(self._lease_loop(), name="lease"),
-            asyncio.create_task(self._webhook_loop(), name="webhooks"),
+            asyncio.create_task(self.deliverer.run(), name="webhooks"),
         ]
 
     async def stop(self, release: bool = True) -> None:
@@ -101,8 +100,6 @@ class Dispatcher:
         if release:
             released = await asyncio.to_thread(self.store.release, self.owner)
             logger.info("dispatcher %s released %d running jobs", self.owner, released)
-        if self._http is not None:
-            await self._http.aclose()
 
     def wake(self) -> None:
         self._wake.set()
@@ -280,50 +277,3 @@ class Dispatcher:
                     self.cancel(job_id)
             except Exception:
                 logger.exception("lease loop error")
-
-    # ---- webhooks (the outbox) ----
-
-    async def _webhook_loop(self) -> None:
-        import httpx
-
-        hooks = self.settings.webhooks
-        self._http = httpx.AsyncClient(follow_redirects=False)
-        while not self._stopping:
-            try:
-                due = await asyncio.to_thread(self.outbox.claim_deliveries, 32, hooks.timeout_s * 3)
-                if due:
-                    await asyncio.gather(*(self._deliver(d) for d in due))
-                    continue
-            except Exception:
-                logger.exception("webhook loop error")
-            await asyncio.sleep(0.2)
-
-    async def _deliver(self, delivery: dict) -> None:
-        hooks = self.settings.webhooks
-        outcome = await webhooks.deliver(
-            self._http,
-            delivery["url"],
-            delivery["secret"],
-            delivery["id"],
-            webhooks.payload_for(delivery["payload"]),
-            hooks.allow_networks,
-            hooks.timeout_s,
-        )
-        attempts = delivery["attempts"] + 1
-        retry = not outcome.ok and attempts < hooks.max_attempts
-        refused = (outcome.error or "").startswith("refused")
-        next_at = None
-        if retry and not refused:
-            next_at = time.time() + backoff(attempts, hooks.backoff_s, hooks.backoff_max_s)
-        record = {
-            "ok": outcome.ok,
-            "status": outcome.status,
-            "error": outcome.error,
-            "duration_ms": round(outcome.duration_ms, 1),
-            "response_excerpt": outcome.response_excerpt,
-        }
-        await asyncio.to_thread(self.outbox.record_delivery, delivery, record, next_at)
-        if outcome.ok:
-            self.metrics.webhook(DELIVERED)
-        else:
-            self.metrics.webhook(FAILED_ATTEMPT if next_at is not None else GIVEN_UP)

@@ -80,6 +80,15 @@ class WebhookOutbox:
                 )
             )
 
+    def postpone(self, ids: list[str], until: float) -> None:
+        """Give claimed deliveries back, due at `until`, without counting an attempt."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(webhook_deliveries)
+                .where(webhook_deliveries.c.id.in_(ids))
+                .values(next_attempt_at=until, locked_until=None)
+            )
+
     def deliveries(self, job_id: str) -> list[dict]:
         """A job's deliveries, in event order."""
         with self.reader.connect() as conn:
