@@ -468,6 +468,20 @@ def test_websocket_caps_the_jobs_a_connection_follows(app, client):
     assert len(errors) == 999 and all(e["error"]["code"] == "job_not_found" for e in errors)
 
 
+def test_websocket_refuses_a_message_repeating_one_job_at_once(app, client):
+    """20,000 copies of one id cost over a minute of database work, one query each."""
+    job = submit(client, "echo", {"ws": 6})
+    with connect(ws_url(app, api_key=app.admin_key)) as ws:
+        started = time.monotonic()
+        ws.send(json.dumps({"action": "subscribe", "job_ids": [job["id"]] * 20_000}))
+        error = ws_error(ws)
+        assert error["code"] == "invalid_request" and "1000 job ids" in error["message"]
+        assert time.monotonic() - started < 5
+        ws.send(json.dumps({"action": "subscribe", "job_ids": [job["id"]] * 3}))
+        messages = ws_receive_until(ws, ws_terminal)
+    assert len([m for m in messages if m["type"] == "subscribed"]) == 1  # once, not 3 times
+
+
 def test_websocket_bad_key_closes_with_4401(app):
     for kwargs in (
         {"uri": ws_url(app), "additional_headers": {"X-API-Key": "bq_bad_key"}},

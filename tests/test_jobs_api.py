@@ -87,6 +87,67 @@ def test_idempotency_key_returns_the_same_job(client):
     assert_error(different, 409, "idempotency_conflict")
 
 
+def test_an_empty_idempotency_key_is_refused_not_stored(client):
+    # (HTTP strips the blanks around a value: an all-blank key arrives empty.)
+    response = client.post(
+        "/v1/jobs", json={"model": "echo", "input": {}}, headers={"Idempotency-Key": ""}
+    )
+    assert_error(response, 422, "invalid_request")
+
+
+def test_json_types_are_taken_as_sent(client):
+    """ "5" is not a number and true is not 1: pydantic's lax default converted both, in the
+    request and in a model's input and parameters; a key given twice kept its last value."""
+    newest = client.get("/v1/jobs", params={"limit": 1}).json()["data"]
+    for body in (
+        {"model": "echo", "priority": "5"},
+        {"model": "echo", "priority": True},
+        {"model": "echo", "webhook": {"url": "http://127.0.0.1:9/x", "events": "job.result"}},
+    ):
+        assert_error(client.post("/v1/jobs", json=body), 422, "invalid_request")
+    for inputs in ({"seconds": "1"}, {"seconds": True}):
+        error = assert_error(
+            client.post("/v1/jobs", json={"model": "sleep", "input": inputs}), 422, "invalid_input"
+        )
+        assert error["details"]["errors"][0]["loc"] == ["seconds"], error
+    error = assert_error(
+        client.post("/v1/jobs", json={"model": "progress", "input": {"steps": 2.5}}),
+        422,
+        "invalid_input",
+    )
+    twice = b'{"model": "echo", "input": {"n": 1, "n": 2}}'
+    error = assert_error(
+        client.post("/v1/jobs", content=twice, headers={"content-type": "application/json"}),
+        400,
+        "invalid_json",
+    )
+    assert "duplicate key 'n'" in error["message"]
+    assert client.get("/v1/jobs", params={"limit": 1}).json()["data"] == newest
+    # Integers still fill float fields, lists still fill tuples.
+    job = submit(client, "sleep", {"seconds": 0})
+    assert wait_for(client, job["id"])["status"] == "succeeded"
+
+
+def test_a_cancel_that_loses_the_race_to_the_end_says_so(client):
+    """Jobs that end within milliseconds, canceled at once: a 200 means canceled, a 202 a
+    running job asked to stop, a 409 a job that ended first; never a 200 for a job that
+    succeeded."""
+    answers = []
+    for i in range(30):
+        job = submit(client, "sleep", {"seconds": 0})
+        time.sleep(i * 0.005)  # from at once to past its end: every moment of its life
+        cancel = client.post(f"/v1/jobs/{job['id']}/cancel")
+        assert cancel.status_code in (200, 202, 409), cancel.text
+        final = wait_for(client, job["id"])
+        answers.append(cancel.status_code)
+        if cancel.status_code == 200:
+            assert cancel.json()["status"] == final["status"] == "canceled", cancel.json()
+        elif cancel.status_code == 409:
+            assert cancel.json()["error"]["code"] == "job_finished"
+            assert final["status"] == "succeeded"
+    print("cancel answers:", {code: answers.count(code) for code in set(answers)})
+
+
 def test_model_failure_is_not_retried_and_carries_the_error(client):
     job = submit(client, "fail", {"message": "kaput"})
     done = wait_for(client, job["id"])

@@ -76,6 +76,20 @@ def test_me_describes_the_calling_key(app, client, other_tenant_key):
         assert_error(anonymous.get("/v1/me"), 401, "unauthorized")
 
 
+def test_a_read_only_key_does_not_see_the_webhook_secret(app):
+    """With the secret, a key that may only read could forge the tenant's webhooks."""
+    from busque.cli import _key_store
+
+    keys = _key_store(app.settings)
+    reader = keys.create("other-tenant", "reader", scopes=("jobs:read",)).key
+    writer = keys.create("other-tenant", "writer", scopes=("jobs:read", "jobs:write")).key
+    with app.client(reader) as c:
+        me = c.get("/v1/me").json()
+    assert me["scopes"] == ["jobs:read"] and me["webhook_secret"] is None
+    with app.client(writer) as c:
+        assert c.get("/v1/me").json()["webhook_secret"].startswith("whsec_")
+
+
 def test_replica_logs_are_json_carrying_the_job_id(client):
     """Serve writes each replica's log as JSON lines; busque's lines about a job carry its id
     as busque_job_id (Ray reserves job_id in its structured logs for the Ray job)."""

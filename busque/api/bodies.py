@@ -7,11 +7,16 @@ import base64
 from typing import Any
 
 from fastapi import Request
+from pydantic import ConfigDict
 from starlette.datastructures import UploadFile
 
 from busque.api import strict_json
 from busque.api.errors import ApiError
 from busque.api.strict_json import json_or_absent
+
+# JSON bodies take JSON's types as sent: "5" is not a number and true is not 1 (pydantic's lax
+# default converts both). Multipart forms, whose fields are all text, stay lax.
+STRICT_JSON_BODY = ConfigDict(strict=True)
 
 
 async def json_object(request: Request) -> dict[str, Any]:

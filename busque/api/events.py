@@ -234,6 +234,15 @@ async def websocket(ws: WebSocket):
                     )
                 )
                 continue
+            if len(job_ids) > MAX_WS_JOBS:  # duplicates too: each one would cost a query
+                await outgoing.put(
+                    _ws_error(
+                        "invalid_request",
+                        f"a message may name at most {MAX_WS_JOBS} job ids",
+                    )
+                )
+                continue
+            job_ids = list(dict.fromkeys(job_ids))
             if action == "subscribe" and len(jobs.union(job_ids)) > MAX_WS_JOBS:
                 await outgoing.put(
                     _ws_error(

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from busque.api.auth import require
-from busque.api.bodies import base64_image, json_object, multipart_image
+from busque.api.bodies import STRICT_JSON_BODY, base64_image, json_object, multipart_image
 from busque.api.errors import ApiError, invalid, media_error, not_found
 from busque.api.strict_json import StrictJsonRoute
 from busque.api.views import face_view, iso, media_view
@@ -48,7 +48,7 @@ def person_view(ctx, row: dict) -> dict:
 # ---- face search ----
 
 
-class FaceSearch(BaseModel):
+class FaceSearch(BaseModel):  # lax: multipart fields are text
     image_base64: str | None = Field(None, description="or send multipart `image`")
     object_key: str | None = Field(None, description="an uploaded object instead of an image")
     k: int = Field(10, ge=1, le=100, description="nearest faces per face found")
@@ -157,6 +157,7 @@ async def get_face(face_id: str, request: Request, principal=Depends(require("me
 
 
 class FaceChange(BaseModel):
+    model_config = STRICT_JSON_BODY
     person_id: str | None = Field(
         description='move the face to this person; null: to nobody; "new": a person of its own'
     )
@@ -224,6 +225,7 @@ _DECEPTIVE = {*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200B, 0xFEFF}
 
 
 class PersonChange(BaseModel):
+    model_config = STRICT_JSON_BODY
     name: str | None = Field(max_length=200, description="null clears the name")
 
     @field_validator("name")
@@ -254,6 +256,7 @@ async def rename_person(
 
 
 class Merge(BaseModel):
+    model_config = STRICT_JSON_BODY
     person_id: str = Field(description="the person merged into this one (and deleted)")
 
 

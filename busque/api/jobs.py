@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, Field, ValidationError
 
 from busque.api.auth import require
+from busque.api.bodies import STRICT_JSON_BODY
 from busque.api.errors import ApiError, invalid, not_found
 from busque.api.strict_json import StrictJsonRoute
 from busque.api.views import iso, job_view
@@ -27,6 +28,7 @@ EventType = Literal["job.status", "job.progress", "job.output", "job.result"]
 
 
 class WebhookSpec(BaseModel):
+    model_config = STRICT_JSON_BODY
     url: str = Field(max_length=2000)
     events: list[EventType] | None = Field(None, description="default: job.status, job.result")
     secret: str | None = Field(
@@ -35,6 +37,7 @@ class WebhookSpec(BaseModel):
 
 
 class JobCreate(BaseModel):
+    model_config = STRICT_JSON_BODY
     model: str = Field(max_length=100)
     input: dict[str, Any] = Field(default_factory=dict)
     params: dict[str, Any] = Field(default_factory=dict)
@@ -59,7 +62,9 @@ async def create_job(
     request: Request,
     response: Response,
     principal: Principal = Depends(require("jobs:write")),
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    idempotency_key: Annotated[
+        str | None, Header(min_length=1, max_length=200, pattern=r"\S")
+    ] = None,
     prefer: Annotated[
         str | None,
         Header(
@@ -282,6 +287,8 @@ async def cancel_job(
     if job["state"] in TERMINAL:
         raise ApiError(409, "job_finished", f"job {job_id} is already {job['state']}")
     job = await asyncio.to_thread(ctx.jobs.request_cancel, job_id, principal.tenant_id)
+    if job["state"] in TERMINAL and job["state"] != "canceled":  # it ended first
+        raise ApiError(409, "job_finished", f"job {job_id} is already {job['state']}")
     if job["state"] == "running":
         ctx.cancel_on_dispatcher(job_id)
         response.status_code = 202

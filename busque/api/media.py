@@ -11,6 +11,7 @@ from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 
 from busque.api.auth import require
+from busque.api.bodies import STRICT_JSON_BODY
 from busque.api.errors import ApiError, not_found
 from busque.api.strict_json import StrictJsonRoute
 from busque.api.views import face_view, iso, media_view
@@ -84,6 +85,7 @@ async def collections(request: Request, principal: Principal = Depends(require("
 
 
 class CollectionOptions(BaseModel):
+    model_config = STRICT_JSON_BODY
     faces: bool = Field(description="analyse faces of photos ingested into this collection")
 
 

@@ -14,6 +14,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from busque.api.auth import require
+from busque.api.bodies import STRICT_JSON_BODY
 from busque.api.errors import ApiError
 from busque.api.strict_json import StrictJsonRoute
 from busque.api.views import iso
@@ -34,6 +35,7 @@ router = APIRouter(prefix="/v1", tags=["objects"], route_class=StrictJsonRoute)
 
 
 class UploadRequest(BaseModel):
+    model_config = STRICT_JSON_BODY
     filename: str = Field("upload.bin", max_length=255)
     content_type: str | None = Field(
         None,

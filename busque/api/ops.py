@@ -65,11 +65,13 @@ async def metrics(request: Request):
 
 @router.get("/v1/me", summary="The calling key's tenant, scopes and webhook signing secret")
 async def me(request: Request, principal: Principal = Depends(require("jobs:read"))):
+    """`webhook_secret` only for keys that may create jobs (jobs:write): with it a read-only
+    key could forge the tenant's webhooks. null otherwise."""
     tenant = await asyncio.to_thread(request.app.state.ctx.keys.tenant, principal.tenant_id)
     return {
         "tenant_id": principal.tenant_id,
         "tenant": tenant["name"],
         "key_id": principal.key_id,
         "scopes": sorted(principal.scopes),
-        "webhook_secret": tenant["webhook_secret"],
+        "webhook_secret": tenant["webhook_secret"] if principal.allows("jobs:write") else None,
     }

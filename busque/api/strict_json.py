@@ -1,7 +1,8 @@
 """JSON as busque accepts it: stricter than Python's `json`, which takes NaN and Infinity, lone
 UTF-16 surrogates ("\\ud800") and any nesting. Such values were stored, then failed every
 response that carried them (Starlette's JSON encoder refuses them) and PostgreSQL refuses NUL
-in text; deep nesting overflowed the parser's recursion. `loads` refuses all of that with
+in text; deep nesting overflowed the parser's recursion; a key given twice kept the last value
+silently. `loads` refuses all of that with
 `json.JSONDecodeError`, which FastAPI and busque's handlers answer with 400 `invalid_json`.
 `StrictJsonRoute` makes every FastAPI body (`request.json()`) go through it, and answers a body
 of another content type, sent to a route that takes JSON, with 415."""
@@ -23,11 +24,20 @@ def _refuse_constant(name: str):
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found = dict(pairs)
+    if len(found) != len(pairs):  # which value was meant? Python's json keeps the last silently
+        seen: set[str] = set()
+        duplicate = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise ValueError(f"duplicate key {duplicate!r} in an object")
+    return found
+
+
 def loads(data: bytes | str) -> Any:
     """Parse JSON; raise json.JSONDecodeError (with a reason) for what busque does not take."""
     doc = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
     try:
-        value = json.loads(data, parse_constant=_refuse_constant)
+        value = json.loads(data, parse_constant=_refuse_constant, object_pairs_hook=_object)
     except json.JSONDecodeError:
         raise
     except RecursionError:

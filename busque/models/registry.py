@@ -8,6 +8,7 @@ site-specific models).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,9 +47,12 @@ class ModelSpec:
     admit: Callable[[dict, str, Any], None] | None = None
 
     def validate(self, inputs: Any, params: Any) -> tuple[dict, dict]:
-        """Check a job's input and parameters; raises pydantic's ValidationError."""
-        checked_input = self.input_schema.model_validate(inputs)
-        checked_params = self.params_schema.model_validate(params or {})
+        """Check a job's input and parameters; raises pydantic's ValidationError. Strictly, as
+        JSON: "5" is not a number, true is not 1 (a list still fills a tuple)."""
+        checked_input = self.input_schema.model_validate_json(json.dumps(inputs), strict=True)
+        checked_params = self.params_schema.model_validate_json(
+            json.dumps(params or {}), strict=True
+        )
         return checked_input.model_dump(mode="json"), checked_params.model_dump(mode="json")
 
     def describe(self, settings: Settings) -> dict[str, Any]:
