@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 from datetime import UTC, datetime
+from pathlib import Path
 
 from busque.auth.keys import DEFAULT_SCOPES, SCOPES, KeyStore
 from busque.cluster import refuse_embedded_on_cluster
@@ -52,6 +53,15 @@ def ensure_dev_key(settings: Settings) -> tuple[str, bool]:
     return created.key, True
 
 
+def admin_key_lines(keyfile: Path, key: str, created: bool, url: str) -> str:
+    """Where the dev admin key is; the key itself only when it was just made, so the logs and
+    terminals of every later start never hold it."""
+    where = f"  admin key:  in {keyfile}"
+    if created:
+        where = f"  admin key (created now, kept in {keyfile}):\n    {key}"
+    return f'{where}\n  try: curl -H "X-API-Key: $(cat {keyfile})" {url}/v1/models'
+
+
 def run_serve(settings: Settings, block: bool = True, detach: bool = False) -> None:
     """Start Ray (or join RAY_ADDRESS), deploy busque, print where it is. It runs until SIGTERM
     or Ctrl-C, then takes the app down, unless `detach` leaves it running on the cluster."""
@@ -87,9 +97,7 @@ def run_serve(settings: Settings, block: bool = True, detach: bool = False) -> N
         print(f"  gRPC:       {settings.serve.grpc_port} on all interfaces (JobService)")
     for port in direct_ports(settings.serve.app_name):
         print(f"  direct:     http://{settings.serve.host}:{port} (a Gateway replica, no proxy)")
-    note = "created now" if created else "existing"
-    print(f"  admin key ({note}, in {settings.auth.dev_key_file}):\n    {key}")
-    print(f'  try: curl -H "X-API-Key: {key}" {url}/v1/models')
+    print(admin_key_lines(settings.auth.dev_key_file, key, created, url))
     sys.stdout.flush()
     if detach:
         print("detached: the app keeps running on the cluster (`serve shutdown` stops it)")

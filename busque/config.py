@@ -53,6 +53,10 @@ class JobSettings(BaseModel):
     poll_s: float = Field(0.5, gt=0, description="dispatcher's fallback poll for queued jobs")
     claim_batch: int = Field(32, ge=1)
     max_running: int = Field(64, ge=1, description="jobs one dispatcher replica runs at once")
+    tenant_weights: dict[str, float] = Field(
+        default_factory=dict,
+        description="tenant name -> its share of the workers while tenants wait (default 1)",
+    )
     max_wait_s: float = Field(60.0, gt=0, description="the longest ?wait= long-poll")
     max_input_bytes: int = Field(
         1 << 20,
@@ -66,6 +70,9 @@ class EventSettings(BaseModel):
         0.5, gt=0, description="a gateway's fallback poll of job_events (commits wake it sooner)"
     )
     keepalive_s: float = Field(15.0, gt=0, description="SSE comment / WebSocket ping interval")
+    max_streams_per_tenant: int = Field(
+        100, ge=1, description="SSE and WebSocket streams a tenant holds open per Gateway replica"
+    )
 
 
 class WebhookSettings(BaseModel):
@@ -145,6 +152,20 @@ class MediaSettings(BaseModel):
     normalized_side: int = Field(2048, ge=64)
     thumbnail_side: int = Field(256, ge=32)
     default_collection: str = "default"
+    max_metadata_bytes: int = Field(
+        64 * 1024,
+        ge=256,
+        description="a photo's metadata as JSON (every list and search carries it)",
+    )
+    max_metadata_depth: int = Field(8, ge=1, le=32, description="nesting of a photo's metadata")
+    janitor_s: float = Field(
+        30.0, gt=0, description="how often a Dispatcher retries object deletions the store refused"
+    )
+    orphan_after_s: float = Field(
+        600.0,
+        gt=0,
+        description="a pending media row whose ingest job never existed goes after this",
+    )
 
 
 class FaceSettings(BaseModel):
@@ -278,7 +299,13 @@ class ServeSettings(BaseModel):
     grpc_port: int = Field(9000, description="0 disables the gRPC proxy")
     public_url: str = Field("", description="base URL clients reach; default http://host:port")
     max_body_bytes: int = Field(25 * 2**20, ge=1024)
+    body_timeout_s: float = Field(
+        60.0, gt=0, description="a request body must arrive whole within this (else 408)"
+    )
     cors_origins: list[str] = Field(default_factory=list)
+    metrics_token: str = Field(
+        "", description="when set, /metrics answers only `Authorization: Bearer <token>`"
+    )
     gateway: DeploymentSettings = Field(
         default_factory=lambda: DeploymentSettings(num_cpus=0.25, max_ongoing_requests=1000)
     )

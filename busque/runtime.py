@@ -28,6 +28,7 @@ from busque.jobs.store import JobStore
 from busque.media import ingest as ingest_job
 from busque.media.catalog import Catalog
 from busque.media.collections import CollectionStore
+from busque.media.janitor import Janitor
 from busque.models import echo
 from busque.models.embedding import ImageEmbedder, create_embedder
 from busque.models.faces import FaceAnalyzer, create_face_analyzer
@@ -100,6 +101,10 @@ class Runtime:
     @cached_property
     def catalog(self) -> Catalog:
         return Catalog(self.engine)
+
+    @cached_property
+    def janitor(self) -> Janitor:
+        return Janitor(self.engine, self.objects, self.catalog)
 
     @cached_property
     def collections(self) -> CollectionStore:

@@ -62,7 +62,7 @@ def test_settings(home, **overrides):
         "home": home,
         "jobs": FAST_JOBS,
         "webhooks": {"allow_networks": ["127.0.0.0/8"], "backoff_s": 0.2, "backoff_max_s": 1},
-        "events": {"poll_s": 0.02, "keepalive_s": 2},
+        "events": {"poll_s": 0.02, "keepalive_s": 2, "max_streams_per_tenant": 20},
         "model_modules": ["tests.fixture_models"],
         "model_deployments": {
             **{
@@ -95,6 +95,7 @@ def test_settings(home, **overrides):
             "port": free_port(),
             "grpc_port": free_port(),
             "max_body_bytes": 8 * 2**20,
+            "body_timeout_s": 3,
             "cors_origins": ["http://allowed.example"],
             "gateway": {"num_cpus": 0.1, "max_ongoing_requests": 1000},
             # Two dispatchers, so every test also checks that they never run a job twice.

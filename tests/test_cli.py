@@ -166,6 +166,16 @@ def _python(code: str) -> subprocess.CompletedProcess:
     )
 
 
+def test_busque_serve_prints_the_admin_key_only_when_it_makes_it(tmp_path):
+    from busque.cli import admin_key_lines
+
+    keyfile = tmp_path / "admin.key"
+    first = admin_key_lines(keyfile, "bq_secret_key", True, "http://x")
+    assert "bq_secret_key" in first and str(keyfile) in first
+    later = admin_key_lines(keyfile, "bq_secret_key", False, "http://x")
+    assert "bq_secret_key" not in later and f"$(cat {keyfile})" in later
+
+
 def test_serve_environment_makes_the_drivers_handles_use_grpc():
     """The driver builds the app, and its handles carry the driver's defaults: set before
     ray.serve is imported, the throughput preset's gRPC between deployments reaches them."""

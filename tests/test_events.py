@@ -482,6 +482,41 @@ def test_websocket_refuses_a_message_repeating_one_job_at_once(app, client):
     assert len([m for m in messages if m["type"] == "subscribed"]) == 1  # once, not 3 times
 
 
+def test_a_tenant_holding_its_streams_is_refused_more_and_others_are_not(
+    app, client, other_tenant_key
+):
+    """One tenant opens as many event streams as it may (per Gateway replica: the session has
+    one): the next SSE stream is a 429 with Retry-After, the next WebSocket closes with 4429;
+    another tenant still streams and submits; closing one stream frees its slot."""
+    import contextlib
+
+    limit = app.settings.events.max_streams_per_tenant
+    with contextlib.ExitStack() as held, app.client(other_tenant_key) as noisy:
+        for _ in range(limit):
+            stream = held.enter_context(noisy.stream("GET", "/v1/events", timeout=30))
+            assert stream.status_code == 200
+        refused = noisy.get("/v1/events")
+        assert refused.status_code == 429, refused.text
+        assert refused.json()["error"]["code"] == "too_many_streams"
+        assert refused.headers["retry-after"] == "5"
+        with (
+            connect(ws_url(app, api_key=other_tenant_key)) as ws,
+            pytest.raises(ConnectionClosed) as closed,
+        ):
+            ws.recv(timeout=10)
+        assert closed.value.rcvd.code == 4429
+        # Another tenant is not held up.
+        job = submit(client, "echo", {"streams": 1})
+        events = read_job_sse(client, job["id"], timeout=30)
+        assert [e for e in events if e["event"] == "job.result"]
+        held.close()  # every stream of the noisy tenant ends
+        deadline = time.monotonic() + 10
+        while (again := noisy.get("/v1/jobs/x/events")).status_code == 429:
+            assert time.monotonic() < deadline, "the slots never came back"
+            time.sleep(0.2)
+        assert again.status_code == 404  # past the limit check: the job does not exist
+
+
 def test_websocket_bad_key_closes_with_4401(app):
     for kwargs in (
         {"uri": ws_url(app), "additional_headers": {"X-API-Key": "bq_bad_key"}},

@@ -15,7 +15,6 @@ from PIL import Image, ImageEnhance
 from busque.api.timing import parse_server_timing
 from tests.conftest import wait_for
 from tests.test_jobs_api import assert_error
-from tests.test_store import db_url  # noqa: F401 - for the catalog's lock test
 
 PHOTOS = ("chelsea", "astronaut", "coffee", "rocket")
 
@@ -227,7 +226,7 @@ def test_search_by_a_bad_image_is_a_clear_error(client_module):
     assert search(good).status_code == 200
 
 
-def test_fields_busque_cannot_store_are_refused_and_store_nothing(client_module):
+def test_fields_busque_cannot_store_are_refused_and_store_nothing(app, client_module):
     """Collection names that cannot name an index folder ("." and ".."), and JSON fields with
     NaN, lone surrogates, NUL or deep nesting: each a 4xx before anything is stored (they used
     to be stored, then fail every read of them with a 500)."""
@@ -257,6 +256,13 @@ def test_fields_busque_cannot_store_are_refused_and_store_nothing(client_module)
         assert error["message"].startswith("metadata must be a JSON object: ")
     assert_error(post(metadata='{"a": ' * 40 + "1" + "}" * 40), 422, "invalid_request")
     assert_error(post(metadata="[" * 10000), 422, "invalid_request")
+    # Metadata is returned by every list and search: 20 MiB of it made each answer 80 MiB.
+    media = app.settings.media
+    big = json.dumps({"notes": "x" * media.max_metadata_bytes})
+    error = assert_error(post(metadata=big), 413, "payload_too_large")
+    assert error["details"] == {"max_bytes": media.max_metadata_bytes}
+    deep = "{" + '"a": {' * media.max_metadata_depth + "}" * media.max_metadata_depth + "}"
+    assert "nested deeper" in assert_error(post(metadata=deep), 422, "invalid_request")["message"]
     search = {"phash": "978d441804f5c75a", "collection": "odd-fields"}
     for body in (b'{"phash": "978d441804f5c75a", "min_score": NaN}', b"[" * 10000):
         response = client_module.post(
@@ -482,52 +488,6 @@ def test_delete_while_indexing_leaves_nothing_behind(app, client_module):
         assert job["status"] in ("succeeded", "failed"), job
         assert list(stored.rglob(f"{accepted['media_id']}.*")) == [], (delay, job)
         assert list(stored.rglob(f"{accepted['sha256']}.*")) == [], (delay, job)
-
-
-def test_a_delete_deciding_on_an_original_holds_off_inserts_of_its_bytes(db_url):  # noqa: F811
-    """Catalog.delete decides whether a content-addressed original is still shared, and deletes
-    it, under the lock Catalog.create takes for the same bytes: an insert of them either
-    committed first (and the original is kept) or waits until the delete has committed."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from busque.auth.keys import KeyStore
-    from busque.db.engine import make_engine
-    from busque.media.catalog import Catalog
-
-    engine = make_engine(db_url)
-    catalog, tenant = Catalog(engine), KeyStore(engine).ensure_tenant("acme")
-
-    def add(sha: str) -> dict:
-        return catalog.create(
-            tenant,
-            "race",
-            sha256=sha,
-            phash=1,
-            width=1,
-            height=1,
-            format="jpeg",
-            size=1,
-            metadata={},
-        )
-
-    sha = "c" * 64
-    first, second = add(sha), add(sha)
-    dropped = []
-    catalog.delete(first["id"], tenant, dropped.append)
-    assert dropped == []  # `second` still has these bytes
-    with ThreadPoolExecutor(1) as pool:
-        inserts = []
-
-        def drop(row: dict) -> None:
-            inserts.append(pool.submit(add, sha))
-            time.sleep(0.3)  # ample for an insert that does not wait
-            dropped.append((row["id"], inserts[0].done()))
-
-        catalog.delete(second["id"], tenant, drop)
-        third = inserts[0].result()
-    assert dropped == [(second["id"], False)]  # the insert waited for the delete's commit
-    assert catalog.get(third["id"])["state"] == "pending"
-    engine.dispose()
 
 
 def test_copies_ingested_at_once_name_the_first_as_their_original(client_module):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import socket
 import time
 import uuid
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -252,6 +254,38 @@ def test_bad_requests_get_the_error_envelope(client, app):
     assert_error(client.get("/v1/jobs/job_doesnotexist"), 404, "job_not_found")
     assert_error(client.get("/v1/nowhere"), 404, "not_found")
     assert_error(client.delete("/v1/jobs"), 405, "method_not_allowed")
+
+
+def _raw_post(app, headers: dict[str, str], body: bytes, wait_s: float) -> tuple[bytes, float]:
+    """POST /v1/jobs announcing 1000 bytes of body and sending `body` (fewer): what comes back
+    within wait_s, and after how long."""
+    parts = urlsplit(app.url)
+    lines = ["POST /v1/jobs HTTP/1.1", f"Host: {parts.netloc}", "Content-Length: 1000"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    with socket.create_connection((parts.hostname, parts.port), timeout=wait_s) as sock:
+        started = time.monotonic()
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+        try:
+            answer = sock.recv(4096)
+        except TimeoutError:
+            answer = b""
+        return answer, time.monotonic() - started
+
+
+def test_a_body_without_a_key_is_refused_before_it_is_read(app):
+    """A client without a key sends a body a byte at a time: it used to hold a Gateway slot
+    until the body was whole (1,050 such sockets took the service down)."""
+    answer, took = _raw_post(app, {"content-type": "application/json"}, b"{", wait_s=10)
+    assert answer.startswith(b"HTTP/1.1 401"), answer
+    assert b'"unauthorized"' in answer and took < 5
+
+
+def test_a_body_that_trickles_in_is_cut_off(app):
+    timeout_s = app.settings.serve.body_timeout_s
+    headers = {"content-type": "application/json", "X-API-Key": app.admin_key}
+    answer, took = _raw_post(app, headers, b'{"model": ', wait_s=timeout_s + 10)
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert b'"request_timeout"' in answer and timeout_s - 0.5 < took < timeout_s + 5
 
 
 def test_json_busque_cannot_store_is_refused_and_nothing_is_created(client):

@@ -220,3 +220,26 @@ def test_artifact_download_through_its_signed_url(client, anonymous):
     assert response.text == "hello artifact"
     assert response.headers["content-type"].startswith("text/plain")
     assert_error(anonymous.get(tamper(art["url"], sig="0" * 64)), 403, "invalid_signature")
+
+
+def test_an_upload_over_the_image_limit_is_refused_by_every_reader(app, client, anonymous):
+    """A presigned PUT carries no size bound beyond the HTTP body limit (for S3, none): every
+    endpoint that reads an uploaded object caps it at media.max_upload_bytes, and answers 413
+    without reading the rest (match and sync read it whole before)."""
+    limit = app.settings.media.max_upload_bytes
+    assert app.settings.serve.max_body_bytes > limit + 1
+    ticket = new_upload(client, "big.jpg", "image/jpeg")
+    assert anonymous.put(ticket["upload_url"], content=b"\xff" * (limit + 1)).status_code == 200
+    key = ticket["object_key"]
+    digest = "0" * 64
+    for path, body in (
+        ("/v1/ingest", {"object_key": key}),
+        ("/v1/match", {"job_id": "big", "object_key": key}),
+        ("/v1/faces/search", {"object_key": key}),
+        (
+            "/v1/media/sync",
+            {"media_info": {"hash": digest, "file_name": "b.jpg", "storage_path": key}},
+        ),
+    ):
+        error = assert_error(client.post(path, json=body), 413, "payload_too_large")
+        assert error["details"] == {"max_bytes": limit}, (path, error)

@@ -111,6 +111,18 @@ def test_missing_object(store):
     assert list(store.list("t1/")) == []
 
 
+def test_a_capped_get_refuses_a_larger_object(store):
+    from busque.storage import ObjectTooLarge
+
+    store.put("t1/big.bin", b"x" * 5000)
+    assert store.get("t1/big.bin", max_bytes=5000) == b"x" * 5000
+    with pytest.raises(ObjectTooLarge, match="5000 bytes; the limit is 4999") as refused:
+        store.get("t1/big.bin", max_bytes=4999)
+    assert (refused.value.size, refused.value.max_bytes) == (5000, 4999)
+    with pytest.raises(ObjectNotFound):
+        store.get("t1/nope", max_bytes=10)
+
+
 @pytest.mark.parametrize("key", BAD_KEYS)
 def test_every_method_validates_keys(store, key, tmp_path):
     (tmp_path / "f").write_bytes(b"x")

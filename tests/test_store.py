@@ -176,7 +176,7 @@ def run_threads(n: int, target) -> list:
 
 
 def test_migrations_are_idempotent_and_create_the_schema(db_url, engine):
-    assert current_revision(db_url) == head_revision() == "0006"
+    assert current_revision(db_url) == head_revision() == "0007"
     upgrade(db_url)  # a second upgrade is a no-op
     upgrade(db_url)
     assert current_revision(db_url) == head_revision()
@@ -298,6 +298,32 @@ def test_claim_takes_higher_priority_first_then_creation_order(store, tenant):
     batch = store.claim("d1", 10)
     assert [j["id"] for j in batch] == expected[2:]
     assert store.claim("d1", 10) == []
+
+
+def test_tenants_share_the_workers_whatever_their_backlog_or_priority(store, keys, engine):
+    """90 jobs of tenant A (30 at priority 100 that came last), then 1 of B: B's job is in the
+    next claim, not after all of A's. A's own jobs still go by priority."""
+    a, b = keys.ensure_tenant("noisy"), keys.ensure_tenant("quiet")
+    for i in range(90):
+        store.create(new_job(a, priority=100 if i >= 60 else 0))
+    late = store.create(new_job(b))[0]["id"]
+    first = store.claim("d1", 4)
+    assert late in [j["id"] for j in first]
+    assert [j["priority"] for j in first if j["tenant_id"] == a] == [100, 100, 100]
+    # With A running 3 and B none, every free slot goes to B while it has jobs waiting.
+    extra = [store.create(new_job(b))[0]["id"] for _ in range(2)]
+    assert {j["id"] for j in store.claim("d1", 2)} == set(extra)
+
+
+def test_tenant_weights_share_the_workers_in_proportion(engine, keys):
+    settings = SETTINGS.model_copy(update={"tenant_weights": {"big": 3.0}})
+    store = JobStore(engine, settings, DEFAULT_EVENTS)
+    big, small = keys.ensure_tenant("big"), keys.ensure_tenant("small")
+    for _ in range(20):
+        store.create(new_job(small))
+        store.create(new_job(big))
+    claimed = store.claim("d1", 8)
+    assert [j["tenant_id"] for j in claimed].count(big) == 6  # 3 to 1 while both wait
 
 
 def test_claim_limit_and_run_after(store, engine, tenant):
@@ -1043,3 +1069,15 @@ def test_a_second_cancel_of_a_running_attempt_still_records_canceled(store, tena
             await dispatcher.stop()
 
     assert asyncio.run(scenario())["state"] == "canceled"
+
+
+def test_fair_share_allocation():
+    from busque.jobs.fair_share import allocate
+
+    queued = {"a": (90, "job_1"), "b": (1, "job_9")}
+    assert allocate(queued, {}, {}, 2) == {"a": 1, "b": 1}
+    assert allocate(queued, {"a": 5}, {}, 3) == {"b": 1, "a": 2}  # b's one job, then a's
+    assert allocate(queued, {}, {}, 0) == {}
+    assert allocate({"a": (2, "job_1")}, {}, {}, 10) == {"a": 2}  # never more than is due
+    both = {"a": (50, "job_1"), "b": (50, "job_2")}
+    assert allocate(both, {}, {"a": 2.0}, 9) == {"a": 6, "b": 3}

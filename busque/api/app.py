@@ -21,6 +21,7 @@ from busque.api import (
 )
 from busque.api.context import ApiContext
 from busque.api.errors import install_error_handlers
+from busque.api.key_first import KeyFirstMiddleware
 from busque.api.limits import BodyLimitMiddleware
 
 DESCRIPTION = """busque: jobs for image and media AI on Ray.
@@ -51,6 +52,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         demo,
     ):
         app.include_router(module.router)
+    app.add_middleware(KeyFirstMiddleware, authenticator=ctx.auth)  # inside CORS: its headers
     if ctx.settings.serve.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -59,5 +61,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
             allow_headers=["*"],
             expose_headers=["Location", "Idempotent-Replayed"],
         )
-    app.add_middleware(BodyLimitMiddleware, max_bytes=ctx.settings.serve.max_body_bytes)
+    serve = ctx.settings.serve
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=serve.max_body_bytes, timeout_s=serve.body_timeout_s
+    )
     return app

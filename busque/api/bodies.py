@@ -3,6 +3,7 @@ images."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from typing import Any
 
@@ -11,8 +12,9 @@ from pydantic import ConfigDict
 from starlette.datastructures import UploadFile
 
 from busque.api import strict_json
-from busque.api.errors import ApiError
+from busque.api.errors import ApiError, not_found
 from busque.api.strict_json import json_or_absent
+from busque.storage import InvalidKey, ObjectNotFound, ObjectStore, ObjectTooLarge, validate_key
 
 # JSON bodies take JSON's types as sent: "5" is not a number and true is not 1 (pydantic's lax
 # default converts both). Multipart forms, whose fields are all text, stay lax.
@@ -62,3 +64,19 @@ def json_field(raw: dict, name: str, what: str) -> None:
         except ValueError as exc:
             reason = getattr(exc, "msg", str(exc))
             raise ApiError(422, "invalid_request", f"{name} must be {what}: {reason}") from None
+
+
+async def stored_image(objects: ObjectStore, key: str, tenant: str, max_bytes: int) -> bytes:
+    """An uploaded object named in a request, read with a cap (a presigned PUT carries no size
+    bound): 404 `object_not_found` if it is not the tenant's, 413 if larger than max_bytes."""
+    try:
+        return await asyncio.to_thread(objects.get, validate_key(key, tenant), max_bytes)
+    except (InvalidKey, ObjectNotFound):
+        raise not_found("object", key) from None
+    except ObjectTooLarge:
+        raise ApiError(
+            413,
+            "payload_too_large",
+            f"images are limited to {max_bytes} bytes",
+            {"max_bytes": max_bytes},
+        ) from None

@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 from busque.api.auth import Authenticator
+from busque.api.streams import StreamSlots
 from busque.db.notify import watch_commits
 from busque.jobs.event_tail import EventTail
 from busque.runtime import Runtime
@@ -30,6 +31,8 @@ class ApiContext:
         self.objects = runtime.objects
         self.registry = runtime.registry
         self.catalog = runtime.catalog
+        self.janitor = runtime.janitor
+        self.streams = StreamSlots(runtime.settings.events.max_streams_per_tenant)
         self.embedder = embedder  # DeploymentHandles
         self.matcher = matcher
         self.face_analyzer = face_analyzer  # None when face analysis is not deployed

@@ -10,6 +10,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from busque.db.engine import database_unavailable
+from busque.storage import storage_unavailable
+
 if TYPE_CHECKING:
     from busque.media.decode import MediaError
 
@@ -26,6 +29,7 @@ STATUS_CODES = {
     415: "unsupported_media_type",
     422: "invalid_request",
     429: "too_many_requests",
+    503: "service_unavailable",
 }
 
 
@@ -103,5 +107,29 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
+        if outage := _outage(exc):
+            code, message = outage
+            logger.warning("%s on %s %s: %s", code, request.method, request.url.path, exc)
+            return JSONResponse(
+                envelope(code, message), 503, headers={"Retry-After": str(RETRY_AFTER_S)}
+            )
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse(envelope("internal_error", "an unexpected error happened"), 500)
+
+
+RETRY_AFTER_S = 5
+
+
+def _outage(exc: BaseException) -> tuple[str, str] | None:
+    """(code, message) when `exc`, or what caused it, is the database or the object store
+    being out of reach: a 503 the client may retry, not a 500."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if database_unavailable(cause):
+            return "database_unavailable", "the database cannot be reached now; retry later"
+        if storage_unavailable(cause):
+            return "storage_unavailable", "the object store cannot be reached now; retry later"
+        cause = cause.__cause__ or cause.__context__
+    return None

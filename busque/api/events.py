@@ -104,13 +104,15 @@ async def job_events(
     start = _resume_from(last_event_id or after)
     # Read before the replay: a terminal state is final and its event is already stored.
     finished = job["state"] in TERMINAL
+    ctx.streams.take(principal.tenant_id)
     sub = await ctx.tail.job(job_id)
 
     def replay(after_id: int) -> list[dict]:
         return ctx.jobs.events(job_id=job_id, after_id=after_id)
 
+    stream = _stream(ctx, sub, replay, start, stop_at_terminal=True, finished=finished)
     return StreamingResponse(
-        _stream(ctx, sub, replay, start, stop_at_terminal=True, finished=finished),
+        ctx.streams.held(principal.tenant_id, stream),
         media_type="text/event-stream",
         headers=SSE_HEADERS,
     )
@@ -125,17 +127,17 @@ async def tenant_events(
 ):
     ctx = request.app.state.ctx
     resume = last_event_id or after
+    start = None if resume is None else _resume_from(resume)
+    ctx.streams.take(principal.tenant_id)
     sub = await ctx.tail.tenant(principal.tenant_id)
-    if resume is None:  # no resume point: from now on
+    if start is None:  # no resume point: from now on
         start = await asyncio.to_thread(ctx.jobs.last_event_id)
-    else:
-        start = _resume_from(resume)
 
     def replay(after_id: int) -> list[dict]:
         return ctx.jobs.events(tenant_id=principal.tenant_id, after_id=after_id, limit=10_000)
 
     return StreamingResponse(
-        _stream(ctx, sub, replay, start, stop_at_terminal=False),
+        ctx.streams.held(principal.tenant_id, _stream(ctx, sub, replay, start, False)),
         media_type="text/event-stream",
         headers=SSE_HEADERS,
     )
@@ -158,6 +160,19 @@ async def websocket(ws: WebSocket):
     if not principal.allows("jobs:read"):
         await ws.close(code=4403, reason="this API key lacks the 'jobs:read' scope")
         return
+    try:
+        ctx.streams.take(principal.tenant_id)
+    except ApiError as exc:
+        await ws.close(code=4429, reason=exc.message)
+        return
+    try:
+        await _follow(ws, ctx, principal)
+    finally:
+        ctx.streams.give_back(principal.tenant_id)
+
+
+async def _follow(ws: WebSocket, ctx, principal: Principal) -> None:
+    """The WebSocket's session: subscriptions in, events out, until the client goes."""
     jobs: set[str] = set()
     sent: dict[str, int] = {}
     sub = await ctx.tail.subscribe(lambda e: e["job_id"] in jobs)

@@ -17,14 +17,19 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from busque.api.auth import require
-from busque.api.bodies import STRICT_JSON_BODY, base64_image, json_object, multipart_image
+from busque.api.bodies import (
+    STRICT_JSON_BODY,
+    base64_image,
+    json_object,
+    multipart_image,
+    stored_image,
+)
 from busque.api.errors import ApiError, invalid, media_error, not_found
 from busque.api.strict_json import StrictJsonRoute
 from busque.api.views import face_view, iso, media_view
 from busque.auth.keys import Principal
 from busque.faces.store import Conflict
 from busque.media.decode import MediaError, image_info
-from busque.storage import InvalidKey, ObjectNotFound, validate_key
 
 router = APIRouter(prefix="/v1", tags=["faces"], route_class=StrictJsonRoute)
 
@@ -66,11 +71,7 @@ async def _query_image(request: Request, ctx, tenant: str) -> tuple[bytes, FaceS
     if query.image_base64:
         data = base64_image(query.image_base64)
     elif query.object_key:
-        try:
-            key = validate_key(query.object_key, tenant)
-            data = await asyncio.to_thread(ctx.objects.get, key)
-        except (InvalidKey, ObjectNotFound):
-            raise not_found("object", query.object_key) from None
+        data = await stored_image(ctx.objects, query.object_key, tenant, limit)
     else:
         raise ApiError(422, "invalid_request", "send an image (multipart, image_base64 or key)")
     if len(data) > limit:

@@ -6,26 +6,30 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
+import logging
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field, ValidationError
 
 from busque.api.auth import require
-from busque.api.bodies import json_field, json_object, multipart_image
-from busque.api.errors import ApiError, invalid, media_error, not_found
+from busque.api.bodies import json_field, json_object, multipart_image, stored_image
+from busque.api.errors import ApiError, invalid, media_error
 from busque.api.media import delete_row
 from busque.api.search import MAX_K
 from busque.api.strict_json import StrictJsonRoute
 from busque.api.views import job_view
 from busque.auth.keys import Principal
+from busque.config import MediaSettings
 from busque.ids import new_id
 from busque.jobs.store import NewJob
 from busque.media.catalog import COLLECTION_PATTERN
 from busque.media.decode import MediaError, image_info
 from busque.media.normalize import CONTENT_TYPES, storage_keys
 from busque.media.phash import hex_to_int64, phash_bytes
-from busque.storage import InvalidKey, ObjectNotFound, validate_key
+
+logger = logging.getLogger("busque.api")
 
 router = APIRouter(prefix="/v1", tags=["media"], route_class=StrictJsonRoute)
 
@@ -50,6 +54,32 @@ async def _read_upload(request: Request, limit: int) -> tuple[bytes | None, Inge
             raise ApiError(422, "invalid_request", "send multipart `image` or JSON `object_key`")
         return None, fields
     raise ApiError(415, "unsupported_media_type", "use multipart/form-data or application/json")
+
+
+def check_metadata(metadata: dict, media: MediaSettings) -> None:
+    """A photo's metadata is stored with it and returned by every list and search: capped."""
+    size = len(json.dumps(metadata, ensure_ascii=False).encode())
+    if size > media.max_metadata_bytes:
+        raise ApiError(
+            413,
+            "payload_too_large",
+            f"metadata is {size} bytes of JSON; the limit is {media.max_metadata_bytes}",
+            {"max_bytes": media.max_metadata_bytes},
+        )
+    if _depth(metadata) > media.max_metadata_depth:
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"metadata is nested deeper than {media.max_metadata_depth} levels",
+        )
+
+
+def _depth(value) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
 
 
 def _fields(raw: dict) -> IngestFields:
@@ -78,17 +108,10 @@ async def ingest(
     ctx = request.app.state.ctx
     limit = ctx.settings.media.max_upload_bytes
     data, fields = await _read_upload(request, limit)
+    check_metadata(fields.metadata, ctx.settings.media)
     tenant = principal.tenant_id
     if data is None:
-        try:
-            key = validate_key(fields.object_key, tenant)
-            data = await asyncio.to_thread(ctx.objects.get, key)
-        except InvalidKey:
-            raise not_found("object", fields.object_key) from None
-        except ObjectNotFound:
-            raise not_found("object", fields.object_key) from None
-        if len(data) > limit:
-            raise ApiError(413, "payload_too_large", f"images are limited to {limit} bytes")
+        data = await stored_image(ctx.objects, fields.object_key, tenant, limit)
     accepted = await accept_image(
         ctx,
         tenant,
@@ -115,19 +138,6 @@ async def accept_image(
     info, phash_hex, sha256 = await asyncio.to_thread(_inspect, data, ctx.settings.media.max_pixels)
     media_id = new_id("med")
     keys = storage_keys(tenant, media_id, sha256, info.format)
-    await asyncio.to_thread(
-        ctx.catalog.create,
-        tenant,
-        collection,
-        media_id=media_id,
-        sha256=sha256,
-        phash=hex_to_int64(phash_hex),
-        width=info.width,
-        height=info.height,
-        format=info.format,
-        size=len(data),
-        metadata=metadata,
-    )
     spec = ctx.registry.get("ingest")
     new = NewJob(
         tenant_id=tenant,
@@ -143,17 +153,33 @@ async def accept_image(
             "analyze_faces": analyze_faces,
         },
     )
+    await asyncio.to_thread(
+        ctx.catalog.create,
+        tenant,
+        collection,
+        media_id=media_id,
+        sha256=sha256,
+        phash=hex_to_int64(phash_hex),
+        width=info.width,
+        height=info.height,
+        format=info.format,
+        size=len(data),
+        metadata=metadata,
+        job_id=new.id,  # a row whose job never comes to exist is removed by the janitor
+    )
     try:
-        # Only now that the row is committed: a DELETE of the last other media with these bytes
-        # has either seen it and kept the original or deleted the original already (see
-        # Catalog.delete).
+        # Only now that the row is committed: a deletion of the original these bytes share
+        # either sees this row and keeps it, or happened already (busque.media.janitor).
         if await asyncio.to_thread(ctx.objects.stat, keys["original"]) is None:  # stored once
             await asyncio.to_thread(
                 ctx.objects.put, keys["original"], data, CONTENT_TYPES.get(info.format)
             )
         job, _ = await asyncio.to_thread(ctx.jobs.create, new)
     except Exception:
-        await asyncio.to_thread(delete_row, ctx, tenant, media_id)  # nothing half-written
+        try:  # nothing half-written: the row goes now, its objects when the store answers
+            await asyncio.to_thread(delete_row, ctx, tenant, media_id)
+        except Exception:
+            logger.exception("undoing media %s failed: the janitor removes it later", media_id)
         raise
     ctx.wake_dispatcher()
     duplicate = await asyncio.to_thread(ctx.catalog.first_with_sha256, tenant, sha256, media_id)

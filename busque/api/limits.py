@@ -1,7 +1,10 @@
-"""Refuse request bodies over the configured size, declared or streamed, with 413."""
+"""Refuse request bodies over the configured size, declared or streamed, with 413, and bodies
+that do not arrive within the configured time (a client trickling a byte every few seconds
+holds a request slot for ever otherwise), with 408."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from starlette.exceptions import HTTPException
@@ -15,10 +18,16 @@ class BodyTooLarge(HTTPException):
         self.details = {"max_bytes": max_bytes}
 
 
+class BodyTooSlow(HTTPException):
+    def __init__(self, timeout_s: float):
+        super().__init__(408, f"the request body did not arrive within {timeout_s} s")
+
+
 class BodyLimitMiddleware:
-    def __init__(self, app, max_bytes: int):
+    def __init__(self, app, max_bytes: int, timeout_s: float):
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -28,14 +37,23 @@ class BodyLimitMiddleware:
             return await self._refuse(send)
         seen = 0
         started = False
+        body_done = False
+        deadline = asyncio.get_running_loop().time() + self.timeout_s
 
         async def limited_receive():
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, body_done
+            if body_done:  # after the body, receive() waits for a disconnect: no deadline
+                return await receive()
+            remaining = deadline - asyncio.get_running_loop().time()
+            try:
+                message = await asyncio.wait_for(receive(), max(remaining, 0))
+            except TimeoutError:
+                raise BodyTooSlow(self.timeout_s) from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
                     raise BodyTooLarge(self.max_bytes)
+                body_done = not message.get("more_body", False)
             return message
 
         async def tracking_send(message):
@@ -48,26 +66,26 @@ class BodyLimitMiddleware:
         except BodyTooLarge:
             if not started:
                 await self._refuse(send)
+        except BodyTooSlow as exc:
+            if not started:
+                await answer_error(send, 408, "request_timeout", exc.detail, {})
 
     async def _refuse(self, send):
-        body = json.dumps(
-            {
-                "error": {
-                    "code": "payload_too_large",
-                    "message": f"request bodies are limited to {self.max_bytes} bytes",
-                    "details": {"max_bytes": self.max_bytes},
-                }
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        message = f"request bodies are limited to {self.max_bytes} bytes"
+        await answer_error(send, 413, "payload_too_large", message, {"max_bytes": self.max_bytes})
+
+
+async def answer_error(
+    send, status: int, code: str, message: str, details: dict, extra_headers=()
+) -> None:
+    """An error envelope from an ASGI middleware, closing the connection (the rest of the body
+    is not read)."""
+    body = json.dumps({"error": {"code": code, "message": message, "details": details}}).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+        *extra_headers,
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

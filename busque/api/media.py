@@ -17,7 +17,6 @@ from busque.api.strict_json import StrictJsonRoute
 from busque.api.views import face_view, iso, media_view
 from busque.auth.keys import Principal
 from busque.media.catalog import COLLECTION_PATTERN
-from busque.media.normalize import storage_keys
 
 router = APIRouter(prefix="/v1", tags=["media"], route_class=StrictJsonRoute)
 
@@ -109,30 +108,21 @@ async def delete_media(
 ):
     ctx = request.app.state.ctx
     tenant = principal.tenant_id
+    # A job still running removes what it writes after this (busque/media/ingest.py).
     row = await asyncio.to_thread(delete_row, ctx, tenant, media_id)
     if row is None:
         raise not_found("media", media_id)
     await ctx.matcher.remove.remote(tenant, row["collection"], row["index_id"])
-    keys = _media_keys(tenant, row)
-    # A job still running removes what it writes after this (busque/media/ingest.py).
-    for key in [keys["normalized"], keys["thumbnail"], *row["face_keys"]]:
-        await asyncio.to_thread(ctx.objects.delete, key)
     return Response(status_code=204)
 
 
 def delete_row(ctx, tenant: str, media_id: str) -> dict | None:
-    """Delete the catalog row, and its original when no other media of the tenant shares it
-    (content-addressed): decided and done inside the row's transaction, see Catalog.delete."""
-    return ctx.catalog.delete(
-        media_id, tenant, lambda row: ctx.objects.delete(_media_keys(tenant, row)["original"])
-    )
-
-
-def _media_keys(tenant: str, row: dict) -> dict[str, str]:
-    """A media item's object keys. A pending row records none yet; its job writes them where
-    storage_keys says."""
-    keys = storage_keys(tenant, row["id"], row["sha256"], row["format"])
-    return {name: row[f"{name}_key"] or key for name, key in keys.items()}
+    """Delete the catalog row and, as far as the object store answers now, its objects (the
+    janitor deletes the rest later: busque.media.janitor)."""
+    row = ctx.catalog.delete(media_id, tenant)
+    if row is not None:
+        ctx.janitor.sweep(row["deletions"])
+    return row
 
 
 @router.get("/duplicates", summary="Exact (sha256) and near (pHash) duplicate groups")

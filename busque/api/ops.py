@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
+import logging
 import time
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -11,9 +13,12 @@ from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from busque.api.auth import require
+from busque.api.errors import ApiError
 from busque.api.strict_json import StrictJsonRoute
 from busque.auth.keys import Principal
 from busque.cluster import refuse_embedded_on_cluster
+
+logger = logging.getLogger("busque.api")
 
 router = APIRouter(tags=["operations"], route_class=StrictJsonRoute)
 
@@ -33,8 +38,9 @@ async def readyz(request: Request):
         try:
             await asyncio.wait_for(probe(), timeout=5)
             checks[name] = {"ok": True, "ms": round((time.perf_counter() - started) * 1000, 1)}
-        except Exception as exc:
-            checks[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        except Exception as exc:  # the message may name internal hosts: only in the log
+            logger.warning("readiness check %s failed: %s: %s", name, type(exc).__name__, exc)
+            checks[name] = {"ok": False, "error": type(exc).__name__}
 
     await check("database", lambda: asyncio.to_thread(ctx.jobs.last_event_id))
     await check("object_store", lambda: asyncio.to_thread(ctx.objects.ping))
@@ -51,8 +57,15 @@ async def metrics(request: Request):
     """Gauges of the job table as it is now. The cumulative busque metrics (jobs finished, run
     and queue-wait histograms, tokens, batches, webhooks, index sizes) are recorded by the
     replicas that do the work and exported on Ray's metrics port as `ray_busque_*`
-    (busque/serve/metrics.py)."""
+    (busque/serve/metrics.py). With `serve.metrics_token` set, only for
+    `Authorization: Bearer <token>` (Prometheus: `authorization: {credentials: ...}`)."""
     ctx = request.app.state.ctx
+    token = ctx.settings.serve.metrics_token
+    sent = request.headers.get("authorization", "")
+    if token and not hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
+        raise ApiError(
+            401, "unauthorized", "/metrics wants Authorization: Bearer <serve.metrics_token>"
+        )
     counts = await asyncio.to_thread(ctx.jobs.counts_by_state)
     registry = CollectorRegistry()
     by_state = Gauge("busque_jobs", "Jobs by state", ["state"], registry=registry)

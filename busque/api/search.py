@@ -12,7 +12,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
 from busque.api.auth import require
-from busque.api.bodies import base64_image, json_field, json_object, multipart_image
+from busque.api.bodies import (
+    base64_image,
+    json_field,
+    json_object,
+    multipart_image,
+    stored_image,
+)
 from busque.api.errors import ApiError, invalid, not_found
 from busque.api.strict_json import StrictJsonRoute
 from busque.api.timing import ServerTiming
@@ -22,7 +28,6 @@ from busque.media.catalog import COLLECTION_PATTERN
 from busque.media.matches import joined, match_view
 from busque.media.phash import hex_to_int64
 from busque.models.embedding.efficientnet import pet_label
-from busque.storage import InvalidKey, ObjectNotFound, validate_key
 
 router = APIRouter(prefix="/v1", tags=["media"], route_class=StrictJsonRoute)
 
@@ -181,11 +186,8 @@ async def match(
     image = None
     key = body.object_key or body.image_path
     if key:
-        try:
-            data = await asyncio.to_thread(ctx.objects.get, validate_key(key, principal.tenant_id))
-        except (InvalidKey, ObjectNotFound):
-            raise not_found("object", key) from None
-        image = data
+        limit = ctx.settings.media.max_upload_bytes
+        image = await stored_image(ctx.objects, key, principal.tenant_id, limit)
     elif not body.phash:
         raise ApiError(422, "invalid_request", "send object_key (or image_path) or phash")
     query = SearchQuery(

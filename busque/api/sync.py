@@ -20,14 +20,14 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field, field_validator
 
 from busque.api.auth import require
-from busque.api.errors import ApiError, media_error, not_found
+from busque.api.bodies import stored_image
+from busque.api.errors import ApiError, media_error
 from busque.api.ingest import accept_image
 from busque.api.strict_json import StrictJsonRoute
 from busque.auth.keys import Principal
 from busque.faces.analyze import store_faces
 from busque.media.catalog import COLLECTION_PATTERN
 from busque.media.decode import ImageInfo, MediaError, decode_image, image_info
-from busque.storage import InvalidKey, ObjectNotFound, validate_key
 
 router = APIRouter(prefix="/v1", tags=["media"], route_class=StrictJsonRoute)
 
@@ -90,10 +90,9 @@ async def sync_media(
     if existing is not None:
         response.status_code = 200
         return {"media_id": existing["id"], "created": False, "collection": existing["collection"]}
-    try:
-        data = await asyncio.to_thread(ctx.objects.get, validate_key(info.storage_path, tenant))
-    except (InvalidKey, ObjectNotFound):
-        raise not_found("object", info.storage_path) from None
+    data = await stored_image(
+        ctx.objects, info.storage_path, tenant, ctx.settings.media.max_upload_bytes
+    )
     if hashlib.sha256(data).hexdigest() != info.hash:
         raise ApiError(422, "hash_mismatch", "the object at storage_path does not have that hash")
     # Every face is checked before anything is stored.

@@ -63,3 +63,13 @@ def readonly(engine: Engine) -> Engine:
 
 def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says the database cannot be reached now (down, restarting, the connection
+    lost, the pool exhausted, SQLite locked), not that the request was wrong: worth a 503."""
+    from sqlalchemy import exc as errors
+
+    if isinstance(exc, errors.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, errors.OperationalError | errors.InterfaceError | errors.TimeoutError)

@@ -87,6 +87,7 @@ jobs = Table(
     Index("ix_jobs_claim", "state", "priority", "id"),
     Index("ix_jobs_lease", "state", "lease_expires_at"),
     Index("ix_jobs_tenant_id", "tenant_id", "id"),
+    Index("ix_jobs_tenant_claim", "tenant_id", "state", "priority", "id"),  # fair claims
 )
 
 job_events = Table(
@@ -255,4 +256,20 @@ library_files = Table(
     Column("synced_at", Float, nullable=False),
     UniqueConstraint("tenant_id", "library", "path"),
     Index("ix_library_files_sha256", "tenant_id", "sha256"),
+)
+
+# Objects to delete from the object store, written in the transaction that makes them garbage
+# (a media row deleted, an ingest undone) and deleted by busque.media.janitor once the store
+# answers: a store outage never keeps a row alive nor leaves an object behind for good. An
+# original (content-addressed, `sha256` set) is kept if media with those bytes exist by then.
+object_deletions = Table(
+    "object_deletions",
+    metadata,
+    Column("id", EventId, primary_key=True, autoincrement=True),
+    Column("tenant_id", String(40), nullable=False),
+    Column("object_key", String(1024), nullable=False),
+    Column("sha256", String(64)),
+    Column("created_at", Float, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("last_error", Text),
 )

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from concurrent.futures import Executor
 from typing import Any
 
+from busque.db.engine import database_unavailable
 from busque.jobs.events import (
     CANCELED,
     Artifact,
@@ -26,7 +27,14 @@ from busque.jobs.events import (
     pump,
 )
 from busque.models.base import JobCanceled, Model, ModelError
-from busque.storage import InvalidKey, ObjectNotFound, ObjectStore, tenant_key, validate_key
+from busque.storage import (
+    InvalidKey,
+    ObjectNotFound,
+    ObjectStore,
+    storage_unavailable,
+    tenant_key,
+    validate_key,
+)
 
 logger = logging.getLogger("busque.jobs")
 
@@ -90,7 +98,10 @@ async def run_model_job(
             return CANCELED
         except ModelError as exc:
             return Failure(exc.code, str(exc), exc.retryable)
-        except Exception as exc:  # a model bug: report it, keep the replica alive
+        except Exception as exc:
+            if storage_unavailable(exc) or database_unavailable(exc):  # not the model's fault
+                return Failure("service_unavailable", f"{type(exc).__name__}: {exc}", True)
+            # A model bug: report it, keep the replica alive.
             logger.error(
                 "model %s failed: %s",
                 job["model"],

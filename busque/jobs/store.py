@@ -25,6 +25,7 @@ from busque.db.pages import decode_cursor, encode_cursor
 from busque.db.schema import artifacts, job_events, jobs, tenants, webhook_deliveries
 from busque.ids import new_id
 from busque.jobs.backoff import backoff
+from busque.jobs.fair_share import allocate
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED = (
     "queued",
@@ -276,23 +277,44 @@ class JobStore:
     # ---- the dispatcher's side ----
 
     def claim(self, owner: str, limit: int) -> list[dict]:
-        """Atomically move up to `limit` due queued jobs to running under this owner's lease."""
+        """Atomically move up to `limit` due queued jobs to running under this owner's lease,
+        the slots shared between tenants (busque.jobs.fair_share), each tenant's own jobs by
+        priority, then age."""
         now = time.time()
-        due = (
-            select(jobs.c.id)
-            .where(jobs.c.state == QUEUED, jobs.c.run_after <= now)
-            .order_by(jobs.c.priority.desc(), jobs.c.id)
-            .limit(limit)
-        )
+        is_due = and_(jobs.c.state == QUEUED, jobs.c.run_after <= now)
         with self.reader.connect() as conn:  # most wakes find nothing: don't take a write lock
-            if conn.execute(due.limit(1)).first() is None:
+            queued = {
+                tenant: (n, oldest)
+                for tenant, n, oldest in conn.execute(
+                    select(jobs.c.tenant_id, func.count(), func.min(jobs.c.id))
+                    .where(is_due)
+                    .group_by(jobs.c.tenant_id)
+                )
+            }
+            if not queued:
                 return []
+            running = dict(
+                conn.execute(
+                    select(jobs.c.tenant_id, func.count())
+                    .where(jobs.c.state == RUNNING, jobs.c.tenant_id.in_(list(queued)))
+                    .group_by(jobs.c.tenant_id)
+                ).all()
+            )
+            weights = self._tenant_weights(conn)
+        shares = allocate(queued, running, weights, limit)
+        picks = [
+            select(jobs.c.id)
+            .where(is_due, jobs.c.tenant_id == tenant)
+            .order_by(jobs.c.priority.desc(), jobs.c.id)
+            .limit(n)
+            for tenant, n in shares.items()
+        ]
         if self._skip_locked:
-            due = due.with_for_update(skip_locked=True)
+            picks = [pick.with_for_update(skip_locked=True) for pick in picks]
         with self.engine.begin() as conn:
             # Pick (and on PostgreSQL lock) the ids first: as an `IN (subquery)` PostgreSQL may
             # rescan the LIMITed, SKIP LOCKED subquery once per row and so claim every due job.
-            ids = conn.execute(due).scalars().all()
+            ids = [i for pick in picks for i in conn.execute(pick).scalars()]
             if not ids:
                 return []
             rows = conn.execute(
@@ -308,10 +330,21 @@ class JobStore:
                 )
                 .returning(*jobs.c)
             ).all()
-            claimed = sorted((r._asdict() for r in rows), key=lambda j: (-j["priority"], j["id"]))
+            order = {job_id: n for n, job_id in enumerate(ids)}
+            claimed = sorted((r._asdict() for r in rows), key=lambda j: order[j["id"]])
             for job in claimed:
                 self._emit(conn, job, "job.status", {"status": RUNNING, "attempt": job["attempt"]})
         return claimed
+
+    def _tenant_weights(self, conn) -> dict[str, float]:
+        """`jobs.tenant_weights` (by name) by tenant id."""
+        by_name = self.settings.tenant_weights
+        if not by_name:
+            return {}
+        rows = conn.execute(
+            select(tenants.c.id, tenants.c.name).where(tenants.c.name.in_(list(by_name)))
+        )
+        return {tenant_id: by_name[name] for tenant_id, name in rows}
 
     def heartbeat(self, owner: str, attempts: dict[str, int]) -> set[str]:
         """Renew the leases of these (job id -> attempt); returns the ids asked to cancel."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,8 @@ from busque.db.engine import is_postgres, readonly
 from busque.db.pages import newest_first
 from busque.db.schema import media, media_changes
 from busque.ids import new_id
+from busque.media.deletions import queue_deletions
+from busque.media.normalize import storage_keys
 
 # A collection's name is a folder of its index snapshots in the object store: letters, digits,
 # ".", "_" and "-", but not "." or ".." alone.
@@ -96,7 +98,7 @@ class Catalog:
             "updated_at": now,
         }
         with self.engine.begin() as conn:
-            self._lock_bytes(conn, tenant_id, sha256)
+            lock_bytes(conn, self.engine, tenant_id, sha256)
             conn.execute(insert(media).values(row))
         return row
 
@@ -224,20 +226,11 @@ class Catalog:
         conn.execute(insert(media), rows)
         self._log(conn, tenant_id, collection, [row["id"] for row in rows], "add", now)
 
-    def delete(
-        self,
-        media_id: str,
-        tenant_id: str,
-        drop_original: Callable[[dict], None] | None = None,
-    ) -> dict | None:
-        """Remove the row and its faces; returns it (for its storage keys, with `face_keys`: the
-        face thumbnails to delete) or None if there was none.
-
-        `drop_original(row)` deletes the row's content-addressed original: it is called, before
-        the commit, when no other media of the tenant (pending ones too) has the same bytes. It
-        runs under the lock `create` takes for those bytes, so an ingest of them has either
-        committed its row already (seen here: the original stays) or commits it after the
-        original is gone, and stores the original again."""
+    def delete(self, media_id: str, tenant_id: str) -> dict | None:
+        """Remove the row and its faces, and queue the deletion of its objects (renditions,
+        face thumbnails, its original: see busque.media.janitor) in the same transaction.
+        Returns the row, with `face_keys` and `deletions` (the queued ids, for the caller to
+        sweep at once), or None if there was none."""
         from busque.faces.store import FaceStore
 
         now = time.time()
@@ -251,25 +244,12 @@ class Catalog:
             if row is None:
                 return None
             self._log(conn, tenant_id, row.collection, [media_id], "remove", now)
-            if drop_original is not None:
-                self._lock_bytes(conn, tenant_id, row.sha256)
-                shared = conn.execute(
-                    select(media.c.id)
-                    .where(media.c.tenant_id == tenant_id, media.c.sha256 == row.sha256)
-                    .limit(1)
-                ).first()
-                if shared is None:
-                    drop_original(row._asdict())
-        return {**row._asdict(), "face_keys": face_keys}
-
-    def _lock_bytes(self, conn, tenant_id: str, sha256: str) -> None:
-        """Serialise, until the transaction ends, the inserts of a tenant's media with these
-        bytes and the deletion of their shared original. On SQLite every writer holds the
-        database's lock already (BEGIN IMMEDIATE)."""
-        if is_postgres(self.engine):
-            digest = hashlib.sha256(f"{tenant_id}/{sha256}".encode()).digest()
-            key = int.from_bytes(digest[:8], "big", signed=True)
-            conn.execute(select(func.pg_advisory_xact_lock(key)))
+            keys = media_keys(tenant_id, row._asdict())
+            deletions = queue_deletions(
+                conn, tenant_id, [keys["normalized"], keys["thumbnail"], *face_keys]
+            )
+            deletions += queue_deletions(conn, tenant_id, [keys["original"]], sha256=row.sha256)
+        return {**row._asdict(), "face_keys": face_keys, "deletions": deletions}
 
     def _log(
         self, conn, tenant_id: str, collection: str, media_ids: Sequence[str], op: str, now: float
@@ -426,3 +406,20 @@ class Catalog:
             for sha, media_id in conn.execute(query.order_by(media.c.sha256, media.c.id)):
                 groups.setdefault(sha, []).append(media_id)
         return list(groups.values())
+
+
+def lock_bytes(conn, engine: Engine, tenant_id: str, sha256: str) -> None:
+    """Serialise, until the transaction ends, the inserts of a tenant's media with these bytes
+    and the deletion of their shared original. On SQLite every writer holds the database's lock
+    already (BEGIN IMMEDIATE)."""
+    if is_postgres(engine):
+        digest = hashlib.sha256(f"{tenant_id}/{sha256}".encode()).digest()
+        key = int.from_bytes(digest[:8], "big", signed=True)
+        conn.execute(select(func.pg_advisory_xact_lock(key)))
+
+
+def media_keys(tenant_id: str, row: dict) -> dict[str, str]:
+    """A media item's object keys. A pending row records none yet; its job writes them where
+    storage_keys says."""
+    keys = storage_keys(tenant_id, row["id"], row["sha256"], row["format"])
+    return {name: row[f"{name}_key"] or key for name, key in keys.items()}

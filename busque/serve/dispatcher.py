@@ -37,7 +37,21 @@ class DispatcherDeployment:
             "busque_jobs",
             lambda: loop.call_soon_threadsafe(self.dispatcher.wake),
         )
+        self._janitor = asyncio.create_task(self._janitor_loop())
         logger.info("dispatcher %s started", self.dispatcher.owner)
+
+    async def _janitor_loop(self) -> None:
+        """Deletes what the object store refused to delete before (busque.media.janitor)."""
+        media = self.runtime.settings.media
+        while True:
+            await asyncio.sleep(media.janitor_s)
+            try:
+                await asyncio.to_thread(self.runtime.janitor.sweep)
+                await asyncio.to_thread(
+                    self.runtime.janitor.remove_orphan_rows, media.orphan_after_s
+                )
+            except Exception:
+                logger.exception("janitor failed")
 
     def _call(self, deployment: str, job: dict):
         handle = self.handles.get(deployment)
@@ -57,4 +71,5 @@ class DispatcherDeployment:
         return {"owner": self.dispatcher.owner, "running": sorted(self.dispatcher.running)}
 
     async def __del__(self):
+        self._janitor.cancel()
         await self.dispatcher.stop(release=True)

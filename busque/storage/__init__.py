@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import StorageSettings
-from .base import ObjectInfo, ObjectNotFound, ObjectStore
+from .base import ObjectInfo, ObjectNotFound, ObjectStore, ObjectTooLarge
 from .keys import InvalidKey, safe_filename, tenant_key, validate_key, validate_prefix
 from .local import LocalObjectStore, SignatureError, TooLarge
-from .s3 import S3ObjectStore
+from .s3 import S3ObjectStore, storage_unavailable
 
 __all__ = [
     "InvalidKey",
@@ -16,11 +16,13 @@ __all__ = [
     "ObjectInfo",
     "ObjectNotFound",
     "ObjectStore",
+    "ObjectTooLarge",
     "S3ObjectStore",
     "SignatureError",
     "TooLarge",
     "open_object_store",
     "safe_filename",
+    "storage_unavailable",
     "tenant_key",
     "validate_key",
     "validate_prefix",

@@ -26,6 +26,15 @@ class ObjectNotFound(KeyError):
     """``get`` of a key that does not exist."""
 
 
+class ObjectTooLarge(ValueError):
+    """``get`` of an object larger than the caller's ``max_bytes``: nothing of it was kept.
+    A presigned PUT carries no size bound, so every reader of an uploaded object caps it."""
+
+    def __init__(self, key: str, size: int, max_bytes: int):
+        super().__init__(f"object {key} is {size} bytes; the limit is {max_bytes}")
+        self.key, self.size, self.max_bytes = key, size, max_bytes
+
+
 class ObjectStore(ABC):
     """Keys are validated with ``validate_key`` by every method; tenancy is checked above this."""
 
@@ -37,7 +46,9 @@ class ObjectStore(ABC):
         """Upload a file without reading it whole into memory."""
 
     @abstractmethod
-    def get(self, key: str) -> bytes: ...
+    def get(self, key: str, max_bytes: int | None = None) -> bytes:
+        """The object's bytes; ObjectTooLarge, having read at most `max_bytes` + 1 of them,
+        when it is larger than `max_bytes`."""
 
     @abstractmethod
     def stat(self, key: str) -> ObjectInfo | None:

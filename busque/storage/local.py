@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from urllib.parse import quote
 
-from .base import ObjectInfo, ObjectNotFound, ObjectStore, content_type_for
+from .base import ObjectInfo, ObjectNotFound, ObjectStore, ObjectTooLarge, content_type_for
 from .keys import InvalidKey, validate_key, validate_prefix
 
 CHUNK = 1024 * 1024
@@ -135,9 +135,16 @@ class LocalObjectStore(ObjectStore):
             key, size, meta.get("content_type") or content_type_for(key, None), meta.get("etag")
         )
 
-    def get(self, key: str) -> bytes:
-        chunks, _ = self.open_read(key)
-        return b"".join(chunks)
+    def get(self, key: str, max_bytes: int | None = None) -> bytes:
+        try:
+            f = open(self._data_path(key), "rb")  # noqa: SIM115 - closed below
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as e:
+            raise ObjectNotFound(key) from e
+        with f:
+            size = os.fstat(f.fileno()).st_size
+            if max_bytes is not None and size > max_bytes:
+                raise ObjectTooLarge(key, size, max_bytes)
+            return f.read()
 
     def open_read(self, key: str) -> tuple[Iterator[bytes], ObjectInfo]:
         """Open the object for a streamed download: (chunks, info); the file closes at the end."""

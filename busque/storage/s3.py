@@ -11,13 +11,25 @@ from urllib.parse import urlsplit
 
 import urllib3
 from minio import Minio
-from minio.error import S3Error
+from minio.error import S3Error, ServerError
 
-from .base import ObjectInfo, ObjectNotFound, ObjectStore, content_type_for
+from .base import ObjectInfo, ObjectNotFound, ObjectStore, ObjectTooLarge, content_type_for
 from .keys import validate_key, validate_prefix
 
 _MISSING_CODES = {"NoSuchKey", "NotFound", "ResourceNotFound", "NoSuchObject"}
 _BUCKET_EXISTS_CODES = {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}
+
+
+# S3 answers meaning "not now" (throttled, overloaded, failing inside), not "never".
+_UNAVAILABLE_CODES = {"ServiceUnavailable", "SlowDown", "InternalError", "RequestTimeout"}
+
+
+def storage_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says the object store cannot be reached now (down, unreachable, 5xx), not
+    that the request was wrong: worth a 503."""
+    if isinstance(exc, urllib3.exceptions.HTTPError | ServerError | ConnectionError):
+        return True
+    return isinstance(exc, S3Error) and exc.code in _UNAVAILABLE_CODES
 
 
 def _etag(value: str | None) -> str | None:
@@ -85,7 +97,7 @@ class S3ObjectStore(ObjectStore):
         result = self.client.fput_object(self.bucket, key, str(path), content_type=content_type)
         return ObjectInfo(key, Path(path).stat().st_size, content_type, _etag(result.etag))
 
-    def get(self, key: str) -> bytes:
+    def get(self, key: str, max_bytes: int | None = None) -> bytes:
         validate_key(key)
         self._ensure_bucket()
         try:
@@ -95,7 +107,15 @@ class S3ObjectStore(ObjectStore):
                 raise ObjectNotFound(key) from e
             raise
         try:
-            return response.read()
+            if max_bytes is None:
+                return response.read()
+            size = int(response.headers.get("content-length") or -1)
+            if size > max_bytes:
+                raise ObjectTooLarge(key, size, max_bytes)
+            data = response.read(max_bytes + 1)  # whatever the header said
+            if len(data) > max_bytes:
+                raise ObjectTooLarge(key, max(size, len(data)), max_bytes)
+            return data
         finally:
             response.close()
             response.release_conn()

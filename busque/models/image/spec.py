@@ -23,7 +23,7 @@ from busque.models.image.diffusion import (
     validate_limits,
 )
 from busque.models.registry import ModelRegistry, ModelSpec
-from busque.storage import InvalidKey, ObjectNotFound, validate_key
+from busque.storage import InvalidKey, ObjectNotFound, ObjectTooLarge, validate_key
 
 DEPLOYMENT = "imagegen"
 TIMEOUT_S = 600.0
@@ -57,18 +57,12 @@ def check_input_photo(key: str, tenant_id: str, objects: Any, settings: Settings
         validate_key(key, tenant_id)
     except InvalidKey:  # another tenant's key reads as missing, as everywhere in the API
         raise ModelError("object_not_found", f"no object {key!r}") from None
-    info = objects.stat(key)
-    if info is None:
-        raise ModelError("object_not_found", f"no object {key!r}")
-    if info.size > settings.media.max_upload_bytes:
-        raise ModelError(
-            "image_too_large",
-            f"object {key!r} is {info.size} bytes, the limit is {settings.media.max_upload_bytes}",
-        )
     try:
-        data = objects.get(key)
+        data = objects.get(key, settings.media.max_upload_bytes)
     except ObjectNotFound:
         raise ModelError("object_not_found", f"no object {key!r}") from None
+    except ObjectTooLarge as exc:
+        raise ModelError("image_too_large", str(exc)) from None
     try:
         decode_image(data, max_pixels=settings.media.max_pixels)
     except MediaError as exc:
