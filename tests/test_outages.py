@@ -8,6 +8,7 @@ The module replaces the session's app with its own for its duration, then restor
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -23,7 +24,8 @@ from busque.db.schema import media, object_deletions
 from busque.media.normalize import storage_keys
 from busque.storage import S3ObjectStore
 from busque.testing.tcp_proxy import TcpProxy
-from tests.conftest import FAST_JOBS, start_app, test_settings, wait_for
+from tests.conftest import FAST_JOBS, start_app, wait_for
+from tests.conftest import test_settings as settings_like_the_sessions
 from tests.test_ingest import jpeg
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(600)]
@@ -52,7 +54,7 @@ def outage(app, postgres_url, seaweedfs_server, tmp_path_factory):
         "s3_secret_key": seaweedfs_server["secret_key"],
         "s3_bucket": name.replace("_", "-"),
     }
-    settings = test_settings(
+    settings = settings_like_the_sessions(
         tmp_path_factory.mktemp("outage"),
         database={"url": url},
         storage=storage,
@@ -143,7 +145,16 @@ def test_an_outage_answers_503_and_leaves_no_orphan(outage, part):
             assert body["retry-after"] == "5", body
         accepted = {body["media_id"]: body for status, _, body in answers if status == 202}
         for body in accepted.values():
-            assert wait_for(client, body["job_id"], timeout=180)["status"] == "succeeded", body
+            try:
+                job = wait_for(client, body["job_id"], timeout=180)
+            except AssertionError:
+                job = client.get(f"/v1/jobs/{body['job_id']}").json()
+                from busque.runtime import Runtime
+
+                store = Runtime(app.settings).jobs
+                job["events"] = [(e["type"], e["data"]) for e in store.events(job_id=job["id"])]
+                job["lease"] = {k: store.get(job["id"])[k] for k in ("lease_owner", "attempt")}
+            assert job["status"] == "succeeded", json.dumps(job, indent=1)
 
         engine = create_engine(app.settings.database.url)
         deadline = time.monotonic() + 30  # the janitor: every 1 s, orphan rows after 5 s

@@ -37,13 +37,18 @@ class TcpProxy:
         """Reset every open connection and refuse new ones until `up`."""
         server, self._server = self._server, None
         if server is not None:
+            # shutdown() first: close() alone leaves the socket listening while a thread
+            # is blocked in its accept().
+            with contextlib.suppress(OSError):
+                server.shutdown(socket.SHUT_RDWR)
             server.close()
         with self._lock:
             conns, self._conns = self._conns, set()
         for conn in conns:
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError):  # shutdown() wakes the pump blocked in recv()
                 conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RESET)
-                conn.close()
+                conn.shutdown(socket.SHUT_RDWR)
+            conn.close()
 
     def close(self) -> None:
         self.down()
