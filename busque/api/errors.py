@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("busque.api")
 
+RETRY_AFTER_S = 5  # what busque asks a client to wait after a 429 or 503
+
 STATUS_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -116,9 +118,6 @@ def install_error_handlers(app: FastAPI) -> None:
             )
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse(envelope("internal_error", "an unexpected error happened"), 500)
-
-
-RETRY_AFTER_S = 5
 
 
 def _outage(exc: BaseException) -> tuple[str, str] | None:

@@ -10,9 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import AsyncIterator
 
-from busque.api.errors import ApiError
-
-RETRY_AFTER_S = 5
+from busque.api.errors import RETRY_AFTER_S, ApiError
 
 
 class StreamSlots:
