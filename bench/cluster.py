@@ -36,6 +36,7 @@ from bench.idle_memory import memory
 ARGS = {
     "jobs": {"poll_s": 0.2, "heartbeat_s": 0.4, "lease_s": 2.0, "max_wait_s": 30},
     "faces": {"enabled": False},
+    "quotas": {"requests_per_s": 0},  # one tenant at full speed: no per-tenant rate limit
     "serve": {"gateway": {"num_cpus": 0.1}, "dispatcher": {"num_cpus": 0.1}},
     "model_deployments": {
         name: {"num_cpus": 0.1} for name in ("embedder", "matcher", "ingest", "utility")

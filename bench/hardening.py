@@ -1,10 +1,11 @@
 """Hardening benchmark: what hostile or noisy clients cost the others, through the real app on
 loopback (it starts its own busque on a local Ray and stops by itself).
 
-1. Slow clients: `--slow` sockets (default 5,000) held open against the Serve port, a third each
-   sending headers a byte every few seconds, a body without a key, and a body with a key, a
-   byte every few seconds. Meanwhile, and before them, `GET /healthz` and a small search
-   (`POST /v1/search` by pHash) one at a time: p50/p99. Goal: both under 100 ms p99.
+1. Slow clients: `--slow` sockets (default 5,000) of tenant A held open against the Serve port, a
+   third each sending headers a byte every few seconds, a body without a key, and a body with
+   A's key, a byte every few seconds. Meanwhile, and before them, `GET /healthz` and a small search
+   (`POST /v1/search` by pHash) of tenant B, one at a time: p50/p99. Goal: both under 100 ms
+   p99.
 2. A noisy neighbour: tenant B submits a 0.2 s job and waits for it (`Prefer: wait`), alone and
    while tenant A keeps 64 jobs of 2 s queued and holds its event streams open. B's latency;
    goal: within 2x of idle.
@@ -28,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -67,7 +69,9 @@ def settings_for(home: Path):
 # ---- 1. slow clients -----------------------------------------------------------------------
 
 
-async def hold_slow(host: str, port: int, kind: str, key: str, stop: asyncio.Event, held: list):
+async def hold_slow(
+    host: str, port: int, kind: str, key: str, stop: asyncio.Event, held: list, answers: Counter
+):
     try:
         reader, writer = await asyncio.open_connection(host, port)
     except OSError:
@@ -85,7 +89,9 @@ async def hold_slow(host: str, port: int, kind: str, key: str, stop: asyncio.Eve
             await asyncio.wait([asyncio.ensure_future(stop.wait())], timeout=5)
             # Answered (401, 408) and closed: the socket holds nothing any more.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(reader.read(65536), 0.01)
+                answer = await asyncio.wait_for(reader.read(65536), 0.01)
+                if answer.startswith(b"HTTP/1.1 "):
+                    answers[f"{kind}: {answer[9:12].decode()}"] += 1
             if reader.at_eof():
                 break
             writer.write(b"x-slow: 1\r\n" if kind == "slow headers" else b" ")
@@ -127,29 +133,31 @@ async def probe(client: httpx.AsyncClient, requests: int) -> dict:
     }
 
 
-async def slow_clients(app, count: int, rounds: int, requests: int) -> dict:
+async def slow_clients(app, attacker_key: str, count: int, rounds: int, requests: int) -> dict:
+    """The slow sockets are tenant A's (the attacker's key); the probes are tenant B's."""
     host, port = "127.0.0.1", app.settings.serve.port
     runs: dict[str, list[dict]] = {"idle": [], "loaded": []}
-    held_counts = []
+    held_counts, answered = [], []
     async with httpx.AsyncClient(
         base_url=app.url, headers={"X-API-Key": app.admin_key}, timeout=60
     ) as client:
         await probe(client, 20)  # warm up
         for _ in range(rounds):
             runs["idle"].append(await probe(client, requests))
-            stop, held = asyncio.Event(), []
+            stop, held, answers = asyncio.Event(), [], Counter()
             tasks = [
                 asyncio.create_task(
-                    hold_slow(host, port, SLOW_KINDS[i % 3], app.admin_key, stop, held)
+                    hold_slow(host, port, SLOW_KINDS[i % 3], attacker_key, stop, held, answers)
                 )
                 for i in range(count)
             ]
             await asyncio.sleep(12)  # all connected, the first trickles sent and answered
             held_counts.append({kind: held.count(kind) for kind in SLOW_KINDS})
+            answered.append(dict(sorted(answers.items())))
             runs["loaded"].append(await probe(client, requests))
             stop.set()
             await asyncio.gather(*tasks)
-    return {"sockets": count, "held_open": held_counts, **_medians(runs)}
+    return {"sockets": count, "held_open": held_counts, "answered": answered, **_medians(runs)}
 
 
 def _medians(runs: dict[str, list[dict]]) -> dict:
@@ -339,6 +347,8 @@ def report(results: dict) -> str:
         "",
         f"Held open after 12 s, per round: {slow['held_open']}",
         "",
+        f"Answered by then (kind: status), per round: {slow.get('answered')}",
+        "",
         f"Milliseconds; a probe unanswered after {PROBE_TIMEOUT_S} s failed (counted at that time).",
         "",
         "| request | idle p50 | idle p99 | with slow sockets p50 | p99 | failed |",
@@ -389,10 +399,11 @@ def main() -> None:
         Runtime(settings).migrate()
         app = harness.start_app(settings)
         quiet_key = _key_store(settings).create("quiet", "bench").key
+        attacker_key = _key_store(settings).create("attacker", "bench").key
         results = {
             "machine": harness.machine(),
             "slow_clients": LOOP.run_until_complete(
-                slow_clients(app, args.slow, args.rounds, args.requests)
+                slow_clients(app, attacker_key, args.slow, args.rounds, args.requests)
             ),
             "neighbour": LOOP.run_until_complete(
                 neighbour(app, quiet_key, args.rounds, max(10, args.requests // 10))

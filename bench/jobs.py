@@ -108,6 +108,7 @@ def settings_for(home: Path, database_url: str | None, port: int):
         "home": home,
         "serve": {"port": port, "grpc_port": port + 1, "gateway": small, "dispatcher": small},
         "model_deployments": {"utility": small},
+        "quotas": {"requests_per_s": 0},  # one tenant at full speed: no per-tenant rate limit
     }
     if database_url:
         values["database"] = {"url": database_url, "pool_size": 20}

@@ -106,6 +106,7 @@ def settings_for(
         embedder={"device": device, "batch_size": batch_size},
         serve={"port": port, "grpc_port": port + 1, "gateway": front, "dispatcher": front},
         model_deployments=deployments,
+        quotas={"requests_per_s": 0},  # one tenant at full speed: no per-tenant rate limit
     )
 
 

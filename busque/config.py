@@ -75,6 +75,47 @@ class EventSettings(BaseModel):
     )
 
 
+class TenantQuota(BaseModel):
+    """One tenant's own limits; what it leaves out is the default in `quotas`."""
+
+    model_config = {"extra": "forbid"}
+
+    requests_per_s: float | None = Field(None, ge=0)
+    burst: int | None = Field(None, ge=1)
+    bodies: int | None = Field(None, ge=0)
+    queued_jobs: int | None = Field(None, ge=0)
+    running_jobs: int | None = Field(None, ge=0)
+
+
+class QuotaSettings(BaseModel):
+    """What one tenant may hold or send at once, so that no tenant starves the others. Each
+    limit answers 429 with Retry-After when reached; 0 turns a limit off."""
+
+    model_config = {"extra": "forbid"}
+
+    requests_per_s: float = Field(
+        200.0, ge=0, description="a tenant's API requests per second, across Gateway replicas"
+    )
+    burst: int = Field(400, ge=1, description="requests a tenant may send at once above the rate")
+    bodies: int = Field(
+        32, ge=0, description="request bodies a tenant sends at once, per Gateway replica"
+    )
+    queued_jobs: int = Field(10_000, ge=0, description="a tenant's jobs waiting to run")
+    running_jobs: int = Field(
+        0, ge=0, description="a tenant's jobs running at once, across dispatchers (0: its share)"
+    )
+    tenants: dict[str, TenantQuota] = Field(
+        default_factory=dict, description="tenant name -> its own limits, e.g. a bigger rate"
+    )
+
+    def of(self, tenant_name: str | None) -> QuotaSettings:
+        """The limits that hold for this tenant."""
+        override = self.tenants.get(tenant_name or "")
+        if override is None:
+            return self
+        return self.model_copy(update=override.model_dump(exclude_none=True) | {"tenants": {}})
+
+
 class WebhookSettings(BaseModel):
     allow_networks: list[str] = Field(
         default_factory=list,
@@ -263,6 +304,12 @@ class DeploymentSettings(BaseModel):
     min_replicas: int = Field(1, ge=0)
     max_replicas: int = Field(1, ge=1)
     max_ongoing_requests: int = Field(100, ge=1)
+    max_queued_requests: int | None = Field(
+        None,
+        ge=1,
+        description="requests each Serve proxy queues for this deployment once every replica is "
+        "busy; past it, 503 + Retry-After (default: no limit)",
+    )
     target_ongoing_requests: float | None = Field(
         None, gt=0, description="autoscaling: requests per replica Serve aims for"
     )
@@ -307,7 +354,9 @@ class ServeSettings(BaseModel):
         "", description="when set, /metrics answers only `Authorization: Bearer <token>`"
     )
     gateway: DeploymentSettings = Field(
-        default_factory=lambda: DeploymentSettings(num_cpus=0.25, max_ongoing_requests=1000)
+        default_factory=lambda: DeploymentSettings(
+            num_cpus=0.25, max_ongoing_requests=1000, max_queued_requests=1000
+        )
     )
     dispatcher: DeploymentSettings = Field(
         default_factory=lambda: DeploymentSettings(num_cpus=0.25, max_ongoing_requests=1000)
@@ -344,6 +393,7 @@ class Settings(BaseSettings):
     jobs: JobSettings = Field(default_factory=JobSettings)
     events: EventSettings = Field(default_factory=EventSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    quotas: QuotaSettings = Field(default_factory=QuotaSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
     media: MediaSettings = Field(default_factory=MediaSettings)

@@ -15,6 +15,7 @@ from functools import cached_property
 from typing import Any
 
 from busque.auth.keys import KeyStore
+from busque.auth.rate_buckets import RateBuckets
 from busque.config import Settings
 from busque.db.engine import make_engine
 from busque.db.migrate import upgrade
@@ -83,7 +84,10 @@ class Runtime:
 
     @cached_property
     def jobs(self) -> JobStore:
-        return JobStore(self.engine, self.settings.jobs, self.settings.webhooks.default_events)
+        settings = self.settings
+        return JobStore(
+            self.engine, settings.jobs, settings.webhooks.default_events, settings.quotas
+        )
 
     @cached_property
     def outbox(self) -> WebhookOutbox:
@@ -92,6 +96,10 @@ class Runtime:
     @cached_property
     def keys(self) -> KeyStore:
         return KeyStore(self.engine)
+
+    @cached_property
+    def rate_buckets(self) -> RateBuckets:
+        return RateBuckets(self.engine)
 
     @cached_property
     def objects(self) -> ObjectStore:

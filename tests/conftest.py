@@ -26,6 +26,12 @@ FAST_JOBS = {
     "max_wait_s": 30,
 }
 
+QUOTA_TENANTS = {
+    "rate-limited": {"requests_per_s": 2, "burst": 6},
+    "upload-limited": {"bodies": 2},
+    "job-limited": {"queued_jobs": 3, "running_jobs": 1},
+}
+
 
 @pytest.fixture(scope="session")
 def seaweedfs_server(tmp_path_factory):
@@ -64,6 +70,8 @@ def test_settings(home, **overrides):
         "webhooks": {"allow_networks": ["127.0.0.0/8"], "backoff_s": 0.2, "backoff_max_s": 1},
         "events": {"poll_s": 0.02, "keepalive_s": 2, "max_streams_per_tenant": 20},
         "model_modules": ["tests.fixture_models"],
+        # Tests send requests as fast as they can; tests/test_quotas.py's tenants have limits.
+        "quotas": {"requests_per_s": 0, "tenants": QUOTA_TENANTS},
         "model_deployments": {
             **{
                 name: fixtures

@@ -34,6 +34,7 @@ def test_placement_and_autoscaling_reach_the_deployment(tmp_path):
         "upscale_delay_s": 1,
         "downscale_delay_s": 5,
         "max_replicas_per_node": 1,
+        "max_queued_requests": 50,
     }
     settings = Settings(home=tmp_path, serve={"gateway": placed})
     gateway = build_app(settings)._bound_deployment
@@ -50,6 +51,15 @@ def test_placement_and_autoscaling_reach_the_deployment(tmp_path):
     assert (autoscaling.min_replicas, autoscaling.max_replicas) == (1, 3)
     assert autoscaling.target_ongoing_requests == 7
     assert (autoscaling.upscale_delay_s, autoscaling.downscale_delay_s) == (1, 5)
+    # Past 50 requests queued at a proxy: 503 with Retry-After, not a wait without end.
+    config = gateway._deployment_config
+    assert config.max_queued_requests == 50
+    assert (config.backpressure_config.status_code, config.backpressure_config.retry_after_s) == (
+        503,
+        5,
+    )
+    default = build_app(Settings(home=tmp_path))._bound_deployment._deployment_config
+    assert default.max_queued_requests == Settings().serve.gateway.max_queued_requests == 1000
 
 
 def test_a_misspelt_or_impossible_deployment_option_is_an_error():

@@ -13,14 +13,18 @@ import hashlib
 import threading
 import time
 import uuid
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import create_engine, func, insert, inspect, select, text, update
 from sqlalchemy.engine import make_url
 
+from busque.api.errors import ApiError
+from busque.api.rate_limit import RateLimiter
 from busque.auth.keys import KeyStore, parse_key
-from busque.config import JobSettings
+from busque.auth.rate_buckets import RateBuckets
+from busque.config import JobSettings, QuotaSettings
 from busque.db.engine import is_postgres, make_engine
 from busque.db.migrate import current_revision, head_revision, upgrade
 from busque.db.schema import api_keys, job_events, jobs, webhook_deliveries
@@ -176,7 +180,7 @@ def run_threads(n: int, target) -> list:
 
 
 def test_migrations_are_idempotent_and_create_the_schema(db_url, engine):
-    assert current_revision(db_url) == head_revision() == "0007"
+    assert current_revision(db_url) == head_revision() == "0008"
     upgrade(db_url)  # a second upgrade is a no-op
     upgrade(db_url)
     assert current_revision(db_url) == head_revision()
@@ -1081,3 +1085,62 @@ def test_fair_share_allocation():
     assert allocate({"a": (2, "job_1")}, {}, {}, 10) == {"a": 2}  # never more than is due
     both = {"a": (50, "job_1"), "b": (50, "job_2")}
     assert allocate(both, {}, {"a": 2.0}, 9) == {"a": 6, "b": 3}
+
+
+# ---- quotas --------------------------------------------------------------------------------------
+
+
+def test_a_running_cap_holds_across_dispatchers_claiming_at_once(engines, keys):
+    """quotas.running_jobs 2 for one tenant: four dispatchers claiming at the same moment start
+    2 of its 12 jobs between them (each counts what runs inside its claim), and another
+    tenant's jobs are not held back."""
+
+    quotas = QuotaSettings(tenants={"capped": {"running_jobs": 2}})
+    stores = [JobStore(engines(), SETTINGS, DEFAULT_EVENTS, quotas) for _ in range(4)]
+    capped, free = keys.ensure_tenant("capped"), keys.ensure_tenant("free")
+    for n in range(12):
+        stores[0].create(new_job(capped, input={"n": n}))
+    for n in range(3):
+        stores[0].create(new_job(free, input={"n": n}))
+    start = threading.Barrier(len(stores))
+    claimed: list[dict] = []
+
+    def claim(store):
+        start.wait()
+        claimed.extend(store.claim(f"owner-{id(store)}", 8))
+
+    threads = [threading.Thread(target=claim, args=(s,)) for s in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    by_tenant = Counter(job["tenant_id"] for job in claimed)
+    assert by_tenant[capped] == 2 and by_tenant[free] == 3, by_tenant
+    assert stores[0].claim("later", 8) == []  # still capped while those 2 run
+
+
+def test_replicas_share_one_bucket(engine):
+    """Two Gateway replicas (two RateLimiters on one database) let a tenant through at its rate
+    between them, not each at the full rate: over 2 s at 10/s with a burst of 5, about 25
+    requests, within a lease (1 token at 10/s) per replica."""
+    tenant = f"ten_{time.time_ns()}"
+    quota = QuotaSettings(requests_per_s=10, burst=5)
+
+    async def hammer(limiter: RateLimiter, until: float) -> int:
+        admitted = 0
+        while time.monotonic() < until:
+            try:
+                await limiter.admit(tenant, quota)
+                admitted += 1
+            except ApiError:
+                await asyncio.sleep(0.01)
+        return admitted
+
+    async def both() -> list[int]:
+        until = time.monotonic() + 2.0
+        replicas = [RateLimiter(RateBuckets(engine)) for _ in range(2)]
+        return await asyncio.gather(*(hammer(r, until) for r in replicas))
+
+    admitted = asyncio.run(both())
+    assert 20 <= sum(admitted) <= 28, admitted
+    assert min(admitted) > 0, admitted  # both replicas drew on the bucket

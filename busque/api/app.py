@@ -21,8 +21,8 @@ from busque.api import (
 )
 from busque.api.context import ApiContext
 from busque.api.errors import install_error_handlers
-from busque.api.key_first import KeyFirstMiddleware
 from busque.api.limits import BodyLimitMiddleware
+from busque.api.tenant_gate import TenantGate
 
 DESCRIPTION = """busque: jobs for image and media AI on Ray.
 
@@ -52,7 +52,14 @@ def create_app(ctx: ApiContext) -> FastAPI:
         demo,
     ):
         app.include_router(module.router)
-    app.add_middleware(KeyFirstMiddleware, authenticator=ctx.auth)  # inside CORS: its headers
+    # Inside CORS, so that its refusals carry CORS headers too.
+    app.add_middleware(
+        TenantGate,
+        authenticator=ctx.auth,
+        quotas=ctx.settings.quotas,
+        rates=ctx.rates,
+        bodies=ctx.bodies,
+    )
     if ctx.settings.serve.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -6,7 +6,8 @@ import asyncio
 import logging
 
 from busque.api.auth import Authenticator
-from busque.api.streams import StreamSlots
+from busque.api.rate_limit import RateLimiter
+from busque.api.slots import TenantSlots
 from busque.db.notify import watch_commits
 from busque.jobs.event_tail import EventTail
 from busque.runtime import Runtime
@@ -32,7 +33,12 @@ class ApiContext:
         self.registry = runtime.registry
         self.catalog = runtime.catalog
         self.janitor = runtime.janitor
-        self.streams = StreamSlots(runtime.settings.events.max_streams_per_tenant)
+        quotas = runtime.settings.quotas
+        self.streams = TenantSlots(
+            runtime.settings.events.max_streams_per_tenant, "too_many_streams", "event streams open"
+        )
+        self.bodies = TenantSlots(quotas.bodies, "too_many_uploads", "request bodies arriving")
+        self.rates = RateLimiter(runtime.rate_buckets)
         self.embedder = embedder  # DeploymentHandles
         self.matcher = matcher
         self.face_analyzer = face_analyzer  # None when face analysis is not deployed

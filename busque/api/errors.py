@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from busque.db.engine import database_unavailable
+from busque.jobs.store import TooManyJobs
 from busque.storage import storage_unavailable
 
 if TYPE_CHECKING:
@@ -90,6 +91,14 @@ def install_error_handlers(app: FastAPI) -> None:
             envelope(code, str(exc.detail), getattr(exc, "details", None)),
             exc.status_code,
             headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(TooManyJobs)
+    async def _too_many_jobs(request: Request, exc: TooManyJobs):
+        return JSONResponse(
+            envelope("too_many_jobs", str(exc), {"limit": exc.limit}),
+            429,
+            headers={"Retry-After": str(RETRY_AFTER_S)},
         )
 
     @app.exception_handler(RequestValidationError)

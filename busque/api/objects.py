@@ -111,10 +111,16 @@ async def upload_object(
     if method != "PUT":
         raise ApiError(403, "invalid_signature", "this URL is not an upload URL")
     store = _signed_local(request, key, "PUT", expires, sig)
-    limit = request.app.state.ctx.settings.serve.max_body_bytes
-    body = bytearray()
-    async for chunk in request.stream():  # the body-limit middleware caps this stream too
-        body += chunk
+    ctx = request.app.state.ctx
+    limit = ctx.settings.serve.max_body_bytes
+    tenant = key.split("/", 1)[0]  # a signed key is the tenant's (busque.storage.keys)
+    ctx.bodies.take(tenant)  # as for bodies sent with a key (busque.api.tenant_gate)
+    try:
+        body = bytearray()
+        async for chunk in request.stream():  # the body-limit middleware caps this stream too
+            body += chunk
+    finally:
+        ctx.bodies.give_back(tenant)
     try:
         info = await asyncio.to_thread(
             store.put_stream, key, [bytes(body)], request.headers.get("content-type"), limit

@@ -40,6 +40,7 @@ class Principal:
     tenant_id: str
     key_id: str
     scopes: frozenset[str]
+    tenant_name: str = ""
 
     def allows(self, scope: str) -> bool:
         return scope in self.scopes or "admin" in self.scopes
@@ -141,12 +142,16 @@ class KeyStore:
             return None
         key_id, secret = parsed
         with self.reader.connect() as conn:
-            row = conn.execute(select(api_keys).where(api_keys.c.id == key_id)).first()
+            row = conn.execute(
+                select(api_keys, tenants.c.name.label("tenant_name"))
+                .join(tenants, tenants.c.id == api_keys.c.tenant_id)
+                .where(api_keys.c.id == key_id)
+            ).first()
         if row is None or row.revoked_at is not None:
             return None
         if not hmac.compare_digest(row.key_hash, _hash(secret)):
             return None
-        return Principal(row.tenant_id, row.id, frozenset(row.scopes))
+        return Principal(row.tenant_id, row.id, frozenset(row.scopes), row.tenant_name)
 
     def list(self, tenant_name: str | None = None) -> list[dict]:
         query = select(

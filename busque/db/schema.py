@@ -273,3 +273,13 @@ object_deletions = Table(
     Column("attempts", Integer, nullable=False),
     Column("last_error", Text),
 )
+
+# One token bucket per tenant for its API requests, shared by every Gateway replica
+# (busque.auth.rate_buckets): the tokens left when it was last drawn on, and when that was.
+rate_buckets = Table(
+    "rate_buckets",
+    metadata,
+    Column("tenant_id", String(40), primary_key=True),
+    Column("tokens", Float, nullable=False),
+    Column("refilled_at", Float, nullable=False),
+)

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from busque.config import JobSettings
+from busque.config import JobSettings, QuotaSettings
 from busque.db.engine import is_postgres, readonly
 from busque.db.pages import decode_cursor, encode_cursor
 from busque.db.schema import artifacts, job_events, jobs, tenants, webhook_deliveries
@@ -42,6 +42,14 @@ class IdempotencyConflict(Exception):
     """The Idempotency-Key was used before with a different request."""
 
 
+class TooManyJobs(Exception):
+    """The tenant has `quotas.queued_jobs` jobs waiting already."""
+
+    def __init__(self, limit: int):
+        super().__init__(f"this tenant has {limit} jobs waiting to run: wait for some to start")
+        self.limit = limit
+
+
 @dataclass(frozen=True)
 class NewJob:
     tenant_id: str
@@ -61,8 +69,15 @@ def request_hash(*parts: Any) -> str:
 
 
 class JobStore:
-    def __init__(self, engine: Engine, settings: JobSettings, default_webhook_events: list[str]):
+    def __init__(
+        self,
+        engine: Engine,
+        settings: JobSettings,
+        default_webhook_events: list[str],
+        quotas: QuotaSettings | None = None,
+    ):
         self.engine = engine
+        self.quotas = quotas or QuotaSettings()
         self.reader = readonly(engine)
         self.settings = settings
         self.default_webhook_events = default_webhook_events
@@ -98,7 +113,7 @@ class JobStore:
         try:
             self._insert(row)
             return row, True
-        except IntegrityError:
+        except (IntegrityError, TooManyJobs):
             if new.idempotency_key is None:
                 raise
             existing = self._by_idempotency_key(new.tenant_id, new.idempotency_key)
@@ -110,6 +125,17 @@ class JobStore:
 
     def _insert(self, row: dict) -> None:
         with self.engine.begin() as conn:
+            quota = self.quotas
+            if quota.tenants:
+                quota = quota.of(self._tenant_names(conn, [row["tenant_id"]]).get(row["tenant_id"]))
+            if limit := quota.queued_jobs:
+                waiting = conn.execute(
+                    select(func.count()).where(
+                        jobs.c.tenant_id == row["tenant_id"], jobs.c.state == QUEUED
+                    )
+                ).scalar_one()
+                if waiting >= limit:
+                    raise TooManyJobs(limit)
             conn.execute(insert(jobs).values(row))
             self._emit(conn, row, "job.status", {"status": QUEUED})
 
@@ -300,18 +326,25 @@ class JobStore:
                     .group_by(jobs.c.tenant_id)
                 ).all()
             )
-            weights = self._tenant_weights(conn)
-        shares = allocate(queued, running, weights, limit)
-        picks = [
-            select(jobs.c.id)
-            .where(is_due, jobs.c.tenant_id == tenant)
-            .order_by(jobs.c.priority.desc(), jobs.c.id)
-            .limit(n)
-            for tenant, n in shares.items()
-        ]
-        if self._skip_locked:
-            picks = [pick.with_for_update(skip_locked=True) for pick in picks]
+            names = {}
+            if self.settings.tenant_weights or self.quotas.tenants:
+                names = self._tenant_names(conn, list(queued))
+        by_name = self.settings.tenant_weights
+        weights = {t: by_name[n] for t, n in names.items() if n in by_name}
+        caps = {t: self.quotas.of(names.get(t)).running_jobs for t in queued}
+        shares = allocate(queued, running, weights, limit, caps)
         with self.engine.begin() as conn:
+            self._within_caps(conn, shares, caps)
+            picks = [
+                select(jobs.c.id)
+                .where(is_due, jobs.c.tenant_id == tenant)
+                .order_by(jobs.c.priority.desc(), jobs.c.id)
+                .limit(n)
+                for tenant, n in shares.items()
+                if n > 0
+            ]
+            if self._skip_locked:
+                picks = [pick.with_for_update(skip_locked=True) for pick in picks]
             # Pick (and on PostgreSQL lock) the ids first: as an `IN (subquery)` PostgreSQL may
             # rescan the LIMITed, SKIP LOCKED subquery once per row and so claim every due job.
             ids = [i for pick in picks for i in conn.execute(pick).scalars()]
@@ -336,15 +369,33 @@ class JobStore:
                 self._emit(conn, job, "job.status", {"status": RUNNING, "attempt": job["attempt"]})
         return claimed
 
-    def _tenant_weights(self, conn) -> dict[str, float]:
-        """`jobs.tenant_weights` (by name) by tenant id."""
-        by_name = self.settings.tenant_weights
-        if not by_name:
-            return {}
-        rows = conn.execute(
-            select(tenants.c.id, tenants.c.name).where(tenants.c.name.in_(list(by_name)))
+    def _within_caps(self, conn: Connection, shares: dict[str, int], caps: dict[str, int]) -> None:
+        """Trim the shares of tenants with a running cap to what they run now, counted inside
+        the claiming transaction: another dispatcher may have claimed since the shares were
+        computed. SQLite's writers take turns already; on PostgreSQL a lock per capped tenant
+        makes the count and the claim one step."""
+        capped = sorted(t for t, n in shares.items() if n and caps.get(t))
+        if not capped:
+            return
+        if self._skip_locked:
+            for tenant in capped:
+                conn.execute(select(func.pg_advisory_xact_lock(func.hashtext(tenant))))
+        running = dict(
+            conn.execute(
+                select(jobs.c.tenant_id, func.count())
+                .where(jobs.c.state == RUNNING, jobs.c.tenant_id.in_(capped))
+                .group_by(jobs.c.tenant_id)
+            ).all()
         )
-        return {tenant_id: by_name[name] for tenant_id, name in rows}
+        for tenant in capped:
+            shares[tenant] = max(0, min(shares[tenant], caps[tenant] - running.get(tenant, 0)))
+
+    def _tenant_names(self, conn, tenant_ids: list[str]) -> dict[str, str]:
+        """tenant id -> name (weights and quotas are set by name)."""
+        rows = conn.execute(
+            select(tenants.c.id, tenants.c.name).where(tenants.c.id.in_(tenant_ids))
+        )
+        return dict(rows.all())
 
     def heartbeat(self, owner: str, attempts: dict[str, int]) -> set[str]:
         """Renew the leases of these (job id -> attempt); returns the ids asked to cancel."""

@@ -8,6 +8,7 @@ from typing import Any
 
 from ray.serve import Application
 
+from busque.api.errors import RETRY_AFTER_S
 from busque.cluster import refuse_embedded_on_cluster
 from busque.config import DeploymentSettings, Settings
 from busque.models.text.weights import unavailable_reason as unavailable_text
@@ -31,6 +32,9 @@ def _options(name: str, resources: DeploymentSettings) -> dict[str, Any]:
         # job) would each write a line; busque logs what happens to a job itself.
         "logging_config": {"encoding": "JSON", "enable_access_log": name == "Gateway"},
     }
+    if resources.max_queued_requests is not None:
+        options["max_queued_requests"] = resources.max_queued_requests
+        options["backpressure_config"] = {"status_code": 503, "retry_after_s": RETRY_AFTER_S}
     if resources.max_replicas_per_node is not None:
         options["max_replicas_per_node"] = resources.max_replicas_per_node
     if resources.max_replicas > resources.min_replicas:
