@@ -302,6 +302,27 @@ def test_tenant_stream_sees_own_jobs_only(app, client, other_tenant_key):
         assert tenant_ids == sorted(tenant_ids)
 
 
+def test_event_ids_count_only_the_tenants_own_events(app, client):
+    """Event ids are numbered per tenant: a new tenant's first job's events are 1, 2, 3... on
+    SSE, and its tenant stream goes on from there, however busy the session's other tenants
+    are (a global id told a tenant how many events everyone else wrote)."""
+    from busque.cli import _key_store
+
+    for n in range(3):  # another tenant keeps writing
+        submit(client, "echo", {"busy": n})
+    fresh = _key_store(app.settings).create(f"numbering-{time.time_ns()}", "tests").key
+    with app.client(fresh) as mine:
+        job = submit(mine, "echo", {"first": True})
+        events = read_job_sse(mine, job["id"])
+        ids = [e["id"] for e in events]
+        assert ids == list(range(1, len(ids) + 1)), ids
+        second = submit(mine, "echo", {"second": True})
+        wait_for(mine, second["id"])
+        with TenantStream(app, fresh, headers={"Last-Event-ID": str(ids[-1])}) as stream:
+            stream.wait_until(terminal_for([second["id"]]))
+        assert [m["id"] for m in stream.messages][0] == ids[-1] + 1
+
+
 def test_tenant_stream_replays_from_last_event_id_zero(app, client):
     job = submit(client, "echo", {"replay": 1})
     wait_for(client, job["id"])

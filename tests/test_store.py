@@ -180,7 +180,7 @@ def run_threads(n: int, target) -> list:
 
 
 def test_migrations_are_idempotent_and_create_the_schema(db_url, engine):
-    assert current_revision(db_url) == head_revision() == "0008"
+    assert current_revision(db_url) == head_revision() == "0009"
     upgrade(db_url)  # a second upgrade is a no-op
     upgrade(db_url)
     assert current_revision(db_url) == head_revision()
@@ -754,21 +754,83 @@ def test_record_delivery_outcomes(store, outbox, tenant):
 # ---- events ------------------------------------------------------------------------------------
 
 
-def test_events_since_returns_late_ids_too(store, tenant):
+def test_events_since_returns_late_rows_too(store, tenant):
     job_id = store.create(new_job(tenant))[0]["id"]
     claim_one(store, job_id)
     store.progress(job_id, 1, 10, None)
     store.progress(job_id, 1, 20, None)
-    all_ids = [e["id"] for e in store.events()]
-    assert len(all_ids) == 4 and all_ids == sorted(all_ids)
-    assert store.last_event_id() == all_ids[-1]
-    assert [e["id"] for e in store.events_since(all_ids[2])] == all_ids[3:]
-    got = store.events_since(all_ids[2], also_ids=[all_ids[0], all_ids[1]])
-    assert [e["id"] for e in got] == [all_ids[0], all_ids[1], all_ids[3]]
-    assert store.events_since(all_ids[-1]) == []
-    assert [e["id"] for e in store.events_since(all_ids[-1], [all_ids[1]])] == [all_ids[1]]
-    assert [e["id"] for e in store.events(after_id=all_ids[0], limit=2)] == all_ids[1:3]
+    rows = [e["row"] for e in store.events()]
+    assert len(rows) == 4 and rows == sorted(rows)
+    assert [e["row"] for e in store.events_since(rows[2])] == rows[3:]
+    got = store.events_since(rows[2], also_rows=[rows[0], rows[1]])
+    assert [e["row"] for e in got] == [rows[0], rows[1], rows[3]]
+    assert store.events_since(rows[-1]) == []
+    assert [e["row"] for e in store.events_since(rows[-1], [rows[1]])] == [rows[1]]
+    ids = [e["id"] for e in store.events(job_id=job_id)]
+    assert [e["id"] for e in store.events(tenant_id=tenant, after_id=ids[0], limit=2)] == ids[1:3]
+    assert store.last_event_id(tenant) == ids[-1]
     assert store.events(tenant_id="ten_other") == []
+
+
+def test_event_ids_are_numbered_per_tenant(store, keys, tenant):
+    """An event's id is its number within its tenant: another tenant's first event is 1
+    whatever this one wrote, so ids tell nothing of other tenants' volume."""
+    for n in range(5):
+        store.create(new_job(tenant, input={"n": n}))
+    other = keys.ensure_tenant("numbered-apart")
+    store.create(new_job(other, input={"n": 1}))
+    store.create(new_job(other, input={"n": 2}))
+    assert [e["id"] for e in store.events(tenant_id=other)] == [1, 2]
+    assert [e["id"] for e in store.events(tenant_id=tenant)] == [1, 2, 3, 4, 5]
+    assert store.last_event_id(other) == 2
+
+
+def test_events_written_before_numbering_keep_their_ids_and_new_ones_follow(db_url):
+    """Upgrading a database with events: old events keep their global id as their number,
+    and each tenant's next events are numbered above every old one (a client resuming with an
+    old Last-Event-ID misses nothing)."""
+    from alembic import command
+
+    from busque.db.migrate import alembic_config
+
+    command.downgrade(alembic_config(db_url), "0008")
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            for tenant in ("ten_a", "ten_b"):
+                conn.execute(
+                    text(
+                        "INSERT INTO tenants (id, name, webhook_secret, created_at) "
+                        "VALUES (:t, :t, 'secret', 0)"
+                    ),
+                    {"t": tenant},
+                )
+            conn.execute(
+                text(
+                    "INSERT INTO jobs (id, tenant_id, model, input, params, state, priority, "
+                    "progress, attempt, max_attempts, timeout_s, run_after, cancel_requested, "
+                    "created_at, updated_at) VALUES ('job_old', 'ten_a', 'echo', '{}', '{}', "
+                    "'queued', 0, 0, 0, 3, 60, 0, false, 0, 0)"
+                )
+            )
+            for n in range(3):
+                conn.execute(
+                    text(
+                        "INSERT INTO job_events (job_id, tenant_id, type, attempt, data, "
+                        "created_at) VALUES ('job_old', 'ten_a', 'job.status', 0, '{}', :n)"
+                    ),
+                    {"n": n},
+                )
+        upgrade(db_url)
+        store = JobStore(engine, SETTINGS, DEFAULT_EVENTS)
+        old = [e["id"] for e in store.events(tenant_id="ten_a")]
+        assert old == [e["row"] for e in store.events(tenant_id="ten_a")]
+        store.create(new_job("ten_a"))
+        store.create(new_job("ten_b"))
+        assert store.last_event_id("ten_a") == old[-1] + 1
+        assert store.last_event_id("ten_b") == old[-1] + 1
+    finally:
+        engine.dispose()
 
 
 async def _next(sub, timeout: float = 5.0) -> dict:
@@ -832,6 +894,7 @@ def _insert_event(conn, job: dict, type_: str, event_id: int | None = None) -> i
     }
     if event_id is not None:
         values["id"] = event_id
+    values["seq"] = 10**9 + (event_id or 0)  # its number within the tenant: not under test here
     return conn.execute(insert(job_events).values(values).returning(job_events.c.id)).scalar_one()
 
 
@@ -852,24 +915,24 @@ def test_event_tail_delivers_an_event_that_commits_late(store, engine, tenant):
                         id_b = _insert_event(conn_b, job, "early")
                     assert id_a < id_b
                     got = await _next(sub)
-                    assert (got["id"], got["type"]) == (id_b, "early")
+                    assert (got["row"], got["type"]) == (id_b, "early")
                     await asyncio.sleep(0.1)  # several polls while A is still open
                     assert sub.queue.empty()
                     assert id_a in tail._follow.gaps
                     txn_a.commit()
             else:
                 # SQLite has one writer at a time: make the hole with explicit ids instead.
-                last = store.last_event_id()
+                last, _ = store.recent_gaps(1)
                 id_a, id_b = last + 1, last + 2
                 with engine.begin() as conn:
                     _insert_event(conn, job, "early", id_b)
                 got = await _next(sub)
-                assert (got["id"], got["type"]) == (id_b, "early")
+                assert (got["row"], got["type"]) == (id_b, "early")
                 assert id_a in tail._follow.gaps
                 with engine.begin() as conn:
                     _insert_event(conn, job, "late", id_a)
             late = await _next(sub)
-            assert (late["id"], late["type"]) == (id_a, "late")
+            assert (late["row"], late["type"]) == (id_a, "late")
             await asyncio.sleep(0.1)
             assert sub.queue.empty()  # each event once
             assert id_a not in tail._follow.gaps

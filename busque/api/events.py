@@ -131,7 +131,7 @@ async def tenant_events(
     ctx.streams.take(principal.tenant_id)
     sub = await ctx.tail.tenant(principal.tenant_id)
     if start is None:  # no resume point: from now on
-        start = await asyncio.to_thread(ctx.jobs.last_event_id)
+        start = await asyncio.to_thread(ctx.jobs.last_event_id, principal.tenant_id)
 
     def replay(after_id: int) -> list[dict]:
         return ctx.jobs.events(tenant_id=principal.tenant_id, after_id=after_id, limit=10_000)

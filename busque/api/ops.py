@@ -42,7 +42,7 @@ async def readyz(request: Request):
             logger.warning("readiness check %s failed: %s: %s", name, type(exc).__name__, exc)
             checks[name] = {"ok": False, "error": type(exc).__name__}
 
-    await check("database", lambda: asyncio.to_thread(ctx.jobs.last_event_id))
+    await check("database", lambda: asyncio.to_thread(ctx.jobs.ping))
     await check("object_store", lambda: asyncio.to_thread(ctx.objects.ping))
     await check("dispatcher", ctx.dispatcher_status)
     await check("cluster", lambda: asyncio.to_thread(refuse_embedded_on_cluster, ctx.settings))

@@ -16,6 +16,7 @@ from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from busque.db.engine import readonly
+from busque.db.event_numbers import create_numbering
 from busque.db.schema import api_keys, tenants
 from busque.ids import new_id
 from busque.jobs.webhooks import new_secret
@@ -99,6 +100,7 @@ class KeyStore:
                         id=tenant_id, name=name, webhook_secret=new_secret(), created_at=time.time()
                     )
                 )
+                create_numbering(conn, tenant_id)
         except IntegrityError:  # created concurrently
             with self.reader.connect() as conn:
                 return conn.execute(select(tenants.c.id).where(tenants.c.name == name)).scalar_one()

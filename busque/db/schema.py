@@ -40,6 +40,9 @@ tenants = Table(
     Column("name", String(200), nullable=False, unique=True),
     Column("webhook_secret", String(100), nullable=False),
     Column("created_at", Float, nullable=False),
+    # The tenant's last event number on SQLite (PostgreSQL numbers them with a sequence per
+    # tenant: busque.db.event_numbers).
+    Column("event_seq", BigInteger, nullable=False, server_default="0"),
 )
 
 api_keys = Table(
@@ -100,8 +103,13 @@ job_events = Table(
     Column("attempt", Integer, nullable=False),
     Column("data", JSON, nullable=False),
     Column("created_at", Float, nullable=False),
+    # What clients see as the event's id: numbered per tenant, so that it tells nothing of
+    # other tenants' events (`id`, global, is for following the table).
+    Column("seq", BigInteger, nullable=False),
     Index("ix_job_events_job", "job_id", "id"),
     Index("ix_job_events_tenant", "tenant_id", "id"),
+    Index("ix_job_events_job_seq", "job_id", "seq"),
+    Index("ix_job_events_tenant_seq", "tenant_id", "seq"),
 )
 
 artifacts = Table(

@@ -1,8 +1,9 @@
 """Follow the job_events table and fan new events out to in-process subscribers.
 
 One poller per process serves every SSE stream, WebSocket, long-poll and gRPC stream in it.
-It polls only while someone listens, following event ids with an IdFollower (ids may commit out
-of order on PostgreSQL), so no event is missed.
+It polls only while someone listens, following the table's row ids with an IdFollower (ids may
+commit out of order on PostgreSQL), so no event is missed. (Clients see each event's number
+within its tenant as its id; the row id stays here.)
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ class EventTail:
             self.store.events_since, follow.last_id, follow.to_recheck()
         )
         for event in events:
-            follow.saw(event["id"])
+            follow.saw(event["row"])
             for sub in list(self._subscribers):
                 if sub.match(event):
                     sub.queue.put_nowait(event)

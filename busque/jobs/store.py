@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from busque.config import JobSettings, QuotaSettings
 from busque.db.engine import is_postgres, readonly
+from busque.db.event_numbers import next_number
 from busque.db.pages import decode_cursor, encode_cursor
 from busque.db.schema import artifacts, job_events, jobs, tenants, webhook_deliveries
 from busque.ids import new_id
@@ -36,6 +37,15 @@ QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED = (
 )
 TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELED})
 STATES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED)
+
+
+def _event(row) -> dict:
+    """A job_events row as the API sees it: `id` is the tenant's event number, `row` the
+    table's own id."""
+    event = row._asdict()
+    event["row"] = event.pop("id")
+    event["id"] = event.pop("seq")
+    return event
 
 
 class IdempotencyConflict(Exception):
@@ -223,31 +233,35 @@ class JobStore:
         after_id: int = 0,
         limit: int = 1000,
     ) -> list[dict]:
-        query = select(job_events).where(job_events.c.id > after_id)
+        """A job's or a tenant's events after the event id (its number) `after_id`, in order;
+        with neither given (audits, tests), every tenant's in the order they were written."""
+        order = job_events.c.seq if job_id or tenant_id else job_events.c.id
+        query = select(job_events).where(order > after_id)
         if job_id is not None:
             query = query.where(job_events.c.job_id == job_id)
         if tenant_id is not None:
             query = query.where(job_events.c.tenant_id == tenant_id)
         with self.reader.connect() as conn:
-            rows = conn.execute(query.order_by(job_events.c.id).limit(limit))
-            return [r._asdict() for r in rows]
+            rows = conn.execute(query.order_by(order).limit(limit))
+            return [_event(r) for r in rows]
 
-    def events_since(self, after_id: int, also_ids: Iterable[int] = (), limit: int = 2000):
-        """Events after an id, plus some earlier ids that may have committed late (the tail)."""
-        cond = job_events.c.id > after_id
-        also = list(also_ids)
+    def events_since(self, after_row: int, also_rows: Iterable[int] = (), limit: int = 2000):
+        """Events written after a row, plus some earlier rows that may have committed late (the
+        tail follows the table by row, busque.jobs.event_tail)."""
+        cond = job_events.c.id > after_row
+        also = list(also_rows)
         if also:
             cond = or_(cond, job_events.c.id.in_(also))
         with self.reader.connect() as conn:
             rows = conn.execute(
                 select(job_events).where(cond).order_by(job_events.c.id).limit(limit)
             )
-            return [r._asdict() for r in rows]
+            return [_event(r) for r in rows]
 
     def recent_gaps(self, window: int) -> tuple[int, list[int]]:
-        """The newest event id, and the ids missing among the `window` ids below it."""
-        last = self.last_event_id()
+        """The newest event row, and the rows missing among the `window` below it."""
         with self.reader.connect() as conn:
+            last = conn.execute(select(func.max(job_events.c.id))).scalar() or 0
             seen = set(
                 conn.execute(
                     select(job_events.c.id).where(job_events.c.id > last - window)
@@ -255,24 +269,35 @@ class JobStore:
             )
         return last, [i for i in range(max(1, last - window + 1), last) if i not in seen]
 
-    def last_event_id(self) -> int:
+    def ping(self) -> None:
+        """A round trip to the database (readiness checks)."""
         with self.reader.connect() as conn:
-            return conn.execute(select(func.max(job_events.c.id))).scalar() or 0
+            conn.execute(select(1)).scalar_one()
+
+    def last_event_id(self, tenant_id: str) -> int:
+        """The number of the tenant's newest event (0 before its first)."""
+        with self.reader.connect() as conn:
+            return (
+                conn.execute(
+                    select(func.max(job_events.c.seq)).where(job_events.c.tenant_id == tenant_id)
+                ).scalar()
+                or 0
+            )
 
     def _emit(self, conn: Connection, job: dict, type_: str, data: dict) -> int:
         now = time.time()
-        event_id = conn.execute(
-            insert(job_events)
-            .values(
+        event_id = next_number(conn, job["tenant_id"])
+        conn.execute(
+            insert(job_events).values(
                 job_id=job["id"],
                 tenant_id=job["tenant_id"],
                 type=type_,
                 attempt=job.get("attempt", 0),
                 data=data,
                 created_at=now,
+                seq=event_id,
             )
-            .returning(job_events.c.id)
-        ).scalar_one()
+        )
         hook = job.get("webhook")
         if hook and type_ in (hook.get("events") or self.default_webhook_events):
             event = {"id": event_id, "job_id": job["id"], "type": type_, "data": data}

@@ -67,7 +67,7 @@ class DispatcherDeployment:
 
     async def status(self) -> dict:
         """For /readyz: the dispatcher answers and reaches the job store from its own node."""
-        await asyncio.to_thread(self.runtime.jobs.last_event_id)
+        await asyncio.to_thread(self.runtime.jobs.ping)
         return {"owner": self.dispatcher.owner, "running": sorted(self.dispatcher.running)}
 
     async def __del__(self):
