@@ -180,7 +180,7 @@ def run_threads(n: int, target) -> list:
 
 
 def test_migrations_are_idempotent_and_create_the_schema(db_url, engine):
-    assert current_revision(db_url) == head_revision() == "0009"
+    assert current_revision(db_url) == head_revision() == "0010"
     upgrade(db_url)  # a second upgrade is a no-op
     upgrade(db_url)
     assert current_revision(db_url) == head_revision()
@@ -856,7 +856,7 @@ def test_event_tail_delivers_new_events_to_matching_subscribers(store, keys, ten
         tail = EventTail(store, poll_s=0.01)
         by_job = await tail.job(old)
         assert tail._follow is not None  # started before subscribe returned: replay-safe
-        by_tenant = await tail.tenant(tenant)
+        by_tenant = await tail.subscribe(lambda e: e["tenant_id"] == tenant)
         try:
             job_id = await asyncio.to_thread(lambda: store.create(new_job(tenant))[0]["id"])
             foreign = await asyncio.to_thread(lambda: store.create(new_job(other_tenant))[0])
@@ -1207,3 +1207,24 @@ def test_replicas_share_one_bucket(engine):
     admitted = asyncio.run(both())
     assert 20 <= sum(admitted) <= 28, admitted
     assert min(admitted) > 0, admitted  # both replicas drew on the bucket
+
+
+# ---- labels --------------------------------------------------------------------------------------
+
+
+def test_labels_filter_a_tenants_list_and_ride_on_its_events(store, keys, tenant):
+    other = keys.ensure_tenant("labelled-apart")
+    mine = store.create(new_job(tenant, labels={"customer": "42", "plan": "pro"}))[0]
+    store.create(new_job(tenant, labels={"customer": "43"}, input={"n": 2}))
+    store.create(new_job(other, labels={"customer": "42"}))
+    found, _ = store.list(tenant, labels={"customer": "42"})
+    assert [j["id"] for j in found] == [mine["id"]]
+    assert found[0]["labels"] == {"customer": "42", "plan": "pro"}
+    assert store.list(tenant, labels={"customer": "42", "plan": "free"})[0] == []
+    assert len(store.list(tenant)[0]) == 2
+    [event] = store.events(job_id=mine["id"])
+    assert event["labels"] == {"customer": "42", "plan": "pro"}
+    by_job = {e["job_id"]: e["labels"] for e in store.events_since(0)}
+    assert sorted(by_job.values(), key=str) == sorted(
+        [{"customer": "42", "plan": "pro"}, {"customer": "43"}, {"customer": "42"}], key=str
+    )

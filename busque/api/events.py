@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
@@ -17,9 +18,11 @@ from fastapi.responses import StreamingResponse
 from busque.api import strict_json
 from busque.api.auth import require
 from busque.api.errors import ApiError, not_found
+from busque.api.job_requests import label_filter
 from busque.api.strict_json import StrictJsonRoute
 from busque.api.views import event_view
 from busque.auth.keys import Principal
+from busque.jobs import labels as job_labels
 from busque.jobs.store import TERMINAL
 
 router = APIRouter(prefix="/v1", tags=["events"], route_class=StrictJsonRoute)
@@ -27,6 +30,7 @@ router = APIRouter(prefix="/v1", tags=["events"], route_class=StrictJsonRoute)
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 MAX_EVENT_ID = 2**63 - 1  # event ids are 64-bit signed integers in the database
 MAX_WS_JOBS = 1000  # jobs one WebSocket connection may follow at a time
+MAX_WS_LABEL_SETS = 100  # label sets it may follow
 
 
 def _is_terminal(event: dict) -> bool:
@@ -60,10 +64,17 @@ def _ws_error(code: str, message: str) -> dict:
 
 
 async def _stream(
-    ctx, sub, replay, after: int, stop_at_terminal: bool, finished: bool = False
+    ctx,
+    sub,
+    replay,
+    after: int,
+    stop_at_terminal: bool,
+    finished: bool = False,
+    keep: Callable[[dict], bool] | None = None,
 ) -> AsyncIterator[str]:
     """`finished`: the job was terminal before the replay, so nothing can follow what it
-    replays (a client resuming after the terminal event gets an empty stream that ends)."""
+    replays (a client resuming after the terminal event gets an empty stream that ends).
+    `keep`: which replayed events to send (the live ones are the subscription's)."""
     keepalive = ctx.settings.events.keepalive_s
     with sub:
         sent = after
@@ -71,6 +82,8 @@ async def _stream(
         while page := await asyncio.to_thread(replay, sent):
             for event in page:
                 sent = event["id"]
+                if keep is not None and not keep(event):
+                    continue
                 yield _sse(event)
                 if stop_at_terminal and _is_terminal(event):
                     return
@@ -123,13 +136,22 @@ async def tenant_events(
     request: Request,
     last_event_id: str | None = Header(None),
     after: str | None = Query(None, description="the same as Last-Event-ID"),
+    label: Annotated[
+        list[str] | None, Query(description="key=value: only jobs with all these labels")
+    ] = None,
     principal: Principal = Depends(require("jobs:read")),
 ):
     ctx = request.app.state.ctx
+    wanted = label_filter(label)
     resume = last_event_id or after
     start = None if resume is None else _resume_from(resume)
     ctx.streams.take(principal.tenant_id)
-    sub = await ctx.tail.tenant(principal.tenant_id)
+    tenant = principal.tenant_id
+
+    def keep(event: dict) -> bool:
+        return job_labels.matches(event["labels"], wanted)
+
+    sub = await ctx.tail.subscribe(lambda e: e["tenant_id"] == tenant and keep(e))
     if start is None:  # no resume point: from now on
         start = await asyncio.to_thread(ctx.jobs.last_event_id, principal.tenant_id)
 
@@ -137,7 +159,7 @@ async def tenant_events(
         return ctx.jobs.events(tenant_id=principal.tenant_id, after_id=after_id, limit=10_000)
 
     return StreamingResponse(
-        ctx.streams.held(principal.tenant_id, _stream(ctx, sub, replay, start, False)),
+        ctx.streams.held(principal.tenant_id, _stream(ctx, sub, replay, start, False, keep=keep)),
         media_type="text/event-stream",
         headers=SSE_HEADERS,
     )
@@ -146,7 +168,9 @@ async def tenant_events(
 @router.websocket("/ws")
 async def websocket(ws: WebSocket):
     """Send {"action": "subscribe", "job_ids": [...], "last_event_id"?: N} (or "unsubscribe");
-    receive {"type": "event", "event": {...}} for each event of those jobs. Authenticate with
+    receive {"type": "event", "event": {...}} for each event of those jobs. Send {"action":
+    "subscribe", "labels": {...}} to follow every job of the tenant with those labels, new ones
+    included (with "last_event_id", replaying since then first). Authenticate with
     the usual headers or ?api_key= (browsers cannot set WebSocket headers)."""
     ctx = ws.app.state.ctx
     # Accept before closing: a close before the handshake completes is sent as a bare HTTP 403,
@@ -174,8 +198,17 @@ async def websocket(ws: WebSocket):
 async def _follow(ws: WebSocket, ctx, principal: Principal) -> None:
     """The WebSocket's session: subscriptions in, events out, until the client goes."""
     jobs: set[str] = set()
+    label_sets: list[dict[str, str]] = []  # the tenant's jobs with these labels, new ones too
+    tenant = principal.tenant_id
     sent: dict[str, int] = {}
-    sub = await ctx.tail.subscribe(lambda e: e["job_id"] in jobs)
+
+    def followed(event: dict) -> bool:
+        return event["job_id"] in jobs or (
+            event["tenant_id"] == tenant
+            and any(job_labels.matches(event["labels"], w) for w in label_sets)
+        )
+
+    sub = await ctx.tail.subscribe(followed)
     outgoing: asyncio.Queue[dict] = asyncio.Queue()
     # Held while a job's past is replayed, so live events of it wait in the queue behind it.
     replaying = asyncio.Lock()
@@ -187,7 +220,7 @@ async def _follow(ws: WebSocket, ctx, principal: Principal) -> None:
                 await outgoing.put({"type": "ping"})
                 continue
             async with replaying:
-                if event["job_id"] in jobs and event["id"] > sent.get(event["job_id"], 0):
+                if followed(event) and event["id"] > sent.get(event["job_id"], 0):
                     sent[event["job_id"]] = event["id"]
                     await outgoing.put({"type": "event", "event": event_view(event)})
 
@@ -215,6 +248,25 @@ async def _follow(ws: WebSocket, ctx, principal: Principal) -> None:
                             sent[job_id] = event["id"]
                             await outgoing.put({"type": "event", "event": event_view(event)})
 
+    async def follow_labels(wanted: dict[str, str], after: int | None) -> None:
+        """Follow the tenant's jobs with these labels; with `after`, replay their events
+        since then first."""
+        async with replaying:
+            if wanted not in label_sets:
+                label_sets.append(wanted)
+            await outgoing.put({"type": "subscribed", "labels": wanted})
+            cursor = after
+            while cursor is not None and (
+                past := await asyncio.to_thread(ctx.jobs.events, tenant_id=tenant, after_id=cursor)
+            ):
+                cursor = past[-1]["id"]
+                for event in past:
+                    if job_labels.matches(event["labels"], wanted) and event["id"] > sent.get(
+                        event["job_id"], 0
+                    ):
+                        sent[event["job_id"]] = event["id"]
+                        await outgoing.put({"type": "event", "event": event_view(event)})
+
     tasks = [asyncio.create_task(forward_live()), asyncio.create_task(send_all())]
     try:
         while True:
@@ -227,8 +279,25 @@ async def _follow(ws: WebSocket, ctx, principal: Principal) -> None:
                 continue
             if not isinstance(message, dict):
                 message = {}
-            action, job_ids = message.get("action"), message.get("job_ids")
+            action, labels = message.get("action"), message.get("labels")
+            job_ids = message.get("job_ids", [] if labels is not None else None)
             after = message.get("last_event_id", 0)
+            if labels is not None:
+                try:
+                    if not isinstance(labels, dict):
+                        raise job_labels.InvalidLabels("labels must be an object of strings")
+                    labels = job_labels.check(labels)
+                except job_labels.InvalidLabels as exc:
+                    await outgoing.put(_ws_error("invalid_labels", str(exc)))
+                    continue
+                if (
+                    action == "subscribe"
+                    and labels not in label_sets
+                    and len(label_sets) >= MAX_WS_LABEL_SETS
+                ):
+                    refusal = f"a connection may follow at most {MAX_WS_LABEL_SETS} label sets"
+                    await outgoing.put(_ws_error("invalid_request", refusal))
+                    continue
             if (
                 action not in ("subscribe", "unsubscribe")
                 or not isinstance(job_ids, list)
@@ -269,9 +338,16 @@ async def _follow(ws: WebSocket, ctx, principal: Principal) -> None:
                 continue
             if action == "subscribe":
                 await subscribe(job_ids, after)
-            else:
+                if labels is not None:
+                    await follow_labels(labels, after if "last_event_id" in message else None)
+                continue
+            if "job_ids" in message:
                 jobs.difference_update(job_ids)
                 await outgoing.put({"type": "unsubscribed", "job_ids": job_ids})
+            if labels is not None:
+                if labels in label_sets:
+                    label_sets.remove(labels)
+                await outgoing.put({"type": "unsubscribed", "labels": labels})
     except WebSocketDisconnect:
         pass
     finally:

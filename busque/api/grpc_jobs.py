@@ -29,6 +29,7 @@ import grpc
 from busque.api.errors import ApiError
 from busque.api.views import iso
 from busque.grpc import busque_jobs_pb2 as pb
+from busque.jobs import labels as job_labels
 
 READ_SCOPE = "jobs:read"
 TERMINAL = frozenset({"succeeded", "failed", "canceled"})
@@ -200,15 +201,25 @@ async def _replay(ctx: Any, job_id: str, after_id: int) -> AsyncIterator[dict]:
 
 async def _stream_status(ctx: Any, request: Any, grpc_context: Any) -> AsyncIterator[pb.JobEvent]:
     principal = await authorize(ctx, grpc_context)
-    job_id = _job_id(request)
     after = int(request.last_event_id)
     if after < 0:
         raise GrpcError(grpc.StatusCode.INVALID_ARGUMENT, "last_event_id must be >= 0")
+    try:
+        wanted = job_labels.check(dict(request.labels))
+    except job_labels.InvalidLabels as exc:
+        raise GrpcError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+    if wanted and not request.job_id:
+        async for event in _stream_labels(ctx, principal.tenant_id, wanted, after):
+            yield event
+        return
+    job_id = _job_id(request)
 
     # Subscribe before reading the past, so nothing falls between replay and live.
     with await ctx.tail.job(job_id) as sub:
         # The state read after subscribing: if terminal, every event is already stored.
         job = await _load_job(ctx, job_id, principal.tenant_id)
+        if not job_labels.matches(job["labels"], wanted):
+            raise GrpcError(grpc.StatusCode.NOT_FOUND, f"no job {job_id!r} with those labels")
         sent: set[int] = set()
         cursor = after
 
@@ -235,6 +246,31 @@ async def _stream_status(ctx: Any, request: Any, grpc_context: Any) -> AsyncIter
             yield job_event(event)
             if _is_terminal(event):
                 return
+
+
+async def _stream_labels(
+    ctx: Any, tenant_id: str, wanted: dict[str, str], after: int
+) -> AsyncIterator[pb.JobEvent]:
+    """Every event of the tenant's jobs with these labels: those after `after` (when above 0),
+    then live ones, until the client leaves."""
+
+    def keep(event: dict) -> bool:
+        return event["tenant_id"] == tenant_id and job_labels.matches(event["labels"], wanted)
+
+    with await ctx.tail.subscribe(keep) as sub:
+        sent = after
+        while after and (
+            page := await asyncio.to_thread(ctx.jobs.events, tenant_id=tenant_id, after_id=sent)
+        ):
+            for event in page:
+                sent = event["id"]
+                if keep(event):
+                    yield job_event(event)
+        while True:
+            event = await sub.get(timeout=RESYNC_S)
+            if event is not None and event["id"] > sent:
+                sent = event["id"]
+                yield job_event(event)
 
 
 async def stream_status(ctx: Any, request: Any, grpc_context: Any) -> AsyncIterator[pb.JobEvent]:

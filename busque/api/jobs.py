@@ -4,45 +4,21 @@ artifacts and the webhook delivery log."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from pydantic import BaseModel, Field, ValidationError
 
 from busque.api.auth import require
-from busque.api.bodies import STRICT_JSON_BODY
-from busque.api.errors import ApiError, invalid, not_found
+from busque.api.errors import ApiError, not_found
+from busque.api.job_requests import JobCreate, label_filter, prepare, submit
 from busque.api.strict_json import StrictJsonRoute
 from busque.api.views import iso, job_view
 from busque.auth.keys import Principal
-from busque.jobs import webhooks
-from busque.jobs.store import STATES, TERMINAL, IdempotencyConflict, NewJob
-from busque.models.base import ModelError
+from busque.jobs.store import STATES, TERMINAL
 
 router = APIRouter(prefix="/v1", tags=["jobs"], route_class=StrictJsonRoute)
-
-EventType = Literal["job.status", "job.progress", "job.output", "job.result"]
-
-
-class WebhookSpec(BaseModel):
-    model_config = STRICT_JSON_BODY
-    url: str = Field(max_length=2000)
-    events: list[EventType] | None = Field(None, description="default: job.status, job.result")
-    secret: str | None = Field(
-        None, pattern=r"^whsec_[A-Za-z0-9+/=]{16,}$", description="default: the tenant's secret"
-    )
-
-
-class JobCreate(BaseModel):
-    model_config = STRICT_JSON_BODY
-    model: str = Field(max_length=100)
-    input: dict[str, Any] = Field(default_factory=dict)
-    params: dict[str, Any] = Field(default_factory=dict)
-    webhook: WebhookSpec | None = None
-    priority: int = Field(0, ge=-100, le=100, description="higher runs first")
 
 
 def _ctx(request: Request):
@@ -75,75 +51,13 @@ async def create_job(
 ):
     ctx = _ctx(request)
     wait = _preferred_wait(prefer)
-    limit = ctx.settings.jobs.max_input_bytes
-    if len(json.dumps([body.input, body.params], ensure_ascii=False).encode()) > limit:
-        raise ApiError(
-            413,
-            "payload_too_large",
-            f"a job's input and params are limited to {limit} bytes of JSON: "
-            "upload larger data (POST /v1/uploads) and pass its object key",
-            {"max_bytes": limit},
-        )
-    spec = ctx.registry.get(body.model)
-    if spec is not None and not spec.public:
-        raise ApiError(
-            422,
-            "model_not_submittable",
-            f"model {spec.id!r} runs through its own endpoint, not /v1/jobs",
-        )
-    if spec is None:
-        raise ApiError(
-            404,
-            "unknown_model",
-            f"no model {body.model!r}",
-            {"available": [s.id for s in ctx.registry]},
-        )
-    reason = spec.unavailable(ctx.settings)
-    if reason:
-        raise ApiError(422, "model_unavailable", f"model {spec.id!r} is unavailable: {reason}")
-    try:
-        inputs, params = spec.validate(body.input, body.params)
-    except ValidationError as exc:
-        raise invalid(
-            exc, "invalid_input", f"input or params do not fit model {spec.id!r}"
-        ) from None
-    if spec.admit is not None:
-        try:
-            await asyncio.to_thread(spec.admit, inputs, principal.tenant_id, ctx.objects)
-        except ModelError as exc:  # a missing (or another tenant's) object is a 404, as elsewhere
-            status = 404 if exc.code == "object_not_found" else 422
-            raise ApiError(status, exc.code, str(exc)) from None
-    hook = None
-    if body.webhook:
-        try:
-            await asyncio.to_thread(
-                webhooks.validate_url, body.webhook.url, ctx.settings.webhooks.allow_networks
-            )
-        except webhooks.WebhookTargetRefused as exc:
-            raise ApiError(422, "invalid_webhook", str(exc)) from None
-        hook = body.webhook.model_dump(exclude_none=True)
-    new = NewJob(
-        tenant_id=principal.tenant_id,
-        model=spec.id,
-        input=inputs,
-        params=params,
-        priority=body.priority,
-        max_attempts=spec.max_attempts or ctx.settings.jobs.max_attempts,
-        timeout_s=spec.timeout_s or ctx.settings.jobs.default_timeout_s,
-        webhook=hook,
-        idempotency_key=idempotency_key,
-    )
+    new = await prepare(ctx, principal, body, idempotency_key)
     # With Prefer: wait, subscribe before the job exists, so not even its first events can be
     # missed and no extra read is needed.
     sub = await ctx.tail.job(new.id) if wait else None
     try:
-        try:
-            job, created = await asyncio.to_thread(ctx.jobs.create, new)
-        except IdempotencyConflict as exc:
-            raise ApiError(409, "idempotency_conflict", str(exc)) from None
-        if created:
-            ctx.wake_dispatcher()
-        else:
+        job, created = await submit(ctx, new)
+        if not created:
             response.headers["Idempotent-Replayed"] = "true"
         response.headers["Location"] = f"/v1/jobs/{job['id']}"
         if wait:
@@ -249,10 +163,14 @@ async def list_jobs(
     model: str | None = None,
     created_after: str | None = None,
     created_before: str | None = None,
+    label: Annotated[
+        list[str] | None, Query(description="key=value; repeat it for jobs with all of them")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: str | None = None,
     principal: Principal = Depends(require("jobs:read")),
 ):
+    wanted = label_filter(label)
     states = [s for value in status or [] for s in value.split(",") if s]
     unknown = set(states) - set(STATES)
     if unknown:
@@ -267,6 +185,7 @@ async def list_jobs(
             model=model,
             created_after=_timestamp(created_after, "created_after"),
             created_before=_timestamp(created_before, "created_before"),
+            labels=wanted,
             limit=limit,
             cursor=cursor,
         )

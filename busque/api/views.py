@@ -34,6 +34,7 @@ def job_view(job: dict) -> dict[str, Any]:
         "result": job.get("result"),
         "error": error,
         "webhook": {"url": hook["url"], "events": hook.get("events")} if hook else None,
+        "labels": job.get("labels") or {},
         "created_at": iso(job["created_at"]),
         "started_at": iso(job.get("started_at")),
         "finished_at": iso(job.get("finished_at")),
@@ -49,6 +50,7 @@ def event_view(event: dict) -> dict[str, Any]:
         "attempt": event["attempt"],
         "created_at": iso(event["created_at"]),
         "data": event["data"],
+        "labels": event.get("labels") or {},
     }
 
 

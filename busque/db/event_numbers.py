@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 
-from sqlalchemy import Connection, cast, func, literal, select, update
+from sqlalchemy import Connection, cast, func, literal, update
 from sqlalchemy.dialects.postgresql import REGCLASS
 
 from busque.db.schema import tenants
@@ -28,10 +28,11 @@ def create_numbering(conn: Connection, tenant_id: str, start: int = 1) -> None:
         )
 
 
-def next_number(conn: Connection, tenant_id: str) -> int:
+def next_number(conn: Connection, tenant_id: str):
+    """The tenant's next number: on PostgreSQL an expression to put in the event's INSERT (no
+    round trip of its own), on SQLite the number itself."""
     if conn.dialect.name == "postgresql":
-        name = cast(literal(sequence_name(tenant_id)), REGCLASS)
-        return conn.execute(select(func.nextval(name))).scalar_one()
+        return func.nextval(cast(literal(sequence_name(tenant_id)), REGCLASS))
     return conn.execute(
         update(tenants)
         .where(tenants.c.id == tenant_id)

@@ -86,11 +86,23 @@ jobs = Table(
     Column("started_at", Float),
     Column("finished_at", Float),
     Column("updated_at", Float, nullable=False),
+    Column("labels", JSON),  # the client's own small string map (a door's customer id...)
     UniqueConstraint("tenant_id", "idempotency_key"),
     Index("ix_jobs_claim", "state", "priority", "id"),
     Index("ix_jobs_lease", "state", "lease_expires_at"),
     Index("ix_jobs_tenant_id", "tenant_id", "id"),
     Index("ix_jobs_tenant_claim", "tenant_id", "state", "priority", "id"),  # fair claims
+)
+
+# One row per label of a job, so that lists filter by label with an index on both databases.
+job_labels = Table(
+    "job_labels",
+    metadata,
+    Column("job_id", String(40), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("key", String(64), primary_key=True),
+    Column("tenant_id", String(40), nullable=False),
+    Column("value", String(256), nullable=False),
+    Index("ix_job_labels_lookup", "tenant_id", "key", "value", "job_id"),
 )
 
 job_events = Table(

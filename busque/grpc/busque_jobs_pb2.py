@@ -24,21 +24,25 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x62usque/grpc/busque_jobs.proto\x12\tbusque.v1\"\xdb\x01\n\tJobStatus\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x10\n\x08progress\x18\x04 \x01(\x01\x12\x10\n\x08\x61ttempts\x18\x05 \x01(\x05\x12\x12\n\nerror_code\x18\x06 \x01(\t\x12\x15\n\rerror_message\x18\x07 \x01(\t\x12\x13\n\x0bresult_json\x18\x08 \x01(\t\x12\x12\n\ncreated_at\x18\t \x01(\t\x12\x12\n\nstarted_at\x18\n \x01(\t\x12\x13\n\x0b\x66inished_at\x18\x0b \x01(\t\"l\n\x08JobEvent\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0e\n\x06job_id\x18\x03 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\x05\x12\x12\n\ncreated_at\x18\x05 \x01(\t\x12\x11\n\tdata_json\x18\x06 \x01(\t\"8\n\x10GetStatusRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x14\n\x0cwait_seconds\x18\x02 \x01(\x01\"<\n\x13StreamStatusRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x15\n\rlast_event_id\x18\x02 \x01(\x03\x32\x93\x01\n\nJobService\x12>\n\tGetStatus\x12\x1b.busque.v1.GetStatusRequest\x1a\x14.busque.v1.JobStatus\x12\x45\n\x0cStreamStatus\x12\x1e.busque.v1.StreamStatusRequest\x1a\x13.busque.v1.JobEvent0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x62usque/grpc/busque_jobs.proto\x12\tbusque.v1\"\xdb\x01\n\tJobStatus\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x10\n\x08progress\x18\x04 \x01(\x01\x12\x10\n\x08\x61ttempts\x18\x05 \x01(\x05\x12\x12\n\nerror_code\x18\x06 \x01(\t\x12\x15\n\rerror_message\x18\x07 \x01(\t\x12\x13\n\x0bresult_json\x18\x08 \x01(\t\x12\x12\n\ncreated_at\x18\t \x01(\t\x12\x12\n\nstarted_at\x18\n \x01(\t\x12\x13\n\x0b\x66inished_at\x18\x0b \x01(\t\"l\n\x08JobEvent\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0e\n\x06job_id\x18\x03 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\x05\x12\x12\n\ncreated_at\x18\x05 \x01(\t\x12\x11\n\tdata_json\x18\x06 \x01(\t\"8\n\x10GetStatusRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x14\n\x0cwait_seconds\x18\x02 \x01(\x01\"\xa7\x01\n\x13StreamStatusRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x15\n\rlast_event_id\x18\x02 \x01(\x03\x12:\n\x06labels\x18\x03 \x03(\x0b\x32*.busque.v1.StreamStatusRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\x93\x01\n\nJobService\x12>\n\tGetStatus\x12\x1b.busque.v1.GetStatusRequest\x1a\x14.busque.v1.JobStatus\x12\x45\n\x0cStreamStatus\x12\x1e.busque.v1.StreamStatusRequest\x1a\x13.busque.v1.JobEvent0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'busque.grpc.busque_jobs_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_STREAMSTATUSREQUEST_LABELSENTRY']._loaded_options = None
+  _globals['_STREAMSTATUSREQUEST_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_JOBSTATUS']._serialized_start=45
   _globals['_JOBSTATUS']._serialized_end=264
   _globals['_JOBEVENT']._serialized_start=266
   _globals['_JOBEVENT']._serialized_end=374
   _globals['_GETSTATUSREQUEST']._serialized_start=376
   _globals['_GETSTATUSREQUEST']._serialized_end=432
-  _globals['_STREAMSTATUSREQUEST']._serialized_start=434
-  _globals['_STREAMSTATUSREQUEST']._serialized_end=494
-  _globals['_JOBSERVICE']._serialized_start=497
-  _globals['_JOBSERVICE']._serialized_end=644
+  _globals['_STREAMSTATUSREQUEST']._serialized_start=435
+  _globals['_STREAMSTATUSREQUEST']._serialized_end=602
+  _globals['_STREAMSTATUSREQUEST_LABELSENTRY']._serialized_start=557
+  _globals['_STREAMSTATUSREQUEST_LABELSENTRY']._serialized_end=602
+  _globals['_JOBSERVICE']._serialized_start=605
+  _globals['_JOBSERVICE']._serialized_end=752
 # @@protoc_insertion_point(module_scope)

@@ -56,8 +56,8 @@ class JobServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def StreamStatus(self, request, context):
-        """Replays past events, then streams live ones; ends after the terminal
-        job.status event.
+        """Replays past events, then streams live ones; for one job, ends after its
+        terminal job.status event; for labels, goes on until the client leaves.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -80,9 +80,6 @@ class EventTail:
     async def job(self, job_id: str) -> Subscription:
         return await self.subscribe(lambda e: e["job_id"] == job_id)
 
-    async def tenant(self, tenant_id: str) -> Subscription:
-        return await self.subscribe(lambda e: e["tenant_id"] == tenant_id)
-
     async def _start(self) -> None:
         async with self._starting:
             if self._follow is not None:

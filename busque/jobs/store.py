@@ -23,7 +23,14 @@ from busque.config import JobSettings, QuotaSettings
 from busque.db.engine import is_postgres, readonly
 from busque.db.event_numbers import next_number
 from busque.db.pages import decode_cursor, encode_cursor
-from busque.db.schema import artifacts, job_events, jobs, tenants, webhook_deliveries
+from busque.db.schema import (
+    artifacts,
+    job_events,
+    job_labels,
+    jobs,
+    tenants,
+    webhook_deliveries,
+)
 from busque.ids import new_id
 from busque.jobs.backoff import backoff
 from busque.jobs.fair_share import allocate
@@ -39,12 +46,18 @@ TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELED})
 STATES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED)
 
 
+def _with_labels(query):
+    """Events with their job's labels (streams filter by them)."""
+    return query.join(jobs, jobs.c.id == job_events.c.job_id)
+
+
 def _event(row) -> dict:
     """A job_events row as the API sees it: `id` is the tenant's event number, `row` the
-    table's own id."""
+    table's own id, `labels` its job's."""
     event = row._asdict()
     event["row"] = event.pop("id")
     event["id"] = event.pop("seq")
+    event["labels"] = event.get("labels") or {}
     return event
 
 
@@ -71,6 +84,7 @@ class NewJob:
     priority: int = 0
     webhook: dict[str, Any] | None = None
     idempotency_key: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)  # valid (busque.jobs.labels.check)
     id: str = field(default_factory=lambda: new_id("job"))
 
 
@@ -98,7 +112,10 @@ class JobStore:
     def create(self, new: NewJob) -> tuple[dict, bool]:
         """Insert a queued job; returns (job, created). A repeated idempotency key returns the
         first job (created=False) or raises IdempotencyConflict if the request differs."""
-        digest = request_hash(new.model, new.input, new.params, new.priority, new.webhook)
+        parts = [new.model, new.input, new.params, new.priority, new.webhook]
+        if new.labels:  # only then: the hashes of jobs stored before labels stay the same
+            parts.append(new.labels)
+        digest = request_hash(*parts)
         now = time.time()
         row = dict.fromkeys(jobs.c.keys()) | {
             "id": new.id,
@@ -119,6 +136,7 @@ class JobStore:
             "request_hash": digest,
             "created_at": now,
             "updated_at": now,
+            "labels": new.labels or None,
         }
         try:
             self._insert(row)
@@ -147,6 +165,14 @@ class JobStore:
                 if waiting >= limit:
                     raise TooManyJobs(limit)
             conn.execute(insert(jobs).values(row))
+            if row["labels"]:
+                conn.execute(
+                    insert(job_labels),
+                    [
+                        {"job_id": row["id"], "tenant_id": row["tenant_id"], "key": k, "value": v}
+                        for k, v in row["labels"].items()
+                    ],
+                )
             self._emit(conn, row, "job.status", {"status": QUEUED})
 
     def _by_idempotency_key(self, tenant_id: str, key: str) -> dict | None:
@@ -172,11 +198,22 @@ class JobStore:
         model: str | None = None,
         created_after: float | None = None,
         created_before: float | None = None,
+        labels: dict[str, str] | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> tuple[list[dict], str | None]:
         """Newest first; the cursor is the last id of the previous page."""
         query = select(jobs).where(jobs.c.tenant_id == tenant_id)
+        for key, value in (labels or {}).items():
+            query = query.where(
+                jobs.c.id.in_(
+                    select(job_labels.c.job_id).where(
+                        job_labels.c.tenant_id == tenant_id,
+                        job_labels.c.key == key,
+                        job_labels.c.value == value,
+                    )
+                )
+            )
         if states:
             query = query.where(jobs.c.state.in_(states))
         if model:
@@ -236,7 +273,7 @@ class JobStore:
         """A job's or a tenant's events after the event id (its number) `after_id`, in order;
         with neither given (audits, tests), every tenant's in the order they were written."""
         order = job_events.c.seq if job_id or tenant_id else job_events.c.id
-        query = select(job_events).where(order > after_id)
+        query = _with_labels(select(job_events, jobs.c.labels)).where(order > after_id)
         if job_id is not None:
             query = query.where(job_events.c.job_id == job_id)
         if tenant_id is not None:
@@ -254,7 +291,10 @@ class JobStore:
             cond = or_(cond, job_events.c.id.in_(also))
         with self.reader.connect() as conn:
             rows = conn.execute(
-                select(job_events).where(cond).order_by(job_events.c.id).limit(limit)
+                _with_labels(select(job_events, jobs.c.labels))
+                .where(cond)
+                .order_by(job_events.c.id)
+                .limit(limit)
             )
             return [_event(r) for r in rows]
 
@@ -286,18 +326,19 @@ class JobStore:
 
     def _emit(self, conn: Connection, job: dict, type_: str, data: dict) -> int:
         now = time.time()
-        event_id = next_number(conn, job["tenant_id"])
-        conn.execute(
-            insert(job_events).values(
+        event_id = conn.execute(
+            insert(job_events)
+            .values(
                 job_id=job["id"],
                 tenant_id=job["tenant_id"],
                 type=type_,
                 attempt=job.get("attempt", 0),
                 data=data,
                 created_at=now,
-                seq=event_id,
+                seq=next_number(conn, job["tenant_id"]),
             )
-        )
+            .returning(job_events.c.seq)
+        ).scalar_one()
         hook = job.get("webhook")
         if hook and type_ in (hook.get("events") or self.default_webhook_events):
             event = {"id": event_id, "job_id": job["id"], "type": type_, "data": data}
