@@ -15,7 +15,9 @@ FORBIDDEN = {
     "models": {"serve", "api", "jobs", "pipelines", "cli", "runtime", "doors", "web"},
     "pipelines": {"serve", "api", "cli", "doors", "web"},
     "jobs": {"api", "serve", "pipelines", "cli", "runtime"},
-    "api": {"serve", "cli"},
+    "api": {"serve", "cli", "doors"},
+    # The front doors translate to busque's API: they build on it, never the other way round.
+    "doors": {"serve", "cli", "pipelines"},
     "media": {"serve", "api", "jobs", "pipelines", "cli", "runtime"},
     "index": {"serve", "api", "jobs", "pipelines", "cli", "runtime"},
     "faces": {"serve", "api", "jobs", "pipelines", "cli", "runtime"},

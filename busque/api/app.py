@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from collections.abc import Iterable
+
+from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from busque.api import (
@@ -33,7 +35,8 @@ server-sent events, the WebSocket at `/v1/ws`, webhooks or gRPC.
 """
 
 
-def create_app(ctx: ApiContext) -> FastAPI:
+def create_app(ctx: ApiContext, doors: Iterable[APIRouter] = ()) -> FastAPI:
+    """busque's API, and the front doors' routers (busque/doors/) beside it."""
     app = FastAPI(title="busque", version="0.1.0", description=DESCRIPTION)
     app.state.ctx = ctx
     install_error_handlers(app)
@@ -52,6 +55,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
         demo,
     ):
         app.include_router(module.router)
+    for door in doors:
+        app.include_router(door)
     # Inside CORS, so that its refusals carry CORS headers too.
     app.add_middleware(
         TenantGate,

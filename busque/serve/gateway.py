@@ -9,6 +9,7 @@ from __future__ import annotations
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from busque import doors
 from busque.api import grpc_jobs
 from busque.api.app import create_app
 from busque.api.context import ApiContext
@@ -32,7 +33,7 @@ class Gateway:
         )
 
     def __serve_build_asgi_app__(self):
-        return create_app(self.ctx)
+        return create_app(self.ctx, doors.ROUTERS)
 
     async def GetStatus(self, request, grpc_context):
         return await grpc_jobs.get_status(self.ctx, request, grpc_context)
