@@ -1,5 +1,5 @@
-"""busque's command line: `busque serve`, `busque keys ...`, `busque migrate`, `busque reindex`,
-`busque backfill`.
+"""busque's command line: `busque serve`, `busque keys ...`, `busque models ...`, `busque migrate`,
+`busque reindex`, `busque backfill`.
 
 Configuration comes from BUSQUE_* environment variables (see busque/config.py).
 """
@@ -16,9 +16,12 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from busque.auth.keys import DEFAULT_SCOPES, SCOPES, KeyStore
 from busque.cluster import refuse_embedded_on_cluster
 from busque.config import Settings
+from busque.jobs.presets import PRESET_FILE
 from busque.ray_start import note_serving_ray, serve_environment, start_ray
 from busque.runtime import Runtime
 from pipelines.backfill import command as backfill_command
@@ -34,6 +37,26 @@ def _key_store(settings: Settings) -> KeyStore:
     runtime = Runtime(settings)
     runtime.migrate()
     return runtime.keys
+
+
+def _models(settings: Settings, args, parser: argparse.ArgumentParser) -> int:
+    runtime = Runtime(settings)
+    runtime.migrate()
+    if args.models_command == "list":
+        print(json.dumps([p.model_dump() for p in runtime.presets.all()], indent=2))
+        return 0
+    try:
+        presets = PRESET_FILE.validate_json(args.file.read_bytes())
+    except OSError as exc:
+        parser.error(f"cannot read {args.file}: {exc.strerror}")
+    except ValidationError as exc:
+        parser.error(f"{args.file} is not a list of presets:\n{exc}")
+    unknown = sorted({p.job_kind for p in presets} - {s.id for s in runtime.registry})
+    if unknown:
+        parser.error(f"{args.file}: no job kind {', '.join(unknown)} in this busque's catalog")
+    created, updated = runtime.presets.load(presets)
+    print(f"{created} presets created, {updated} updated ({settings.database.url})")
+    return 0
 
 
 def ensure_dev_key(settings: Settings) -> tuple[str, bool]:
@@ -193,6 +216,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     p_revoke.add_argument("key_id")
 
+    p_models = sub.add_parser(
+        "models", help="the model presets", description="the model presets (busque.jobs.presets)"
+    )
+    models_sub = p_models.add_subparsers(dest="models_command", required=True)
+    p_load = models_sub.add_parser(
+        "load",
+        help="create or update presets from a JSON file (idempotent)",
+        description='create or update presets from a JSON file: a list of {"id", "job_kind", '
+        '"default_params"?, "inputs"?, "description"?}; presets not in the file stay',
+    )
+    p_load.add_argument("file", type=Path)
+    models_sub.add_parser("list", help="print the presets as JSON")
+
     p_reindex = sub.add_parser(
         "reindex",
         help="rebuild a collection's index into a new snapshot (Ray Data)",
@@ -232,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "migrate":
         _migrate(settings)
         print(f"database at the newest schema: {settings.database.url}")
+    elif args.command == "models":
+        return _models(settings, args, parser)
     elif args.keys_command == "create":
         scopes = tuple(s.strip() for s in args.scopes.split(",") if s.strip())
         try:

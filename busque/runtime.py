@@ -25,6 +25,7 @@ from busque.faces.store import FaceStore
 from busque.index.live import LiveIndex, NearDuplicate
 from busque.jobs.dispatcher import Route
 from busque.jobs.outbox import WebhookOutbox
+from busque.jobs.presets import PresetStore
 from busque.jobs.store import JobStore
 from busque.media import ingest as ingest_job
 from busque.media.catalog import Catalog
@@ -96,6 +97,10 @@ class Runtime:
     @cached_property
     def keys(self) -> KeyStore:
         return KeyStore(self.engine)
+
+    @cached_property
+    def presets(self) -> PresetStore:
+        return PresetStore(self.engine)
 
     @cached_property
     def rate_buckets(self) -> RateBuckets:

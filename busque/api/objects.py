@@ -49,9 +49,13 @@ class UploadRequest(BaseModel):
 async def create_upload(
     body: UploadRequest, request: Request, principal: Principal = Depends(require("objects:write"))
 ):
-    ctx = request.app.state.ctx
+    return await new_upload(request.app.state.ctx, principal.tenant_id, body)
+
+
+async def new_upload(ctx, tenant_id: str, body: UploadRequest) -> dict:
+    """A presigned PUT for a new object under the tenant's uploads (the front doors' too)."""
     ttl = ctx.settings.storage.url_ttl_s
-    key = tenant_key(principal.tenant_id, "uploads", new_id("up"), safe_filename(body.filename))
+    key = tenant_key(tenant_id, "uploads", new_id("up"), safe_filename(body.filename))
     url = await asyncio.to_thread(ctx.objects.presign_put, key, ttl, body.content_type)
     headers = {"Content-Type": body.content_type} if body.content_type else {}
     return {

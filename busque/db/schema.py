@@ -303,3 +303,16 @@ rate_buckets = Table(
     Column("tokens", Float, nullable=False),
     Column("refilled_at", Float, nullable=False),
 )
+
+# Named model presets: a catalog entry with its default parameters, loaded from a JSON file
+# (`busque models load`), so defaults change without code (busque.jobs.presets).
+model_presets = Table(
+    "model_presets",
+    metadata,
+    Column("id", String(100), primary_key=True),
+    Column("job_kind", String(100), nullable=False),
+    Column("default_params", JSON, nullable=False),
+    Column("inputs", JSON, nullable=False),  # the client's input name -> the job kind's
+    Column("description", Text, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)

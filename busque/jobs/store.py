@@ -85,6 +85,9 @@ class NewJob:
     webhook: dict[str, Any] | None = None
     idempotency_key: str | None = None
     labels: dict[str, str] = field(default_factory=dict)  # valid (busque.jobs.labels.check)
+    # Objects the job takes as input, recorded as its artifacts with the job itself (none if
+    # the job is refused): {"name", "object_key", "content_type", "size"}.
+    input_artifacts: tuple[dict[str, Any], ...] = ()
     id: str = field(default_factory=lambda: new_id("job"))
 
 
@@ -139,7 +142,7 @@ class JobStore:
             "labels": new.labels or None,
         }
         try:
-            self._insert(row)
+            self._insert(row, new.input_artifacts)
             return row, True
         except (IntegrityError, TooManyJobs):
             if new.idempotency_key is None:
@@ -151,7 +154,7 @@ class JobStore:
             raise IdempotencyConflict("Idempotency-Key was already used with a different request")
         return existing, False
 
-    def _insert(self, row: dict) -> None:
+    def _insert(self, row: dict, input_artifacts: Sequence[dict] = ()) -> None:
         with self.engine.begin() as conn:
             quota = self.quotas
             if quota.tenants:
@@ -172,6 +175,16 @@ class JobStore:
                         {"job_id": row["id"], "tenant_id": row["tenant_id"], "key": k, "value": v}
                         for k, v in row["labels"].items()
                     ],
+                )
+            for artifact in input_artifacts:
+                conn.execute(
+                    insert(artifacts).values(
+                        id=new_id("art"),
+                        job_id=row["id"],
+                        tenant_id=row["tenant_id"],
+                        created_at=row["created_at"],
+                        **artifact,
+                    )
                 )
             self._emit(conn, row, "job.status", {"status": QUEUED})
 
