@@ -116,6 +116,24 @@ class QuotaSettings(BaseModel):
         return self.model_copy(update=override.model_dump(exclude_none=True) | {"tenants": {}})
 
 
+class DoorSettings(BaseModel):
+    """The front doors' own options (busque/doors/)."""
+
+    busquepet_storage_dir: Path | None = Field(
+        None,
+        description="BusquePet's shared storage as mounted here: /v1/match reads an absolute "
+        "image_path only inside it (none: absolute paths are refused)",
+    )
+    busquepet_sent_root: str = Field(
+        "",
+        description="the root BusquePet's API names in image_path (e.g. /workspace/shared), "
+        "mapped to busquepet_storage_dir; default: the same path",
+    )
+    busquepet_tenant: str = Field(
+        "", description="the only tenant whose keys may read the shared storage (empty: any)"
+    )
+
+
 class WebhookSettings(BaseModel):
     allow_networks: list[str] = Field(
         default_factory=list,
@@ -394,6 +412,7 @@ class Settings(BaseSettings):
     events: EventSettings = Field(default_factory=EventSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     quotas: QuotaSettings = Field(default_factory=QuotaSettings)
+    doors: DoorSettings = Field(default_factory=DoorSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
     media: MediaSettings = Field(default_factory=MediaSettings)

@@ -72,6 +72,12 @@ def test_settings(home, **overrides):
         "model_modules": ["tests.fixture_models"],
         # Tests send requests as fast as they can; tests/test_quotas.py's tenants have limits.
         "quotas": {"requests_per_s": 0, "tenants": QUOTA_TENANTS},
+        # BusquePet's shared storage (tests/test_door_busquepet.py), as its Go API names it.
+        "doors": {
+            "busquepet_storage_dir": str(Path(home) / "shared-storage"),
+            "busquepet_sent_root": "/workspace/shared",
+            "busquepet_tenant": "default",
+        },
         "model_deployments": {
             **{
                 name: fixtures

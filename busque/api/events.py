@@ -21,6 +21,7 @@ from busque.api.errors import ApiError, not_found
 from busque.api.job_requests import label_filter
 from busque.api.strict_json import StrictJsonRoute
 from busque.api.views import event_view
+from busque.api.ws_dialects import BusquePetDialect
 from busque.auth.keys import Principal
 from busque.jobs import labels as job_labels
 from busque.jobs.store import TERMINAL
@@ -170,7 +171,8 @@ async def websocket(ws: WebSocket):
     """Send {"action": "subscribe", "job_ids": [...], "last_event_id"?: N} (or "unsubscribe");
     receive {"type": "event", "event": {...}} for each event of those jobs. Send {"action":
     "subscribe", "labels": {...}} to follow every job of the tenant with those labels, new ones
-    included (with "last_event_id", replaying since then first). Authenticate with
+    included (with "last_event_id", replaying since then first). `?dialect=busquepet` speaks
+    BusquePet's messages instead (busque.api.ws_dialects). Authenticate with
     the usual headers or ?api_key= (browsers cannot set WebSocket headers)."""
     ctx = ws.app.state.ctx
     # Accept before closing: a close before the handshake completes is sent as a bare HTTP 403,
@@ -190,9 +192,36 @@ async def websocket(ws: WebSocket):
         await ws.close(code=4429, reason=exc.message)
         return
     try:
-        await _follow(ws, ctx, principal)
+        if ws.query_params.get("dialect") == "busquepet":
+            await _speak_busquepet(ws, ctx, principal)
+        else:
+            await _follow(ws, ctx, principal)
     finally:
         ctx.streams.give_back(principal.tenant_id)
+
+
+async def _speak_busquepet(ws: WebSocket, ctx, principal: Principal) -> None:
+    """Every job of the tenant, in BusquePet's messages (busque.api.ws_dialects), until the
+    client goes; what the client sends is read and dropped, as BusquePet's hub did."""
+    tenant = principal.tenant_id
+    dialect = BusquePetDialect()
+    sub = await ctx.tail.subscribe(lambda e: e["tenant_id"] == tenant)
+
+    async def send_events():
+        while True:
+            event = await sub.get(timeout=ctx.settings.events.keepalive_s)
+            for message in dialect.messages(event) if event is not None else ():
+                await ws.send_json(message)
+
+    sending = asyncio.create_task(send_events())
+    with sub:
+        try:
+            while (await ws.receive())["type"] != "websocket.disconnect":
+                pass
+        finally:
+            sending.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await sending
 
 
 async def _follow(ws: WebSocket, ctx, principal: Principal) -> None:

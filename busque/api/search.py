@@ -1,5 +1,5 @@
-"""Look-alikes: `POST /v1/search` (by image, text, pHash or media id) and BusquePet's
-`POST /v1/match` webhook contract, both answered by the Matcher and joined with the catalog."""
+"""Look-alikes: `POST /v1/search` (by image, text, pHash or media id), answered by the Matcher
+and joined with the catalog (BusquePet's `POST /v1/match` is its door: busque/doors/busquepet.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from busque.api.bodies import (
     json_field,
     json_object,
     multipart_image,
-    stored_image,
 )
 from busque.api.errors import ApiError, invalid, not_found
 from busque.api.strict_json import StrictJsonRoute
@@ -27,7 +26,6 @@ from busque.auth.keys import Principal
 from busque.media.catalog import COLLECTION_PATTERN
 from busque.media.matches import joined, match_view
 from busque.media.phash import hex_to_int64
-from busque.models.embedding.efficientnet import pet_label
 
 router = APIRouter(prefix="/v1", tags=["media"], route_class=StrictJsonRoute)
 
@@ -99,7 +97,7 @@ async def _query(
     return {"vector": vector, "phash": phash, "exclude_ids": exclude, "sha256": sha256}
 
 
-async def _search(
+async def search_matches(
     ctx, principal: Principal, q: SearchQuery, image: bytes | None, timing: ServerTiming
 ) -> list[dict]:
     query = await _query(ctx, principal, q, image, timing)
@@ -145,11 +143,11 @@ async def search(request: Request, principal: Principal = Depends(require("media
         if query.image_base64:
             image, query.image_base64 = base64_image(query.image_base64), None
     timing.mark("request")
-    matches = await _search(ctx, principal, query, image, timing)
-    return _timed_json({"matches": matches}, timing)
+    matches = await search_matches(ctx, principal, query, image, timing)
+    return timed_json({"matches": matches}, timing)
 
 
-def _timed_json(body: dict, timing: ServerTiming) -> JSONResponse:
+def timed_json(body: dict, timing: ServerTiming) -> JSONResponse:
     """The body with `duration_ms` and the Server-Timing header. A JSONResponse, so FastAPI
     does not walk the (already JSON-native) body through jsonable_encoder."""
     body["duration_ms"] = round(timing.total_ms(), 2)
@@ -162,51 +160,3 @@ def _search_fields(raw: dict) -> SearchQuery:
         return SearchQuery.model_validate(raw)
     except ValidationError as exc:
         raise invalid(exc, "invalid_request", "invalid search") from None
-
-
-class MatchRequest(BaseModel):
-    """BusquePet's webhook contract, unchanged."""
-
-    job_id: str = Field(max_length=200)
-    image_path: str | None = None
-    object_key: str | None = None
-    phash: str | None = Field(None, pattern=r"^[0-9a-fA-F]{16}$")
-    k: int = Field(5, ge=1, le=MAX_K)
-    use_hybrid: bool = True
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    collection: str | None = Field(None, pattern=COLLECTION_PATTERN)
-
-
-@router.post("/match", summary="BusquePet's match webhook: top-k look-alikes with breed")
-async def match(
-    body: MatchRequest, request: Request, principal: Principal = Depends(require("media:read"))
-):
-    ctx = request.app.state.ctx
-    timing = ServerTiming()
-    image = None
-    key = body.object_key or body.image_path
-    if key:
-        limit = ctx.settings.media.max_upload_bytes
-        image = await stored_image(ctx.objects, key, principal.tenant_id, limit)
-    elif not body.phash:
-        raise ApiError(422, "invalid_request", "send object_key (or image_path) or phash")
-    query = SearchQuery(
-        k=body.k,
-        collection=body.collection,
-        mode="hybrid" if body.use_hybrid else ("visual" if image else "phash"),
-        phash=None if image else body.phash,
-    )
-    timing.mark("request")
-    found = await _search(ctx, principal, query, image, timing)
-    matches = [
-        {
-            "rank": m["rank"],
-            "image_id": m["media_id"],
-            "breed": pet_label(m["labels"])["breed"],
-            "score": m["score"],
-            "distance": m["distance"] if m["distance"] is not None else m["phash_distance"],
-            "image_path": m["image_url"],
-        }
-        for m in found
-    ]
-    return _timed_json({"job_id": body.job_id, "matches": matches}, timing)

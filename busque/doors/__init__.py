@@ -2,6 +2,6 @@
 (../shared/seeds/), each a thin router over busque's own jobs, keys and storage, so that their
 clients keep working when pointed at busque. Each door is one module; ROUTERS composes them."""
 
-from busque.doors import tcc, text_queue
+from busque.doors import busquepet, tcc, text_queue
 
-ROUTERS = (text_queue.router, tcc.router)
+ROUTERS = (text_queue.router, tcc.router, busquepet.router)

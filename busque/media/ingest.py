@@ -20,7 +20,7 @@ from busque.config import Settings
 from busque.faces.analyze import FaceServices, analyze_media
 from busque.media.catalog import Catalog
 from busque.media.collections import CollectionStore
-from busque.media.matches import joined, match_view
+from busque.media.matches import breed_of, joined, match_view
 from busque.media.render import decode_original, model_input
 from busque.models.base import ModelError
 from busque.models.embedding.efficientnet import pet_label
@@ -132,7 +132,9 @@ async def run_ingest(
     )
     hits = await asyncio.to_thread(lambda: list(joined(catalog, tenant, found)))
     matches = [
-        match_view(rank, match, row) | pet_label(row["labels"])
+        match_view(rank, match, row)
+        | pet_label(row["labels"])
+        | {"breed": breed_of(row["labels"], row["metadata"])}
         for rank, (match, row) in enumerate(hits, start=1)
     ]
     await progress(85, "matched")

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from busque.media.catalog import Catalog
+from busque.models.embedding.efficientnet import pet_label
 
 
 def joined(
@@ -34,3 +35,12 @@ def match_view(rank: int, match: dict, row: dict) -> dict[str, Any]:
         "labels": row["labels"],
         "metadata": row["metadata"],
     }
+
+
+def breed_of(labels: list[dict], metadata: dict | None) -> str | None:
+    """A catalogued photo's breed: the one it was ingested with (metadata `breed`), else the
+    one its ImageNet labels suggest."""
+    given = (metadata or {}).get("breed")
+    if isinstance(given, str) and given.strip():
+        return given
+    return pet_label(labels)["breed"]
