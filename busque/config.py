@@ -100,6 +100,12 @@ class QuotaSettings(BaseModel):
     bodies: int = Field(
         32, ge=0, description="request bodies a tenant sends at once, per Gateway replica"
     )
+    keyless_bodies: int = Field(
+        64,
+        ge=0,
+        description="bodies arriving at once, per Gateway replica, on the paths whose body "
+        "carries its own credentials (signed uploads, DupMedia's sync-media)",
+    )
     queued_jobs: int = Field(10_000, ge=0, description="a tenant's jobs waiting to run")
     running_jobs: int = Field(
         0, ge=0, description="a tenant's jobs running at once, across dispatchers (0: its share)"

@@ -35,8 +35,11 @@ server-sent events, the WebSocket at `/v1/ws`, webhooks or gRPC.
 """
 
 
-def create_app(ctx: ApiContext, doors: Iterable[APIRouter] = ()) -> FastAPI:
-    """busque's API, and the front doors' routers (busque/doors/) beside it."""
+def create_app(
+    ctx: ApiContext, doors: Iterable[APIRouter] = (), keyless: tuple[str, ...] = ()
+) -> FastAPI:
+    """busque's API, and the front doors' routers (busque/doors/) beside it; `keyless`: the
+    doors' paths whose body carries its own credentials."""
     app = FastAPI(title="busque", version="0.1.0", description=DESCRIPTION)
     app.state.ctx = ctx
     install_error_handlers(app)
@@ -64,6 +67,7 @@ def create_app(ctx: ApiContext, doors: Iterable[APIRouter] = ()) -> FastAPI:
         quotas=ctx.settings.quotas,
         rates=ctx.rates,
         bodies=ctx.bodies,
+        keyless=keyless,
     )
     if ctx.settings.serve.cors_origins:
         app.add_middleware(

@@ -43,7 +43,9 @@ class MediaInfo(BaseModel):
     file_name: str = Field(max_length=255)
     storage_path: str = Field(max_length=1024, description="the uploaded original's object key")
     gallery_name: str | None = Field(None, pattern=COLLECTION_PATTERN)
-    best_dist_config: dict[str, Any] = Field(default_factory=dict)
+    best_dist_config: float | dict[str, Any] | None = Field(
+        None, description="the edge's distance setting, kept in the photo's metadata"
+    )
 
 
 class SyncFace(BaseModel):
@@ -84,7 +86,12 @@ async def sync_media(
     response: Response,
     principal: Principal = Depends(require("media:write")),
 ):
-    ctx = request.app.state.ctx
+    return await sync_package(request.app.state.ctx, principal, package, response)
+
+
+async def sync_package(ctx, principal: Principal, package: SyncPackage, response: Response):
+    """Catalog a synced photo (or answer the one the tenant has with that hash); for DupMedia's
+    door too."""
     tenant, info = principal.tenant_id, package.media_info
     existing = await asyncio.to_thread(ctx.catalog.first_with_sha256, tenant, info.hash)
     if existing is not None:

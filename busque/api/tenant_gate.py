@@ -24,8 +24,10 @@ from busque.config import QuotaSettings
 
 BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 # Routes that take a body without a key in the headers: uploads through a signed URL carry
-# their own. (Every other route, the front doors' too, wants a key with a body.)
+# their own (and the doors may name more). Every other route wants a key with a body. Keyless
+# bodies share `quotas.keyless_bodies` slots per replica, as no tenant is known yet.
 KEYLESS_PREFIXES = ("/v1/objects/",)
+KEYLESS = "(keyless)"  # the slots' owner for bodies sent without a key
 
 
 class TenantGate:
@@ -36,17 +38,25 @@ class TenantGate:
         quotas: QuotaSettings,
         rates: RateLimiter,
         bodies: TenantSlots,
+        keyless: tuple[str, ...] = (),
     ):
         self.app = app
         self.auth = authenticator
         self.quotas = quotas
         self.rates = rates
         self.bodies = bodies
+        self.keyless = KEYLESS_PREFIXES + tuple(keyless)
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["path"].startswith(KEYLESS_PREFIXES):
+        if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        if scope["path"].startswith(self.keyless):
+            if not _sends_body(headers):
+                return await self.app(scope, receive, send)
+            return await self._with_body_slot(
+                KEYLESS, self.quotas.keyless_bodies, scope, receive, send
+            )
         key = key_from_headers(headers)
         principal = await self.auth.principal(key) if key else None
         if principal is None:
@@ -57,25 +67,27 @@ class TenantGate:
             return await self.app(scope, receive, send)
         tenant = principal.tenant_id
         quota = self.quotas.of(principal.tenant_name)
-        with_body = _sends_body(headers)
         try:
             await self.rates.admit(tenant, quota)
-            if with_body:
-                self.bodies.take(tenant, quota.bodies)
         except ApiError as refused:
-            extra = [(k.lower().encode(), v.encode()) for k, v in (refused.headers or {}).items()]
-            return await answer_error(
-                send, refused.status, refused.code, refused.message, refused.details, extra
-            )
-        if not with_body:
+            return await _refuse(send, refused)
+        if not _sends_body(headers):
             return await self.app(scope, receive, send)
+        return await self._with_body_slot(tenant, quota.bodies, scope, receive, send)
+
+    async def _with_body_slot(self, owner: str, limit: int, scope, receive, send):
+        """Run the request holding one of `owner`'s body slots until its body has arrived."""
+        try:
+            self.bodies.take(owner, limit)
+        except ApiError as refused:
+            return await _refuse(send, refused)
         arriving = True
 
         def body_arrived():
             nonlocal arriving
             if arriving:
                 arriving = False
-                self.bodies.give_back(tenant)
+                self.bodies.give_back(owner)
 
         async def receive_body():
             message = await receive()
@@ -92,3 +104,8 @@ class TenantGate:
 def _sends_body(headers: dict[str, str]) -> bool:
     length = headers.get("content-length", "")
     return "transfer-encoding" in headers or (length.isdigit() and int(length) > 0)
+
+
+async def _refuse(send, refused: ApiError) -> None:
+    extra = [(k.lower().encode(), v.encode()) for k, v in (refused.headers or {}).items()]
+    await answer_error(send, refused.status, refused.code, refused.message, refused.details, extra)

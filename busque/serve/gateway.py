@@ -33,7 +33,7 @@ class Gateway:
         )
 
     def __serve_build_asgi_app__(self):
-        return create_app(self.ctx, doors.ROUTERS)
+        return create_app(self.ctx, doors.ROUTERS, doors.KEYLESS)
 
     async def GetStatus(self, request, grpc_context):
         return await grpc_jobs.get_status(self.ctx, request, grpc_context)
