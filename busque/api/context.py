@@ -35,9 +35,15 @@ class ApiContext:
         self.janitor = runtime.janitor
         quotas = runtime.settings.quotas
         self.streams = TenantSlots(
-            runtime.settings.events.max_streams_per_tenant, "too_many_streams", "event streams open"
+            runtime.settings.events.max_streams_per_tenant,
+            "too_many_streams",
+            "event streams open for this tenant",
         )
-        self.bodies = TenantSlots(quotas.bodies, "too_many_uploads", "request bodies arriving")
+        self.bodies = TenantSlots(
+            quotas.bodies,
+            "too_many_uploads",
+            "request bodies arriving (for this tenant, or without a key)",
+        )
         self.rates = RateLimiter(runtime.rate_buckets)
         self.embedder = embedder  # DeploymentHandles
         self.matcher = matcher

@@ -30,7 +30,7 @@ class TenantSlots:
             raise ApiError(
                 429,
                 self.code,
-                f"this tenant has {limit} {self.what} here: wait for one to end",
+                f"{limit} {self.what} already, the most allowed here: wait for one to end",
                 {"limit": limit},
                 headers={"Retry-After": str(RETRY_AFTER_S)},
             )

@@ -11,7 +11,9 @@
    many of the Gateway's slots, however many sockets it opens.
 
 Requests without a valid key that send no body go on to their route, which answers 401 itself
-or serves a keyless read."""
+or serves a keyless read. Bodies on the paths that carry their own credentials (a signed URL,
+DupMedia's token in the body) need no header key; they share one pool of slots
+(`quotas.keyless_bodies`), so a keyless trickle cannot fill the Gateway either."""
 
 from __future__ import annotations
 
