@@ -140,3 +140,43 @@ def test_a_tenant_at_its_job_quotas_waits_and_others_do_not(app, client):
         assert replay.headers["idempotent-replayed"] == "true"
         for job_id in fillers:
             limited.post(f"/v1/jobs/{job_id}/cancel")
+
+
+def test_a_full_deployment_sheds_with_503_and_retry_after(app):
+    """Past max_ongoing_requests and max_queued_requests, Serve answers at once with 503 and
+    Retry-After: a deployment built with busque's options (as the Gateway is, with 1000 and
+    1000) on the session's Serve, shrunk to 1 and 1 so that 4 requests overflow it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+    from ray import serve
+
+    from busque.config import DeploymentSettings
+    from busque.serve.app import _options
+
+    @serve.deployment
+    class Slow:
+        async def __call__(self, request) -> str:
+            import asyncio
+
+            await asyncio.sleep(3)
+            return "done"
+
+    shrunk = DeploymentSettings(num_cpus=0, max_ongoing_requests=1, max_queued_requests=1)
+    serve.run(Slow.options(**_options("ShedProbe", shrunk)).bind(), name="shed-probe",
+              route_prefix="/shed-probe")  # fmt: skip
+    try:
+
+        def call(_):
+            started = time.monotonic()
+            answer = httpx.get(f"{app.url}/shed-probe", timeout=30)
+            return answer, time.monotonic() - started
+
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(call, range(4)))
+        shed = [(a, took) for a, took in answers if a.status_code == 503]
+        assert shed, [a.status_code for a, _ in answers]
+        assert all(a.headers["retry-after"] == "5" and took < 2.5 for a, took in shed)
+        assert any(a.status_code == 200 and a.text == "done" for a, _ in answers)
+    finally:
+        serve.delete("shed-probe")
