@@ -72,13 +72,15 @@ class PresetStore:
     def get(self, preset_id: str) -> Preset | None:
         with self.reader.connect() as conn:
             row = conn.execute(select(model_presets).where(model_presets.c.id == preset_id)).first()
-        if row is None:
-            return None
-        values = row._asdict()
-        values.pop("updated_at")
-        return Preset(**values)
+        return None if row is None else _preset(row)
 
     def all(self) -> list[Preset]:
         with self.reader.connect() as conn:
             rows = conn.execute(select(model_presets).order_by(model_presets.c.id)).all()
-        return [Preset(**{k: v for k, v in r._asdict().items() if k != "updated_at"}) for r in rows]
+        return [_preset(row) for row in rows]
+
+
+def _preset(row) -> Preset:
+    values = row._asdict()
+    values.pop("updated_at")
+    return Preset(**values)
