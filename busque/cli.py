@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from busque.auth.keys import DEFAULT_SCOPES, SCOPES, KeyStore
 from busque.cluster import refuse_embedded_on_cluster
 from busque.config import Settings
+from busque.grpc import SERVICER_FUNCTIONS
 from busque.jobs.presets import PRESET_FILE
 from busque.ray_start import note_serving_ray, serve_environment, start_ray
 from busque.runtime import Runtime
@@ -103,9 +104,7 @@ def run_serve(settings: Settings, block: bool = True, detach: bool = False) -> N
     if settings.serve.grpc_port:
         grpc = {
             "port": settings.serve.grpc_port,
-            "grpc_servicer_functions": [
-                "busque.grpc.busque_jobs_pb2_grpc.add_JobServiceServicer_to_server"
-            ],
+            "grpc_servicer_functions": SERVICER_FUNCTIONS,
         }
     serve.start(http_options=http, grpc_options=grpc or None)
     serve.run(build_app(settings), name=settings.serve.app_name, route_prefix="/")

@@ -12,7 +12,7 @@ import ipaddress
 import os
 import secrets
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -137,6 +137,11 @@ class DoorSettings(BaseModel):
     )
     busquepet_tenant: str = Field(
         "", description="the only tenant whose keys may read the shared storage (empty: any)"
+    )
+    avatarforge_input: dict[str, Any] = Field(
+        default_factory=lambda: {"style": "3d-render"},
+        description="the `avatar` job input of a photo posted to AvatarForge's door (its form "
+        "fields `style` and `prompt` override style and prompt)",
     )
 
 

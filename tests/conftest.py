@@ -30,6 +30,7 @@ QUOTA_TENANTS = {
     "rate-limited": {"requests_per_s": 2, "burst": 6},
     "upload-limited": {"bodies": 2},
     "job-limited": {"queued_jobs": 3, "running_jobs": 1},
+    "one-at-a-time": {"running_jobs": 1},  # tests/test_door_avatarforge.py
 }
 
 
@@ -77,6 +78,8 @@ def test_settings(home, **overrides):
             "busquepet_storage_dir": str(Path(home) / "shared-storage"),
             "busquepet_sent_root": "/workspace/shared",
             "busquepet_tenant": "default",
+            # AvatarForge's photos become tiny avatar jobs (tests/test_door_avatarforge.py).
+            "avatarforge_input": {"style": "anime", "steps": 2, "width": 64, "height": 64},
         },
         "model_deployments": {
             **{

@@ -23,6 +23,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from ray.serve.schema import ServeDeploySchema
 
+from busque.grpc import SERVICER_FUNCTIONS
 from busque.ray_start import SERVE_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,15 +92,14 @@ def test_serve_config_is_valid_for_serve(name):
     assert isinstance(app.args, dict)
     assert schema.proxy_location.value == "EveryNode"
     assert schema.http_options.port == 8000
-    assert schema.grpc_options.grpc_servicer_functions == [
-        "busque.grpc.busque_jobs_pb2_grpc.add_JobServiceServicer_to_server"
-    ]
+    assert schema.grpc_options.grpc_servicer_functions == SERVICER_FUNCTIONS
     from ray._common.utils import import_attr
 
     from busque.serve.app import app_builder
 
     assert import_attr(app.import_path) is app_builder
-    import_attr(schema.grpc_options.grpc_servicer_functions[0])  # importable
+    for function in schema.grpc_options.grpc_servicer_functions:
+        import_attr(function)  # importable
     for value in env_vars(serve_config(name)).values():
         assert isinstance(value, str), "runtime_env env_vars must be strings"
 

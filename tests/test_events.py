@@ -64,11 +64,13 @@ def is_terminal(message: dict) -> bool:
 
 
 class TenantStream:
-    """A per-tenant SSE stream read in a thread, collecting messages until stopped."""
+    """A per-tenant SSE stream (`path`, by default /v1/events) read in a thread, collecting
+    messages until stopped."""
 
-    def __init__(self, app, key: str, headers: dict | None = None):
+    def __init__(self, app, key: str, headers: dict | None = None, path: str = "/v1/events"):
         self.client = app.client(key)
         self.headers = headers or {}
+        self.path = path
         self.messages: list[dict] = []
         self.opened = threading.Event()
         self.stopped = threading.Event()
@@ -77,7 +79,7 @@ class TenantStream:
 
     def _run(self) -> None:
         try:
-            with self.client.stream("GET", "/v1/events", headers=self.headers) as response:
+            with self.client.stream("GET", self.path, headers=self.headers) as response:
                 assert response.status_code == 200, response.read()
                 self.opened.set()
                 for message in parse_sse(response.iter_lines()):

@@ -44,16 +44,19 @@ def base64_image(value: str, field: str = "image_base64") -> bytes:
         raise ApiError(422, "invalid_request", f"{field} is not base64") from None
 
 
-async def multipart_image(request: Request, limit: int) -> tuple[bytes, dict[str, str]]:
-    """A multipart body's `image` (at most `limit` bytes) and its other, text, fields."""
+async def multipart_image(
+    request: Request, limit: int, field: str = "image"
+) -> tuple[bytes, dict[str, str]]:
+    """A multipart body's image (the file in `field`, at most `limit` bytes) and its other,
+    text, fields."""
     form = await request.form(max_files=1, max_fields=10)
-    upload = form.get("image")
+    upload = form.get(field)
     if not isinstance(upload, UploadFile):
-        raise ApiError(422, "invalid_request", "send the photo as the multipart field `image`")
+        raise ApiError(422, "invalid_request", f"send the photo as the multipart field `{field}`")
     data = await upload.read(limit + 1)
     if len(data) > limit:
         raise ApiError(413, "payload_too_large", f"images are limited to {limit} bytes")
-    return data, {k: v for k, v in form.items() if k != "image" and isinstance(v, str)}
+    return data, {k: v for k, v in form.items() if k != field and isinstance(v, str)}
 
 
 def json_field(raw: dict, name: str, what: str) -> None:

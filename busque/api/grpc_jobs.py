@@ -21,8 +21,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
 
 import grpc
 
@@ -30,6 +30,8 @@ from busque.api.errors import ApiError
 from busque.api.views import iso
 from busque.grpc import busque_jobs_pb2 as pb
 from busque.jobs import labels as job_labels
+
+T = TypeVar("T")
 
 READ_SCOPE = "jobs:read"
 TERMINAL = frozenset({"succeeded", "failed", "canceled"})
@@ -64,10 +66,33 @@ class GrpcError(Exception):
         return f"{self.code.name}: {self.details}"
 
 
-def _set_status(grpc_context: Any, exc: GrpcError) -> None:
+def set_status(grpc_context: Any, exc: GrpcError) -> None:
     if grpc_context is not None:
         grpc_context.set_code(exc.code)
         grpc_context.set_details(exc.details)
+
+
+async def unary(call: Awaitable[T], grpc_context: Any, empty: T) -> T:
+    """A unary RPC's answer; on a GrpcError, its code set on the context and `empty` answered
+    (the proxy keeps a code the user set)."""
+    try:
+        return await call
+    except GrpcError as exc:
+        if grpc_context is None:
+            raise
+        set_status(grpc_context, exc)
+        return empty
+
+
+async def streamed(stream: AsyncIterator[T], grpc_context: Any) -> AsyncIterator[T]:
+    """A streaming RPC's messages; on a GrpcError, its code set on the context, then raised:
+    raising (not returning) is what makes Serve's proxy send that code."""
+    try:
+        async for message in stream:
+            yield message
+    except GrpcError as exc:
+        set_status(grpc_context, exc)
+        raise
 
 
 def _is_terminal(event: dict) -> bool:
@@ -179,13 +204,7 @@ async def _get_status(ctx: Any, request: Any, grpc_context: Any) -> pb.JobStatus
 async def get_status(ctx: Any, request: Any, grpc_context: Any) -> pb.JobStatus:
     """GetStatus: the job's status; long-polls up to wait_seconds (clamped to
     settings.jobs.max_wait_s) until the job is terminal."""
-    try:
-        return await _get_status(ctx, request, grpc_context)
-    except GrpcError as exc:
-        if grpc_context is None:
-            raise
-        _set_status(grpc_context, exc)
-        return pb.JobStatus()
+    return await unary(_get_status(ctx, request, grpc_context), grpc_context, pb.JobStatus())
 
 
 async def _replay(ctx: Any, job_id: str, after_id: int) -> AsyncIterator[dict]:
@@ -276,13 +295,8 @@ async def _stream_labels(
 async def stream_status(ctx: Any, request: Any, grpc_context: Any) -> AsyncIterator[pb.JobEvent]:
     """StreamStatus: replays the job's events after last_event_id, then streams live ones;
     ends after the terminal job.status event (right after the replay if already terminal)."""
-    try:
-        async for event in _stream_status(ctx, request, grpc_context):
-            yield event
-    except GrpcError as exc:
-        # Raising (not returning) is what makes Serve's proxy send the code we set.
-        _set_status(grpc_context, exc)
-        raise
+    async for event in streamed(_stream_status(ctx, request, grpc_context), grpc_context):
+        yield event
 
 
 __all__ = [
@@ -293,5 +307,8 @@ __all__ = [
     "job_event",
     "job_status",
     "metadata",
+    "set_status",
     "stream_status",
+    "streamed",
+    "unary",
 ]

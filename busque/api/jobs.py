@@ -64,7 +64,7 @@ async def create_job(
             if created:
                 job = await _follow(ctx, sub, job, principal, wait)
             else:
-                job = await _wait_until_finished(ctx, job["id"], principal, wait)
+                job = await wait_until_finished(ctx, job["id"], principal, wait)
             response.headers["Preference-Applied"] = prefer_value(wait)
             if job["state"] in TERMINAL:
                 response.status_code = 201
@@ -89,7 +89,7 @@ def _preferred_wait(prefer: str | None) -> float:
     return 0.0
 
 
-async def _wait_until_finished(ctx, job_id: str, principal: Principal, wait: float) -> dict:
+async def wait_until_finished(ctx, job_id: str, principal: Principal, wait: float) -> dict:
     """The job once it is terminal, or as it is after `wait` seconds (capped by max_wait_s)."""
     if wait <= 0:
         return await asyncio.to_thread(_load_job, ctx, job_id, principal)
@@ -119,7 +119,7 @@ async def get_job(
     principal: Principal = Depends(require("jobs:read")),
 ):
     ctx = _ctx(request)
-    return await _signed(ctx, job_view(await _wait_until_finished(ctx, job_id, principal, wait)))
+    return await _signed(ctx, job_view(await wait_until_finished(ctx, job_id, principal, wait)))
 
 
 async def _signed(ctx, view: dict) -> dict:

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
 
 import httpx
@@ -36,11 +37,27 @@ def destination(url: str) -> str:
     return f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
 
 
+# A front door's webhook body (busque.doors): the delivery row -> the JSON to send. Runs in a
+# worker thread (it may read the job and presign its files).
+PayloadFormat = Callable[[dict], dict]
+
+
+class UnknownFormat(LookupError):
+    pass
+
+
 class WebhookDeliverer:
-    def __init__(self, settings: WebhookSettings, outbox: WebhookOutbox, metrics: Metrics):
+    def __init__(
+        self,
+        settings: WebhookSettings,
+        outbox: WebhookOutbox,
+        metrics: Metrics,
+        formats: Mapping[str, PayloadFormat] | None = None,
+    ):
         self.settings = settings
         self.outbox = outbox
         self.metrics = metrics
+        self.formats = dict(formats or {})
         self.in_flight: set[asyncio.Task] = set()
         self.by_destination: Counter[str] = Counter()
         self._http: httpx.AsyncClient | None = None
@@ -94,17 +111,38 @@ class WebhookDeliverer:
             self.in_flight.discard(asyncio.current_task())
             self._done.set()
 
-    async def _attempt(self, delivery: dict) -> None:
+    async def _body(self, delivery: dict) -> dict:
+        """Standard Webhooks' payload, or the body of the front door the webhook was set by."""
+        name = delivery["payload"].get("format")
+        if not name:
+            return webhooks.payload_for(delivery["payload"])
+        render = self.formats.get(name)
+        if render is None:
+            raise UnknownFormat(f"no webhook format {name!r} on this dispatcher")
+        return await asyncio.to_thread(render, delivery)
+
+    async def _send(self, delivery: dict) -> webhooks.DeliveryOutcome:
+        try:
+            body = await self._body(delivery)
+        except UnknownFormat as exc:  # never deliverable here: not retried
+            return webhooks.DeliveryOutcome(False, None, f"refused: {exc}", 0.0, "")
+        except Exception as exc:  # e.g. the database was unreachable: tried again later
+            logger.warning("webhook body of %s failed: %r", delivery["id"], exc)
+            return webhooks.DeliveryOutcome(False, None, f"body not rendered: {exc}", 0.0, "")
         hooks = self.settings
-        outcome = await webhooks.deliver(
+        return await webhooks.deliver(
             self._http,
             delivery["url"],
             delivery["secret"],
             delivery["id"],
-            webhooks.payload_for(delivery["payload"]),
+            body,
             hooks.allow_networks,
             hooks.timeout_s,
         )
+
+    async def _attempt(self, delivery: dict) -> None:
+        hooks = self.settings
+        outcome = await self._send(delivery)
         attempts = delivery["attempts"] + 1
         retry = not outcome.ok and attempts < hooks.max_attempts
         refused = (outcome.error or "").startswith("refused")

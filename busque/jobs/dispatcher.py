@@ -18,11 +18,11 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 
 from busque.config import Settings
-from busque.jobs.deliverer import WebhookDeliverer
+from busque.jobs.deliverer import PayloadFormat, WebhookDeliverer
 from busque.jobs.events import Artifact, Failure, JobEvent, Output, Progress, Result
 from busque.jobs.outbox import WebhookOutbox
 from busque.jobs.store import TERMINAL, JobStore
@@ -61,6 +61,7 @@ class Dispatcher:
         call: Call,
         outbox: WebhookOutbox,
         metrics: Metrics = NO_METRICS,
+        webhook_formats: Mapping[str, PayloadFormat] | None = None,
     ):
         self.settings = settings
         self.jobs = settings.jobs
@@ -71,7 +72,7 @@ class Dispatcher:
         self.metrics = metrics
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.running: dict[str, Attempt] = {}
-        self.deliverer = WebhookDeliverer(settings.webhooks, outbox, metrics)
+        self.deliverer = WebhookDeliverer(settings.webhooks, outbox, metrics, webhook_formats)
         self._wake = asyncio.Event()
         self._stopping = False
         self._tasks: list[asyncio.Task] = []

@@ -91,6 +91,22 @@ class NewJob:
     id: str = field(default_factory=lambda: new_id("job"))
 
 
+def _labelled(tenant_id: str, key: str, value: str):
+    """The ids of the tenant's jobs with label key=value (a subquery)."""
+    return select(job_labels.c.job_id).where(
+        job_labels.c.tenant_id == tenant_id, job_labels.c.key == key, job_labels.c.value == value
+    )
+
+
+def _subscribed(hook: dict | None, type_: str, data: dict, default_events: list[str]) -> bool:
+    """Whether a job's webhook wants this event: its types, and (`statuses`, set by a front
+    door) only job.status events of those statuses."""
+    if not hook or type_ not in (hook.get("events") or default_events):
+        return False
+    statuses = hook.get("statuses")
+    return not statuses or (type_ == "job.status" and data.get("status") in statuses)
+
+
 def request_hash(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -218,15 +234,7 @@ class JobStore:
         """Newest first; the cursor is the last id of the previous page."""
         query = select(jobs).where(jobs.c.tenant_id == tenant_id)
         for key, value in (labels or {}).items():
-            query = query.where(
-                jobs.c.id.in_(
-                    select(job_labels.c.job_id).where(
-                        job_labels.c.tenant_id == tenant_id,
-                        job_labels.c.key == key,
-                        job_labels.c.value == value,
-                    )
-                )
-            )
+            query = query.where(jobs.c.id.in_(_labelled(tenant_id, key, value)))
         if states:
             query = query.where(jobs.c.state.in_(states))
         if model:
@@ -243,6 +251,17 @@ class JobStore:
         more = len(rows) > limit
         rows = rows[:limit]
         return rows, encode_cursor(rows[-1]["id"]) if more and rows else None
+
+    def label_values(self, tenant_id: str, key: str, having: dict[str, str]) -> list[str]:
+        """The values label `key` takes among the tenant's jobs that have the labels `having`
+        (a door's customer ids), sorted."""
+        query = select(job_labels.c.value).where(
+            job_labels.c.tenant_id == tenant_id, job_labels.c.key == key
+        )
+        for other, value in having.items():
+            query = query.where(job_labels.c.job_id.in_(_labelled(tenant_id, other, value)))
+        with self.reader.connect() as conn:
+            return list(conn.execute(query.distinct().order_by(job_labels.c.value)).scalars())
 
     def request_cancel(self, job_id: str, tenant_id: str) -> dict | None:
         """A queued job is canceled at once; a running one is flagged for its dispatcher."""
@@ -353,8 +372,10 @@ class JobStore:
             .returning(job_events.c.seq)
         ).scalar_one()
         hook = job.get("webhook")
-        if hook and type_ in (hook.get("events") or self.default_webhook_events):
+        if _subscribed(hook, type_, data, self.default_webhook_events):
             event = {"id": event_id, "job_id": job["id"], "type": type_, "data": data}
+            if hook.get("format"):  # a front door's own body, rendered at delivery
+                event["format"] = hook["format"]
             conn.execute(
                 insert(webhook_deliveries).values(
                     id=new_id("msg"),

@@ -9,6 +9,7 @@ import logging
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from busque import doors
 from busque.db.notify import watch_commits
 from busque.jobs.dispatcher import Dispatcher
 from busque.serve.metrics import ray_metrics
@@ -29,6 +30,9 @@ class DispatcherDeployment:
             self._call,
             self.runtime.outbox,
             ray_metrics(),
+            doors.webhook_formats(
+                self.runtime.jobs, self.runtime.objects, self.runtime.settings.storage.url_ttl_s
+            ),
         )
         self.dispatcher.start()
         loop = asyncio.get_running_loop()

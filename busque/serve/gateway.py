@@ -1,4 +1,5 @@
-"""The Gateway deployment: the HTTP ingress (FastAPI) and the gRPC JobService.
+"""The Gateway deployment: the HTTP ingress (FastAPI, with the front doors) and the gRPC
+services (busque.v1.JobService, AvatarForge's ProfilePhotoJobGrpc).
 
 Ray Serve's gRPC proxy calls the method named like the RPC on the ingress deployment, with the
 `grpc_context` parameter carrying metadata (the API key) and status codes.
@@ -13,6 +14,8 @@ from busque import doors
 from busque.api import grpc_jobs
 from busque.api.app import create_app
 from busque.api.context import ApiContext
+from busque.doors import avatarforge_grpc
+from busque.grpc import profile_photo_job_pb2
 from busque.serve.replica import replica_runtime
 
 
@@ -35,9 +38,18 @@ class Gateway:
     def __serve_build_asgi_app__(self):
         return create_app(self.ctx, doors.ROUTERS, doors.KEYLESS)
 
+    # busque.v1.JobService and AvatarForge's ProfilePhotoJobGrpc both name their RPCs
+    # GetStatus and StreamStatus: the request's type says which service was called.
+
     async def GetStatus(self, request, grpc_context):
+        if isinstance(request, profile_photo_job_pb2.JobStatusRequest):
+            return await avatarforge_grpc.get_status(self.ctx, request, grpc_context)
         return await grpc_jobs.get_status(self.ctx, request, grpc_context)
 
     async def StreamStatus(self, request, grpc_context):
-        async for event in grpc_jobs.stream_status(self.ctx, request, grpc_context):
-            yield event
+        if isinstance(request, profile_photo_job_pb2.StatusStreamRequest):
+            stream = avatarforge_grpc.stream_status(self.ctx, request, grpc_context)
+        else:
+            stream = grpc_jobs.stream_status(self.ctx, request, grpc_context)
+        async for message in stream:
+            yield message

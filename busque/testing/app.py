@@ -28,6 +28,7 @@ def start_app(settings) -> App:
     from ray import serve
 
     from busque.cli import ensure_dev_key
+    from busque.grpc import SERVICER_FUNCTIONS
     from busque.serve.app import build_app
 
     key, _ = ensure_dev_key(settings)
@@ -35,9 +36,7 @@ def start_app(settings) -> App:
         http_options={"host": "127.0.0.1", "port": settings.serve.port},
         grpc_options={
             "port": settings.serve.grpc_port,
-            "grpc_servicer_functions": [
-                "busque.grpc.busque_jobs_pb2_grpc.add_JobServiceServicer_to_server"
-            ],
+            "grpc_servicer_functions": SERVICER_FUNCTIONS,
         },
     )
     serve.run(build_app(settings), name=settings.serve.app_name, route_prefix="/")
