@@ -287,6 +287,27 @@ class ImageGenSettings(BaseModel):
     max_side: int = Field(768, ge=64, description="width and height limit (multiples of 8)")
 
 
+class ShapeGenSettings(BaseModel):
+    """3D generation (busque.models.mesh): Shap-E through diffusers, from local directories."""
+
+    text_model_path: str = Field(
+        "", description="a local diffusers Shap-E directory (openai/shap-e); empty: unavailable"
+    )
+    image_model_path: str = Field(
+        "",
+        description="a local diffusers Shap-E img2img directory (openai/shap-e-img2img); "
+        "empty: unavailable",
+    )
+    device: str = Field("auto", description="auto | cpu | cuda[:N]; float16 on CUDA")
+    max_steps: int = Field(64, ge=1)
+    grid_size: int = Field(
+        128, ge=16, le=256, description="marching-cubes resolution of the mesh (cells per side)"
+    )
+    preview_size: int = Field(
+        64, ge=16, le=512, description="px per view of the preview (4 views in one PNG)"
+    )
+
+
 class PipelineSettings(BaseModel):
     """Ray Data resources for the batch pipelines (reindex, backfill). Fractional CPUs keep a
     pipeline from starving the Serve replicas beside it (and them from starving it)."""
@@ -431,6 +452,7 @@ class Settings(BaseSettings):
     faces: FaceSettings = Field(default_factory=FaceSettings)
     text: TextGenSettings = Field(default_factory=TextGenSettings)
     images: ImageGenSettings = Field(default_factory=ImageGenSettings)
+    shapes: ShapeGenSettings = Field(default_factory=ShapeGenSettings)
     pipelines: PipelineSettings = Field(default_factory=PipelineSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
     model_modules: list[str] = Field(
@@ -499,6 +521,7 @@ _ON_DEMAND = {"min_replicas": 0, "max_replicas": 1, "downscale_to_zero_delay_s":
 DEFAULT_DEPLOYMENTS = {
     "textgen": DeploymentSettings(**_ON_DEMAND),
     "imagegen": DeploymentSettings(**_ON_DEMAND),
+    "shapegen": DeploymentSettings(**_ON_DEMAND),
     "pipelines": DeploymentSettings(**_ON_DEMAND),  # reindex jobs
     "utility": DeploymentSettings(**_ON_DEMAND),  # echo
     "faceanalyzer": DeploymentSettings(num_cpus=0.5, max_ongoing_requests=4, **_ON_DEMAND),

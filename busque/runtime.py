@@ -36,6 +36,7 @@ from busque.models.embedding import ImageEmbedder, create_embedder
 from busque.models.faces import FaceAnalyzer, create_face_analyzer
 from busque.models.faces import unavailable_reason as faces_unavailable
 from busque.models.image import spec as image_generation
+from busque.models.mesh import spec as shape_generation
 from busque.models.registry import ModelRegistry
 from busque.models.text import spec as text_generation
 from busque.storage import ObjectStore, open_object_store
@@ -48,6 +49,7 @@ PLUGINS: tuple[Callable[[ModelRegistry, Settings], None], ...] = (
     faces_job.register,
     text_generation.register,
     image_generation.register,
+    shape_generation.register,
     pipeline_jobs.register,
 )
 

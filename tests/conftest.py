@@ -131,10 +131,20 @@ def test_settings(home, **overrides):
 def app(ray_cluster, tmp_path_factory):
     from ray import serve
 
-    from busque.testing.tiny_models import build_tiny_stable_diffusion
+    from busque.testing.tiny_models import build_tiny_shap_e, build_tiny_stable_diffusion
 
     tiny_sd = build_tiny_stable_diffusion(tmp_path_factory.mktemp("tiny-sd"))
-    settings = test_settings(tmp_path_factory.mktemp("busque"), images={"model_path": str(tiny_sd)})
+    shapes = {
+        "text_model_path": str(build_tiny_shap_e(tmp_path_factory.mktemp("tiny-shap-e"))),
+        "image_model_path": str(
+            build_tiny_shap_e(tmp_path_factory.mktemp("tiny-shap-e-img2img"), image=True)
+        ),
+        "grid_size": 24,
+        "preview_size": 16,
+    }
+    settings = test_settings(
+        tmp_path_factory.mktemp("busque"), images={"model_path": str(tiny_sd)}, shapes=shapes
+    )
     yield start_app(settings)
     serve.delete(settings.serve.app_name)
 

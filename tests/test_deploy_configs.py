@@ -40,6 +40,7 @@ CUDA_DEPLOYMENTS = {
     "Embedder": "BUSQUE_EMBEDDER__DEVICE",
     "TextGenerator": "BUSQUE_TEXT__DEVICE",
     "imagegen": "BUSQUE_IMAGES__DEVICE",
+    "shapegen": "BUSQUE_SHAPES__DEVICE",
     "Matcher": "BUSQUE_INDEX__DEVICE",
 }
 

@@ -22,10 +22,10 @@ from tests.face_photos import astronaut, encode
 PRESETS = [
     {
         "id": "sf3d-v1",
-        "job_kind": "avatar",
-        "default_params": {"style": "watercolor", "strength": 0.5, "steps": 2, "width": 64},
+        "job_kind": "shap-e-img2img",
+        "default_params": {"steps": 2, "guidance": 3.0},
         "inputs": {"image_path": "image_key"},
-        "description": "an avatar stands in for the 3D model here",
+        "description": "image-to-3D (Shap-E standing in for Stable Fast 3D)",
     },
     {"id": "slow-gen", "job_kind": "sleep", "default_params": {"seconds": 2.5}},
 ]
@@ -81,14 +81,14 @@ def test_upload_create_poll_and_download(tcc, presets):
     object_name = ticket_and_upload(tcc, encode(astronaut().resize((96, 96))))
     created = tcc.post(
         "/api/v1/jobs/",
-        json={"model_id": "sf3d-v1", "input_params": {"image_path": object_name, "height": 64}},
+        json={"model_id": "sf3d-v1", "input_params": {"image_path": object_name, "seed": 1}},
     )
     assert created.status_code == 201, created.text
     job = created.json()
     assert set(job) == {"id", "model_id", "status", "created_at", "input_params"}
     assert job["model_id"] == "sf3d-v1" and job["status"] == "QUEUED"
     assert job["input_params"]["image_path"] == object_name
-    assert job["input_params"]["style"] == "watercolor"  # the preset's default
+    assert job["input_params"]["guidance"] == 3.0  # the preset's default
     assert "T" in job["created_at"] and not job["created_at"].endswith("Z")
     seen = []
     deadline = time.monotonic() + 120
@@ -106,8 +106,8 @@ def test_upload_create_poll_and_download(tcc, presets):
     download = tcc.get(f"/api/v1/jobs/{job['id']}/download")
     assert download.status_code == 200, download.text
     assert download.json()["expires_in"] == 3600
-    png = httpx.get(download.json()["download_url"], timeout=30)
-    assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
+    mesh = httpx.get(download.json()["download_url"], timeout=30)
+    assert mesh.status_code == 200 and mesh.content.startswith(b"glTF")  # the job's mesh.glb
     # busque recorded the upload as the job's input artifact.
     artifacts = tcc.get(f"/v1/jobs/{job['id']}/artifacts").json()["data"]
     assert {a["name"]: a["object_key"] for a in artifacts}["input"] == object_name

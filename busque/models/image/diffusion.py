@@ -142,24 +142,26 @@ def build_prompt(inputs: ImageGenInput) -> tuple[str, str | None]:
     return prompt, negative
 
 
-def unavailable_reason(model_path: str) -> str | None:
-    """None when `model_path` looks like a loadable diffusers directory, else why not."""
+def pipeline_dir_problem(model_path: str, setting: str, weights: str) -> str | None:
+    """None when `model_path` (the setting `setting`, e.g. "images.model_path") looks like a
+    loadable diffusers directory, else why not; `weights` names what it should hold."""
     if not model_path:
-        return (
-            "no Stable Diffusion weights configured: set BUSQUE_IMAGES__MODEL_PATH to a "
-            "diffusers directory"
-        )
+        env = "BUSQUE_" + setting.upper().replace(".", "__")
+        return f"no {weights} weights configured: set {env} to a diffusers directory"
     path = Path(model_path).expanduser()
     if not path.is_dir():
-        return f"images.model_path {model_path!r} does not exist or is not a directory"
+        return f"{setting} {model_path!r} does not exist or is not a directory"
     if not (path / "model_index.json").is_file():
         return (
-            f"images.model_path {model_path!r} has no model_index.json: not a diffusers "
-            "pipeline directory"
+            f"{setting} {model_path!r} has no model_index.json: not a diffusers pipeline directory"
         )
     if importlib.util.find_spec("diffusers") is None:
         return "the diffusers package is not installed"
     return None
+
+
+def unavailable_reason(model_path: str) -> str | None:
+    return pipeline_dir_problem(model_path, "images.model_path", "Stable Diffusion")
 
 
 def input_photo(data: bytes, width: int, height: int, *, max_pixels: int) -> Image.Image:
