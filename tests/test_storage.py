@@ -15,6 +15,7 @@ from busque.storage import (
     InvalidKey,
     LocalObjectStore,
     ObjectNotFound,
+    ObjectTooLarge,
     S3ObjectStore,
     SignatureError,
     TooLarge,
@@ -112,8 +113,6 @@ def test_missing_object(store):
 
 
 def test_a_capped_get_refuses_a_larger_object(store):
-    from busque.storage import ObjectTooLarge
-
     store.put("t1/big.bin", b"x" * 5000)
     assert store.get("t1/big.bin", max_bytes=5000) == b"x" * 5000
     with pytest.raises(ObjectTooLarge, match="5000 bytes; the limit is 4999") as refused:
@@ -130,6 +129,7 @@ def test_every_method_validates_keys(store, key, tmp_path):
         lambda: store.put(key, b"x"),
         lambda: store.put_file(key, tmp_path / "f"),
         lambda: store.get(key),
+        lambda: store.get_file(key, tmp_path / "out"),
         lambda: store.stat(key),
         lambda: store.delete(key),
         lambda: store.presign_get(key, 60),
@@ -154,6 +154,14 @@ def test_put_file_large(store, tmp_path):
     assert info.size == len(data)
     assert store.stat("t1/big.bin").size == len(data)
     assert store.get("t1/big.bin") == data
+    # ...and back into a file, streamed, under a cap.
+    info = store.get_file("t1/big.bin", tmp_path / "back.bin", max_bytes=len(data))
+    assert info.size == len(data) and (tmp_path / "back.bin").read_bytes() == data
+    with pytest.raises(ObjectTooLarge):
+        store.get_file("t1/big.bin", tmp_path / "capped.bin", max_bytes=len(data) - 1)
+    assert not (tmp_path / "capped.bin").exists()
+    with pytest.raises(ObjectNotFound):
+        store.get_file("t1/nope.bin", tmp_path / "nope.bin")
 
 
 # -- S3 presigned URLs over real HTTP ------------------------------------------------------

@@ -51,6 +51,11 @@ class ObjectStore(ABC):
         when it is larger than `max_bytes`."""
 
     @abstractmethod
+    def get_file(self, key: str, path: Path, max_bytes: int | None = None) -> ObjectInfo:
+        """Download the object into the file `path` without holding it in memory (a video);
+        ObjectNotFound, or ObjectTooLarge (nothing written) past `max_bytes`."""
+
+    @abstractmethod
     def stat(self, key: str) -> ObjectInfo | None:
         """None when the object does not exist."""
 

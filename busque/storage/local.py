@@ -146,6 +146,16 @@ class LocalObjectStore(ObjectStore):
                 raise ObjectTooLarge(key, size, max_bytes)
             return f.read()
 
+    def get_file(self, key: str, path: Path, max_bytes: int | None = None) -> ObjectInfo:
+        chunks, info = self.open_read(key)
+        if max_bytes is not None and info.size > max_bytes:
+            chunks.close()
+            raise ObjectTooLarge(key, info.size, max_bytes)
+        with open(path, "wb") as out:
+            for chunk in chunks:
+                out.write(chunk)
+        return info
+
     def open_read(self, key: str) -> tuple[Iterator[bytes], ObjectInfo]:
         """Open the object for a streamed download: (chunks, info); the file closes at the end."""
         try:

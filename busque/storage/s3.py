@@ -120,6 +120,24 @@ class S3ObjectStore(ObjectStore):
             response.close()
             response.release_conn()
 
+    def get_file(self, key: str, path: Path, max_bytes: int | None = None) -> ObjectInfo:
+        info = self.stat(key)
+        if info is None:
+            raise ObjectNotFound(key)
+        if max_bytes is not None and info.size > max_bytes:
+            raise ObjectTooLarge(key, info.size, max_bytes)
+        try:  # streamed into a part file beside `path`, then renamed
+            self.client.fget_object(self.bucket, key, str(path))
+        except S3Error as e:
+            if e.code in _MISSING_CODES:
+                raise ObjectNotFound(key) from e
+            raise
+        size = Path(path).stat().st_size
+        if max_bytes is not None and size > max_bytes:  # replaced meanwhile by a larger one
+            Path(path).unlink()
+            raise ObjectTooLarge(key, size, max_bytes)
+        return ObjectInfo(key, size, info.content_type, info.etag)
+
     def stat(self, key: str) -> ObjectInfo | None:
         validate_key(key)
         self._ensure_bucket()
