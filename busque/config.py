@@ -218,6 +218,11 @@ class IndexSettings(BaseModel):
 
 class MediaSettings(BaseModel):
     max_upload_bytes: int = Field(25 * 2**20, ge=1024)
+    max_video_bytes: int = Field(
+        4 * 2**30,
+        ge=1024,
+        description="a synced video (POST /v1/media/sync), read into a temporary file once",
+    )
     max_pixels: int = Field(50_000_000, ge=10_000, description="decompression-bomb guard")
     normalized_side: int = Field(2048, ge=64)
     thumbnail_side: int = Field(256, ge=32)

@@ -8,6 +8,8 @@ import asyncio
 import hashlib
 import json
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -28,6 +30,7 @@ from busque.media.catalog import COLLECTION_PATTERN
 from busque.media.decode import MediaError, image_info
 from busque.media.normalize import CONTENT_TYPES, storage_keys
 from busque.media.phash import hex_to_int64, phash_bytes
+from busque.storage import ObjectStore
 
 logger = logging.getLogger("busque.api")
 
@@ -124,34 +127,75 @@ async def ingest(
     return accepted
 
 
+@dataclass
+class Accepted:
+    """What is known of a new original before its job: its facts, and how to store it."""
+
+    sha256: str
+    phash: str  # hex
+    width: int
+    height: int
+    format: str
+    size: int
+    store: Callable[[ObjectStore, str], object]  # writes the original's bytes at a key
+    original_key: str | None = None  # default: content-addressed by format (storage_keys)
+    source: bytes | None = None  # a JPEG the job decodes instead (a video's poster frame)
+
+
+def image_original(data: bytes, max_pixels: int) -> Accepted:
+    """A photo's bytes, inspected (ApiError when they are no photo busque takes)."""
+    info, phash_hex, sha256 = _inspect(data, max_pixels)
+    return Accepted(
+        sha256=sha256,
+        phash=phash_hex,
+        width=info.width,
+        height=info.height,
+        format=info.format,
+        size=len(data),
+        store=lambda objects, key: objects.put(key, data, CONTENT_TYPES.get(info.format)),
+    )
+
+
 async def accept_image(
+    ctx, tenant: str, data: bytes, *, collection: str, metadata: dict, k: int = 10
+) -> dict:
+    """What ingest does at once: inspect, catalog it, store the original, queue its job."""
+    original = await asyncio.to_thread(image_original, data, ctx.settings.media.max_pixels)
+    return await accept_media(ctx, tenant, original, collection=collection, metadata=metadata, k=k)
+
+
+async def accept_media(
     ctx,
     tenant: str,
-    data: bytes,
+    original: Accepted,
     *,
     collection: str,
     metadata: dict,
     k: int = 10,
     analyze_faces: bool = True,
 ) -> dict:
-    """What ingest does at once: inspect, catalog it, store the original, queue its job."""
-    info, phash_hex, sha256 = await asyncio.to_thread(_inspect, data, ctx.settings.media.max_pixels)
+    """Catalog an original, store it and queue its ingest job; for photos and synced videos."""
     media_id = new_id("med")
-    keys = storage_keys(tenant, media_id, sha256, info.format)
+    sha256 = original.sha256
+    keys = storage_keys(tenant, media_id, sha256, original.format)
+    keys["original"] = original.original_key or keys["original"]
     spec = ctx.registry.get("ingest")
+    job_input = {
+        "media_id": media_id,
+        "original_key": keys["original"],
+        "k": k,
+        "keys": {"normalized": keys["normalized"], "thumbnail": keys["thumbnail"]},
+        "analyze_faces": analyze_faces,
+    }
+    if original.source is not None:  # stored where the job writes its normalized rendition
+        job_input["source_key"] = keys["normalized"]
     new = NewJob(
         tenant_id=tenant,
         model="ingest",
         params={},
         max_attempts=ctx.settings.jobs.max_attempts,
         timeout_s=spec.timeout_s or ctx.settings.jobs.default_timeout_s,
-        input={
-            "media_id": media_id,
-            "original_key": keys["original"],
-            "k": k,
-            "keys": {"normalized": keys["normalized"], "thumbnail": keys["thumbnail"]},
-            "analyze_faces": analyze_faces,
-        },
+        input=job_input,
     )
     await asyncio.to_thread(
         ctx.catalog.create,
@@ -159,11 +203,11 @@ async def accept_image(
         collection,
         media_id=media_id,
         sha256=sha256,
-        phash=hex_to_int64(phash_hex),
-        width=info.width,
-        height=info.height,
-        format=info.format,
-        size=len(data),
+        phash=hex_to_int64(original.phash),
+        width=original.width,
+        height=original.height,
+        format=original.format,
+        size=original.size,
         metadata=metadata,
         job_id=new.id,  # a row whose job never comes to exist is removed by the janitor
     )
@@ -171,8 +215,10 @@ async def accept_image(
         # Only now that the row is committed: a deletion of the original these bytes share
         # either sees this row and keeps it, or happened already (busque.media.janitor).
         if await asyncio.to_thread(ctx.objects.stat, keys["original"]) is None:  # stored once
+            await asyncio.to_thread(original.store, ctx.objects, keys["original"])
+        if original.source is not None:
             await asyncio.to_thread(
-                ctx.objects.put, keys["original"], data, CONTENT_TYPES.get(info.format)
+                ctx.objects.put, keys["normalized"], original.source, "image/jpeg"
             )
         job, _ = await asyncio.to_thread(ctx.jobs.create, new)
     except Exception:
@@ -188,7 +234,7 @@ async def accept_image(
         "media_id": media_id,
         "status": job["state"],
         "collection": collection,
-        "phash": phash_hex,
+        "phash": original.phash,
         "sha256": sha256,
         "duplicate_of": duplicate["id"] if duplicate else None,
         "job": job_view(job),

@@ -1,5 +1,6 @@
 """`POST /v1/media/sync`: DupMedia's sync package, so an edge worker can push what it computed
-elsewhere (sha256, pHash, faces with embeddings and thumbnails) for a photo it uploaded.
+elsewhere (sha256, pHash, faces with embeddings and thumbnails) for a photo or video it uploaded
+(a video: busque.api.video_sync).
 
 Idempotent by hash: a photo whose sha256 the tenant already has answers 200 with its media id and
 changes nothing. Otherwise the uploaded original (`storage_path`, a key from POST /v1/uploads) is
@@ -14,6 +15,8 @@ import base64
 import hashlib
 import io
 import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -21,13 +24,15 @@ from pydantic import BaseModel, Field, field_validator
 
 from busque.api.auth import require
 from busque.api.bodies import stored_image
-from busque.api.errors import ApiError, media_error
-from busque.api.ingest import accept_image
+from busque.api.errors import ApiError
+from busque.api.ingest import Accepted, accept_media, image_original
 from busque.api.strict_json import StrictJsonRoute
+from busque.api.video_sync import video_original
 from busque.auth.keys import Principal
 from busque.faces.analyze import store_faces
 from busque.media.catalog import COLLECTION_PATTERN
-from busque.media.decode import ImageInfo, MediaError, decode_image, image_info
+from busque.media.decode import MediaError, decode_image
+from busque.media.library import kind_of
 
 router = APIRouter(prefix="/v1", tags=["media"], route_class=StrictJsonRoute)
 
@@ -90,48 +95,35 @@ async def sync_media(
 
 
 async def sync_package(ctx, principal: Principal, package: SyncPackage, response: Response):
-    """Catalog a synced photo (or answer the one the tenant has with that hash); for DupMedia's
-    door too."""
+    """Catalog a synced photo or video (or answer the one the tenant has with that hash); for
+    DupMedia's door too."""
     tenant, info = principal.tenant_id, package.media_info
     existing = await asyncio.to_thread(ctx.catalog.first_with_sha256, tenant, info.hash)
     if existing is not None:
         response.status_code = 200
         return {"media_id": existing["id"], "created": False, "collection": existing["collection"]}
-    data = await stored_image(
-        ctx.objects, info.storage_path, tenant, ctx.settings.media.max_upload_bytes
-    )
-    if hashlib.sha256(data).hexdigest() != info.hash:
-        raise ApiError(422, "hash_mismatch", "the object at storage_path does not have that hash")
-    # Every face is checked before anything is stored.
-    if package.faces:
-        try:
-            photo = await asyncio.to_thread(
-                image_info, data, max_pixels=ctx.settings.media.max_pixels
-            )
-        except MediaError as exc:
-            raise media_error(exc) from None
-        for i, face in enumerate(package.faces):
-            _check_box(face, i, photo)
-    thumbnails = await asyncio.to_thread(
-        lambda: [_thumbnail(face, i) for i, face in enumerate(package.faces)]
-    )
-    try:
-        accepted = await accept_image(
+    async with _original(ctx, tenant, info) as (original, facts):
+        for i, face in enumerate(package.faces):  # every face is checked before anything
+            _check_box(face, i, original.width, original.height)
+        thumbnails = await asyncio.to_thread(
+            lambda: [_thumbnail(face, i) for i, face in enumerate(package.faces)]
+        )
+        metadata = {
+            "file_name": info.file_name,
+            "gallery_name": info.gallery_name,
+            "best_dist_config": info.best_dist_config,
+            "edge_phash": info.phash,
+            "source": "sync",
+            **facts,
+        }
+        accepted = await accept_media(
             ctx,
             tenant,
-            data,
+            original,
             collection=info.gallery_name or ctx.settings.media.default_collection,
-            metadata={
-                "file_name": info.file_name,
-                "gallery_name": info.gallery_name,
-                "best_dist_config": info.best_dist_config,
-                "edge_phash": info.phash,
-                "source": "sync",
-            },
+            metadata=metadata,
             analyze_faces=not package.faces,
         )
-    except MediaError as exc:
-        raise media_error(exc) from None
     faces = []
     if package.faces:
         faces = await asyncio.to_thread(
@@ -141,13 +133,26 @@ async def sync_package(ctx, principal: Principal, package: SyncPackage, response
     return {**accepted, "created": True, "faces": faces}
 
 
-def _check_box(face: SyncFace, index: int, photo: ImageInfo) -> None:
+@asynccontextmanager
+async def _original(ctx, tenant: str, info: MediaInfo) -> AsyncIterator[tuple[Accepted, dict]]:
+    """The synced original, read from storage_path and checked against the hash, and what its
+    metadata adds (a video's facts)."""
+    if "video" in (kind_of(info.storage_path), kind_of(info.file_name)):
+        async with video_original(ctx, tenant, info.storage_path, info.hash) as found:
+            yield found
+        return
+    media = ctx.settings.media
+    data = await stored_image(ctx.objects, info.storage_path, tenant, media.max_upload_bytes)
+    if hashlib.sha256(data).hexdigest() != info.hash:
+        raise ApiError(422, "hash_mismatch", "the object at storage_path does not have that hash")
+    yield await asyncio.to_thread(image_original, data, media.max_pixels), {}
+
+
+def _check_box(face: SyncFace, index: int, width: int, height: int) -> None:
     x, y, w, h = face.box
-    if x + w > photo.width or y + h > photo.height:
+    if x + w > width or y + h > height:
         raise _face_error(
-            index,
-            "box",
-            f"{face.box} (x, y, w, h) is outside the {photo.width}x{photo.height} photo",
+            index, "box", f"{face.box} (x, y, w, h) is outside the {width}x{height} original"
         )
 
 

@@ -3,7 +3,8 @@ worker sends no header), `media_info` (hash, phash, file_name, storage_path, gal
 best_dist_config as the number it sends) and `faces` (box, embedding, thumbnail_b64). The token
 is a busque key (scope media:write); the package is busque's own sync (busque.api.sync):
 idempotent by hash, the original read from storage_path and checked against the hash, faces
-stored as sent. Photos only so far: a video's storage_path is refused as no photo."""
+stored as sent. A video (the document's own example, video_01.mp4) is recorded as busque's
+backfill records one: its metadata, keyframe pHashes and poster frame (busque.api.video_sync)."""
 
 from __future__ import annotations
 

@@ -35,6 +35,9 @@ class IngestJobInput(BaseModel):
     keys: dict[str, str]
     k: int = 10
     analyze_faces: bool = True  # False when the faces came with the photo (POST /v1/media/sync)
+    # The image to decode, embed and analyse when the original is none (a synced video's
+    # poster frame, stored where the normalized rendition goes); None: the original.
+    source_key: str | None = None
 
 
 def register(registry: ModelRegistry, settings: Settings) -> None:
@@ -87,7 +90,9 @@ async def run_ingest(
     if row is None:
         await _remove_renditions(objects, inputs["keys"])  # an earlier attempt's
         raise ModelError("media_not_found", f"media {media_id} was deleted before indexing")
-    original = await asyncio.to_thread(objects.get, inputs["original_key"])
+    original = await asyncio.to_thread(
+        objects.get, inputs.get("source_key") or inputs["original_key"]
+    )
     decoded, images = await asyncio.to_thread(
         decode_original, original, settings, services.model_side, row["sha256"]
     )

@@ -97,7 +97,7 @@ def inspect_file(path: str | Path, *, max_pixels: int) -> dict:
     data = buffer.getvalue()
     out: dict = {"sha256": digest.hexdigest(), "error": None, "message": None}
     if kind == "video":
-        return out | _inspect_video(path)
+        return out | inspect_video(path)
     if kind != "image":
         return out
     try:
@@ -114,7 +114,7 @@ def inspect_file(path: str | Path, *, max_pixels: int) -> dict:
     return out
 
 
-def _inspect_video(path: Path) -> dict:
+def inspect_video(path: Path) -> dict:
     """Container, codec, duration, fps, size, and a pHash per sampled keyframe (the first of
     them stands for the video where one hash is needed)."""
     from busque.media.video import keyframe_phashes, probe_video
