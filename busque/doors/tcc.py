@@ -17,6 +17,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
 from busque.api.auth import require
@@ -27,8 +28,6 @@ from busque.api.objects import UploadRequest, new_upload
 from busque.auth.keys import Principal
 from busque.jobs.presets import Preset
 from busque.storage.keys import InvalidKey, validate_key
-
-router = APIRouter(prefix="/api/v1", tags=["door: TCC orchestrator"])
 
 DOWNLOAD_TTL_S = 3600  # the document's one hour
 STATUS = {
@@ -47,10 +46,23 @@ class DoorError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-def answer(error: DoorError) -> JSONResponse:
-    return JSONResponse(
-        {"detail": error.message, **envelope(error.code, error.message)}, error.status
-    )
+class TccRoute(APIRoute):
+    """Answers a DoorError the orchestrator's way: FastAPI's `detail`, busque's envelope beside."""
+
+    def get_route_handler(self):
+        handler = super().get_route_handler()
+
+        async def answering(request: Request):
+            try:
+                return await handler(request)
+            except DoorError as error:
+                body = {"detail": error.message, **envelope(error.code, error.message)}
+                return JSONResponse(body, error.status)
+
+        return answering
+
+
+router = APIRouter(prefix="/api/v1", tags=["door: TCC orchestrator"], route_class=TccRoute)
 
 
 class JobRequest(BaseModel):
@@ -115,16 +127,13 @@ async def create_job(
     body: JobRequest, request: Request, principal: Principal = Depends(require("jobs:write"))
 ):
     ctx = request.app.state.ctx
-    try:
-        preset = await asyncio.to_thread(ctx.runtime.presets.get, body.model_id)
-        if preset is None:
-            raise DoorError(404, "unknown_model", f"Model {body.model_id!r} not found")
-        artifacts = ()
-        if IMAGE_PATH in body.input_params:
-            image = body.input_params[IMAGE_PATH]
-            artifacts = (await _input_artifact(ctx, principal.tenant_id, image),)
-    except DoorError as error:
-        return answer(error)
+    preset = await asyncio.to_thread(ctx.runtime.presets.get, body.model_id)
+    if preset is None:
+        raise DoorError(404, "unknown_model", f"Model {body.model_id!r} not found")
+    artifacts = ()
+    if IMAGE_PATH in body.input_params:
+        image = body.input_params[IMAGE_PATH]
+        artifacts = (await _input_artifact(ctx, principal.tenant_id, image),)
     job_input = preset.job_input(body.input_params)
     if body.prompt is not None:
         job_input["prompt"] = body.prompt
@@ -142,10 +151,7 @@ async def get_job(
     job_id: str, request: Request, principal: Principal = Depends(require("jobs:read"))
 ):
     ctx = request.app.state.ctx
-    try:
-        job = await _job(ctx, job_id, principal.tenant_id)
-    except DoorError as error:
-        return answer(error)
+    job = await _job(ctx, job_id, principal.tenant_id)
     preset = await asyncio.to_thread(ctx.runtime.presets.get, job["labels"]["model_id"])
     return _view(job, preset)
 
@@ -155,17 +161,14 @@ async def download(
     job_id: str, request: Request, principal: Principal = Depends(require("jobs:read"))
 ):
     ctx = request.app.state.ctx
-    try:
-        job = await _job(ctx, job_id, principal.tenant_id)
-        if job["state"] != "succeeded":
-            raise DoorError(400, "job_not_finished", "Job not finished yet")
-        outputs = [
-            a for a in await asyncio.to_thread(ctx.jobs.artifacts, job_id) if a["name"] != "input"
-        ]
-        if not outputs:
-            raise DoorError(404, "artifact_not_found", "File not found")
-    except DoorError as error:
-        return answer(error)
+    job = await _job(ctx, job_id, principal.tenant_id)
+    if job["state"] != "succeeded":
+        raise DoorError(400, "job_not_finished", "Job not finished yet")
+    outputs = [
+        a for a in await asyncio.to_thread(ctx.jobs.artifacts, job_id) if a["name"] != "input"
+    ]
+    if not outputs:
+        raise DoorError(404, "artifact_not_found", "File not found")
     url = await asyncio.to_thread(ctx.objects.presign_get, outputs[0]["object_key"], DOWNLOAD_TTL_S)
     return {"download_url": url, "expires_in": DOWNLOAD_TTL_S}
 
