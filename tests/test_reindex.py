@@ -117,3 +117,19 @@ def test_reindex_refuses_a_bad_collection_name(app):
     for name in ("../x", "..", "a/b", ""):
         with pytest.raises(ValueError, match="invalid collection name"):
             reindex(Runtime(app.settings), "ten_000000000000", name)
+
+
+def test_reindex_of_a_collection_that_does_not_exist_is_an_error(app, client):
+    """A typo is not an empty snapshot: the job fails with collection_not_found, naming the
+    tenant's collections, and so does a direct call."""
+    from busque.models.base import ModelError
+    from pipelines.reindex import reindex
+
+    job = client.post("/v1/jobs", json={"model": "reindex", "input": {"collection": "no-such"}})
+    assert job.status_code == 202, job.text
+    failed = wait_for(client, job.json()["id"], 60)
+    assert failed["status"] == "failed" and failed["error"]["code"] == "collection_not_found"
+    assert "no collection 'no-such'" in failed["error"]["message"]
+    tenant = client.get("/v1/me").json()["tenant_id"]
+    with pytest.raises(ModelError, match="no collection 'never-made'"):
+        reindex(Runtime(app.settings), tenant, "never-made")

@@ -25,6 +25,7 @@ import numpy as np
 from busque.index import snapshot
 from busque.index.hybrid import HybridIndex
 from busque.media.catalog import bytes_to_vector, check_collection
+from busque.models.base import ModelError
 from pipelines.reindex.embed import EmbedStored
 
 logger = logging.getLogger("busque.pipelines")
@@ -87,6 +88,13 @@ def reindex(
     # Everything up to this change is in the snapshot; a Matcher replays what comes after
     # (an item added meanwhile may be in both: adding is idempotent).
     last_seq = catalog.last_change(tenant, collection)
+    if last_seq == 0:  # nothing was ever added to it: a typo, not an empty collection
+        known = [c["collection"] for c in catalog.collections(tenant)]
+        raise ModelError(
+            "collection_not_found",
+            f"no collection {collection!r}; the tenant has "
+            + (", ".join(repr(name) for name in known) if known else "none yet"),
+        )
     rows = _rows(catalog, tenant, collection)
     progress(10, f"{len(rows)} media to index")
     model = None

@@ -7,6 +7,7 @@ import json
 import sys
 
 from busque.cluster import join_cluster
+from busque.models.base import ModelError
 from busque.ray_start import start_ray
 from busque.runtime import Runtime
 from pipelines.arguments import collection_arg, tenant_id
@@ -47,12 +48,16 @@ def run(runtime: Runtime, args) -> int:
         return 1
     if not ray.is_initialized():
         start_ray(runtime.settings)
-    result = reindex(
-        runtime,
-        tenant,
-        args.collection,
-        recompute=args.recompute,
-        progress=lambda percent, message: print(f"[{percent:5.1f}%] {message}", flush=True),
-    )
+    try:
+        result = reindex(
+            runtime,
+            tenant,
+            args.collection,
+            recompute=args.recompute,
+            progress=lambda percent, message: print(f"[{percent:5.1f}%] {message}", flush=True),
+        )
+    except ModelError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
     print(json.dumps(result, indent=2))
     return 0
