@@ -241,6 +241,9 @@ class MediaSettings(BaseModel):
         gt=0,
         description="a pending media row whose ingest job never existed goes after this",
     )
+    trash_days: float = Field(
+        30.0, ge=0, description="trashed media (a resolved duplicate) are purged after this"
+    )
 
 
 class FaceSettings(BaseModel):

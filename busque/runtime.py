@@ -31,6 +31,7 @@ from busque.media import ingest as ingest_job
 from busque.media.catalog import Catalog
 from busque.media.collections import CollectionStore
 from busque.media.janitor import Janitor
+from busque.media.resolve import Resolutions
 from busque.models import echo
 from busque.models.embedding import ImageEmbedder, create_embedder
 from busque.models.faces import FaceAnalyzer, create_face_analyzer
@@ -120,6 +121,10 @@ class Runtime:
     @cached_property
     def janitor(self) -> Janitor:
         return Janitor(self.engine, self.objects, self.catalog)
+
+    @cached_property
+    def resolutions(self) -> Resolutions:
+        return Resolutions(self.engine, self.catalog)
 
     @cached_property
     def collections(self) -> CollectionStore:

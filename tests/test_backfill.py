@@ -183,6 +183,18 @@ def test_backfill_uploads_catalogs_and_the_service_finds_it(app, library):
             time.sleep(0.5)
         assert found[0]["metadata"]["source_path"] == "album1/chelsea.jpg"
         assert found[0]["labels"][0]["label"]  # embedded, with labels
+        # The exact duplicates the backfill stored once, with every path they were found at.
+        exact = client.get("/v1/duplicates", params={"collection": "legacy"}).json()
+        groups = {g["media_ids"][0]: g for g in exact["exact_files"]}
+        assert len(groups) == expect["exact_groups"]
+        assert [f["path"] for f in groups[astronaut["id"]]["files"]] == [
+            "album0/astronaut.jpg",
+            "backup/2019/copy-of-astronaut.jpg",
+        ]
+        assert groups[astronaut["id"]]["savings_bytes"] == astronaut["bytes"]
+        savings = [g["savings_bytes"] for g in exact["exact_files"]]
+        assert savings == sorted(savings, reverse=True)
+        assert groups[video["id"]]["copies"] == 2  # the video and its copy
 
     again = backfill(Runtime(app.settings), tenant, root, collection="legacy", progress=False)
     assert again["skipped_unchanged"] == expect["files"] - expect["failed"]
@@ -576,6 +588,12 @@ def test_the_backfill_command_needs_an_existing_tenant_unless_told_to_create_it(
     tenant = keys.tenant_id("backfill-new")
     assert tenant is not None and f'"tenant": "{tenant}"' in capsys.readouterr().out
     assert run("--tenant", tenant, "--dry-run") == 0  # by id, too
+    assert "busque keys create" not in capsys.readouterr().err  # a dry run stores nothing
+    # A real run ends by saying where the media went and how to reach them.
+    assert run("--tenant", "backfill-new", "--collection", "lib") == 0
+    told = capsys.readouterr().err
+    assert f"tenant 'backfill-new' ({tenant}), collection 'lib'" in told
+    assert "busque keys create --tenant backfill-new" in told
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

@@ -91,6 +91,41 @@ def test_people_form_and_two_faces_of_one_photo_never_join(family):
         assert len(media) == 4
 
 
+def test_faces_are_listed_by_person_photo_collection_and_unassigned(family, app, other_tenant_key):
+    client, ingested = family
+    every = client.get("/v1/faces", params={"collection": "family", "limit": 200}).json()
+    assert len(every["data"]) == 8 and every["next_cursor"] is None  # 3 + 3 photos, 2 in one
+    people = client.get("/v1/people").json()["data"]
+    for person in people:
+        theirs = client.get("/v1/faces", params={"person_id": person["id"]}).json()["data"]
+        assert len(theirs) == 4 and {f["person_id"] for f in theirs} == {person["id"]}
+    both = ingested["both"][0]["media_id"]
+    assert len(client.get("/v1/faces", params={"media_id": both}).json()["data"]) == 2
+    # Pages of 3 cover every face once.
+    seen, cursor = [], None
+    while True:
+        page = client.get(
+            "/v1/faces", params={"collection": "family", "limit": 3, "cursor": cursor}
+        ).json()
+        seen += [f["id"] for f in page["data"]]
+        if not (cursor := page["next_cursor"]):
+            break
+    assert sorted(seen) == sorted(f["id"] for f in every["data"])
+    # A face taken out of its person is listed as unassigned until it is given one again.
+    face = client.get("/v1/faces", params={"person_id": people[0]["id"], "limit": 1}).json()
+    (face,) = face["data"]
+    assert client.patch(f"/v1/faces/{face['id']}", json={"person_id": None}).status_code == 200
+    (alone,) = client.get("/v1/faces", params={"unassigned": "true"}).json()["data"]
+    assert alone["id"] == face["id"] and alone["thumbnail_url"]
+    client.patch(f"/v1/faces/{face['id']}", json={"person_id": people[0]["id"]})
+    assert client.get("/v1/faces", params={"unassigned": "true"}).json()["data"] == []
+    bad = client.get("/v1/faces", params={"unassigned": "true", "person_id": "x"})
+    assert bad.status_code == 422
+    assert client.get("/v1/faces", params={"cursor": "nope"}).status_code == 400
+    with app.client(other_tenant_key) as other:
+        assert other.get("/v1/faces", params={"media_id": both}).json()["data"] == []
+
+
 def person_of(client, media: dict) -> str:
     (face,) = client.get(f"/v1/media/{media['media_id']}").json()["faces"]
     return face["person_id"]

@@ -117,7 +117,7 @@ def test_a_new_snapshot_is_swapped_in_under_queries_without_a_failed_one(world):
     assert not errors and answers and set(answers) == {rows[7]["index_id"]}
 
 
-def test_near_groups(world):
+def test_duplicate_pairs(world):
     catalog, objects, tenant = world
     a = index_one(catalog, tenant, 1)
     twin = catalog.create(
@@ -139,10 +139,14 @@ def test_near_groups(world):
         embedding_version="1",
         labels=[],
     )
-    index_one(catalog, tenant, 2)
+    b = index_one(catalog, tenant, 2)
     live = LiveIndex(catalog, objects, DIM)
-    assert live.near_groups(tenant, "c", 4) == [sorted([a["index_id"], twin["index_id"]])]
-    assert live.near_groups(tenant, "c", 1) == []
+    first, second = sorted([a["index_id"], twin["index_id"]])
+    # pHash within 4 bits (2 apart) and the same embedding; the third is neither.
+    assert live.duplicate_pairs(tenant, "c", 4, 0.99) == [(first, second, 2, 1.0)]
+    assert live.duplicate_pairs(tenant, "c", 1, None) == []
+    assert live.duplicate_pairs(tenant, "c", 1, 0.99) == [(first, second, None, 1.0)]
+    assert all(b["index_id"] not in pair[:2] for pair in live.duplicate_pairs(tenant, "c", 4, 0.99))
 
 
 def test_index_settings_decide_what_the_matcher_calls_a_near_duplicate(tmp_path):

@@ -10,6 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from busque.api import (
     catalog,
     demo,
+    duplicates,
     events,
     faces,
     ingest,
@@ -52,6 +53,7 @@ def create_app(
         sync,
         ingest,
         media,
+        duplicates,
         search,
         faces,
         openai_chat,

@@ -50,6 +50,7 @@ class ApiContext:
         self.face_analyzer = face_analyzer  # None when face analysis is not deployed
         self.text_generator = text_generator  # None when no text model is available
         self.collections = runtime.collections
+        self.resolutions = runtime.resolutions
         self.outbox = runtime.outbox
         self.faces = runtime.faces
         self.face_index = runtime.face_index

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import unicodedata
+from functools import partial
 from typing import Annotated
 
 import numpy as np
@@ -25,10 +26,12 @@ from busque.api.bodies import (
     stored_image,
 )
 from busque.api.errors import ApiError, invalid, media_error, not_found
+from busque.api.lists import page_of
 from busque.api.strict_json import StrictJsonRoute
 from busque.api.views import face_view, iso, media_view
 from busque.auth.keys import Principal
 from busque.faces.store import Conflict
+from busque.media.catalog import COLLECTION_PATTERN
 from busque.media.decode import MediaError, image_info
 
 router = APIRouter(prefix="/v1", tags=["faces"], route_class=StrictJsonRoute)
@@ -148,6 +151,32 @@ async def search_faces(request: Request, principal: Principal = Depends(require(
 # ---- faces ----
 
 
+@router.get("/faces", summary="Faces, newest first: those in no person yet, a person's, a photo's")
+async def list_faces(
+    request: Request,
+    unassigned: Annotated[bool, Query(description="only faces in no person yet")] = False,
+    person_id: str | None = None,
+    media_id: str | None = None,
+    collection: Annotated[str | None, Query(pattern=COLLECTION_PATTERN)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: str | None = None,
+    principal: Principal = Depends(require("media:read")),
+):
+    ctx = request.app.state.ctx
+    if unassigned and person_id is not None:
+        raise ApiError(422, "invalid_request", "unassigned faces have no person_id: send one")
+    return await page_of(
+        partial(ctx.faces.list_faces, principal.tenant_id),
+        partial(face_view, ctx),
+        unassigned=unassigned,
+        person_id=person_id,
+        media_id=media_id,
+        collection=collection,
+        limit=limit,
+        cursor=cursor,
+    )
+
+
 @router.get("/faces/{face_id}", summary="One face: its box, score, thumbnail and person")
 async def get_face(face_id: str, request: Request, principal=Depends(require("media:read"))):
     ctx = request.app.state.ctx
@@ -197,14 +226,12 @@ async def list_people(
     principal: Principal = Depends(require("media:read")),
 ):
     ctx = request.app.state.ctx
-    try:
-        rows, next_cursor = await asyncio.to_thread(
-            ctx.faces.list_people, principal.tenant_id, limit=limit, cursor=cursor
-        )
-    except ValueError as exc:
-        raise ApiError(400, "invalid_cursor", str(exc)) from None
-    data = await asyncio.to_thread(lambda: [person_view(ctx, r) for r in rows])
-    return {"object": "list", "data": data, "next_cursor": next_cursor}
+    return await page_of(
+        partial(ctx.faces.list_people, principal.tenant_id),
+        partial(person_view, ctx),
+        limit=limit,
+        cursor=cursor,
+    )
 
 
 async def _person(ctx, tenant: str, person_id: str) -> dict:

@@ -229,6 +229,8 @@ async def accept_media(
         raise
     ctx.wake_dispatcher()
     duplicate = await asyncio.to_thread(ctx.catalog.first_with_sha256, tenant, sha256, media_id)
+    # These bytes were resolved away as a duplicate before (still in the trash).
+    rejected = await asyncio.to_thread(ctx.resolutions.rejected_before, tenant, sha256)
     return {
         "job_id": job["id"],
         "media_id": media_id,
@@ -237,5 +239,6 @@ async def accept_media(
         "phash": original.phash,
         "sha256": sha256,
         "duplicate_of": duplicate["id"] if duplicate else None,
+        "previously_rejected": rejected,
         "job": job_view(job),
     }

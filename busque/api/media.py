@@ -4,6 +4,7 @@ tenant's collections with their options."""
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -12,7 +13,8 @@ from pydantic import BaseModel, Field
 
 from busque.api.auth import require
 from busque.api.bodies import STRICT_JSON_BODY
-from busque.api.errors import ApiError, not_found
+from busque.api.errors import not_found
+from busque.api.lists import page_of
 from busque.api.strict_json import StrictJsonRoute
 from busque.api.views import face_view, iso, media_view
 from busque.auth.keys import Principal
@@ -52,19 +54,14 @@ async def list_media(
 ):
     ctx = request.app.state.ctx
     states = () if status == "all" else (status,)
-    try:
-        rows, next_cursor = await asyncio.to_thread(
-            ctx.catalog.list,
-            principal.tenant_id,
-            collection=collection,
-            states=states,
-            limit=limit,
-            cursor=cursor,
-        )
-    except ValueError as exc:
-        raise ApiError(400, "invalid_cursor", str(exc)) from None
-    data = [await asyncio.to_thread(media_view, ctx, r) for r in rows]
-    return {"object": "list", "data": data, "next_cursor": next_cursor}
+    return await page_of(
+        partial(ctx.catalog.list, principal.tenant_id),
+        partial(media_view, ctx),
+        collection=collection,
+        states=states,
+        limit=limit,
+        cursor=cursor,
+    )
 
 
 @router.get("/collections", summary="The tenant's collections: media counts and options")
@@ -123,34 +120,3 @@ def delete_row(ctx, tenant: str, media_id: str) -> dict | None:
     if row is not None:
         ctx.janitor.sweep(row["deletions"])
     return row
-
-
-@router.get("/duplicates", summary="Exact (sha256) and near (pHash) duplicate groups")
-async def duplicates(
-    request: Request,
-    collection: Annotated[str | None, Query(pattern=COLLECTION_PATTERN)] = None,
-    radius: Annotated[
-        int | None, Query(ge=0, le=32, description="the pHash Hamming distance of near groups")
-    ] = None,
-    threshold: Annotated[int | None, Query(ge=0, le=32, description="the same as radius")] = None,
-    principal: Principal = Depends(require("media:read")),
-):
-    ctx = request.app.state.ctx
-    tenant = principal.tenant_id
-    collection = collection or ctx.settings.media.default_collection
-    if None not in (radius, threshold) and radius != threshold:
-        raise ApiError(422, "invalid_request", "radius and threshold are one parameter: send one")
-    radius = radius if radius is not None else threshold
-    radius = ctx.settings.index.duplicate_radius if radius is None else radius
-    exact = await asyncio.to_thread(ctx.catalog.exact_duplicates, tenant, collection)
-    near_ids = await ctx.matcher.near_groups.remote(tenant, collection, radius)
-    rows = await asyncio.to_thread(
-        ctx.catalog.by_index_ids, tenant, [i for group in near_ids for i in group]
-    )
-    near = [[rows[i]["id"] for i in group if i in rows] for group in near_ids]
-    return {
-        "collection": collection,
-        "radius": radius,
-        "exact": exact,
-        "near": [g for g in near if len(g) > 1],
-    }

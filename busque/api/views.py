@@ -58,7 +58,7 @@ def media_view(ctx, row: dict) -> dict:
     """A catalog row; an indexed one with signed URLs of its image and thumbnail."""
     ttl = ctx.settings.storage.url_ttl_s
     urls = {}
-    if row["state"] == "indexed":
+    if row["state"] in ("indexed", "trashed"):
         urls = {
             "image_url": ctx.objects.presign_get(row["normalized_key"], ttl),
             "thumbnail_url": ctx.objects.presign_get(row["thumbnail_key"], ttl),
@@ -79,6 +79,8 @@ def media_view(ctx, row: dict) -> dict:
         "embedding_model": row["embedding_model"],
         "created_at": iso(row["created_at"]),
         "indexed_at": iso(row["indexed_at"]),
+        "trashed_at": iso(row.get("trashed_at")),
+        "resolution_id": row.get("resolution_id"),
         **urls,
     }
 

@@ -172,7 +172,7 @@ media = Table(
     Column("collection", String(100), nullable=False),
     # The id the vector/pHash indices know it by: 63 of the media id's random bits (>= 0).
     Column("index_id", BigInteger, nullable=False),
-    Column("state", String(16), nullable=False),  # pending | indexed | failed
+    Column("state", String(16), nullable=False),  # pending | indexed | trashed
     Column("sha256", String(64), nullable=False),
     Column("phash", BigInteger, nullable=False),  # 64-bit pHash as a signed integer
     Column("width", Integer, nullable=False),
@@ -193,6 +193,8 @@ media = Table(
     Column("synced_at", Float),
     Column("updated_at", Float, nullable=False),
     Column("faces_at", Float),  # when its faces were last analysed (None: never)
+    Column("trashed_at", Float),  # state "trashed" since then; purged media.trash_days later
+    Column("resolution_id", String(40)),  # the duplicate resolution that trashed it
     Index("ix_media_tenant_collection", "tenant_id", "collection", "id"),
     Index("ix_media_tenant_sha256", "tenant_id", "sha256"),
     UniqueConstraint("tenant_id", "index_id"),
@@ -315,4 +317,28 @@ model_presets = Table(
     Column("inputs", JSON, nullable=False),  # the client's input name -> the job kind's
     Column("description", Text, nullable=False),
     Column("updated_at", Float, nullable=False),
+)
+
+# "Not duplicates", remembered by the pair's bytes (sha256, the smaller first): a rescan, a
+# re-ingest or a backfill of the same bytes never proposes the pair again (busque.media.trash).
+duplicate_decisions = Table(
+    "duplicate_decisions",
+    metadata,
+    Column("tenant_id", String(40), ForeignKey("tenants.id"), primary_key=True),
+    Column("sha256_a", String(64), primary_key=True),
+    Column("sha256_b", String(64), primary_key=True),
+    Column("created_at", Float, nullable=False),
+)
+
+# A resolution of duplicate groups: what it changed, so that undo restores exactly the state
+# before it (the kept items' metadata, the paths moved to them, the items trashed).
+resolutions = Table(
+    "resolutions",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("tenant_id", String(40), ForeignKey("tenants.id"), nullable=False),
+    Column("groups", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("undone_at", Float),
+    Index("ix_resolutions_tenant", "tenant_id", "id"),
 )

@@ -128,6 +128,36 @@ class FaceStore:
             grouped[row.media_id].append(face_view(row))
         return grouped
 
+    def list_faces(
+        self,
+        tenant_id: str,
+        *,
+        unassigned: bool = False,
+        person_id: str | None = None,
+        media_id: str | None = None,
+        collection: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[dict], str | None]:
+        """The tenant's faces, newest first: only those in no person (`unassigned`), of one
+        person, of one photo, or of one collection's photos."""
+        columns = [c for c in faces.c if c.name != "embedding"]
+        query = select(*columns).where(faces.c.tenant_id == tenant_id)
+        if unassigned:
+            query = query.where(faces.c.person_id.is_(None))
+        if person_id is not None:
+            query = query.where(faces.c.person_id == person_id)
+        if media_id is not None:
+            query = query.where(faces.c.media_id == media_id)
+        if collection is not None:
+            query = query.join(media, media.c.id == faces.c.media_id).where(
+                media.c.collection == collection
+            )
+        rows, next_cursor = newest_first(
+            self.reader, query, faces.c.id, limit=limit, cursor=cursor, prefix="face_"
+        )
+        return [face_view(row) for row in rows], next_cursor
+
     def get_face(self, tenant_id: str, face_id: str) -> dict | None:
         with self.reader.connect() as conn:
             row = conn.execute(

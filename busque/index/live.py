@@ -191,26 +191,32 @@ class LiveIndex:
             for m in scope.index.search(**query)
         ]
 
-    def near_groups(self, tenant: str, collection: str, radius: int) -> list[list[int]]:
-        """Groups of items within `radius` pHash bits of each other (connected components)."""
+    def duplicate_pairs(
+        self, tenant: str, collection: str, radius: int, min_cosine: float | None, k: int = 16
+    ) -> list[tuple[int, int, int | None, float | None]]:
+        """Every pair of items within `radius` pHash bits, or (min_cosine set) whose embeddings
+        are at least that similar among each item's `k` nearest: (a, b, pHash distance or None,
+        cosine or None), a < b. From the indices: a radius search and a k-NN search per item,
+        never all pairs."""
         scope = self.scope(tenant, collection)
+        found: dict[tuple[int, int], list] = {}
         ids, codes = scope.index.phashes.items()
-        parent = {int(i): int(i) for i in ids}
-
-        def root(i: int) -> int:
-            while parent[i] != i:
-                parent[i] = parent[parent[i]]
-                i = parent[i]
-            return i
-
         for i, code in zip(ids.tolist(), codes.tolist(), strict=True):
-            for j, _ in scope.index.phashes.search_radius(code, radius):
-                if j != i and j in parent:
-                    parent[root(j)] = root(i)
-        groups: dict[int, list[int]] = {}
-        for i in parent:
-            groups.setdefault(root(i), []).append(i)
-        return sorted((sorted(g) for g in groups.values() if len(g) > 1), key=lambda g: g[0])
+            for j, distance in scope.index.phashes.search_radius(code, radius):
+                if j != i:
+                    found.setdefault((min(i, j), max(i, j)), [None, None])[0] = int(distance)
+        if min_cosine is not None:
+            ids, vectors = scope.index.vectors.items()
+            for start in range(0, len(ids), 1024):
+                scores, neighbours = scope.index.vectors.search(vectors[start : start + 1024], k)
+                for i, row_scores, row_ids in zip(
+                    ids[start : start + 1024].tolist(), scores, neighbours, strict=True
+                ):
+                    for score, j in zip(row_scores.tolist(), row_ids.tolist(), strict=True):
+                        if j >= 0 and j != i and score >= min_cosine:
+                            entry = found.setdefault((min(i, j), max(i, j)), [None, None])
+                            entry[1] = max(entry[1] or -1.0, round(float(score), 4))
+        return [(a, b, d, c) for (a, b), (d, c) in sorted(found.items())]
 
     def save(self, tenant: str, collection: str) -> str:
         scope = self.scope(tenant, collection)

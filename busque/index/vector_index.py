@@ -175,6 +175,10 @@ class VectorIndex:
         self._active = kind
         self._n_dead = 0
 
+    def items(self) -> tuple[np.ndarray, np.ndarray]:
+        """The live (ids, vectors), as stored (lossy for sq8/pq)."""
+        return self._all()
+
     def _all(self) -> tuple[np.ndarray, np.ndarray]:
         """Live (ids, vectors) as stored (lossy for sq8/pq)."""
         index = self._index

@@ -15,11 +15,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, delete, func, insert, or_, select, update
+from sqlalchemy import Engine, delete, func, insert, or_, select, union, update
 
 from busque.db.engine import is_postgres, readonly
 from busque.db.pages import newest_first
-from busque.db.schema import media, media_changes
+from busque.db.schema import library_files, media, media_changes
 from busque.ids import new_id
 from busque.media.deletions import queue_deletions
 from busque.media.normalize import storage_keys
@@ -172,7 +172,7 @@ class Catalog:
             ).first()
             if row is None:  # deleted meanwhile
                 return None
-            self._log(conn, row.tenant_id, row.collection, [media_id], "add", now)
+            self.log(conn, row.tenant_id, row.collection, [media_id], "add", now)
         return row._asdict()
 
     def add_synced(
@@ -224,17 +224,27 @@ class Catalog:
         if not rows:
             return
         conn.execute(insert(media), rows)
-        self._log(conn, tenant_id, collection, [row["id"] for row in rows], "add", now)
+        self.log(conn, tenant_id, collection, [row["id"] for row in rows], "add", now)
 
-    def delete(self, media_id: str, tenant_id: str) -> dict | None:
+    def delete(self, media_id: str, tenant_id: str, *, state: str | None = None) -> dict | None:
         """Remove the row and its faces, and queue the deletion of its objects (renditions,
         face thumbnails, its original: see busque.media.janitor) in the same transaction.
         Returns the row, with `face_keys` and `deletions` (the queued ids, for the caller to
-        sweep at once), or None if there was none."""
+        sweep at once), or None if there was none (in that `state`, when one is given)."""
         from busque.faces.store import FaceStore
 
         now = time.time()
         with self.engine.begin() as conn:
+            if state is not None:
+                found = conn.execute(
+                    select(media.c.id).where(
+                        media.c.id == media_id,
+                        media.c.tenant_id == tenant_id,
+                        media.c.state == state,
+                    )
+                ).first()
+                if found is None:
+                    return None
             face_keys = FaceStore(self.engine).drop_faces_of_media(conn, tenant_id, media_id)
             row = conn.execute(
                 delete(media)
@@ -243,7 +253,7 @@ class Catalog:
             ).first()
             if row is None:
                 return None
-            self._log(conn, tenant_id, row.collection, [media_id], "remove", now)
+            self.log(conn, tenant_id, row.collection, [media_id], "remove", now)
             keys = media_keys(tenant_id, row._asdict())
             deletions = queue_deletions(
                 conn, tenant_id, [keys["normalized"], keys["thumbnail"], *face_keys]
@@ -251,7 +261,7 @@ class Catalog:
             deletions += queue_deletions(conn, tenant_id, [keys["original"]], sha256=row.sha256)
         return {**row._asdict(), "face_keys": face_keys, "deletions": deletions}
 
-    def _log(
+    def log(
         self, conn, tenant_id: str, collection: str, media_ids: Sequence[str], op: str, now: float
     ):
         """The index change log (the Matchers replay it): one `op` row per media id."""
@@ -378,7 +388,11 @@ class Catalog:
     def by_index_ids(self, tenant_id: str, ids: Sequence[int]) -> dict[int, dict]:
         if not ids:
             return {}
-        query = select(media).where(media.c.tenant_id == tenant_id, media.c.index_id.in_(list(ids)))
+        query = select(media).where(
+            media.c.tenant_id == tenant_id,
+            media.c.index_id.in_(list(ids)),
+            media.c.state == "indexed",  # not one trashed since the index last synced
+        )
         with self.reader.connect() as conn:
             return {r.index_id: r._asdict() for r in conn.execute(query)}
 
@@ -406,6 +420,59 @@ class Catalog:
             for sha, media_id in conn.execute(query.order_by(media.c.sha256, media.c.id)):
                 groups.setdefault(sha, []).append(media_id)
         return list(groups.values())
+
+    def exact_groups(self, tenant_id: str, collection: str) -> list[dict]:
+        """Every set of identical bytes in a collection, with every path a backfill found them
+        at: several media rows with one sha256, or one row whose bytes were found at several
+        paths (a backfill stores exact duplicates once). Largest savings first."""
+        scope = [
+            media.c.tenant_id == tenant_id,
+            media.c.state == "indexed",
+            media.c.collection == collection,
+        ]
+        several_rows = (
+            select(media.c.sha256).where(*scope).group_by(media.c.sha256).having(func.count() > 1)
+        )
+        several_paths = (
+            select(library_files.c.sha256)
+            .join(media, media.c.id == library_files.c.media_id)
+            .where(*scope)
+            .group_by(library_files.c.sha256)
+            .having(func.count() > 1)
+        )
+        shared = union(several_rows, several_paths).subquery()
+        groups: dict[str, dict] = {}
+        with self.reader.connect() as conn:
+            rows = conn.execute(
+                select(media.c.sha256, media.c.id, media.c.bytes)
+                .where(*scope, media.c.sha256.in_(select(shared.c.sha256)))
+                .order_by(media.c.id)
+            )
+            for sha, media_id, size in rows:
+                group = groups.setdefault(
+                    sha, {"sha256": sha, "bytes": size, "media_ids": [], "files": []}
+                )
+                group["media_ids"].append(media_id)
+            files = conn.execute(
+                select(
+                    library_files.c.media_id,
+                    library_files.c.library,
+                    library_files.c.path,
+                    library_files.c.sha256,
+                )
+                .join(media, media.c.id == library_files.c.media_id)
+                .where(*scope, media.c.sha256.in_(select(shared.c.sha256)))
+                .order_by(library_files.c.library, library_files.c.path)
+            )
+            for media_id, library, path, sha in files:
+                groups[sha]["files"].append(
+                    {"media_id": media_id, "library": library, "path": path}
+                )
+        for group in groups.values():
+            copies = max(len(group["media_ids"]), len(group["files"]))
+            group["copies"] = copies
+            group["savings_bytes"] = group["bytes"] * (copies - 1)
+        return sorted(groups.values(), key=lambda g: (-g["savings_bytes"], g["sha256"]))
 
 
 def lock_bytes(conn, engine: Engine, tenant_id: str, sha256: str) -> None:

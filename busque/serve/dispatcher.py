@@ -45,7 +45,8 @@ class DispatcherDeployment:
         logger.info("dispatcher %s started", self.dispatcher.owner)
 
     async def _janitor_loop(self) -> None:
-        """Deletes what the object store refused to delete before (busque.media.janitor)."""
+        """Deletes what the object store refused to delete before (busque.media.janitor) and
+        purges the trash of what is older than media.trash_days (busque.media.resolve)."""
         media = self.runtime.settings.media
         while True:
             await asyncio.sleep(media.janitor_s)
@@ -54,6 +55,7 @@ class DispatcherDeployment:
                 await asyncio.to_thread(
                     self.runtime.janitor.remove_orphan_rows, media.orphan_after_s
                 )
+                await asyncio.to_thread(self.runtime.resolutions.purge_expired, media.trash_days)
             except Exception:
                 logger.exception("janitor failed")
 

@@ -47,8 +47,12 @@ class Matcher:
     async def search(self, tenant: str, collection: str, **query) -> list[dict]:
         return await asyncio.to_thread(self.live.search, tenant, collection, **query)
 
-    async def near_groups(self, tenant: str, collection: str, radius: int) -> list[list[int]]:
-        return await asyncio.to_thread(self.live.near_groups, tenant, collection, radius)
+    async def duplicate_pairs(
+        self, tenant: str, collection: str, radius: int, min_cosine: float | None
+    ) -> list[tuple[int, int, int | None, float | None]]:
+        return await asyncio.to_thread(
+            self.live.duplicate_pairs, tenant, collection, radius, min_cosine
+        )
 
     async def snapshot(self, tenant: str, collection: str) -> str:
         return await asyncio.to_thread(self.live.save, tenant, collection)

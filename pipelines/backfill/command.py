@@ -131,4 +131,18 @@ def run(runtime: Runtime, args) -> int:
     print(summary(report), file=sys.stderr if args.report is None else sys.stdout)
     if args.report is None:
         print(json.dumps(report, indent=2))
+    if not args.dry_run:
+        print(how_to_reach(runtime, tenant, args.collection), file=sys.stderr)
     return 0
+
+
+def how_to_reach(runtime: Runtime, tenant: str, collection: str | None) -> str:
+    """Where the backfilled media are and how to see them: keys see only their own tenant
+    (`busque serve`'s dev key is the `default` tenant's)."""
+    name = runtime.keys.tenant(tenant)["name"]
+    collection = collection or runtime.settings.media.default_collection
+    return (
+        f"The media are in tenant {name!r} ({tenant}), collection {collection!r}. An API key "
+        f"sees only its own tenant's: create one with `busque keys create --tenant {name}` and "
+        f"send it as X-API-Key to browse and search them (GET /v1/media?collection={collection})."
+    )

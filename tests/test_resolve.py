@@ -1,0 +1,232 @@
+"""Duplicates resolved through the real server: a near-duplicate group resolved with one call
+(the suggestion: the larger photo), the copy trashed (gone from lists, search and the groups,
+kept in /v1/trash), the kept photo with the union of the metadata, undo restoring exactly the
+state before; "not duplicates" remembered by the bytes, so a re-ingest never proposes the pair
+again; the trash restored and purged; other tenants' and other collections' ids a 404 with
+nothing changed."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+
+import pytest
+from PIL import Image
+
+from tests.conftest import wait_for
+from tests.face_photos import astronaut, encode
+from tests.test_jobs_api import assert_error
+
+COLLECTION = "resolving"
+
+
+def jpeg(image: Image.Image, quality: int = 90) -> bytes:
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=quality)
+    return out.getvalue()
+
+
+def ingest(client, data: bytes, collection: str = COLLECTION, **metadata) -> str:
+    response = client.post(
+        "/v1/ingest",
+        files={"image": ("p.jpg", data, "image/jpeg")},
+        data={"collection": collection, "metadata": json.dumps(metadata)},
+    )
+    assert response.status_code == 202, response.text
+    assert wait_for(client, response.json()["job_id"], 120)["status"] == "succeeded"
+    return response.json()["media_id"]
+
+
+def near_groups(client, collection: str = COLLECTION) -> list[set[str]]:
+    found = client.get("/v1/duplicates", params={"collection": collection}).json()
+    return [set(group) for group in found["near"]]
+
+
+def listed(client, collection: str = COLLECTION) -> set[str]:
+    page = client.get("/v1/media", params={"collection": collection, "limit": 200}).json()
+    return {m["id"] for m in page["data"]}
+
+
+def eventually(check, timeout: float = 20):
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "not in time"
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def photos(client_module):
+    """The original, a smaller recompressed copy of it, and an unrelated photo."""
+    photo = astronaut()
+    original = ingest(client_module, jpeg(photo), captured_at="2009-07-14T10:22:01")
+    small = jpeg(photo.resize((photo.width // 2, photo.height // 2)), quality=70)
+    copy = ingest(client_module, small, album="holiday", camera="phone")
+    other = ingest(client_module, encode(Image.new("RGB", (300, 200), (20, 140, 60))))
+    return {"original": original, "copy": copy, "other": other, "copy_bytes": small}
+
+
+@pytest.fixture(scope="module")
+def client_module(app):
+    with app.client() as client:
+        yield client
+
+
+def test_resolve_trashes_the_copy_and_undo_restores_exactly(client_module, photos):
+    client = client_module
+    original, copy = photos["original"], photos["copy"]
+    assert {original, copy} in near_groups(client)
+    found = client.get("/v1/duplicates", params={"collection": COLLECTION}).json()
+    index = [set(g) for g in found["near"]].index({original, copy})
+    assert found["near_suggested"][index] == original  # the larger one
+    (group,) = [g for g in found["groups"] if original in g["media_ids"]]
+    assert group["media_ids"] == [original, copy] and group["suggested"] == original
+    (pair,) = group["pairs"]
+    assert {pair["a"], pair["b"]} == {original, copy} and "phash" in pair["why"]
+    assert pair["phash_distance"] <= found["radius"]
+    assert group["savings_bytes"] == client.get(f"/v1/media/{copy}").json()["bytes"]
+    assert photos["other"] not in {m for g in found["groups"] for m in g["media_ids"]}
+    before = client.get(f"/v1/media/{original}").json()["metadata"]
+
+    done = client.post(
+        "/v1/duplicates/resolve",
+        json={"collection": COLLECTION, "groups": [{"media_ids": [copy, original]}]},
+    )
+    assert done.status_code == 200, done.text
+    (group,) = done.json()["groups"]
+    assert group == {"kept": [original], "trashed": [copy], "suggested": original}
+    kept = client.get(f"/v1/media/{original}").json()
+    assert kept["metadata"] == {**before, "album": "holiday", "camera": "phone"}
+    assert client.get(f"/v1/media/{copy}").json()["status"] == "trashed"
+    assert copy not in listed(client) and original in listed(client)
+    assert not any(copy in g for g in near_groups(client))
+    trash = client.get("/v1/trash", params={"collection": COLLECTION}).json()["data"]
+    assert [m["id"] for m in trash] == [copy] and trash[0]["thumbnail_url"]
+    assert trash[0]["resolution_id"] == done.json()["resolution_id"]
+
+    # The copy's bytes ingested again are flagged as rejected before.
+    again = client.post(
+        "/v1/ingest",
+        files={"image": ("again.jpg", photos["copy_bytes"], "image/jpeg")},
+        data={"collection": "elsewhere"},
+    ).json()
+    assert again["previously_rejected"] == copy
+
+    # Search no longer finds the trashed copy.
+    def search_ids() -> list[str]:
+        found = client.post(
+            "/v1/search",
+            files={"image": ("q.jpg", photos["copy_bytes"], "image/jpeg")},
+            data={"collection": COLLECTION, "k": "5"},
+        ).json()["matches"]
+        return [m["media_id"] for m in found]
+
+    eventually(lambda: copy not in search_ids())
+
+    undone = client.post(f"/v1/duplicates/resolutions/{done.json()['resolution_id']}/undo")
+    assert undone.status_code == 200 and undone.json()["restored"] == [copy]
+    assert client.get(f"/v1/media/{original}").json()["metadata"] == before
+    assert client.get(f"/v1/media/{copy}").json()["status"] == "indexed"
+    eventually(lambda: {original, copy} in near_groups(client))  # once the Matcher re-adds it
+    eventually(lambda: copy in search_ids())
+    twice = client.post(f"/v1/duplicates/resolutions/{done.json()['resolution_id']}/undo")
+    assert_error(twice, 409, "cannot_undo")
+
+
+def test_not_duplicates_sticks_to_the_bytes(client_module, app):
+    client = client_module
+    photo = astronaut().rotate(0).crop((40, 40, 480, 480))
+    a = ingest(client, jpeg(photo), collection="decisions")
+    b_bytes = jpeg(photo.resize((300, 300)), quality=60)
+    b = ingest(client, b_bytes, collection="decisions")
+    assert {a, b} in near_groups(client, "decisions")
+    recorded = client.post("/v1/duplicates/not-duplicates", json={"media_ids": [a, b]})
+    assert recorded.status_code == 200 and recorded.json()["pairs_recorded"] == 1
+    assert near_groups(client, "decisions") == []
+    # The same bytes again (a re-ingest, a rescan): the pair is still decided.
+    b2 = ingest(client, b_bytes, collection="decisions")
+    assert near_groups(client, "decisions") == [{b, b2}]
+    (group,) = client.get("/v1/duplicates", params={"collection": "decisions"}).json()["groups"]
+    assert set(group["media_ids"]) == {b, b2} and "exact" in group["pairs"][0]["why"]
+    assert (
+        client.post("/v1/duplicates/not-duplicates", json={"media_ids": [a, b]}).json()[
+            "pairs_recorded"
+        ]
+        == 0
+    )
+
+
+def test_bad_resolutions_change_nothing(client_module, photos, app, other_tenant_key):
+    client = client_module
+    original, copy, other = photos["original"], photos["copy"], photos["other"]
+    with app.client(other_tenant_key) as stranger:
+        theirs = ingest(stranger, jpeg(astronaut()), collection=COLLECTION)
+        refused = stranger.post(
+            "/v1/duplicates/resolve",
+            json={"collection": COLLECTION, "groups": [{"media_ids": [theirs, original]}]},
+        )
+        assert_error(refused, 404, "media_not_found")
+        assert_error(
+            stranger.post("/v1/duplicates/not-duplicates", json={"media_ids": [theirs, copy]}),
+            404,
+            "media_not_found",
+        )
+    elsewhere = ingest(client, jpeg(astronaut().resize((256, 256))), collection="elsewhere-2")
+    before = listed(client)
+    for body, status, code in (
+        ({"collection": COLLECTION, "groups": [{"media_ids": [original, elsewhere]}]}, 404,
+         "media_not_found"),
+        ({"collection": COLLECTION, "groups": [{"media_ids": [original, copy], "keep": [other]}]},
+         422, "invalid_request"),
+        ({"collection": COLLECTION, "groups": [{"media_ids": [original]}]}, 422,
+         "invalid_request"),
+        ({"collection": COLLECTION, "groups": [{"media_ids": [original, copy]},
+                                               {"media_ids": [copy, other]}]}, 422,
+         "invalid_request"),
+        # The second group is bad: the first is not resolved either.
+        ({"collection": COLLECTION, "groups": [{"media_ids": [original, copy]},
+                                               {"media_ids": [other, "med_nope"]}]}, 404,
+         "media_not_found"),
+    ):  # fmt: skip
+        assert_error(client.post("/v1/duplicates/resolve", json=body), status, code)
+    assert listed(client) == before
+    assert client.get("/v1/trash", params={"collection": COLLECTION}).json()["data"] == []
+    assert_error(
+        client.post("/v1/duplicates/resolutions/res_nope/undo"), 404, "resolution_not_found"
+    )
+    assert_error(client.post(f"/v1/trash/{original}/restore"), 404, "trashed_media_not_found")
+
+
+def test_keep_the_caller_chose_then_restore_and_purge(client_module, photos, app):
+    """Last: it purges the original."""
+    client = client_module
+    original, copy = photos["original"], photos["copy"]
+    done = client.post(
+        "/v1/duplicates/resolve",
+        json={
+            "collection": COLLECTION,
+            "groups": [{"media_ids": [original, copy], "keep": [copy]}],
+        },
+    ).json()
+    assert done["groups"][0]["trashed"] == [original]
+    restored = client.post(f"/v1/trash/{original}/restore")
+    assert restored.status_code == 200 and restored.json()["status"] == "indexed"
+    # Restored by hand: the resolution cannot be undone any more.
+    assert_error(
+        client.post(f"/v1/duplicates/resolutions/{done['resolution_id']}/undo"), 409, "cannot_undo"
+    )
+    again = client.post(
+        "/v1/duplicates/resolve",
+        json={
+            "collection": COLLECTION,
+            "groups": [{"media_ids": [original, copy], "keep": [copy]}],
+        },
+    ).json()
+    assert client.delete(f"/v1/trash/{original}").status_code == 204
+    assert client.get(f"/v1/media/{original}").status_code == 404
+    assert_error(client.delete(f"/v1/trash/{original}"), 404, "trashed_media_not_found")
+    assert_error(
+        client.post(f"/v1/duplicates/resolutions/{again['resolution_id']}/undo"),
+        409,
+        "cannot_undo",
+    )
