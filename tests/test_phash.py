@@ -11,6 +11,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 from skimage import data as skdata
 
+from busque.media import phash as phash_module
 from busque.media.decode import ImageTooLarge, InvalidImage
 from busque.media.phash import (
     bytes_to_hex,
@@ -18,9 +19,11 @@ from busque.media.phash import (
     hex_to_bytes,
     hex_to_int64,
     int64_to_hex,
+    phash_and_variants,
     phash_bytes,
     phash_image,
     phash_many,
+    variants_from_bytes,
 )
 
 PHOTOS = [
@@ -180,3 +183,39 @@ def test_bad_input():
         phash_bytes(big, max_pixels=1_000_000)
     with pytest.raises(ValueError, match="mode"):
         phash_bytes(big, mode="quick")
+
+
+TURNS = {
+    "rot90": Image.Transpose.ROTATE_90,
+    "rot180": Image.Transpose.ROTATE_180,
+    "rot270": Image.Transpose.ROTATE_270,
+    "flip": Image.Transpose.FLIP_LEFT_RIGHT,
+    "flip_v": Image.Transpose.FLIP_TOP_BOTTOM,
+    "transpose": Image.Transpose.TRANSPOSE,
+    "transverse": Image.Transpose.TRANSVERSE,
+}
+
+
+@pytest.mark.parametrize("name", ["astronaut", "chelsea", "coffee", "rocket"])
+def test_the_variants_are_the_hashes_of_the_turned_and_mirrored_photo(name):
+    """Each variant code, derived from the one DCT block, is the pHash of the transformed
+    photo (a turned or mirrored JPEG, decoded again) within 2 bits, while the photo's own
+    pHash is far from most of them."""
+    photo = Image.fromarray(getattr(skdata, name)()).convert("RGB")
+    data = jpeg_bytes(photo)
+    own, variants = phash_and_variants(data)
+    assert own == phash_bytes(data) and len(variants) == 56
+    codes = dict(zip(phash_module.TRANSFORMS, variants_from_bytes(variants), strict=True))
+    assert list(codes) == list(TURNS)
+    far = 0
+    for transform, turn in TURNS.items():
+        turned = phash_bytes(jpeg_bytes(photo.transpose(turn)))
+        assert hamming(int64_to_hex(codes[transform]), turned) <= 2, transform
+        far += hamming(own, turned) > 12
+    assert far >= 5  # without the variants, most turns would not be found
+
+
+def jpeg_bytes(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=92)
+    return out.getvalue()

@@ -12,6 +12,7 @@ import json
 import time
 
 import pytest
+import skimage.data
 from PIL import Image
 
 from tests.conftest import wait_for
@@ -154,6 +155,28 @@ def test_not_duplicates_sticks_to_the_bytes(client_module, app):
         ]
         == 0
     )
+
+
+def test_turned_and_mirrored_copies_are_found_and_say_so(client_module):
+    """A quarter turn and a mirror of a photo are 20-30 pHash bits from it: found through the
+    pHashes of its turns and mirrors, each pair saying which."""
+    client = client_module
+    photo = Image.fromarray(skimage.data.chelsea()).convert("RGB")
+    original = ingest(client, jpeg(photo), collection="turns")
+    turned = ingest(client, jpeg(photo.transpose(Image.Transpose.ROTATE_90)), collection="turns")
+    mirror = ingest(
+        client, jpeg(photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT)), collection="turns"
+    )
+    unrelated = ingest(client, jpeg(astronaut().resize((300, 300))), collection="turns")
+    found = client.get("/v1/duplicates", params={"collection": "turns", "min_cosine": 1}).json()
+    (group,) = found["groups"]
+    assert set(group["media_ids"]) == {original, turned, mirror}
+    why = {frozenset((p["a"], p["b"])): p for p in group["pairs"]}
+    assert "rotated" in why[frozenset((original, turned))]["why"]
+    assert why[frozenset((original, turned))]["transform"] in ("rot90", "rot270")
+    assert "mirrored" in why[frozenset((original, mirror))]["why"]
+    assert why[frozenset((original, mirror))]["phash_distance"] <= found["radius"]
+    assert unrelated not in group["media_ids"]
 
 
 def test_bad_resolutions_change_nothing(client_module, photos, app, other_tenant_key):

@@ -92,9 +92,9 @@ async def duplicates(
     exact_files = await asyncio.to_thread(ctx.catalog.exact_groups, tenant, collection)
     found = await ctx.matcher.duplicate_pairs.remote(tenant, collection, radius, min_cosine)
     rows = await asyncio.to_thread(
-        ctx.catalog.by_index_ids, tenant, list({i for a, b, _, _ in found for i in (a, b)})
+        ctx.catalog.by_index_ids, tenant, list({i for a, b, *_ in found for i in (a, b)})
     )  # indexed only: an item trashed since the index last synced is left out
-    pairs = [Pair(rows[a], rows[b], d, c) for a, b, d, c in found if a in rows and b in rows]
+    pairs = [Pair(rows[a], rows[b], d, c, t) for a, b, d, c, t in found if a in rows and b in rows]
     decided = await asyncio.to_thread(
         ctx.resolutions.decided, tenant, {row["sha256"] for row in rows.values()}
     )

@@ -29,7 +29,7 @@ from busque.jobs.store import NewJob
 from busque.media.catalog import COLLECTION_PATTERN
 from busque.media.decode import MediaError, image_info
 from busque.media.normalize import CONTENT_TYPES, storage_keys
-from busque.media.phash import hex_to_int64, phash_bytes
+from busque.media.phash import hex_to_int64, phash_and_variants
 from busque.storage import ObjectStore
 
 logger = logging.getLogger("busque.api")
@@ -92,16 +92,17 @@ def _fields(raw: dict) -> IngestFields:
         raise invalid(exc, "invalid_request", "invalid ingest fields") from None
 
 
-def _inspect(data: bytes, max_pixels: int) -> tuple[Any, str, str]:
-    """Header check (bomb guard), full decode for the pHash (catches truncation), sha256."""
+def _inspect(data: bytes, max_pixels: int) -> tuple[Any, str, bytes, str]:
+    """Header check (bomb guard), full decode for the pHash and its turns' and mirrors'
+    (catches truncation), sha256."""
     if not data:
         raise ApiError(422, "invalid_image", "the image is empty")
     try:
         info = image_info(data, max_pixels=max_pixels)
-        phash = phash_bytes(data, max_pixels=max_pixels)
+        phash, variants = phash_and_variants(data, max_pixels=max_pixels)
     except MediaError as exc:
         raise media_error(exc) from None
-    return info, phash, hashlib.sha256(data).hexdigest()
+    return info, phash, variants, hashlib.sha256(data).hexdigest()
 
 
 @router.post("/ingest", status_code=202, summary="Ingest a photo; 202 with its pHash at once")
@@ -138,16 +139,18 @@ class Accepted:
     format: str
     size: int
     store: Callable[[ObjectStore, str], object]  # writes the original's bytes at a key
+    phash_variants: bytes | None = None  # its turns' and mirrors' (none for a video)
     original_key: str | None = None  # default: content-addressed by format (storage_keys)
     source: bytes | None = None  # a JPEG the job decodes instead (a video's poster frame)
 
 
 def image_original(data: bytes, max_pixels: int) -> Accepted:
     """A photo's bytes, inspected (ApiError when they are no photo busque takes)."""
-    info, phash_hex, sha256 = _inspect(data, max_pixels)
+    info, phash_hex, variants, sha256 = _inspect(data, max_pixels)
     return Accepted(
         sha256=sha256,
         phash=phash_hex,
+        phash_variants=variants,
         width=info.width,
         height=info.height,
         format=info.format,
@@ -204,6 +207,7 @@ async def accept_media(
         media_id=media_id,
         sha256=sha256,
         phash=hex_to_int64(original.phash),
+        phash_variants=original.phash_variants,
         width=original.width,
         height=original.height,
         format=original.format,

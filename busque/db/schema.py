@@ -175,6 +175,9 @@ media = Table(
     Column("state", String(16), nullable=False),  # pending | indexed | trashed
     Column("sha256", String(64), nullable=False),
     Column("phash", BigInteger, nullable=False),  # 64-bit pHash as a signed integer
+    # The pHashes of its turns and mirrors (busque.media.phash.TRANSFORMS: 7 big-endian
+    # 8-byte codes); None for a video or a row catalogued before they were kept.
+    Column("phash_variants", LargeBinary),
     Column("width", Integer, nullable=False),
     Column("height", Integer, nullable=False),
     Column("format", String(16), nullable=False),

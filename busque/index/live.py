@@ -19,6 +19,7 @@ from busque.index import snapshot
 from busque.index.device import check_device
 from busque.index.hybrid import HybridIndex
 from busque.media.catalog import Catalog, bytes_to_vector
+from busque.media.phash import TRANSFORMS
 from busque.storage import ObjectStore
 
 logger = logging.getLogger("busque.index")
@@ -193,18 +194,31 @@ class LiveIndex:
 
     def duplicate_pairs(
         self, tenant: str, collection: str, radius: int, min_cosine: float | None, k: int = 16
-    ) -> list[tuple[int, int, int | None, float | None]]:
-        """Every pair of items within `radius` pHash bits, or (min_cosine set) whose embeddings
-        are at least that similar among each item's `k` nearest: (a, b, pHash distance or None,
-        cosine or None), a < b. From the indices: a radius search and a k-NN search per item,
-        never all pairs."""
+    ) -> list[tuple[int, int, int | None, float | None, str | None]]:
+        """Every pair of items within `radius` pHash bits, also once one of them is turned or
+        mirrored (the catalog keeps each photo's TRANSFORMS' pHashes), or (min_cosine set)
+        whose embeddings are at least that alike among each item's `k` nearest: (a, b, pHash
+        distance or None, cosine or None, the transform that matched or None), a < b. From
+        the indices: radius searches and a k-NN search per item, never all pairs."""
         scope = self.scope(tenant, collection)
+        phashes = scope.index.phashes
         found: dict[tuple[int, int], list] = {}
-        ids, codes = scope.index.phashes.items()
+
+        def near(i: int, code: int, transform: str | None) -> None:
+            for j, distance in phashes.search_radius(code, radius):
+                if j == i:
+                    continue
+                entry = found.setdefault((min(i, j), max(i, j)), [None, None, None])
+                if entry[0] is None or distance < entry[0]:
+                    entry[0], entry[2] = int(distance), transform
+
+        ids, codes = phashes.items()
         for i, code in zip(ids.tolist(), codes.tolist(), strict=True):
-            for j, distance in scope.index.phashes.search_radius(code, radius):
-                if j != i:
-                    found.setdefault((min(i, j), max(i, j)), [None, None])[0] = int(distance)
+            near(i, code, None)
+        for i, variants in self.catalog.phash_variants(tenant, collection).items():
+            if i in scope.index:
+                for transform, code in zip(TRANSFORMS, variants, strict=True):
+                    near(i, code, transform)
         if min_cosine is not None:
             ids, vectors = scope.index.vectors.items()
             for start in range(0, len(ids), 1024):
@@ -214,9 +228,9 @@ class LiveIndex:
                 ):
                     for score, j in zip(row_scores.tolist(), row_ids.tolist(), strict=True):
                         if j >= 0 and j != i and score >= min_cosine:
-                            entry = found.setdefault((min(i, j), max(i, j)), [None, None])
+                            entry = found.setdefault((min(i, j), max(i, j)), [None, None, None])
                             entry[1] = max(entry[1] or -1.0, round(float(score), 4))
-        return [(a, b, d, c) for (a, b), (d, c) in sorted(found.items())]
+        return [(a, b, d, c, t) for (a, b), (d, c, t) in sorted(found.items())]
 
     def save(self, tenant: str, collection: str) -> str:
         scope = self.scope(tenant, collection)

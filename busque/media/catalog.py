@@ -23,6 +23,7 @@ from busque.db.schema import library_files, media, media_changes
 from busque.ids import new_id
 from busque.media.deletions import queue_deletions
 from busque.media.normalize import storage_keys
+from busque.media.phash import variants_from_bytes
 
 # A collection's name is a folder of its index snapshots in the object store: letters, digits,
 # ".", "_" and "-", but not "." or ".." alone.
@@ -76,6 +77,7 @@ class Catalog:
         metadata: dict[str, Any],
         media_id: str | None = None,
         job_id: str | None = None,
+        phash_variants: bytes | None = None,
     ) -> dict:
         now = time.time()
         media_id = media_id or new_id("med")
@@ -87,6 +89,7 @@ class Catalog:
             "state": "pending",
             "sha256": sha256,
             "phash": phash,
+            "phash_variants": phash_variants,
             "width": width,
             "height": height,
             "format": format,
@@ -200,6 +203,7 @@ class Catalog:
                 "state": "indexed",
                 "sha256": item["sha256"],
                 "phash": item["phash"],
+                "phash_variants": item.get("phash_variants"),
                 "width": item["width"],
                 "height": item["height"],
                 "format": item["format"],
@@ -420,6 +424,18 @@ class Catalog:
             for sha, media_id in conn.execute(query.order_by(media.c.sha256, media.c.id)):
                 groups.setdefault(sha, []).append(media_id)
         return list(groups.values())
+
+    def phash_variants(self, tenant_id: str, collection: str) -> dict[int, list[int]]:
+        """index id -> the pHashes of the item's turns and mirrors (busque.media.phash
+        .TRANSFORMS), for the collection's indexed items that have them."""
+        query = select(media.c.index_id, media.c.phash_variants).where(
+            media.c.tenant_id == tenant_id,
+            media.c.collection == collection,
+            media.c.state == "indexed",
+            media.c.phash_variants.is_not(None),
+        )
+        with self.reader.connect() as conn:
+            return {i: variants_from_bytes(codes) for i, codes in conn.execute(query)}
 
     def exact_groups(self, tenant_id: str, collection: str) -> list[dict]:
         """Every set of identical bytes in a collection, with every path a backfill found them

@@ -1,6 +1,7 @@
 """Duplicate groups from the pairs the indices found (busque.index.live.duplicate_pairs): each
-pair says why it matched (`exact` bytes, `phash` within the radius, `visual` embeddings at
-least min_cosine alike) and how close; pairs decided "not duplicates" are left out; a group is
+pair says why it matched (`exact` bytes, `phash` within the radius, `rotated` or `mirrored`
+when the pHashes matched once one is turned or mirrored, `visual` embeddings at least
+min_cosine alike) and how close; pairs decided "not duplicates" are left out; a group is
 what the remaining pairs connect, with the item a resolve keeps by default and the bytes
 resolving it saves. Pure functions over catalog rows."""
 
@@ -9,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from busque.media.phash import ROTATIONS
+
 
 @dataclass(frozen=True)
 class Pair:
@@ -16,6 +19,7 @@ class Pair:
     b: dict
     phash_distance: int | None
     cosine: float | None
+    transform: str | None = None  # the turn or mirror of `a` or `b` the pHashes matched in
 
 
 def sha_pair(a: str, b: str) -> tuple[str, str]:
@@ -30,7 +34,10 @@ def decided_against(found: Pair, decided: set[tuple[str, str]]) -> bool:
 def reasons(found: Pair) -> list[str]:
     why = ["exact"] if found.a["sha256"] == found.b["sha256"] else []
     if found.phash_distance is not None:
-        why.append("phash")
+        if found.transform is None:
+            why.append("phash")
+        else:
+            why.append("rotated" if found.transform in ROTATIONS else "mirrored")
     if found.cosine is not None:
         why.append("visual")
     return why
@@ -77,6 +84,7 @@ def duplicate_groups(pairs: Sequence[Pair], suggest) -> list[dict]:
                         "b": p.b["id"],
                         "why": reasons(p),
                         "phash_distance": p.phash_distance,
+                        "transform": p.transform,
                         "cosine": p.cosine,
                     }
                     for p in found

@@ -21,7 +21,7 @@ from sqlalchemy import Engine, insert, select, update
 from busque.db.engine import readonly
 from busque.db.schema import library_files, media
 from busque.media.decode import MediaError, image_info
-from busque.media.phash import phash_bytes
+from busque.media.phash import phash_and_variants
 
 IMAGE_EXTENSIONS = {
     ".jpg",
@@ -102,11 +102,13 @@ def inspect_file(path: str | Path, *, max_pixels: int) -> dict:
         return out
     try:
         info = image_info(data, max_pixels=max_pixels)
+        phash, variants = phash_and_variants(data, max_pixels=max_pixels)
         out |= {
             "format": info.format,
             "width": info.width,
             "height": info.height,
-            "phash": phash_bytes(data, max_pixels=max_pixels),
+            "phash": phash,
+            "phash_variants": variants.hex(),
             **_exif(data),
         }
     except MediaError as exc:

@@ -76,9 +76,61 @@ def phash_many(
 
 def hashes_from_pixels(pixels: np.ndarray) -> list[str]:
     """(n, 32, 32) greyscale arrays -> n hex hashes."""
-    coeffs = pixels.reshape(len(pixels), IMG_SIZE * IMG_SIZE).astype(np.float64) @ _KRON
-    bits = coeffs > np.median(coeffs, axis=1, keepdims=True)
-    return [bytes(row).hex() for row in np.packbits(bits, axis=1)]
+    return [bytes(row).hex() for row in _bits(_coefficients(pixels))]
+
+
+def _coefficients(pixels: np.ndarray) -> np.ndarray:
+    """(n, 32, 32) pixels -> (n, 64) low-frequency DCT coefficients (8x8, row-major)."""
+    return pixels.reshape(len(pixels), IMG_SIZE * IMG_SIZE).astype(np.float64) @ _KRON
+
+
+def _bits(coeffs: np.ndarray) -> np.ndarray:
+    return np.packbits(coeffs > np.median(coeffs, axis=1, keepdims=True), axis=1)
+
+
+# The turns and mirrors of an image, whose pHashes come from the same 8x8 DCT block: mirroring
+# the 32x32 pixels left-right negates the block's odd columns, upside down its odd rows, and
+# transposing the pixels transposes it. So each variant's hash is exactly the hash of the
+# transformed pixels, without decoding anything again (and within a bit or two of the hash of
+# the transformed file). Name -> (negate odd rows, negate odd columns, transpose).
+TRANSFORMS = {
+    "rot90": (True, False, True),  # counter-clockwise, as PIL's Image.rotate(90)
+    "rot180": (True, True, False),
+    "rot270": (False, True, True),
+    "flip": (False, True, False),  # left-right
+    "flip_v": (True, False, False),
+    "transpose": (False, False, True),
+    "transverse": (True, True, True),
+}
+ROTATIONS = frozenset({"rot90", "rot180", "rot270"})
+_ODD = (-1.0) ** np.arange(HASH_SIZE)
+
+
+def variant_codes(pixels: np.ndarray) -> np.ndarray:
+    """(n, 32, 32) pixels -> (n, 7) uint64 pHashes of each image's TRANSFORMS, in that order."""
+    block = _coefficients(pixels).reshape(len(pixels), HASH_SIZE, HASH_SIZE)
+    out = np.empty((len(pixels), len(TRANSFORMS)), dtype=np.uint64)
+    for k, (rows, columns, transpose) in enumerate(TRANSFORMS.values()):
+        turned = block.transpose(0, 2, 1) if transpose else block
+        if rows:
+            turned = turned * _ODD[:, None]
+        if columns:
+            turned = turned * _ODD[None, :]
+        packed = _bits(turned.reshape(len(pixels), HASH_SIZE * HASH_SIZE))
+        out[:, k] = packed.view(">u8").ravel()
+    return out
+
+
+def phash_and_variants(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[str, bytes]:
+    """The fast pHash (hex) and its TRANSFORMS' pHashes (7 big-endian 8-byte codes, 56 bytes:
+    the media row's `phash_variants`), from one decode."""
+    pixels = _small_grey(data, max_pixels)[None]
+    return hashes_from_pixels(pixels)[0], variant_codes(pixels)[0].astype(">u8").tobytes()
+
+
+def variants_from_bytes(data: bytes) -> list[int]:
+    """A row's `phash_variants` as signed 64-bit codes (the pHash index's form)."""
+    return np.frombuffer(data, dtype=">i8").tolist()
 
 
 def _small_grey(data: bytes, max_pixels: int) -> np.ndarray:

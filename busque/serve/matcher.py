@@ -49,7 +49,7 @@ class Matcher:
 
     async def duplicate_pairs(
         self, tenant: str, collection: str, radius: int, min_cosine: float | None
-    ) -> list[tuple[int, int, int | None, float | None]]:
+    ) -> list[tuple[int, int, int | None, float | None, str | None]]:
         return await asyncio.to_thread(
             self.live.duplicate_pairs, tenant, collection, radius, min_cosine
         )

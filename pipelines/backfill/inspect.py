@@ -18,6 +18,7 @@ FIELDS = (
     "width",
     "height",
     "phash",
+    "phash_variants",  # hex, images only
     "duration_s",
     "fps",
     "codec",

@@ -116,6 +116,9 @@ def store_new(
                     "media_id": str(media_id),
                     "sha256": str(sha),
                     "phash": hex_to_int64(row["phash"]),
+                    "phash_variants": bytes.fromhex(row["phash_variants"])
+                    if row.get("phash_variants")
+                    else None,
                     "width": row["width"],
                     "height": row["height"],
                     "format": row["format"],
