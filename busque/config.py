@@ -330,6 +330,16 @@ class PipelineSettings(BaseModel):
         description="a backfill removes what a killed run wrote and never catalogued once it "
         "is this old (younger may belong to a run still going)",
     )
+    backfill_exclude: list[str] = Field(
+        default_factory=lambda: ["@eaDir", ".thumbnails", "*.tmp"],
+        description="backfill skips paths with a part matching one of these patterns (fnmatch: "
+        "a NAS's thumbnail folders, temporary files); `busque backfill --exclude` adds more",
+    )
+    backfill_sources: list[str] = Field(
+        default_factory=list,
+        description="the folders (on every node) and s3://bucket/prefix libraries a `backfill` "
+        "job may read (none: the job kind is unavailable; the CLI reads what its user can)",
+    )
 
 
 class AuthSettings(BaseModel):

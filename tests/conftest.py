@@ -71,6 +71,8 @@ def test_settings(home, **overrides):
         "webhooks": {"allow_networks": ["127.0.0.0/8"], "backoff_s": 0.2, "backoff_max_s": 1},
         "events": {"poll_s": 0.02, "keepalive_s": 2, "max_streams_per_tenant": 20},
         "model_modules": ["tests.fixture_models"],
+        # The folders `backfill` jobs may read (tests/test_backfill_job.py).
+        "pipelines": {"backfill_sources": [str(Path(home) / "libraries")]},
         # Tests send requests as fast as they can; tests/test_quotas.py's tenants have limits.
         "quotas": {"requests_per_s": 0, "tenants": QUOTA_TENANTS},
         # BusquePet's shared storage (tests/test_door_busquepet.py), as its Go API names it.

@@ -58,6 +58,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="store and catalog, embed later (reindex --recompute)",
     )
+    parser.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="skip paths with a part matching this pattern (fnmatch, e.g. '@eaDir', '*.tmp'; "
+        "repeatable), besides BUSQUE_PIPELINES__BACKFILL_EXCLUDE's",
+    )
     parser.add_argument("--report", type=Path, help="write the JSON report here")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument(
@@ -105,6 +113,7 @@ def run(runtime: Runtime, args) -> int:
                 embeddings=not args.no_embeddings,
                 faces=not args.no_faces,
                 progress=not args.quiet,
+                exclude=args.exclude,
             )
         return 0
     try:
@@ -118,6 +127,7 @@ def run(runtime: Runtime, args) -> int:
             embeddings=not args.no_embeddings,
             faces=not args.no_faces,
             progress=not args.quiet,
+            exclude=args.exclude,
         )
     except NotOnACluster as exc:
         print(exc, file=sys.stderr)

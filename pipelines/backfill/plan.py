@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 from busque.media.library import LibraryFile, path_text
@@ -32,3 +34,31 @@ def text_paths(
             real[text] = f.path
             out.append(replace(f, path=text))
     return out, real, clashes
+
+
+def excluded(path: str, patterns: Sequence[str]) -> bool:
+    """A library path (relative, "/"-separated) one of the patterns excludes: the whole path,
+    or any of its parts (a folder such as "@eaDir" anywhere), matched case-sensitively."""
+    parts = path.split("/")
+    return any(
+        fnmatchcase(path, pattern) or any(fnmatchcase(part, pattern) for part in parts)
+        for pattern in patterns
+    )
+
+
+def allowed_source(source: str, roots: Sequence[str]) -> bool:
+    """Whether a `backfill` job may read `source`: a folder inside one of the configured local
+    roots (after resolving links), or an s3:// prefix inside a configured one."""
+    if ".." in source.split("/"):
+        return False
+    if source.startswith("s3://"):
+        inside = source.rstrip("/") + "/"
+        return any(
+            inside.startswith(root.rstrip("/") + "/") for root in roots if root.startswith("s3://")
+        )
+    if not Path(source).is_absolute():
+        return False
+    real = Path(source).resolve()
+    return any(
+        real.is_relative_to(Path(root).resolve()) for root in roots if not root.startswith("s3://")
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +16,10 @@ from busque.media.catalog import check_collection
 from busque.media.library import LibraryStore
 from busque.media.sources import open_source
 from pipelines import dedupe, pending
-from pipelines.backfill.context import Run
+from pipelines.backfill.context import Progress, Run
 from pipelines.backfill.inspect import inspect_batch, parallelism
 from pipelines.backfill.placement import file_readers
-from pipelines.backfill.plan import missing_folder, text_paths
+from pipelines.backfill.plan import excluded, missing_folder, text_paths
 from pipelines.backfill.report import count
 from pipelines.backfill.upload import store_new
 
@@ -35,9 +36,15 @@ def backfill(
     faces: bool = True,
     progress: bool = True,
     settle_s: float = 0.0,
+    exclude: Sequence[str] = (),
+    on_progress: Progress | None = None,
 ) -> dict:
     """One pass over the library (see the module docstring); returns the report. Files changed
-    less than `settle_s` ago are left for the next pass (they may still be being written)."""
+    less than `settle_s` ago are left for the next pass (they may still be being written);
+    paths that `exclude` or `pipelines.backfill_exclude` name are skipped (plan.excluded).
+    `on_progress(stage, done, total)` hears of each file inspected and each batch catalogued
+    (a job reports it, and may raise there to stop: what was committed stays)."""
+    report_progress = on_progress or (lambda stage, done, total: None)
     settings = runtime.settings
     collection = check_collection(collection or settings.media.default_collection)
     if missing_folder(root):
@@ -49,6 +56,9 @@ def backfill(
     library = library or collection
     store = LibraryStore(runtime.engine)
     files = source.scan()
+    patterns = [*settings.pipelines.backfill_exclude, *exclude]
+    kept = [f for f in files if not excluded(f.path, patterns)]
+    skipped_by_pattern, files = len(files) - len(kept), kept
     if settle_s:
         fresh_before = time.time() - settle_s
         files = [f for f in files if f.mtime <= fresh_before]
@@ -100,6 +110,7 @@ def backfill(
             inspected.append(row)
             bar.update(row["size"])
             count(bar, "files", len(inspected))
+            report_progress("inspect", len(inspected), len(rows))
     bar.close()
     failures = unsupported + [
         {"path": r["path"], "error": r["error"], "message": r["message"]}
@@ -134,6 +145,7 @@ def backfill(
         "collection": collection,
         "dry_run": dry_run,
         "files_seen": seen,
+        "excluded": skipped_by_pattern,
         "skipped_unchanged": len(unchanged),
         "inspected": len(inspected),
         "failed": len(failures),
@@ -175,6 +187,7 @@ def backfill(
         progress,
         real,
         readers,
+        report_progress,
     )
     report["orphans_removed"] = pending.sweep(
         runtime.objects, runtime.catalog, tenant, settings.pipelines.orphan_grace_s

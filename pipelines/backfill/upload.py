@@ -134,6 +134,7 @@ def store_new(
         write_batch(run, model, face_store, face_index, items)
         done += len(items)
         count(bar, "media", done)
+        run.on_progress("upload", done, len(reps))
     bar.close()
     pending.finish(run.runtime.objects, journals)  # every batch is catalogued
     return done, vectors
