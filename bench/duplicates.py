@@ -1,0 +1,359 @@
+"""Duplicate groups on real photos with everyday edits: precision and recall per edit kind and per
+path, through the service's own pair finder (busque.index.live.LiveIndex.duplicate_pairs over a
+real SQLite catalog, as GET /v1/duplicates runs it).
+
+Photos: scikit-image's and matplotlib's real photos (split in two halves). Edits: quarter and
+half turns, a mirror, 10/20/30% crops, a half-size re-save at JPEG quality 20, greyscale, a
+caption bar, a border, a text watermark. Every pair of images is a question: "duplicates?" —
+yes when both come from the same photo. The thresholds (pHash radius, embedding cosine) are
+chosen on the first half (the most recall at precision >= 0.98) and scored on the second; the
+service's defaults are scored too. Paths: `phash` (the pHash alone), `phash+turns` (also the
+pHashes of each photo's turns and mirrors), `visual` (EfficientNet-Lite0 cosine) and `groups`
+(any of them: what the service groups). Writes bench/results/duplicates.json and .md.
+
+    python bench/duplicates.py
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageOps
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import harness
+from busque.config import IndexSettings, Settings
+from busque.index.live import LiveIndex
+from busque.media.decode import decode_image
+from busque.media.normalize import normalized_jpeg
+from busque.media.phash import (
+    TRANSFORMS,
+    hex_to_int64,
+    phash_and_variants,
+    variants_from_bytes,
+)
+from busque.models.embedding import create_embedder
+from busque.runtime import Runtime
+
+# Hard negatives: the two views of scikit-image's stereo pair (one scene, a few centimetres
+# apart) are different photos; both are in the scored half, so the pair is asked there.
+STEREO_RIGHT = "stereo_motorcycle_right"
+PHOTOS = (
+    "astronaut",
+    "camera",
+    "chelsea",
+    "coffee",
+    "rocket",
+    "grace_hopper",
+    "stereo_motorcycle",
+    STEREO_RIGHT,
+    "brick",
+    "grass",
+    "gravel",
+    "coins",
+    "moon",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "retina",
+    "clock",
+)
+GOAL_PRECISION = 0.98
+
+
+def load(name: str) -> Image.Image:
+    if name == STEREO_RIGHT:
+        import skimage.data
+
+        return Image.fromarray(skimage.data.stereo_motorcycle()[1]).convert("RGB")
+    return harness.photo(name)
+
+
+def jpeg(image: Image.Image, quality: int = 92) -> bytes:
+    out = io.BytesIO()
+    image.convert("RGB").save(out, "JPEG", quality=quality)
+    return out.getvalue()
+
+
+def crop(share: float):
+    def cut(im: Image.Image) -> Image.Image:
+        dx, dy = int(im.width * share / 2), int(im.height * share / 2)
+        return im.crop((dx, dy, im.width - dx, im.height - dy))
+
+    return cut
+
+
+def caption(im: Image.Image) -> Image.Image:
+    bar = int(im.height * 0.12)
+    out = Image.new("RGB", (im.width, im.height + bar), (20, 20, 20))
+    out.paste(im, (0, 0))
+    ImageDraw.Draw(out).text((10, im.height + bar // 3), "Holidays 2019, day 3", fill="white")
+    return out
+
+
+def watermark(im: Image.Image) -> Image.Image:
+    marked = im.convert("RGB").copy()
+    draw = ImageDraw.Draw(marked)
+    for row in range(4):
+        draw.text((im.width * 0.1, im.height * (0.2 + 0.2 * row)), "(c) photo", fill="white")
+    return marked
+
+
+EDITS = {
+    "rot90": lambda im: im.transpose(Image.Transpose.ROTATE_90),
+    "rot180": lambda im: im.transpose(Image.Transpose.ROTATE_180),
+    "mirror": ImageOps.mirror,
+    "crop_10": crop(0.10),
+    "crop_20": crop(0.20),
+    "crop_30": crop(0.30),
+    "resave_q20": lambda im: Image.open(
+        io.BytesIO(jpeg(im.resize((im.width // 2, im.height // 2)), 20))
+    ),
+    "grey": lambda im: ImageOps.grayscale(im).convert("RGB"),
+    "caption": caption,
+    "border": lambda im: ImageOps.expand(im, border=max(im.size) // 12, fill="white"),
+    "watermark": watermark,
+}
+
+
+def scores(truth: list[bool], said: list[bool]) -> dict:
+    tp = sum(t and s for t, s in zip(truth, said, strict=True))
+    fp = sum(s and not t for t, s in zip(truth, said, strict=True))
+    fn = sum(t and not s for t, s in zip(truth, said, strict=True))
+    return {
+        "precision": round(tp / (tp + fp), 4) if tp + fp else 1.0,
+        "recall": round(tp / (tp + fn), 4) if tp + fn else 1.0,
+        "true_positives": tp,
+        "false_positives": fp,
+        "false_negatives": fn,
+    }
+
+
+def analyse(items: list[dict], embedder) -> None:
+    """Each item's pHash, its turns' pHashes and its embedding, as ingest computes them."""
+    for item in items:
+        phash, variants = phash_and_variants(item["jpeg"])
+        item["phash"], item["variants"] = hex_to_int64(phash), variants
+    decoded = [decode_image(i["jpeg"], max_pixels=50_000_000, max_side=2048) for i in items]
+    normalized = [Image.open(io.BytesIO(normalized_jpeg(d))) for d in decoded]
+    vectors, _ = embedder.analyze(normalized)
+    for item, vector in zip(items, vectors, strict=True):
+        item["vector"] = np.asarray(vector, dtype=np.float32)
+
+
+def raw_pairs(items: list[dict]) -> list[dict]:
+    """Every pair's pHash distance (alone, and at best over the turns) and cosine."""
+    out = []
+    for a, b in itertools.combinations(items, 2):
+        plain = (a["phash"] ^ b["phash"]) & (2**64 - 1)
+        turned = [
+            (code ^ other["phash"]) & (2**64 - 1)
+            for x, other in ((a, b), (b, a))
+            for code in variants_from_bytes(x["variants"])
+        ]
+        out.append(
+            {
+                "same": a["photo"] == b["photo"],
+                "edit": b["edit"] if a["edit"] == "original" else a["edit"],
+                "with_original": "original" in (a["edit"], b["edit"]),
+                "phash": plain.bit_count(),
+                "turned": min([plain.bit_count(), *(t.bit_count() for t in turned)]),
+                "cosine": float(a["vector"] @ b["vector"]),
+            }
+        )
+    return out
+
+
+def choose(pairs: list[dict]) -> tuple[int, float]:
+    """The radius and cosine whose groups find the most pairs at precision >= the goal."""
+    truth = [p["same"] for p in pairs]
+    best = (-1.0, 0, 1.0)
+    # The strictest thresholds first: of equal recall, the first found is kept.
+    for radius in range(0, 25):
+        for cosine in np.arange(0.99, 0.0, -0.01):
+            said = [p["turned"] <= radius or p["cosine"] >= cosine for p in pairs]
+            got = scores(truth, said)
+            if got["precision"] >= GOAL_PRECISION and got["recall"] > best[0]:
+                best = (got["recall"], radius, round(float(cosine), 2))
+    return best[1], best[2]
+
+
+def service_pairs(items: list[dict], radius: int, cosine: float) -> dict:
+    """The pairs busque's own finder reports for these items, catalogued as ingest would."""
+    with tempfile.TemporaryDirectory() as home:
+        runtime = Runtime(Settings(home=home))
+        runtime.migrate()
+        tenant = runtime.keys.ensure_tenant("bench")
+        ids = {}
+        for item in items:
+            row = runtime.catalog.create(
+                tenant,
+                "eval",
+                sha256=f"{len(ids):064x}",
+                phash=item["phash"],
+                phash_variants=item["variants"],
+                width=1,
+                height=1,
+                format="jpeg",
+                size=len(item["jpeg"]),
+                metadata={},
+            )
+            runtime.catalog.mark_indexed(
+                row["id"],
+                keys={"original": "o", "normalized": "n", "thumbnail": "t"},
+                embedding=item["vector"],
+                embedding_model="efficientnet-lite0",
+                embedding_version="1",
+                labels=[],
+            )
+            ids[row["index_id"]] = item
+        live = LiveIndex(runtime.catalog, runtime.objects, len(items[0]["vector"]))
+        found = live.duplicate_pairs(tenant, "eval", radius, cosine)
+    return {
+        frozenset((id(ids[a]), id(ids[b]))): {"phash": d, "transform": t, "cosine": c}
+        for a, b, d, c, t in found
+    }
+
+
+def evaluate(items: list[dict], radius: int, cosine: float) -> dict:
+    """Precision and recall per path, and recall per edit kind (of the pairs original-edit)."""
+    found = service_pairs(items, radius, cosine)
+    pairs = list(itertools.combinations(items, 2))
+    truth = [a["photo"] == b["photo"] for a, b in pairs]
+
+    def verdicts(test) -> list[bool]:
+        return [
+            (hit := found.get(frozenset((id(a), id(b))))) is not None and test(hit)
+            for a, b in pairs
+        ]
+
+    paths = {
+        "phash": verdicts(lambda h: h["phash"] is not None and h["transform"] is None),
+        "phash+turns": verdicts(lambda h: h["phash"] is not None),
+        "visual": verdicts(lambda h: h["cosine"] is not None),
+        "groups": verdicts(lambda h: True),
+    }
+    out = {"paths": {name: scores(truth, said) for name, said in paths.items()}}
+    stereo = [
+        "stereo" in a["photo"] and "stereo" in b["photo"] and not truth[k]
+        for k, (a, b) in enumerate(pairs)
+    ]
+    for name, said in paths.items():  # how many false positives are the stereo views' pairs
+        out["paths"][name]["false_positives_stereo"] = sum(
+            s and st for s, st in zip(said, stereo, strict=True)
+        )
+    by_edit = {}
+    for edit in EDITS:
+        chosen = [
+            k
+            for k, (a, b) in enumerate(pairs)
+            if truth[k] and {a["edit"], b["edit"]} == {"original", edit}
+        ]
+        by_edit[edit] = {
+            name: round(sum(said[k] for k in chosen) / len(chosen), 3)
+            for name, said in paths.items()
+        }
+    out["recall_by_edit"] = by_edit
+    return out
+
+
+def stereo_grouped(items: list[dict], radius: int, cosine: float) -> bool:
+    views = [i for i in items if i["edit"] == "original" and "stereo" in i["photo"]]
+    return frozenset(id(v) for v in views) in service_pairs(items, radius, cosine)
+
+
+def table(result: dict) -> list[str]:
+    lines = [
+        "| path | precision | recall | false positives (of them, stereo views) | missed pairs |",
+        "|---|---|---|---|---|",
+    ]
+    for name, got in result["paths"].items():
+        lines.append(
+            f"| {name} | {got['precision']:.3f} | {got['recall']:.3f} | "
+            f"{got['false_positives']} ({got['false_positives_stereo']}) | "
+            f"{got['false_negatives']} |"
+        )
+    lines += ["", "Recall of the pair (original, edit), by edit:", ""]
+    names = list(result["paths"])
+    lines.append("| edit | " + " | ".join(names) + " |")
+    lines.append("|---|" + "---|" * len(names))
+    for edit, got in result["recall_by_edit"].items():
+        lines.append(f"| {edit} | " + " | ".join(f"{got[n]:.2f}" for n in names) + " |")
+    return lines
+
+
+def main() -> None:
+    args = harness.parser(__doc__).parse_args()
+    photos = {name: load(name) for name in PHOTOS}
+    items = []
+    for name, original in photos.items():
+        items.append({"photo": name, "edit": "original", "jpeg": jpeg(original)})
+        for edit, apply in EDITS.items():
+            items.append({"photo": name, "edit": edit, "jpeg": jpeg(apply(original))})
+    analyse(items, create_embedder("efficientnet-lite0"))
+    score_photos = set(PHOTOS[1::2]) | {"stereo_motorcycle", STEREO_RIGHT}
+    tune_photos = set(PHOTOS) - score_photos
+    tune = [i for i in items if i["photo"] in tune_photos]
+    score = [i for i in items if i["photo"] in score_photos]
+    radius, cosine = choose(raw_pairs(tune))
+    defaults = IndexSettings()
+    chosen = evaluate(score, radius, cosine)
+    default = evaluate(score, defaults.duplicate_radius, defaults.near_duplicate_cosine)
+    data = {
+        "benchmark": "duplicate groups on real photos with everyday edits",
+        "machine": harness.machine(),
+        "photos": {"tune": sorted(tune_photos), "score": sorted(score_photos)},
+        "edits": list(EDITS),
+        "turns_searched": list(TRANSFORMS),
+        "images_scored": len(score),
+        "goal": {"precision": GOAL_PRECISION, "recall": 0.95},
+        "chosen_on_tune_half": {"radius": radius, "min_cosine": cosine, **chosen},
+        "service_defaults": {
+            "radius": defaults.duplicate_radius,
+            "min_cosine": defaults.near_duplicate_cosine,
+            **default,
+        },
+    }
+    groups = chosen["paths"]["groups"]
+    met = groups["precision"] >= GOAL_PRECISION and groups["recall"] >= 0.95
+    lines = [
+        "# Duplicate groups on real photos with everyday edits",
+        "",
+        f"Commit {harness.commit()}; {data['machine']['cpu']}. {len(PHOTOS)} real photos "
+        f"(scikit-image, matplotlib) x {len(EDITS) + 1} versions; thresholds chosen on "
+        f"{len(tune_photos)} photos, scored on the other {len(score_photos)} "
+        f"({len(score)} images, every pair a question). `python bench/duplicates.py`.",
+        "",
+        f"## Chosen on the tuning half: radius {radius}, min_cosine {cosine}",
+        "",
+        *table(chosen),
+        "",
+        f"Goal (recall >= 0.95 at precision >= {GOAL_PRECISION}, all edits): "
+        + ("met." if met else f"**not met**: recall {groups['recall']:.3f} at precision "
+           f"{groups['precision']:.3f}."),
+        "",
+        f"## The service's defaults: radius {defaults.duplicate_radius}, "
+        f"min_cosine {defaults.near_duplicate_cosine}",
+        "",
+        *table(default),
+        "",
+        "Where busque is behind: the false positives are pairs of the stereo pair's two views "
+        "and their edits (one scene a few centimetres apart), which every path groups as "
+        "duplicates; the originals of the two views are "
+        f"{'grouped' if stereo_grouped(score, radius, cosine) else 'kept apart'} at the chosen "
+        "setting. The tuning half has no such pair, so it cannot learn to refuse one: this set "
+        "has one hard-negative scene only. Turns and mirrors are found by the pHash variants; "
+        "heavy crops, caption bars and borders only by the embedding. Issue 21's benchmark work "
+        "adds hard negatives (bursts, frames seconds apart) to both halves and precision-recall "
+        "curves.",
+    ]  # fmt: skip
+    harness.write_results("duplicates", data, "\n".join(lines), write=not args.no_write)
+
+
+if __name__ == "__main__":
+    main()
