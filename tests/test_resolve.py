@@ -1,7 +1,7 @@
 """Duplicates resolved through the real server: a near-duplicate group resolved with one call
 (the suggestion: the larger photo), the copy trashed (gone from lists, search and the groups,
-kept in /v1/trash), the kept photo with the union of the metadata, undo restoring exactly the
-state before; "not duplicates" remembered by the bytes, so a re-ingest never proposes the pair
+kept in /v1/trash), the kept photo with the union of the metadata and the copy's person on its
+own face, undo restoring exactly the state before; turned and mirrored copies found and named; "not duplicates" remembered by the bytes, so a re-ingest never proposes the pair
 again; the trash restored and purged; other tenants' and other collections' ids a 404 with
 nothing changed."""
 
@@ -61,7 +61,7 @@ def photos(client_module):
     """The original, a smaller recompressed copy of it, and an unrelated photo."""
     photo = astronaut()
     original = ingest(client_module, jpeg(photo), captured_at="2009-07-14T10:22:01")
-    small = jpeg(photo.resize((photo.width // 2, photo.height // 2)), quality=70)
+    small = jpeg(photo.resize((photo.width * 3 // 4, photo.height * 3 // 4)), quality=70)
     copy = ingest(client_module, small, album="holiday", camera="phone")
     other = ingest(client_module, encode(Image.new("RGB", (300, 200), (20, 140, 60))))
     return {"original": original, "copy": copy, "other": other, "copy_bytes": small}
@@ -88,6 +88,13 @@ def test_resolve_trashes_the_copy_and_undo_restores_exactly(client_module, photo
     assert group["savings_bytes"] == client.get(f"/v1/media/{copy}").json()["bytes"]
     assert photos["other"] not in {m for g in found["groups"] for m in g["media_ids"]}
     before = client.get(f"/v1/media/{original}").json()["metadata"]
+    # The copy's face names a person; the original's same face names nobody.
+    (copy_face,) = client.get(f"/v1/media/{copy}").json()["faces"]
+    (own_face,) = client.get(f"/v1/media/{original}").json()["faces"]
+    client.patch(f"/v1/faces/{own_face['id']}", json={"person_id": None})
+    named = client.patch(f"/v1/faces/{copy_face['id']}", json={"person_id": "new"})
+    person = named.json()["person_id"]
+    assert person
 
     done = client.post(
         "/v1/duplicates/resolve",
@@ -98,6 +105,8 @@ def test_resolve_trashes_the_copy_and_undo_restores_exactly(client_module, photo
     assert group == {"kept": [original], "trashed": [copy], "suggested": original}
     kept = client.get(f"/v1/media/{original}").json()
     assert kept["metadata"] == {**before, "album": "holiday", "camera": "phone"}
+    # The kept photo shows the copy's person on its own face at the same place.
+    assert [(f["id"], f["person_id"]) for f in kept["faces"]] == [(own_face["id"], person)]
     assert client.get(f"/v1/media/{copy}").json()["status"] == "trashed"
     assert copy not in listed(client) and original in listed(client)
     assert not any(copy in g for g in near_groups(client))
@@ -127,6 +136,8 @@ def test_resolve_trashes_the_copy_and_undo_restores_exactly(client_module, photo
     undone = client.post(f"/v1/duplicates/resolutions/{done.json()['resolution_id']}/undo")
     assert undone.status_code == 200 and undone.json()["restored"] == [copy]
     assert client.get(f"/v1/media/{original}").json()["metadata"] == before
+    (face,) = client.get(f"/v1/media/{original}").json()["faces"]
+    assert face["person_id"] is None  # as it was before the resolution
     assert client.get(f"/v1/media/{copy}").json()["status"] == "indexed"
     eventually(lambda: {original, copy} in near_groups(client))  # once the Matcher re-adds it
     eventually(lambda: copy in search_ids())

@@ -5,7 +5,7 @@ A trashed item leaves the index (the catalog's change log: the Matchers drop it)
 search and duplicate group, but keeps its row and objects until it is purged; a purge deletes
 them as a DELETE does, and a content-addressed original that another item shares stays
 (busque.media.janitor). The item kept takes the union of the group's metadata (its own values
-win) and every library path the others were found at. A resolution records what it changed,
+win), every library path the others were found at, and the people their faces show. A resolution records what it changed,
 so undo restores exactly the state before it, as long as nothing it trashed was purged.
 """
 
@@ -18,9 +18,16 @@ from itertools import combinations
 
 from sqlalchemy import Engine, and_, insert, select, update
 
-from busque.db.engine import readonly
+from busque.db.engine import is_postgres, readonly
 from busque.db.pages import newest_first
-from busque.db.schema import duplicate_decisions, library_files, media, resolutions
+from busque.db.schema import (
+    duplicate_decisions,
+    faces,
+    library_files,
+    media,
+    resolutions,
+    tenants,
+)
 from busque.ids import new_id
 from busque.media.catalog import Catalog
 from busque.media.duplicate_groups import sha_pair
@@ -66,6 +73,24 @@ def suggest(rows: Sequence[dict]) -> str:
     return max(rows, key=suggestion_key)["id"]
 
 
+def _overlap(face: dict, box: list[int]) -> float:
+    """Intersection over union of a face row's box and a box (x, y, w, h)."""
+    ax, ay, aw, ah = face["x"], face["y"], face["w"], face["h"]
+    bx, by, bw, bh = box
+    iw = max(0, min(ax + aw, bx + bw) - max(ax, bx))
+    ih = max(0, min(ay + ah, by + bh) - max(ay, by))
+    inter = iw * ih
+    union = aw * ah + bw * bh - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _lock_people(conn, engine: Engine, tenant_id: str) -> None:
+    """Hold the tenant's people lock (busque.faces.store.FaceStore.people_lock) for the
+    transaction: a resolution moves faces between photos and names them."""
+    if is_postgres(engine):
+        conn.execute(select(tenants.c.id).where(tenants.c.id == tenant_id).with_for_update())
+
+
 class Resolutions:
     def __init__(self, engine: Engine, catalog: Catalog):
         self.engine = engine
@@ -81,6 +106,7 @@ class Resolutions:
         now = time.time()
         resolution_id = new_id("res")
         with self.engine.begin() as conn:
+            _lock_people(conn, self.engine, tenant_id)
             rows = {
                 r.id: r._asdict()
                 for r in conn.execute(
@@ -125,6 +151,7 @@ class Resolutions:
         conn.execute(
             update(media).where(media.c.id == first["id"]).values(metadata=merged, updated_at=now)
         )
+        faces_moved, people_given = self._unite_faces(conn, first, [by_id[i] for i in trash])
         # Every path the trashed items were found at is now the kept item's.
         files = conn.execute(
             select(library_files.c.id, library_files.c.media_id).where(
@@ -150,7 +177,60 @@ class Resolutions:
             "trashed": trash,
             "metadata_before": {first["id"]: first["metadata"]},
             "files_moved": [[file_id, media_id] for file_id, media_id in files],
+            "faces_moved": faces_moved,
+            "people_given": people_given,
         }
+
+    def _unite_faces(self, conn, kept: dict, trashed: list[dict]) -> tuple[list, list]:
+        """The people of the trashed items' faces, onto the kept item: a face of a person the
+        kept item does not show yet names the kept item's unnamed face at the same place
+        (boxes scaled to the kept item's size, overlapping by half), else moves to it. Never
+        two faces of one person in one photo. Returns what undo needs: (moved faces: [id,
+        media id, box before], faces given a person: [id])."""
+        own = [
+            dict(r._mapping)
+            for r in conn.execute(select(faces).where(faces.c.media_id == kept["id"]))
+        ]
+        shown = {face["person_id"] for face in own if face["person_id"]}
+        moved, given = [], []
+        for row in trashed:
+            theirs = conn.execute(
+                select(faces)
+                .where(faces.c.media_id == row["id"], faces.c.person_id.is_not(None))
+                .order_by(faces.c.seq)
+            ).all()
+            sx, sy = kept["width"] / max(row["width"], 1), kept["height"] / max(row["height"], 1)
+            for face in theirs:
+                if face.person_id in shown:
+                    continue
+                box = [
+                    round(face.x * sx),
+                    round(face.y * sy),
+                    round(face.w * sx),
+                    round(face.h * sy),
+                ]
+                same_place = [f for f in own if _overlap(f, box) >= 0.5]
+                if any(f["person_id"] for f in same_place):
+                    continue  # the kept item names someone else there: its word stands
+                if same_place:
+                    target = same_place[0]
+                    conn.execute(
+                        update(faces)
+                        .where(faces.c.id == target["id"])
+                        .values(person_id=face.person_id)
+                    )
+                    target["person_id"] = face.person_id
+                    given.append(target["id"])
+                else:
+                    x, y, w, h = box
+                    conn.execute(
+                        update(faces)
+                        .where(faces.c.id == face.id)
+                        .values(media_id=kept["id"], x=x, y=y, w=w, h=h)
+                    )
+                    moved.append([face.id, row["id"], [face.x, face.y, face.w, face.h]])
+                shown.add(face.person_id)
+        return moved, given
 
     def undo(self, tenant_id: str, resolution_id: str) -> dict:
         """Restore the state before a resolution: its trashed items back in the index, the kept
@@ -158,6 +238,7 @@ class Resolutions:
         or an item it trashed was purged or restored meanwhile."""
         now = time.time()
         with self.engine.begin() as conn:
+            _lock_people(conn, self.engine, tenant_id)
             found = conn.execute(
                 select(resolutions).where(
                     resolutions.c.id == resolution_id, resolutions.c.tenant_id == tenant_id
@@ -188,6 +269,14 @@ class Resolutions:
                         .where(media.c.id == media_id, media.c.tenant_id == tenant_id)
                         .values(metadata=before, updated_at=now)
                     )
+                for face_id, media_id, (x, y, w, h) in group.get("faces_moved", []):
+                    conn.execute(
+                        update(faces)
+                        .where(faces.c.id == face_id)
+                        .values(media_id=media_id, x=x, y=y, w=w, h=h)
+                    )
+                for face_id in group.get("people_given", []):
+                    conn.execute(update(faces).where(faces.c.id == face_id).values(person_id=None))
                 for file_id, media_id in group["files_moved"]:
                     conn.execute(
                         update(library_files)
