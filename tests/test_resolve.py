@@ -15,6 +15,7 @@ import pytest
 import skimage.data
 from PIL import Image
 
+from busque.runtime import Runtime
 from tests.conftest import wait_for
 from tests.face_photos import astronaut, encode
 from tests.test_jobs_api import assert_error
@@ -264,3 +265,43 @@ def test_keep_the_caller_chose_then_restore_and_purge(client_module, photos, app
         409,
         "cannot_undo",
     )
+
+
+def test_purging_a_copy_keeps_the_original_bytes_another_item_uses(client_module, app):
+    """The trashed copy's bytes ingested again (a second row on the same content-addressed
+    original): purging the copy leaves the original for the new row; a decision about a purged
+    or deleted item is a clear 404, nothing changed."""
+    client = client_module
+    photo = astronaut().crop((0, 0, 400, 400))
+    keep = ingest(client, jpeg(photo), collection="purging")
+    data = jpeg(photo.resize((300, 300)), quality=75)
+    copy = ingest(client, data, collection="purging")
+    done = client.post(
+        "/v1/duplicates/resolve",
+        json={"collection": "purging", "groups": [{"media_ids": [keep, copy]}]},
+    ).json()
+    assert done["groups"][0]["trashed"] == [copy]
+    again = ingest(client, data, collection="purging-again")
+    runtime = Runtime(app.settings)
+    original_key = runtime.catalog.get(again)["original_key"]
+    assert runtime.catalog.get(copy)["original_key"] == original_key  # stored once
+    assert client.delete(f"/v1/trash/{copy}").status_code == 204
+    eventually(lambda: runtime.janitor.sweep() == 0)
+    assert runtime.objects.get(original_key) == data  # still there for `again`
+    for body in ({"collection": "purging", "groups": [{"media_ids": [keep, copy]}]},):
+        assert_error(client.post("/v1/duplicates/resolve", json=body), 404, "media_not_found")
+    assert_error(
+        client.post("/v1/duplicates/not-duplicates", json={"media_ids": [keep, copy]}),
+        404,
+        "media_not_found",
+    )
+    assert client.delete(f"/v1/media/{keep}").status_code == 204
+    assert_error(
+        client.post(
+            "/v1/duplicates/resolve",
+            json={"collection": "purging", "groups": [{"media_ids": [keep, again]}]},
+        ),
+        404,
+        "media_not_found",
+    )
+    assert client.get(f"/v1/media/{again}").json()["status"] == "indexed"
