@@ -288,8 +288,8 @@ def test_purging_a_copy_keeps_the_original_bytes_another_item_uses(client_module
     assert client.delete(f"/v1/trash/{copy}").status_code == 204
     eventually(lambda: runtime.janitor.sweep() == 0)
     assert runtime.objects.get(original_key) == data  # still there for `again`
-    for body in ({"collection": "purging", "groups": [{"media_ids": [keep, copy]}]},):
-        assert_error(client.post("/v1/duplicates/resolve", json=body), 404, "media_not_found")
+    purged = {"collection": "purging", "groups": [{"media_ids": [keep, copy]}]}
+    assert_error(client.post("/v1/duplicates/resolve", json=purged), 404, "media_not_found")
     assert_error(
         client.post("/v1/duplicates/not-duplicates", json={"media_ids": [keep, copy]}),
         404,
