@@ -5,8 +5,9 @@ A trashed item leaves the index (the catalog's change log: the Matchers drop it)
 search and duplicate group, but keeps its row and objects until it is purged; a purge deletes
 them as a DELETE does, and a content-addressed original that another item shares stays
 (busque.media.janitor). The item kept takes the union of the group's metadata (its own values
-win), every library path the others were found at, and the people their faces show. A resolution records what it changed,
-so undo restores exactly the state before it, as long as nothing it trashed was purged.
+win), every library path the others were found at, and the people their faces show. A
+resolution records what it changed, so undo restores exactly the state before it, as long as
+nothing it trashed was purged.
 """
 
 from __future__ import annotations
