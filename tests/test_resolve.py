@@ -1,9 +1,10 @@
 """Duplicates resolved through the real server: a near-duplicate group resolved with one call
 (the suggestion: the larger photo), the copy trashed (gone from lists, search and the groups,
 kept in /v1/trash), the kept photo with the union of the metadata and the copy's person on its
-own face, undo restoring exactly the state before; turned and mirrored copies found and named; "not duplicates" remembered by the bytes, so a re-ingest never proposes the pair
-again; the trash restored and purged; other tenants' and other collections' ids a 404 with
-nothing changed."""
+own face, undo restoring exactly the state before; turned and mirrored copies found and named;
+"not duplicates" remembered by the bytes, so a re-ingest never proposes the pair again; the
+trash restored and purged (an original another row uses kept); other tenants' and other
+collections' ids a 404 with nothing changed."""
 
 from __future__ import annotations
 
