@@ -42,6 +42,17 @@ def add(catalog: Catalog, tenant: str, sha: str, collection: str = "pets", phash
     )
 
 
+def indexed(catalog: Catalog, media_id: str, labels: list[dict] | None = None) -> dict:
+    return catalog.mark_indexed(
+        media_id,
+        keys=KEYS,
+        embedding=np.zeros(2, np.float32),
+        embedding_model="m",
+        embedding_version="1",
+        labels=labels or [],
+    )
+
+
 def test_media_lifecycle_logs_adds_and_removes(catalog):
     cat, tenant = catalog
     row = add(cat, tenant, "a" * 64, phash=-5)
@@ -84,14 +95,7 @@ def test_exact_duplicates_collections_and_listing(catalog):
     ids = []
     for sha, collection in (("a" * 64, "pets"), ("a" * 64, "pets"), ("b" * 64, "other")):
         row = add(cat, tenant, sha, collection)
-        cat.mark_indexed(
-            row["id"],
-            keys=KEYS,
-            embedding=np.zeros(2, np.float32),
-            embedding_model="m",
-            embedding_version="1",
-            labels=[],
-        )
+        indexed(cat, row["id"])
         ids.append(row["id"])
     assert cat.exact_duplicates(tenant) == [ids[:2]]
     assert cat.first_with_sha256(tenant, "a" * 64, exclude=ids[1])["id"] == ids[0]
@@ -101,6 +105,68 @@ def test_exact_duplicates_collections_and_listing(catalog):
     assert [r["id"] for r in page + rest] == sorted(ids, reverse=True) and end is None
     with pytest.raises(ValueError):
         cat.list(tenant, cursor="am9iX3g")  # a job cursor is not a media cursor
+
+
+def test_gallery_filters_by_date_camera_person_and_label(catalog):
+    """The gallery's filters, on both databases: a capture date wins over the time added."""
+    from datetime import datetime
+
+    from sqlalchemy import insert, update
+
+    from busque.db.schema import faces, media, people
+    from busque.media.gallery_filters import GalleryFilter
+
+    cat, tenant = catalog
+    items = {
+        "old": (
+            {"captured_at": "2019-06-01T10:00:00", "camera": "Canon EOS 5D"},
+            "tabby, tabby cat",
+        ),
+        "new": (
+            {"captured_at": "2024-02-03T08:00:00", "camera": "Apple iPhone 12"},
+            "golden retriever",
+        ),
+        "plain": ({}, "100%_real"),  # no capture date: its date is when it was added
+    }
+    ids = {}
+    for n, (name, (metadata, label)) in enumerate(items.items()):
+        row = add(cat, tenant, str(n) * 64)
+        indexed(
+            cat, row["id"], [{"label": label, "score": 0.9}, {"label": "bucket", "score": 0.01}]
+        )
+        ids[name] = row["id"]
+        with cat.engine.begin() as conn:
+            conn.execute(update(media).where(media.c.id == row["id"]).values(metadata=metadata))
+    with cat.engine.begin() as conn:
+        conn.execute(update(media).where(media.c.id == ids["plain"]).values(created_at=1.7e9))
+        conn.execute(
+            insert(people).values(
+                id="per_1", tenant_id=tenant, name="Ann", created_at=0, updated_at=0
+            )
+        )
+        conn.execute(
+            insert(faces).values(
+                id="fac_1", tenant_id=tenant, media_id=ids["new"], person_id="per_1",
+                x=0, y=0, w=1, h=1, score=1.0, embedding=b"", landmarks=[], model="m",
+                created_at=0,
+            )
+        )  # fmt: skip
+
+    def found(**wanted) -> set[str]:
+        rows, _ = cat.list(tenant, wanted=GalleryFilter(**wanted))
+        return {name for name, media_id in ids.items() if media_id in {r["id"] for r in rows}}
+
+    assert found() == {"old", "new", "plain"}
+    assert found(since=datetime(2020, 1, 1)) == {"new", "plain"}  # plain: added in 2023
+    assert found(until=datetime(2020, 1, 1)) == {"old"}
+    assert found(since=datetime(2023, 1, 1), until=datetime(2024, 1, 1)) == {"plain"}
+    assert found(camera="iphone") == {"new"}
+    assert found(person_id="per_1") == {"new"}
+    assert found(person_id="per_nobody") == set()
+    assert found(label="CAT") == {"old"}
+    assert found(label="bucket") == {"old", "new", "plain"}
+    assert found(label="100%") == {"plain"} and found(label="1_0") == set()  # LIKE taken literally
+    assert found(label="retriever", camera="canon") == set()
 
 
 def test_renditions_and_content_addressed_keys():

@@ -4,6 +4,7 @@ tenant's collections with their options."""
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from functools import partial
 from typing import Annotated, Literal
 
@@ -13,12 +14,13 @@ from pydantic import BaseModel, Field
 
 from busque.api.auth import require
 from busque.api.bodies import STRICT_JSON_BODY
-from busque.api.errors import not_found
+from busque.api.errors import ApiError, not_found
 from busque.api.lists import page_of
 from busque.api.strict_json import StrictJsonRoute
 from busque.api.views import face_view, iso, media_view
 from busque.auth.keys import Principal
 from busque.media.catalog import COLLECTION_PATTERN
+from busque.media.gallery_filters import GalleryFilter
 
 router = APIRouter(prefix="/v1", tags=["media"], route_class=StrictJsonRoute)
 
@@ -48,12 +50,28 @@ async def list_media(
     request: Request,
     collection: Annotated[str | None, Query(pattern=COLLECTION_PATTERN)] = None,
     status: Literal["indexed", "pending", "all"] = "indexed",
+    since: Annotated[
+        str | None, Query(description="taken (EXIF) or else added on or after: ISO date/time")
+    ] = None,
+    until: Annotated[str | None, Query(description="taken or else added before: ISO")] = None,
+    camera: Annotated[str | None, Query(max_length=200, description="EXIF camera contains")] = None,
+    person_id: Annotated[
+        str | None, Query(max_length=40, description="a face of it is theirs")
+    ] = None,
+    label: Annotated[str | None, Query(max_length=200, description="a label contains")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: str | None = None,
     principal: Principal = Depends(require("media:read")),
 ):
     ctx = request.app.state.ctx
     states = () if status == "all" else (status,)
+    wanted = GalleryFilter(
+        since=_moment(since, "since"),
+        until=_moment(until, "until"),
+        camera=camera or None,
+        person_id=person_id or None,
+        label=label or None,
+    )
     return await page_of(
         partial(ctx.catalog.list, principal.tenant_id),
         partial(media_view, ctx),
@@ -61,7 +79,19 @@ async def list_media(
         states=states,
         limit=limit,
         cursor=cursor,
+        wanted=wanted,
     )
+
+
+def _moment(value: str | None, name: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(
+            422, "invalid_request", f"{name} must be an ISO-8601 date or time, e.g. 2024-05-31"
+        ) from None
 
 
 @router.get("/collections", summary="The tenant's collections: media counts and options")

@@ -22,6 +22,7 @@ from busque.db.pages import newest_first
 from busque.db.schema import library_files, media, media_changes
 from busque.ids import new_id
 from busque.media.deletions import queue_deletions
+from busque.media.gallery_filters import GalleryFilter, conditions
 from busque.media.normalize import storage_keys
 from busque.media.phash import variants_from_bytes
 
@@ -133,12 +134,15 @@ class Catalog:
         states: Sequence[str] = ("indexed",),
         limit: int = 50,
         cursor: str | None = None,
+        wanted: GalleryFilter | None = None,
     ) -> tuple[list[dict], str | None]:
         query = select(media).where(media.c.tenant_id == tenant_id)
         if collection:
             query = query.where(media.c.collection == collection)
         if states:
             query = query.where(media.c.state.in_(states))
+        if wanted is not None:
+            query = query.where(*conditions(wanted, self.engine.dialect.name))
         return newest_first(
             self.reader, query, media.c.id, limit=limit, cursor=cursor, prefix="med_"
         )
