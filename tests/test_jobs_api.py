@@ -178,6 +178,27 @@ def test_retryable_failure_fails_after_max_attempts(client):
     assert done["error"] == {"code": "flaky", "message": "still broken"}
 
 
+def test_a_failed_or_canceled_job_is_retried_as_a_new_job(client, app, other_tenant_key):
+    job = submit(client, "fail", {"message": "again"}, labels={"batch": "7"}, priority=5)
+    assert wait_for(client, job["id"])["status"] == "failed"
+    response = client.post(f"/v1/jobs/{job['id']}/retry")
+    assert response.status_code == 202, response.text
+    again = response.json()
+    assert response.headers["Location"] == f"/v1/jobs/{again['id']}"
+    assert again["id"] != job["id"] and again["status"] == "queued"
+    assert (again["model"], again["input"], again["priority"]) == ("fail", job["input"], 5)
+    assert again["labels"] == {"batch": "7", "retry_of": job["id"]}
+    assert "again" in wait_for(client, again["id"])["error"]["message"]  # it really ran
+    assert client.get(f"/v1/jobs/{job['id']}").json()["status"] == "failed"  # untouched
+
+    done = submit(client, "echo", {"x": 1})
+    assert wait_for(client, done["id"])["status"] == "succeeded"
+    assert_error(client.post(f"/v1/jobs/{done['id']}/retry"), 409, "job_not_retryable")
+    with app.client(other_tenant_key) as other:
+        assert_error(other.post(f"/v1/jobs/{job['id']}/retry"), 404, "job_not_found")
+    assert_error(client.post("/v1/jobs/job_nope/retry"), 404, "job_not_found")
+
+
 def test_cancel_a_running_job_stops_it(client):
     job = submit(client, "sleep", {"seconds": 60})
     deadline = time.monotonic() + 20

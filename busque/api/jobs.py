@@ -4,6 +4,7 @@ artifacts and the webhook delivery log."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from datetime import UTC, datetime
 from typing import Annotated
@@ -16,6 +17,7 @@ from busque.api.job_requests import JobCreate, label_filter, prepare, submit
 from busque.api.strict_json import StrictJsonRoute
 from busque.api.views import iso, job_view
 from busque.auth.keys import Principal
+from busque.jobs.labels import MAX_LABELS
 from busque.jobs.store import STATES, TERMINAL
 
 router = APIRouter(prefix="/v1", tags=["jobs"], route_class=StrictJsonRoute)
@@ -212,6 +214,40 @@ async def cancel_job(
         ctx.cancel_on_dispatcher(job_id)
         response.status_code = 202
     return job_view(job)
+
+
+@router.post(
+    "/jobs/{job_id}/retry",
+    status_code=202,
+    summary="Run a failed or canceled job again: a new job with the same model, input and webhook",
+)
+async def retry_job(
+    job_id: str,
+    request: Request,
+    response: Response,
+    principal: Principal = Depends(require("jobs:write")),
+):
+    ctx = _ctx(request)
+    job = await asyncio.to_thread(_load_job, ctx, job_id, principal)
+    if job["state"] not in ("failed", "canceled"):
+        state = job["state"]
+        message = f"job {job_id} is {state}: only a failed or canceled job can be retried"
+        raise ApiError(409, "job_not_retryable", message)
+    labels = dict(job.get("labels") or {})
+    if len(labels) < MAX_LABELS:  # the trace back, where the caller's labels leave room
+        labels.setdefault("retry_of", job_id)
+    ask = JobCreate(
+        model=job["model"],
+        input=job["input"],
+        params=job["params"],
+        priority=job["priority"],
+        labels=labels,
+    )
+    # The webhook as it was vetted and stored (a front door's body format included).
+    new = dataclasses.replace(await prepare(ctx, principal, ask), webhook=job.get("webhook"))
+    created, _ = await submit(ctx, new)
+    response.headers["Location"] = f"/v1/jobs/{created['id']}"
+    return job_view(created)
 
 
 @router.get("/jobs/{job_id}/artifacts", summary="A job's artifacts with download URLs")
