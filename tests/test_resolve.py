@@ -89,6 +89,11 @@ def test_resolve_trashes_the_copy_and_undo_restores_exactly(client_module, photo
     assert pair["phash_distance"] <= found["radius"]
     assert group["savings_bytes"] == client.get(f"/v1/media/{copy}").json()["bytes"]
     assert photos["other"] not in {m for g in found["groups"] for m in g["media_ids"]}
+    # The page's items come with it, thumbnails signed, so a reviewer needs no other call.
+    shown = {m for g in found["groups"] for m in g["media_ids"]}
+    assert set(found["items"]) == shown
+    assert found["items"][copy]["bytes"] == group["savings_bytes"]
+    assert client.get(found["items"][original]["thumbnail_url"]).status_code == 200
     before = client.get(f"/v1/media/{original}").json()["metadata"]
     # The copy's face names a person; the original's same face names nobody.
     (copy_face,) = client.get(f"/v1/media/{copy}").json()["faces"]

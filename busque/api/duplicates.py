@@ -103,6 +103,9 @@ async def duplicates(
     by_id = {row["id"]: row for row in rows.values()}
     groups = duplicate_groups(pairs, suggest)
     following = offset + limit
+    page = groups[offset:following]
+    shown = {media_id for group in page for media_id in group["media_ids"]}
+    items = await asyncio.to_thread(lambda: {i: media_view(ctx, by_id[i]) for i in sorted(shown)})
     return {
         "collection": collection,
         "radius": radius,
@@ -116,7 +119,9 @@ async def duplicates(
         "exact_files": exact_files,
         # Every group the pairs connect (exact, pHash, visual), with why each pair matched,
         # largest savings first, a page at a time.
-        "groups": groups[offset:following],
+        "groups": page,
+        # The page's items (thumbnails, sizes, metadata), so a reviewer needs no other call.
+        "items": items,
         "total_groups": len(groups),
         "next_offset": following if following < len(groups) else None,
     }
