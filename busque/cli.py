@@ -113,6 +113,7 @@ def run_serve(settings: Settings, block: bool = True, detach: bool = False) -> N
         note_serving_ray(settings, ray_context.address_info["gcs_address"])
     url = settings.serve.public_url
     print(f"busque is up\n  API:        {url}/v1\n  docs:       {url}/docs")
+    print(f"  library:    {url}/app/ (the web app: sign in with a key)")
     print(f"  dashboard:  {dashboard_url(settings, ray_context)}")
     if settings.serve.grpc_port:
         # Ray's gRPC proxy listens on every interface whatever serve.host says.

@@ -12,6 +12,8 @@ from busque.ray_start import SMALL_LOCAL_RAY, serve_environment, start_local_ray
 from busque.testing.app import start_app, wait_for  # noqa: F401 - tests import wait_for from here
 from busque.testing.servers import free_port, postgres, postgres_available, seaweedfs
 
+pytest_plugins = ["tests.browser"]  # the `browser` fixture (a real headless Chromium)
+
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 serve_environment()  # the same Serve settings `busque serve` runs with
 

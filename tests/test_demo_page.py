@@ -4,38 +4,8 @@ screenshot is written to test-artifacts/demo.png."""
 
 from __future__ import annotations
 
-import os
-import shutil
-from pathlib import Path
-
-import pytest
-
+from tests.browser import ARTIFACTS, wait
 from tests.face_photos import astronaut, encode
-
-ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    if CHROMIUM is None:
-        if os.environ.get("BUSQUE_REQUIRE_BROWSER") == "1":
-            pytest.fail("chromium is required (BUSQUE_REQUIRE_BROWSER=1)")
-        pytest.skip("no chromium installed (apt-get install chromium)")
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield browser
-        browser.close()
-
 
 # Records every text a element shows, so a test can see that text grew in steps.
 WATCH = """(id) => {
@@ -45,17 +15,6 @@ WATCH = """(id) => {
   new MutationObserver(() => window.seen[id].push(node.textContent))
     .observe(node, {childList: true, characterData: true, subtree: true});
 }"""
-
-
-def wait(page, condition: str, timeout_s: float = 120) -> None:
-    """page.wait_for_function, failing with what the page shows (its status lines)."""
-    try:
-        page.wait_for_function(condition, timeout=timeout_s * 1000)
-    except Exception as exc:
-        shown = page.evaluate(
-            "[...document.querySelectorAll('.status, pre')].map(e => e.id + ': ' + e.textContent)"
-        )
-        raise AssertionError(f"{condition} never held; the page shows {shown}") from exc
 
 
 def test_demo_page_streams_an_answer_and_makes_an_avatar(app, browser, tmp_path):
@@ -97,11 +56,10 @@ def test_demo_page_streams_an_answer_and_makes_an_avatar(app, browser, tmp_path)
     assert page.text_content("#avatar-status").endswith("succeeded")
     assert page.evaluate("document.getElementById('avatar-progress').value") == 100
 
-    out = ROOT / "test-artifacts"
-    out.mkdir(exist_ok=True)
-    page.screenshot(path=str(out / "demo.png"), full_page=True)
-    print(f"demo page screenshot: {out / 'demo.png'}")
-    assert (out / "demo.png").stat().st_size > 10_000
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "demo.png"), full_page=True)
+    print(f"demo page screenshot: {ARTIFACTS / 'demo.png'}")
+    assert (ARTIFACTS / "demo.png").stat().st_size > 10_000
     page.close()
 
 

@@ -21,6 +21,7 @@ from busque.api import (
     ops,
     search,
     sync,
+    webapp,
 )
 from busque.api.context import ApiContext
 from busque.api.errors import install_error_handlers
@@ -58,10 +59,12 @@ def create_app(
         faces,
         openai_chat,
         demo,
+        webapp,
     ):
         app.include_router(module.router)
     for door in doors:
         app.include_router(door)
+    webapp.mount(app)
     # Inside CORS, so that its refusals carry CORS headers too.
     app.add_middleware(
         TenantGate,
