@@ -11,7 +11,6 @@ import pytest
 
 from busque.config import Settings
 from busque.models.text.weights import unavailable_reason
-from tests.test_demo_page import browser  # noqa: F401 - the module's Chromium fixture
 from tests.test_jobs_api import assert_error
 
 pytestmark = pytest.mark.skipif(
@@ -80,7 +79,7 @@ def test_bad_requests_get_clear_answers(app, client, other_tenant_key):
         assert_error(keyless.get(f"/api/result/{job_id}"), 401, "unauthorized")
 
 
-def test_the_demo_page_flow_in_a_browser(app, browser):  # noqa: F811
+def test_the_demo_page_flow_in_a_browser(app, browser):
     context = browser.new_context(extra_http_headers={"X-API-Key": app.admin_key})
     page = context.new_page()
     page.route(
