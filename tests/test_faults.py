@@ -74,11 +74,12 @@ def test_restart_of_the_whole_app_loses_and_repeats_nothing(app, client, tmp_pat
     from busque.runtime import Runtime
 
     store = Runtime(app.settings).jobs
-    before = {job_id: store.get(job_id)["state"] for job_id in ids}
-    assert "succeeded" in before.values()
-    assert any(state != "succeeded" for state in before.values())
-
-    start_app(app.settings)
+    try:
+        before = {job_id: store.get(job_id)["state"] for job_id in ids}
+        assert "succeeded" in before.values()
+        assert any(state != "succeeded" for state in before.values())
+    finally:  # whatever this test finds, the tests after it need the app back
+        start_app(app.settings)
     for job_id in ids:
         assert wait_for(client, job_id, timeout=120)["status"] == "succeeded"
     for job_id in ids:
