@@ -95,6 +95,27 @@ def test_mih_equals_brute_force_on_random_queries(planted):
         assert got == want
 
 
+@pytest.mark.parametrize("mih", [True, False])
+def test_search_radius_many_equals_one_search_per_code(planted, mih):
+    ids, codes, queries = planted
+    index = PhashIndex(mih_threshold=1000 if mih else 10**9, tail_min=100, tail_fraction=0.0)
+    index.add(ids[:80_000], codes[:80_000])
+    index.add(ids[80_000:], codes[80_000:])  # the rest in the tail
+    index.remove(ids[::97])  # tombstones
+    rng = np.random.default_rng(9)
+    asked = np.concatenate([queries, random_codes(rng, 30), codes[rng.choice(len(codes), 30)]])
+    for radius in (0, 8, 40):  # 40: too wide to probe, scanned
+        q, found, dist = index.search_radius_many(asked, radius, batch=16)
+        got = {
+            i: sorted(
+                zip(found[q == i].tolist(), dist[q == i].tolist(), strict=True),
+                key=lambda t: (t[1], t[0]),
+            )
+            for i in range(len(asked))
+        }
+        assert got == {i: index.search_radius(c, radius) for i, c in enumerate(asked)}, radius
+
+
 def test_phash_removes_tail_and_upserts(planted):
     ids, codes, queries = planted
     index = PhashIndex(mih_threshold=1000, tail_min=100, tail_fraction=0.0)

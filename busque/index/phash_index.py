@@ -120,14 +120,20 @@ class _Tables:
     def nbytes(self) -> int:
         return sum(a.nbytes for a in self.positions) + sum(a.nbytes for a in self.offsets)
 
-    def candidates(self, code: np.uint64, radius: int) -> np.ndarray | None:
-        """Positions that may be within ``radius``; None when probing would cost more than a scan."""
+    @staticmethod
+    def worth_probing(radius: int) -> bool:
+        """Whether the tables beat a scan at this radius (a wide one probes too many keys)."""
         radii = substring_radii(radius)
         probes = sum(
             len(flip_masks(bits, r)) for (_, bits), r in zip(SUBSTRINGS, radii, strict=True)
         )
-        if probes > MAX_PROBES:
+        return probes <= MAX_PROBES
+
+    def candidates(self, code: np.uint64, radius: int) -> np.ndarray | None:
+        """Positions that may be within ``radius``; None when probing would cost more than a scan."""
+        if not self.worth_probing(radius):
             return None
+        radii = substring_radii(radius)
         parts = []
         for (shift, bits), r, pos, off in zip(
             SUBSTRINGS, radii, self.positions, self.offsets, strict=True
@@ -142,6 +148,27 @@ class _Tables:
         if not parts:
             return np.empty(0, dtype=np.int64)
         return np.concatenate(parts)
+
+    def candidates_many(self, codes: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
+        """(query index, position) of every candidate of each code in ``codes`` (a row may
+        repeat: a candidate can share several substrings with its query)."""
+        queries, found = [], []
+        for (shift, bits), r, pos, off in zip(
+            SUBSTRINGS, substring_radii(radius), self.positions, self.offsets, strict=True
+        ):
+            if r < 0:
+                continue
+            masks = flip_masks(bits, r)
+            subs = ((codes >> np.uint64(shift)) & np.uint64((1 << bits) - 1)).astype(np.uint32)
+            keys = (subs[:, None] ^ masks[None, :]).ravel()
+            starts, ends = off[keys], off[keys + 1]
+            idx = _gather_ranges(starts, ends)
+            lengths = (ends - starts).astype(np.int64)
+            queries.append(np.repeat(np.repeat(np.arange(len(codes)), len(masks)), lengths))
+            found.append(pos[idx])
+        if not found:
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        return np.concatenate(queries), np.concatenate(found).astype(np.int64)
 
 
 class PhashIndex:
@@ -319,6 +346,39 @@ class PhashIndex:
         ids, dist = self._radius_arrays(as_code(code), min(int(radius), 64))
         return list(zip(ids.tolist(), dist.tolist(), strict=True))
 
+    def search_radius_many(
+        self, codes, radius: int, batch: int = 2048
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every (query index, id, distance) within ``radius`` bits of each of ``codes``, in
+        no particular order: what ``search_radius`` of each gives, in a few numpy passes."""
+        queries = _as_codes(codes)
+        radius = min(int(radius), 64)
+        out: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        if radius < 0:
+            queries = queries[:0]
+        for start in range(0, len(queries), batch):
+            block = queries[start : start + batch]
+            if len(self._ids):
+                out.append(self._frozen_hits(block, radius, start))
+            if len(self._tail_ids):
+                out.append(_scan(block, self._tail_ids, self._tail_codes, radius, start))
+        if not out:
+            return np.empty(0, np.int64), np.empty(0, ID_DTYPE), np.empty(0, np.uint8)
+        q, ids, dist = (np.concatenate(part) for part in zip(*out, strict=True))
+        return q, ids, dist
+
+    def _frozen_hits(self, block: np.ndarray, radius: int, start: int):
+        if self._tables is None or not self._tables.worth_probing(radius):
+            return _scan(block, self._ids, self._codes, radius, start, self._alive)
+        q, pos = self._tables.candidates_many(block, radius)
+        dist = popcount(self._codes[pos] ^ block[q])
+        keep = dist <= radius
+        if self._n_dead:
+            keep &= self._alive[pos]
+        q, pos, dist = q[keep], pos[keep], dist[keep]
+        _, first = np.unique(q * len(self._codes) + pos, return_index=True)
+        return q[first] + start, self._ids[pos[first]], dist[first]
+
     def knn(self, code, k: int) -> list[tuple[int, int]]:
         """The ``k`` nearest (id, distance), nearest first (ties by id)."""
         if k <= 0 or len(self) == 0:
@@ -358,3 +418,22 @@ class PhashIndex:
         index = cls(**kwargs)
         index._set_frozen(np.array(rec["id"]), np.array(rec["code"]))
         return index
+
+
+def _scan(block, ids, codes, radius: int, start: int, alive=None, cells: int = 2**24):
+    """Every (query index + start, id, distance) within ``radius``: XOR-popcounts of each query
+    against every code, a slice of codes at a time."""
+    out_q, out_ids, out_d = [], [], []
+    step = max(1, cells // max(1, len(block)))
+    for at in range(0, len(codes), step):
+        dist = popcount(block[:, None] ^ codes[None, at : at + step])
+        near = dist <= radius
+        if alive is not None:
+            near &= alive[None, at : at + step]
+        q, pos = np.nonzero(near)
+        out_q.append(q + start)
+        out_ids.append(ids[at + pos])
+        out_d.append(dist[q, pos])
+    if not out_q:
+        return np.empty(0, np.int64), np.empty(0, ID_DTYPE), np.empty(0, np.uint8)
+    return np.concatenate(out_q), np.concatenate(out_ids), np.concatenate(out_d)
