@@ -66,6 +66,7 @@ class HybridIndex:
         self.phashes = PhashIndex(**self.phash_options)
         self._sha: dict[int, str | None] = {}  # every live media id -> its sha256
         self._by_sha: dict[str, set[int]] = {}
+        self.changes = 0  # counts writes: a cache of answers is current while it is unchanged
         self._lock = threading.RLock()
 
     # -- contents ----------------------------------------------------------------------
@@ -126,6 +127,7 @@ class HybridIndex:
             if len(vectors) != len(ids):
                 raise ValueError("vectors and media_ids differ in length")
         with self._lock:
+            self.changes += 1
             replaced = [int(i) for i in ids if int(i) in self._sha]
             if replaced:
                 self._remove_locked(replaced)
@@ -149,6 +151,7 @@ class HybridIndex:
         present = [i for i in ids if i in self._sha]
         if not present:
             return 0
+        self.changes += 1
         self.vectors.remove(present)
         self.phashes.remove(present)
         for i in present:

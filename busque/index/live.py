@@ -17,9 +17,9 @@ import numpy as np
 from busque.db.follow import IdFollower
 from busque.index import snapshot
 from busque.index.device import check_device
+from busque.index.duplicate_pairs import PairCache, PairQuery
 from busque.index.hybrid import HybridIndex
 from busque.media.catalog import Catalog, bytes_to_vector
-from busque.media.phash import TRANSFORMS
 from busque.storage import ObjectStore
 
 logger = logging.getLogger("busque.index")
@@ -60,6 +60,7 @@ class Scope:
     follow: IdFollower  # the change log, read in order
     version: str | None
     changes_since_snapshot: int = 0
+    pairs: PairCache | None = None  # the duplicate pairs asked for, kept current
 
     @property
     def last_seq(self) -> int:
@@ -199,37 +200,15 @@ class LiveIndex:
         mirrored (the catalog keeps each photo's TRANSFORMS' pHashes), or (min_cosine set)
         whose embeddings are at least that alike among each item's `k` nearest: (a, b, pHash
         distance or None, cosine or None, the transform that matched or None), a < b. From
-        the indices: radius searches and a k-NN search per item, never all pairs."""
+        the indices (busque.index.duplicate_pairs), kept current between calls."""
         scope = self.scope(tenant, collection)
-        phashes = scope.index.phashes
-        found: dict[tuple[int, int], list] = {}
-
-        def near(i: int, code: int, transform: str | None) -> None:
-            for j, distance in phashes.search_radius(code, radius):
-                if j == i:
-                    continue
-                entry = found.setdefault((min(i, j), max(i, j)), [None, None, None])
-                if entry[0] is None or distance < entry[0]:
-                    entry[0], entry[2] = int(distance), transform
-
-        ids, codes = phashes.items()
-        for i, code in zip(ids.tolist(), codes.tolist(), strict=True):
-            near(i, code, None)
-        for i, variants in self.catalog.phash_variants(tenant, collection).items():
-            if i in scope.index:
-                for transform, code in zip(TRANSFORMS, variants, strict=True):
-                    near(i, code, transform)
-        if min_cosine is not None:
-            ids, vectors = scope.index.vectors.items()
-            for start in range(0, len(ids), 1024):
-                scores, neighbours = scope.index.vectors.search(vectors[start : start + 1024], k)
-                for i, row_scores, row_ids in zip(
-                    ids[start : start + 1024].tolist(), scores, neighbours, strict=True
-                ):
-                    for score, j in zip(row_scores.tolist(), row_ids.tolist(), strict=True):
-                        if j >= 0 and j != i and score >= min_cosine:
-                            entry = found.setdefault((min(i, j), max(i, j)), [None, None, None])
-                            entry[1] = max(entry[1] or -1.0, round(float(score), 4))
+        with self._lock:
+            if scope.pairs is None:
+                scope.pairs = PairCache(
+                    scope.index,
+                    lambda ids: self.catalog.phash_variants(tenant, collection, ids),
+                )
+        found = scope.pairs.pairs(PairQuery(radius, min_cosine, k))
         return [(a, b, d, c, t) for (a, b), (d, c, t) in sorted(found.items())]
 
     def save(self, tenant: str, collection: str) -> str:

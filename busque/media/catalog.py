@@ -429,17 +429,27 @@ class Catalog:
                 groups.setdefault(sha, []).append(media_id)
         return list(groups.values())
 
-    def phash_variants(self, tenant_id: str, collection: str) -> dict[int, list[int]]:
+    def phash_variants(
+        self, tenant_id: str, collection: str, index_ids: Sequence[int] | None = None
+    ) -> dict[int, list[int]]:
         """index id -> the pHashes of the item's turns and mirrors (busque.media.phash
-        .TRANSFORMS), for the collection's indexed items that have them."""
+        .TRANSFORMS), for the collection's indexed items that have them (of `index_ids` only,
+        when given)."""
         query = select(media.c.index_id, media.c.phash_variants).where(
             media.c.tenant_id == tenant_id,
             media.c.collection == collection,
             media.c.state == "indexed",
             media.c.phash_variants.is_not(None),
         )
+        chunks: list = [None]
+        if index_ids is not None:
+            chunks = [index_ids[at : at + 500] for at in range(0, len(index_ids), 500)]
+        found = {}
         with self.reader.connect() as conn:
-            return {i: variants_from_bytes(codes) for i, codes in conn.execute(query)}
+            for chunk in chunks:
+                some = query if chunk is None else query.where(media.c.index_id.in_(chunk))
+                found |= {i: variants_from_bytes(codes) for i, codes in conn.execute(some)}
+        return found
 
     def exact_groups(self, tenant_id: str, collection: str) -> list[dict]:
         """Every set of identical bytes in a collection, with every path a backfill found them

@@ -1,0 +1,279 @@
+"""Duplicate pairs from the indices, never all pairs: a pHash radius search per item (and per
+turn or mirror of it), a k-NN search per embedding; and `PairCache`, which keeps one answer
+current as items come and go, so a review page does not search the whole collection again.
+
+A pair is (a, b) with a < b -> [pHash distance or None, cosine or None, transform or None]:
+the nearest pHash distance found (between the two codes, or between one item's turned or
+mirrored code and the other's code, then `transform` names the turn) and the best cosine.
+
+Visual pairs are those at least `min_cosine` alike among an item's `k` nearest, so an item that
+comes or goes can change other items' k nearest: the cache remembers whose search found each
+visual neighbour and searches again exactly the items whose k nearest changed (on an exact
+vector index, its answer is the one searching everything again would give).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from busque.index.hybrid import HybridIndex
+from busque.index.phash_index import as_code, popcount
+from busque.media.phash import TRANSFORMS
+
+Pairs = dict[tuple[int, int], list]
+TURNS = list(TRANSFORMS)  # the names, in the order a row's codes come in
+
+# Past this share of the collection added since the last answer, searching everything again
+# costs about what searching the new items would (and is exact for k-NN displacements).
+REBUILD_SHARE = 0.1
+
+
+@dataclass(frozen=True)
+class PairQuery:
+    radius: int
+    min_cosine: float | None
+    k: int = 16
+
+
+# Which of two finds of one pair at one distance is kept: the codes as they are, then the
+# turns in TRANSFORMS' order, so the answer never depends on the order of the searches.
+RANK = {None: 0, **{turn: n + 1 for n, turn in enumerate(TURNS)}}
+TURN_OF_RANK = [None, *TURNS]
+
+
+def _keep_nearest(found: Pairs, i: int, j: int, distance: int, transform: str | None) -> None:
+    entry = found.setdefault((min(i, j), max(i, j)), [None, None, None])
+    if entry[0] is None or (distance, RANK[transform]) < (entry[0], RANK[entry[2]]):
+        entry[0], entry[2] = int(distance), transform
+
+
+def _keep_cosine(found: Pairs, i: int, j: int, cosine: float) -> None:
+    entry = found.setdefault((min(i, j), max(i, j)), [None, None, None])
+    entry[1] = max(entry[1] or -1.0, round(float(cosine), 4))
+
+
+def phash_pairs(
+    index: HybridIndex,
+    variants: dict[int, list[int]],
+    radius: int,
+    queried: Iterable[int] | None = None,
+    found: Pairs | None = None,
+) -> Pairs:
+    """pHash pairs of the `queried` items (default: all): their codes and their turns' and
+    mirrors' codes, radius searches of the index (batched: busque.index.phash_index)."""
+    found = {} if found is None else found
+    phashes = index.phashes
+    if queried is None:
+        ids, codes = phashes.items()
+    else:
+        known = [(i, phashes.get(i)) for i in queried]
+        known = [(i, code) for i, code in known if code is not None]
+        ids = np.array([i for i, _ in known], np.int64)
+        codes = np.array([code for _, code in known], np.uint64)
+    turned = [i for i in ids.tolist() if i in variants]
+    turn_codes = np.array([variants[i] for i in turned], np.int64).reshape(-1, len(TURNS))
+    asked_ids = np.concatenate([ids, np.repeat(np.array(turned, np.int64), len(TURNS))])
+    asked_rank = np.concatenate(
+        [np.zeros(len(ids), np.int64), np.tile(np.arange(1, len(TURNS) + 1), len(turned))]
+    )
+    asked = np.concatenate([codes.astype(np.uint64), turn_codes.view(np.uint64).ravel()])
+    query, hit, distance = phashes.search_radius_many(asked, radius)
+    item = asked_ids[query]
+    other = hit != item
+    item, hit, rank = item[other], hit[other], asked_rank[query][other]
+    key = distance[other].astype(np.int64) * len(TURN_OF_RANK) + rank
+    low, high = np.minimum(item, hit), np.maximum(item, hit)
+    order = np.lexsort((key, high, low))
+    low, high, key = low[order], high[order], key[order]
+    first = np.ones(len(low), bool)
+    first[1:] = (low[1:] != low[:-1]) | (high[1:] != high[:-1])
+    for a, b, best in zip(
+        low[first].tolist(), high[first].tolist(), key[first].tolist(), strict=True
+    ):
+        distance_of, rank_of = divmod(best, len(TURN_OF_RANK))
+        _keep_nearest(found, a, b, distance_of, TURN_OF_RANK[rank_of])
+    return found
+
+
+def visual_neighbours(
+    index: HybridIndex,
+    min_cosine: float,
+    k: int,
+    queried: Iterable[int] | None = None,
+    batch: int = 1024,
+) -> dict[int, dict[int, float]]:
+    """For each queried item (default: all), those of its `k` nearest at least `min_cosine`
+    alike."""
+    vectors = index.vectors
+    if queried is None:
+        ids, matrix = vectors.items()
+    else:
+        ids, matrix = _vectors_of(index, queried)
+    found: dict[int, dict[int, float]] = {}
+    for start in range(0, len(ids), batch):
+        scores, neighbours = vectors.search(matrix[start : start + batch], k)
+        for i, row_scores, row_ids in zip(
+            ids[start : start + batch].tolist(), scores, neighbours, strict=True
+        ):
+            found[i] = {
+                j: round(score, 4)
+                for score, j in zip(row_scores.tolist(), row_ids.tolist(), strict=True)
+                if j >= 0 and j != i and score >= min_cosine
+            }
+    return found
+
+
+def _vectors_of(index: HybridIndex, ids: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
+    wanted = [(i, index.vectors.reconstruct(i)) for i in ids]
+    wanted = [(i, v) for i, v in wanted if v is not None]
+    if not wanted:
+        return np.empty(0, np.int64), np.empty((0, index.vectors.dim), np.float32)
+    return np.array([i for i, _ in wanted], np.int64), np.stack([v for _, v in wanted])
+
+
+def alike_to(index: HybridIndex, item: int, min_cosine: float, k: int) -> list[int]:
+    """Every item at least `min_cosine` alike to `item` (k-NN searches of growing k until the
+    last is below it): those whose k nearest it may have entered."""
+    ids, matrix = _vectors_of(index, [item])
+    if not len(ids):
+        return []
+    want = 4 * k
+    while True:
+        scores, neighbours = index.vectors.search(matrix, min(want, len(index)))
+        if want >= len(index) or scores[0][-1] < min_cosine:
+            hits = zip(scores[0].tolist(), neighbours[0].tolist(), strict=True)
+            return [j for score, j in hits if j >= 0 and j != item and score >= min_cosine]
+        want *= 4
+
+
+def merged(phash: Pairs, visual: dict[int, dict[int, float]]) -> Pairs:
+    """The pHash pairs with the visual neighbours joined in (a pair's best cosine)."""
+    found = {pair: list(entry) for pair, entry in phash.items()}
+    for i, neighbours in visual.items():
+        for j, cosine in neighbours.items():
+            _keep_cosine(found, i, j, cosine)
+    return found
+
+
+def find_pairs(index: HybridIndex, variants: dict[int, list[int]], query: PairQuery) -> Pairs:
+    """Every pair of the index, from its own searches."""
+    visual = {}
+    if query.min_cosine is not None:
+        visual = visual_neighbours(index, query.min_cosine, query.k)
+    return merged(phash_pairs(index, variants, query.radius), visual)
+
+
+@dataclass
+class _Answer:
+    phash: Pairs
+    visual: dict[int, dict[int, float]]  # whose search found which neighbour
+    covered: set[int]  # the index's ids when the pairs were last brought up to date
+    changes: int  # the index's change counter then
+    pairs: Pairs = field(default_factory=dict)
+    variant_ids: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    variant_codes: np.ndarray = field(default_factory=lambda: np.empty((0, len(TURNS)), np.uint64))
+
+
+class PairCache:
+    """The pairs of one index for each PairQuery asked, brought up to date on the next ask:
+    pairs of removed items dropped, added items searched (their codes, turns and embeddings
+    against the index, their codes against the turns of the items already there), and the
+    items whose k nearest changed searched again."""
+
+    def __init__(self, index: HybridIndex, variants_of: Callable[[list[int] | None], dict]):
+        self.index = index
+        self.variants_of = variants_of  # index ids (None: all) -> their turns' codes
+        self.answers: dict[PairQuery, _Answer] = {}
+        self._lock = threading.Lock()
+
+    def pairs(self, query: PairQuery) -> Pairs:
+        with self._lock:
+            answer = self.answers.get(query)
+            if answer is not None and answer.changes == self.index.changes:
+                return answer.pairs
+            current = set(self.index.ids())
+            changes = self.index.changes
+            if answer is None or len(current - answer.covered) > REBUILD_SHARE * len(current):
+                answer = self._rebuild(query, current, changes)
+            else:
+                self._update(query, answer, current, changes)
+            answer.pairs = merged(answer.phash, answer.visual)
+            self.answers[query] = answer
+            return answer.pairs
+
+    def _rebuild(self, query: PairQuery, current: set[int], changes: int) -> _Answer:
+        variants = self.variants_of(None)
+        visual = {}
+        if query.min_cosine is not None:
+            visual = visual_neighbours(self.index, query.min_cosine, query.k)
+        answer = _Answer(phash_pairs(self.index, variants, query.radius), visual, current, changes)
+        self._keep_variants(answer, variants)
+        return answer
+
+    def _update(self, query: PairQuery, answer: _Answer, current: set[int], changes: int):
+        gone = answer.covered - current
+        added = sorted(current - answer.covered)
+        if gone:
+            answer.phash = {
+                pair: entry
+                for pair, entry in answer.phash.items()
+                if pair[0] not in gone and pair[1] not in gone
+            }
+            keep = ~np.isin(answer.variant_ids, np.fromiter(gone, np.int64))
+            answer.variant_ids = answer.variant_ids[keep]
+            answer.variant_codes = answer.variant_codes[keep]
+        if added:
+            variants = self.variants_of(added)
+            phash_pairs(self.index, variants, query.radius, queried=added, found=answer.phash)
+            self._against_old_turns(answer, added, query.radius)
+            self._keep_variants(answer, variants)
+        if query.min_cosine is not None:
+            self._update_visual(query, answer, gone, added, current)
+        answer.covered = current
+        answer.changes = changes
+
+    def _update_visual(self, query, answer: _Answer, gone, added, current) -> None:
+        # Whose k nearest changed: those that had a gone item among them (alike enough to
+        # count), and those a new item is alike enough to have entered.
+        again = set(added)
+        for i, neighbours in answer.visual.items():
+            if not gone.isdisjoint(neighbours):
+                again.add(i)
+        for n in added:
+            again.update(alike_to(self.index, n, query.min_cosine, query.k))
+        for g in gone:
+            answer.visual.pop(g, None)
+        again &= current
+        answer.visual.update(
+            visual_neighbours(self.index, query.min_cosine, query.k, queried=sorted(again))
+        )
+
+    def _against_old_turns(self, answer: _Answer, added: list[int], radius: int) -> None:
+        """An old item's turned code near a new item's code: the new code against them all."""
+        if not len(answer.variant_ids):
+            return
+        for i in added:
+            code = self.index.phashes.get(i)
+            if code is None:
+                continue
+            distances = popcount(answer.variant_codes ^ as_code(code))
+            rows, turns = np.nonzero(distances <= radius)
+            for row, turn in zip(rows.tolist(), turns.tolist(), strict=True):
+                j = int(answer.variant_ids[row])
+                if j != i:
+                    distance = int(distances[row, turn])
+                    _keep_nearest(answer.phash, j, i, distance, TURNS[turn])
+
+    @staticmethod
+    def _keep_variants(answer: _Answer, variants: dict[int, list[int]]) -> None:
+        if not variants:
+            return
+        ids = np.fromiter(variants.keys(), np.int64, len(variants))
+        codes = np.array(list(variants.values()), dtype=np.int64).view(np.uint64)
+        codes = codes.reshape(-1, len(TRANSFORMS))
+        answer.variant_ids = np.concatenate([answer.variant_ids, ids])
+        answer.variant_codes = np.concatenate([answer.variant_codes, codes])

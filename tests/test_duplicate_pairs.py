@@ -1,0 +1,95 @@
+"""Duplicate pairs from the indices, and the cache that keeps them current: after items come and
+go, its answer is exactly what searching everything again gives (codes, turns, embeddings)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from busque.index.duplicate_pairs import PairCache, PairQuery, find_pairs
+from busque.index.hybrid import HybridIndex
+from busque.media.phash import TRANSFORMS
+
+DIM = 32
+QUERY = PairQuery(radius=6, min_cosine=0.95, k=8)
+
+
+def flip(code: int, bits: int, rng) -> int:
+    for bit in rng.choice(64, bits, replace=False):
+        code ^= 1 << int(bit)
+    return code
+
+
+class Library:
+    """Random items, a third of them near copies of another (a few bits off, an alike vector),
+    and some whose turned code is near another item's code (a rotated copy)."""
+
+    def __init__(self, seed: int = 3):
+        self.rng = np.random.default_rng(seed)
+        self.index = HybridIndex(DIM)
+        self.variants: dict[int, list[int]] = {}
+        self.next_id = 1
+
+    def add(self, n: int) -> list[int]:
+        rng, added = self.rng, []
+        for _ in range(n):
+            i, self.next_id = self.next_id, self.next_id + 1
+            existing = self.index.ids()
+            vector = rng.normal(size=DIM).astype(np.float32)
+            code = int(rng.integers(0, 2**63))
+            turns = [int(rng.integers(0, 2**63)) for _ in TRANSFORMS]
+            roll = rng.random()
+            if existing and roll < 0.3:  # a near copy
+                other = int(rng.choice(existing))
+                code = flip(self.index.phashes.get(other), int(rng.integers(0, 5)), rng)
+                vector = self.index.vectors.reconstruct(other) + rng.normal(0, 0.02, DIM)
+            elif existing and roll < 0.45:  # turned, its turn near another's code
+                other = int(rng.choice(existing))
+                turn = int(rng.integers(0, len(TRANSFORMS)))
+                turns[turn] = flip(self.index.phashes.get(other), int(rng.integers(0, 4)), rng)
+            self.index.add(i, vector, code)
+            self.variants[i] = [c - 2**64 if c >= 2**63 else c for c in turns]
+            added.append(i)
+        return added
+
+    def remove(self, n: int) -> None:
+        for i in self.rng.choice(self.index.ids(), n, replace=False).tolist():
+            self.index.remove(i)
+            del self.variants[i]
+
+    def variants_of(self, ids):
+        return {i: self.variants[i] for i in (self.variants if ids is None else ids)}
+
+
+def test_pairs_name_why_and_how_close():
+    library = Library()
+    library.add(60)
+    found = find_pairs(library.index, library.variants, QUERY)
+    assert found, "the planted copies are found"
+    for (a, b), (distance, cosine, transform) in found.items():
+        assert a < b
+        assert distance is not None or cosine is not None
+        if distance is not None and transform is None:
+            codes = (library.index.phashes.get(a), library.index.phashes.get(b))
+            assert bin(codes[0] ^ codes[1]).count("1") == distance <= QUERY.radius
+        if transform is not None:
+            assert transform in TRANSFORMS
+    assert any(t is not None for _, _, t in found.values())  # a turned copy found
+
+
+def test_the_cache_stays_exactly_current_as_items_come_and_go():
+    library = Library(seed=11)
+    library.add(400)
+    cache = PairCache(library.index, library.variants_of)
+    first = cache.pairs(QUERY)
+    assert first == find_pairs(library.index, library.variants, QUERY)
+    assert cache.pairs(QUERY) is first  # unchanged index: the same answer, no search
+
+    for step in range(6):  # a review session: items trashed; an import: a few added
+        library.remove(7)
+        library.add(5 + step)
+        assert cache.pairs(QUERY) == find_pairs(library.index, library.variants, QUERY), step
+
+    library.add(200)  # more than REBUILD_SHARE new: searched again whole
+    assert cache.pairs(QUERY) == find_pairs(library.index, library.variants, QUERY)
+    other = PairQuery(radius=2, min_cosine=None)
+    assert cache.pairs(other) == find_pairs(library.index, library.variants, other)
