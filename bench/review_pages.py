@@ -1,0 +1,231 @@
+"""The web app's review pages with 100,000 items in a collection: the response time of the
+gallery's first page (GET /v1/media, with and without filters) and of the duplicates view
+(GET /v1/duplicates, a page of 20 groups with their items), through the real app on Ray Serve.
+
+The items are written straight into the catalog (the ingest path is measured elsewhere:
+bench/search.py, bench/backfill.py): pHashes with the bit rates of real photos, embeddings of
+the embedder's size, a tenth near copies and a twentieth turned copies (bench/grouping.py's
+library), capture dates and cameras in the metadata. The duplicates view is timed cold (its
+first call: the Matcher searches every pair), warm (its PairCache answers; the catalog and the
+grouping still run), and after each of a few resolves (the cache brought up to date, not
+searched again). Times are client-side on the same machine (HTTP and Serve's proxy included),
+so they bound the server time from above; calls interleaved, medians with a ~95% interval.
+Writes bench/results/review_pages.json and .md.
+
+    python bench/review_pages.py [--items 100000] [--repeat 30] [--quick]
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import harness
+from bench.grouping import library, median_ci, real_bit_rates
+
+COLLECTION = "big"
+CAMERAS = ("Canon EOS 5D", "NIKON D750", "Apple iPhone 12", "SONY ILCE-7M3", "Pixel 7")
+GOAL_MS = 300
+DIM = 1280  # EfficientNet-Lite0's embeddings, the default embedder's
+
+
+def settings_for(home: Path):
+    from busque.config import Settings
+
+    small = {"num_cpus": 0.1}
+    return Settings(
+        home=home,
+        faces={"enabled": False},
+        serve={"port": harness.free_port(), "grpc_port": 0},
+        model_deployments={name: small for name in ("utility", "textgen", "imagegen")},
+    )
+
+
+def fill(settings, tenant: str, n: int, dim: int) -> None:
+    """n indexed items in COLLECTION, written in bulk with their change-log rows."""
+    from sqlalchemy import insert
+
+    from busque.db.engine import make_engine
+    from busque.db.schema import media, media_changes
+    from busque.ids import new_id
+    from busque.media.catalog import vector_to_bytes
+
+    data = library(n, dim, real_bit_rates())
+    rng = random.Random(7)
+    engine = make_engine(settings.database.url)
+    now = time.time()
+    for start in range(0, n, 5000):
+        rows, changes = [], []
+        for i in range(start, min(n, start + 5000)):
+            media_id = new_id("med")
+            day = rng.randrange(0, 20 * 365)
+            rows.append(
+                {
+                    "id": media_id,
+                    "tenant_id": tenant,
+                    "collection": COLLECTION,
+                    "index_id": int.from_bytes(os.urandom(8), "big") >> 1,
+                    "state": "indexed",
+                    "sha256": os.urandom(32).hex(),
+                    "phash": int(data["codes"][i].view(np.int64)),
+                    "phash_variants": data["turns"][i].astype(">u8").tobytes(),
+                    "width": 4000,
+                    "height": 3000,
+                    "format": "jpeg",
+                    "bytes": rng.randrange(1_000_000, 6_000_000),
+                    "metadata": {
+                        "captured_at": time.strftime(
+                            "%Y-%m-%dT%H:%M:%S", time.gmtime(1.1e9 + day * 86400)
+                        ),
+                        "camera": rng.choice(CAMERAS),
+                    },
+                    "labels": [],
+                    "original_key": f"{tenant}/originals/{media_id}.jpg",
+                    "normalized_key": f"{tenant}/normalized/{media_id}.jpg",
+                    "thumbnail_key": f"{tenant}/thumbs/{media_id}.webp",
+                    "embedding": vector_to_bytes(data["vectors"][i]),
+                    "embedding_model": "efficientnet-lite0",
+                    "embedding_version": "1",
+                    "created_at": now,
+                    "indexed_at": now,
+                    "updated_at": now,
+                }
+            )
+            changes.append(
+                {
+                    "tenant_id": tenant,
+                    "collection": COLLECTION,
+                    "media_id": media_id,
+                    "op": "add",
+                    "created_at": now,
+                }
+            )
+        with engine.begin() as conn:
+            conn.execute(insert(media), rows)
+            conn.execute(insert(media_changes), changes)
+        print(f"catalogued {min(n, start + 5000):,} of {n:,}", flush=True)
+    engine.dispose()
+
+
+def timed(client: httpx.Client, path: str, **params) -> tuple[float, dict]:
+    started = time.perf_counter()
+    response = client.get(path, params=params)
+    elapsed = (time.perf_counter() - started) * 1000
+    response.raise_for_status()
+    return elapsed, response.json()
+
+
+def summary(values: list[float]) -> dict:
+    mid, low, high = median_ci(values)
+    return {"runs": len(values), "median_ms": mid, "low_ms": low, "high_ms": high}
+
+
+def main() -> None:
+    cli = harness.parser(__doc__)
+    cli.add_argument("--items", type=int, default=100_000, help="items in the collection")
+    cli.add_argument("--repeat", type=int, default=30, help="calls of each warm case")
+    cli.add_argument("--resolves", type=int, default=5, help="resolves timed after")
+    cli.add_argument("--quick", action="store_true", help="5,000 items, 5 calls (a smoke test)")
+    args = cli.parse_args()
+    if args.quick:
+        args.items, args.repeat, args.resolves = 5000, 5, 2
+    from ray import serve
+
+    home = Path(tempfile.mkdtemp(prefix="busque-review-"))
+    settings = settings_for(home)
+    harness.start_ray()
+    app = harness.start_app(settings)
+    results: dict = {}
+    try:
+        with app.client() as client:
+            client.timeout = 1800
+            tenant = client.get("/v1/me").json()["tenant_id"]
+            fill(settings, tenant, args.items, DIM)
+            results = measure(client, args)
+    finally:
+        serve.delete(settings.serve.app_name)
+    write(results, args)
+
+
+def measure(client: httpx.Client, args) -> dict:
+    first_page = {"collection": COLLECTION, "limit": 60}
+    cases = {
+        "gallery, first page": first_page,
+        "gallery, camera filter": {**first_page, "camera": "nikon"},
+        "gallery, one year": {**first_page, "since": "2015-01-01", "until": "2016-01-01"},
+        "duplicates view": {"collection": COLLECTION, "limit": 20},
+    }
+    page = client.get("/v1/media", params=first_page).json()  # the Matcher and pools warm up
+    assert len(page["data"]) == 60, page
+    cold, found = timed(client, "/v1/duplicates", **cases["duplicates view"])
+    print(f"duplicates, cold: {cold:.0f} ms, {found['total_groups']} groups", flush=True)
+    runs: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(args.repeat):  # A, B, C, D, A, B...
+        for name, params in cases.items():
+            path = "/v1/duplicates" if name == "duplicates view" else "/v1/media"
+            runs[name].append(timed(client, path, **params)[0])
+    after_resolve = []
+    for _ in range(args.resolves):
+        group = found["groups"][0]
+        done = client.post(
+            "/v1/duplicates/resolve",
+            json={"collection": COLLECTION, "groups": [{"media_ids": group["media_ids"]}]},
+        )
+        done.raise_for_status()
+        elapsed, found = timed(client, "/v1/duplicates", **cases["duplicates view"])
+        after_resolve.append(elapsed)
+    return {
+        "items": args.items,
+        "groups": found["total_groups"],
+        "duplicates_cold_ms": cold,
+        "cases": {name: summary(values) for name, values in runs.items()},
+        "duplicates after a resolve": summary(after_resolve),
+    }
+
+
+def write(results: dict, args) -> None:
+    command = "python bench/review_pages.py " + " ".join(sys.argv[1:])
+    load = os.getloadavg()
+    rows = [
+        *[(name, stats) for name, stats in results["cases"].items()],
+        ("duplicates view, after a resolve", results["duplicates after a resolve"]),
+    ]
+    lines = [
+        f"# The review pages at {results['items']:,} items",
+        "",
+        f"Machine: {harness.cpu_model()}, {os.cpu_count()} cores; commit {harness.commit()}; "
+        f"load average at the end {load[0]:.2f}. Reproduce: `{command}`.",
+        "",
+        f"{results['groups']:,} duplicate groups. The duplicates view's first call (every pair "
+        f"searched): {results['duplicates_cold_ms'] / 1000:,.1f} s.",
+        "",
+        "| page | calls | median ms | ~95% interval ms | under 300 ms |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for name, stats in rows:
+        met = "yes" if stats["high_ms"] < GOAL_MS else "no"
+        lines.append(
+            f"| {name} | {stats['runs']} | {stats['median_ms']:.1f} | "
+            f"{stats['low_ms']:.1f}-{stats['high_ms']:.1f} | {met} |"
+        )
+    harness.write_results(
+        "review_pages",
+        {"command": command, "machine": harness.machine(load_average=load), **results},
+        "\n".join(lines),
+        write=not args.no_write and not args.quick,
+    )
+    print("median of medians:", statistics.median(s["median_ms"] for _, s in rows))
+
+
+if __name__ == "__main__":
+    main()
