@@ -61,6 +61,7 @@ def fill(settings, tenant: str, n: int, dim: int) -> None:
     from busque.media.catalog import vector_to_bytes
 
     data = library(n, dim, real_bit_rates())
+    signed = data["codes"].view(np.int64)  # the catalog keeps a pHash as a signed integer
     rng = random.Random(7)
     engine = make_engine(settings.database.url)
     now = time.time()
@@ -77,7 +78,7 @@ def fill(settings, tenant: str, n: int, dim: int) -> None:
                     "index_id": int.from_bytes(os.urandom(8), "big") >> 1,
                     "state": "indexed",
                     "sha256": os.urandom(32).hex(),
-                    "phash": int(data["codes"][i].view(np.int64)),
+                    "phash": int(signed[i]),
                     "phash_variants": data["turns"][i].astype(">u8").tobytes(),
                     "width": 4000,
                     "height": 3000,
