@@ -18,8 +18,8 @@ The data: pHash bits skewed per position (as real codes are), a tenth of the ite
 of another (0-6 bits off, an embedding a little off), a twentieth turned copies (a turn's code
 near another item's code); embeddings of `--dim` dimensions. Each (method, size) runs in its
 own process, so its peak RSS is its own; cases are interleaved and repeated where they take
-seconds, and a brute force too slow at a size is timed at smaller sizes and its n^2 growth
-extrapolated (said so in the table). Writes bench/results/grouping.json and .md.
+seconds; a scan of all pairs is first timed at 2,000-8,000 items, and where its n^2 growth says
+it would take more than --limit-s at a size, that prediction stands for it (the table says so). Writes bench/results/grouping.json and .md.
 
     python bench/grouping.py [--sizes 100000,1000000] [--repeat 5] [--quick]
 """
@@ -229,45 +229,56 @@ def median_ci(values: list[float]) -> tuple[float, float, float]:
 
 
 def measure(args, rates: np.ndarray) -> dict:
-    """Per size and half (pHash only; pHash and embeddings): each method's runs, interleaved;
-    a method past its time limit at a size is timed at smaller sizes and extrapolated."""
-    results = {"sizes": {}, "extrapolated": {}}
+    """Per size and half (pHash only; pHash and embeddings): each method's runs, interleaved.
+    A scan of all pairs is first timed at small sizes; where its n^2 growth says it would run
+    past --limit-s, its time at that size is that prediction (the table says so)."""
+    results: dict = {"sizes": {}, "extrapolated": {}}
+    pilots: dict = {}
     for n in args.sizes:
         for visual in (False, True):
             label = f"{n}/{'visual' if visual else 'phash'}"
             methods = [m for m in available() if not (visual and m == "imagededup")]
-            runs = {m: [] for m in methods}
-            skipped = set()
-            for rep in range(args.repeat):
-                for method in methods:  # A, B, C, A, B, C...
-                    if method in skipped:
+            runs: dict[str, list] = {m: [] for m in methods}
+            active = []
+            for method in methods:
+                if method != "busque":
+                    if (method, visual) not in pilots:
+                        pilots[(method, visual)] = pilot(method, visual, args, rates)
+                    points, c = pilots[(method, visual)]
+                    if c * n**2 > args.limit_s:
+                        results["extrapolated"][f"{method}|{label}"] = {
+                            "measured": points,
+                            "predicted_s": c * n**2,
+                        }
+                        print(f"{label}: {method} predicted {c * n**2:,.0f} s", flush=True)
                         continue
-                    limit = args.limit_s if rep == 0 else args.limit_s * 2
-                    done = in_child(method, n, args.dim, visual, rates, limit)
+                active.append(method)
+            for _ in range(args.repeat):
+                for method in list(active):  # A, B, C, A, B, C...
+                    done = in_child(method, n, args.dim, visual, rates, args.limit_s * 2)
                     if done is None:
-                        skipped.add(method)
-                        print(f"{label}: {method} past {limit:.0f} s, extrapolated", flush=True)
+                        active.remove(method)
                         continue
                     runs[method].append(done)
                     print(f"{label}: {method} {done['seconds']:.2f} s", flush=True)
                     if done["seconds"] > args.limit_s / 4:
-                        skipped.add(method)  # one run says it; repeats would take too long
+                        active.remove(method)  # one run says it; repeats would take too long
             results["sizes"][label] = runs
     return results
 
 
-def extrapolate(method: str, visual: bool, sizes: list[int], target: int, args, rates) -> dict:
-    """Time at small sizes, fit t = c * n^2 (what a scan of all pairs costs), predict."""
+def pilot(method: str, visual: bool, args, rates) -> tuple[list, float]:
+    """The method timed at 2,000, 4,000 and 8,000 items (--quick: 500 and 1,000); c of
+    t = c * n^2 (their median)."""
     points = []
-    for n in sizes:
+    for n in (500, 1000) if args.quick else (2000, 4000, 8000):
         done = in_child(method, n, args.dim, visual, rates, args.limit_s)
         if done is None:
             break
         points.append((n, done["seconds"]))
     if not points:
-        return {}
-    c = statistics.median(t / n**2 for n, t in points)
-    return {"measured": points, "predicted_s": c * target**2}
+        return [], float("inf")
+    return points, statistics.median(t / n**2 for n, t in points)
 
 
 def table(results: dict, args) -> str:
@@ -310,7 +321,10 @@ def main() -> None:
     cli.add_argument("--repeat", type=int, default=5, help="runs of each method per size")
     cli.add_argument("--dim", type=int, default=128, help="embedding dimensions")
     cli.add_argument(
-        "--limit-s", type=float, default=600, help="a run past this is stopped and extrapolated"
+        "--limit-s",
+        type=float,
+        default=600,
+        help="a baseline predicted past this is not run (its prediction is shown)",
     )
     cli.add_argument("--quick", action="store_true", help="2,000 items, 2 runs (a smoke test)")
     args = cli.parse_args()
@@ -320,14 +334,6 @@ def main() -> None:
     started = time.time()
     rates = real_bit_rates()
     results = measure(args, rates)
-    small = [max(1000, args.sizes[0] // 50 * f) for f in (1, 2, 4)]
-    for label, runs in results["sizes"].items():
-        n, half = label.split("/")
-        for method, done in runs.items():
-            if not done:
-                results["extrapolated"][f"{method}|{label}"] = extrapolate(
-                    method, half == "visual", small, int(n), args, rates
-                )
     command = "python bench/grouping.py " + " ".join(sys.argv[1:])
     load = os.getloadavg()
     markdown = "\n".join(
