@@ -93,3 +93,6 @@ def test_the_cache_stays_exactly_current_as_items_come_and_go():
     assert cache.pairs(QUERY) == find_pairs(library.index, library.variants, QUERY)
     other = PairQuery(radius=2, min_cosine=None)
     assert cache.pairs(other) == find_pairs(library.index, library.variants, other)
+    for radius in range(10):  # thresholds tried one after another: the oldest answers go
+        cache.pairs(PairQuery(radius=radius, min_cosine=None))
+    assert len(cache.answers) == 4 and PairQuery(radius=9, min_cosine=None) in cache.answers

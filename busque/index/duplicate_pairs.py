@@ -30,6 +30,8 @@ TURNS = list(TRANSFORMS)  # the names, in the order a row's codes come in
 # Past this share of the collection added since the last answer, searching everything again
 # costs about what searching the new items would (and is exact for k-NN displacements).
 REBUILD_SHARE = 0.1
+# Answers kept per index: a client trying thresholds one after another must not fill memory.
+KEEP_ANSWERS = 4
 
 
 @dataclass(frozen=True)
@@ -192,8 +194,9 @@ class PairCache:
 
     def pairs(self, query: PairQuery) -> Pairs:
         with self._lock:
-            answer = self.answers.get(query)
+            answer = self.answers.pop(query, None)  # put back last: the most recently used
             if answer is not None and answer.changes == self.index.changes:
+                self.answers[query] = answer
                 return answer.pairs
             current = set(self.index.ids())
             changes = self.index.changes
@@ -203,6 +206,8 @@ class PairCache:
                 self._update(query, answer, current, changes)
             answer.pairs = merged(answer.phash, answer.visual)
             self.answers[query] = answer
+            while len(self.answers) > KEEP_ANSWERS:
+                del self.answers[next(iter(self.answers))]
             return answer.pairs
 
     def _rebuild(self, query: PairQuery, current: set[int], changes: int) -> _Answer:
