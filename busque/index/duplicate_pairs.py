@@ -69,13 +69,14 @@ def phash_pairs(
     mirrors' codes, radius searches of the index (batched: busque.index.phash_index)."""
     found = {} if found is None else found
     phashes = index.phashes
-    if queried is None:
-        ids, codes = phashes.items()
-    else:
-        known = [(i, phashes.get(i)) for i in queried]
-        known = [(i, code) for i, code in known if code is not None]
-        ids = np.array([i for i, _ in known], np.int64)
-        codes = np.array([code for _, code in known], np.uint64)
+    with index.locked():
+        if queried is None:
+            ids, codes = phashes.items()
+        else:
+            known = [(i, phashes.get(i)) for i in queried]
+            known = [(i, code) for i, code in known if code is not None]
+            ids = np.array([i for i, _ in known], np.int64)
+            codes = np.array([code for _, code in known], np.uint64)
     turned = [i for i in ids.tolist() if i in variants]
     turn_codes = np.array([variants[i] for i in turned], np.int64).reshape(-1, len(TURNS))
     asked_ids = np.concatenate([ids, np.repeat(np.array(turned, np.int64), len(TURNS))])
@@ -83,7 +84,7 @@ def phash_pairs(
         [np.zeros(len(ids), np.int64), np.tile(np.arange(1, len(TURNS) + 1), len(turned))]
     )
     asked = np.concatenate([codes.astype(np.uint64), turn_codes.view(np.uint64).ravel()])
-    query, hit, distance = phashes.search_radius_many(asked, radius)
+    query, hit, distance = _radius_searches(index, asked, radius)
     item = asked_ids[query]
     other = hit != item
     item, hit, rank = item[other], hit[other], asked_rank[query][other]
@@ -101,6 +102,22 @@ def phash_pairs(
     return found
 
 
+def _radius_searches(index: HybridIndex, codes: np.ndarray, radius: int, chunk: int = 8192):
+    """search_radius_many of the codes, a chunk at a time under the index's lock (writes and
+    searches in between go on)."""
+    parts = []
+    for start in range(0, len(codes), chunk):
+        with index.locked():
+            query, hit, distance = index.phashes.search_radius_many(
+                codes[start : start + chunk], radius
+            )
+        parts.append((query + start, hit, distance))
+    if not parts:
+        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.uint8)
+    query, hit, distance = (np.concatenate(p) for p in zip(*parts, strict=True))
+    return query, hit, distance
+
+
 def visual_neighbours(
     index: HybridIndex,
     min_cosine: float,
@@ -110,14 +127,15 @@ def visual_neighbours(
 ) -> dict[int, dict[int, float]]:
     """For each queried item (default: all), those of its `k` nearest at least `min_cosine`
     alike."""
-    vectors = index.vectors
     if queried is None:
-        ids, matrix = vectors.items()
+        with index.locked():
+            ids, matrix = index.vectors.items()
     else:
         ids, matrix = _vectors_of(index, queried)
     found: dict[int, dict[int, float]] = {}
     for start in range(0, len(ids), batch):
-        scores, neighbours = vectors.search(matrix[start : start + batch], k)
+        with index.locked():
+            scores, neighbours = index.vectors.search(matrix[start : start + batch], k)
         for i, row_scores, row_ids in zip(
             ids[start : start + batch].tolist(), scores, neighbours, strict=True
         ):
@@ -130,7 +148,8 @@ def visual_neighbours(
 
 
 def _vectors_of(index: HybridIndex, ids: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
-    wanted = [(i, index.vectors.reconstruct(i)) for i in ids]
+    with index.locked():
+        wanted = [(i, index.vectors.reconstruct(i)) for i in ids]
     wanted = [(i, v) for i, v in wanted if v is not None]
     if not wanted:
         return np.empty(0, np.int64), np.empty((0, index.vectors.dim), np.float32)
@@ -145,7 +164,8 @@ def alike_to(index: HybridIndex, item: int, min_cosine: float, k: int) -> list[i
         return []
     want = 4 * k
     while True:
-        scores, neighbours = index.vectors.search(matrix, min(want, len(index)))
+        with index.locked():
+            scores, neighbours = index.vectors.search(matrix, min(want, len(index)))
         if want >= len(index) or scores[0][-1] < min_cosine:
             hits = zip(scores[0].tolist(), neighbours[0].tolist(), strict=True)
             return [j for score, j in hits if j >= 0 and j != item and score >= min_cosine]
@@ -198,8 +218,9 @@ class PairCache:
             if answer is not None and answer.changes == self.index.changes:
                 self.answers[query] = answer
                 return answer.pairs
-            current = set(self.index.ids())
-            changes = self.index.changes
+            with self.index.locked():
+                current = set(self.index.ids())
+                changes = self.index.changes
             if answer is None or len(current - answer.covered) > REBUILD_SHARE * len(current):
                 answer = self._rebuild(query, current, changes)
             else:
@@ -262,7 +283,8 @@ class PairCache:
         if not len(answer.variant_ids):
             return
         for i in added:
-            code = self.index.phashes.get(i)
+            with self.index.locked():
+                code = self.index.phashes.get(i)
             if code is None:
                 continue
             distances = popcount(answer.variant_codes ^ as_code(code))

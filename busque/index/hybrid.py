@@ -78,7 +78,13 @@ class HybridIndex:
         return int(media_id) in self._sha
 
     def ids(self) -> list[int]:
-        return list(self._sha)
+        with self._lock:
+            return list(self._sha)
+
+    def locked(self) -> threading.RLock:
+        """The lock every write holds: hold it around a read of `vectors` or `phashes` made
+        outside this class (a write may change FAISS's index under a search, and crash it)."""
+        return self._lock
 
     def find_sha256(self, sha256: str) -> list[int]:
         """Media ids stored with exactly this sha256."""
