@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
@@ -15,7 +15,7 @@ from busque.api.auth import require
 from busque.api.errors import ApiError, not_found
 from busque.api.job_requests import JobCreate, label_filter, prepare, submit
 from busque.api.strict_json import StrictJsonRoute
-from busque.api.views import iso, job_view
+from busque.api.views import iso, job_view, parse_iso
 from busque.auth.keys import Principal
 from busque.jobs.labels import MAX_LABELS
 from busque.jobs.store import STATES, TERMINAL
@@ -147,12 +147,9 @@ async def _signed(ctx, view: dict) -> dict:
 
 
 def _timestamp(value: str | None, name: str) -> float | None:
-    if value is None:
+    moment = parse_iso(value, name)
+    if moment is None:
         return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ApiError(422, "invalid_request", f"{name} must be an ISO-8601 time") from None
     if moment.tzinfo is None:  # no offset: UTC (the machine's zone would make it ambiguous)
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()

@@ -4,7 +4,6 @@ tenant's collections with their options."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
 from functools import partial
 from typing import Annotated, Literal
 
@@ -14,10 +13,10 @@ from pydantic import BaseModel, Field
 
 from busque.api.auth import require
 from busque.api.bodies import STRICT_JSON_BODY
-from busque.api.errors import ApiError, not_found
+from busque.api.errors import not_found
 from busque.api.lists import page_of
 from busque.api.strict_json import StrictJsonRoute
-from busque.api.views import face_view, iso, media_view
+from busque.api.views import face_view, iso, media_view, parse_iso
 from busque.auth.keys import Principal
 from busque.media.catalog import COLLECTION_PATTERN
 from busque.media.gallery_filters import GalleryFilter
@@ -66,8 +65,8 @@ async def list_media(
     ctx = request.app.state.ctx
     states = () if status == "all" else (status,)
     wanted = GalleryFilter(
-        since=_moment(since, "since"),
-        until=_moment(until, "until"),
+        since=parse_iso(since or None, "since"),
+        until=parse_iso(until or None, "until"),
         camera=camera or None,
         person_id=person_id or None,
         label=label or None,
@@ -81,17 +80,6 @@ async def list_media(
         cursor=cursor,
         wanted=wanted,
     )
-
-
-def _moment(value: str | None, name: str) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ApiError(
-            422, "invalid_request", f"{name} must be an ISO-8601 date or time, e.g. 2024-05-31"
-        ) from None
 
 
 @router.get("/collections", summary="The tenant's collections: media counts and options")

@@ -5,7 +5,21 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from busque.api.errors import ApiError
 from busque.media.phash import int64_to_hex
+
+
+def parse_iso(value: str | None, name: str) -> datetime | None:
+    """A query's ISO-8601 date or time ("Z" taken as UTC), as given (naive without an offset);
+    422 for anything else."""
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(
+            422, "invalid_request", f"{name} must be an ISO-8601 date or time, e.g. 2024-05-31"
+        ) from None
 
 
 def iso(ts: float | None) -> str | None:
