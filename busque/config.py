@@ -205,6 +205,13 @@ class IndexSettings(BaseModel):
     # radius ~8-10 bits; CNN-feature cosine ~0.8), not tuned on busque's evaluation set.
     near_duplicate_cosine: float = Field(0.8, ge=-1, le=1, description="visual path")
     near_duplicate_score: float = Field(0.6, ge=0, le=1, description="hybrid path")
+    duplicates_wait_s: float = Field(
+        10.0,
+        gt=0,
+        description="how long GET /v1/duplicates waits for the pair search (a large "
+        "collection's first takes minutes) before it answers with the groups found so far, "
+        "complete: false",
+    )
 
     @model_validator(mode="after")
     def _gpu_needs_a_gpu_index_kind(self) -> IndexSettings:

@@ -30,6 +30,7 @@ from busque.jobs.store import JobStore
 from busque.media import ingest as ingest_job
 from busque.media.catalog import Catalog
 from busque.media.collections import CollectionStore
+from busque.media.duplicate_review import DuplicateReviews
 from busque.media.janitor import Janitor
 from busque.media.resolve import Resolutions
 from busque.models import echo
@@ -125,6 +126,10 @@ class Runtime:
     @cached_property
     def resolutions(self) -> Resolutions:
         return Resolutions(self.engine, self.catalog)
+
+    @cached_property
+    def duplicate_reviews(self) -> DuplicateReviews:
+        return DuplicateReviews(self.catalog, self.resolutions)
 
     @cached_property
     def collections(self) -> CollectionStore:

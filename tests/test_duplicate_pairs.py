@@ -3,6 +3,8 @@ go, its answer is exactly what searching everything again gives (codes, turns, e
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from busque.index.duplicate_pairs import PairCache, PairQuery, find_pairs
@@ -96,3 +98,31 @@ def test_the_cache_stays_exactly_current_as_items_come_and_go():
     for radius in range(10):  # thresholds tried one after another: the oldest answers go
         cache.pairs(PairQuery(radius=radius, min_cosine=None))
     assert len(cache.answers) == 4 and PairQuery(radius=9, min_cosine=None) in cache.answers
+
+
+def test_an_ask_that_stops_waiting_gets_the_last_pairs_until_the_search_ends():
+    library = Library(seed=5)
+    library.add(100)
+    gate = threading.Event()
+
+    def slow_variants(ids):  # the search reads the turns' codes first: it waits here
+        assert gate.wait(30)
+        return library.variants_of(ids)
+
+    cache = PairCache(library.index, slow_variants)
+    nothing_yet = cache.answer(QUERY, wait_s=0.05)
+    assert (nothing_yet.pairs, nothing_yet.complete) == ({}, False)
+    gate.set()
+    first = cache.answer(QUERY, wait_s=None)
+    assert first.complete and first.pairs == find_pairs(library.index, library.variants, QUERY)
+    assert cache.answer(QUERY, wait_s=0).version == first.version  # unchanged: no search
+
+    gate.clear()
+    library.add(3)
+    waiting = cache.answer(QUERY, wait_s=0.05)
+    assert not waiting.complete
+    assert (waiting.pairs, waiting.version) == (first.pairs, first.version)
+    gate.set()
+    done = cache.answer(QUERY, wait_s=None)
+    assert done.complete and done.version != first.version
+    assert done.pairs == find_pairs(library.index, library.variants, QUERY)

@@ -51,6 +51,7 @@ class ApiContext:
         self.text_generator = text_generator  # None when no text model is available
         self.collections = runtime.collections
         self.resolutions = runtime.resolutions
+        self.duplicate_reviews = runtime.duplicate_reviews
         self.outbox = runtime.outbox
         self.faces = runtime.faces
         self.face_index = runtime.face_index

@@ -20,8 +20,7 @@ from busque.api.strict_json import StrictJsonRoute
 from busque.api.views import media_view
 from busque.auth.keys import Principal
 from busque.media.catalog import COLLECTION_PATTERN
-from busque.media.duplicate_groups import Pair, connected, decided_against, duplicate_groups
-from busque.media.resolve import Conflict, Group, NotFound, suggest
+from busque.media.resolve import Conflict, Group, NotFound
 
 router = APIRouter(prefix="/v1", tags=["duplicates"], route_class=StrictJsonRoute)
 
@@ -88,42 +87,45 @@ async def duplicates(
     radius = radius if radius is not None else threshold
     radius = index.duplicate_radius if radius is None else radius
     min_cosine = index.near_duplicate_cosine if min_cosine is None else min_cosine
-    exact = await asyncio.to_thread(ctx.catalog.exact_duplicates, tenant, collection)
-    exact_files = await asyncio.to_thread(ctx.catalog.exact_groups, tenant, collection)
-    found = await ctx.matcher.duplicate_pairs.remote(tenant, collection, radius, min_cosine)
-    rows = await asyncio.to_thread(
-        ctx.catalog.by_index_ids, tenant, list({i for a, b, *_ in found for i in (a, b)})
-    )  # indexed only: an item trashed since the index last synced is left out
-    pairs = [Pair(rows[a], rows[b], d, c, t) for a, b, d, c, t in found if a in rows and b in rows]
-    decided = await asyncio.to_thread(
-        ctx.resolutions.decided, tenant, {row["sha256"] for row in rows.values()}
+    key = (tenant, collection, radius, min_cosine)
+    reviews = ctx.duplicate_reviews
+    known = reviews.known(key)
+    found = await ctx.matcher.duplicate_pairs.remote(
+        tenant,
+        collection,
+        radius,
+        min_cosine,
+        known_version=known.pairs_version if known else None,
+        wait_s=index.duplicates_wait_s,
     )
-    pairs = [p for p in pairs if not decided_against(p, decided)]
-    near = connected((p.a["id"], p.b["id"]) for p in pairs if p.phash_distance is not None)
-    by_id = {row["id"]: row for row in rows.values()}
-    groups = duplicate_groups(pairs, suggest)
+    review = await asyncio.to_thread(reviews.review, key, known, found)
     following = offset + limit
-    page = groups[offset:following]
+    page = review.groups[offset:following]
     shown = {media_id for group in page for media_id in group["media_ids"]}
-    items = await asyncio.to_thread(lambda: {i: media_view(ctx, by_id[i]) for i in sorted(shown)})
+    items = await asyncio.to_thread(
+        lambda: {i: media_view(ctx, review.rows[i]) for i in sorted(shown)}
+    )
     return {
         "collection": collection,
         "radius": radius,
         "min_cosine": min_cosine,
-        "exact": exact,
-        "near": near,
+        # False: the near-duplicate search is still running (a large collection's first one
+        # takes minutes); the groups are those found so far. Ask again later.
+        "complete": found["complete"],
+        "exact": review.exact,
+        "near": review.near,
         # The item POST /v1/duplicates/resolve keeps of each near group unless told otherwise.
-        "near_suggested": [suggest([by_id[i] for i in group]) for group in near],
+        "near_suggested": review.near_suggested,
         # Identical bytes with every path a backfill found them at (one media row may stand
         # for several files), largest savings first.
-        "exact_files": exact_files,
+        "exact_files": review.exact_files,
         # Every group the pairs connect (exact, pHash, visual), with why each pair matched,
         # largest savings first, a page at a time.
         "groups": page,
         # The page's items (thumbnails, sizes, metadata), so a reviewer needs no other call.
         "items": items,
-        "total_groups": len(groups),
-        "next_offset": following if following < len(groups) else None,
+        "total_groups": len(review.groups),
+        "next_offset": following if following < len(review.groups) else None,
     }
 
 

@@ -200,6 +200,10 @@ media = Table(
     Column("resolution_id", String(40)),  # the duplicate resolution that trashed it
     Index("ix_media_tenant_collection", "tenant_id", "collection", "id"),
     Index("ix_media_tenant_sha256", "tenant_id", "sha256"),
+    # Exact duplicates of a collection: a scan of this index, not a sort of its rows.
+    Index("ix_media_scope_sha256", "tenant_id", "collection", "state", "sha256"),
+    # A collection's newest update (busque.media.duplicate_review's version): one index seek.
+    Index("ix_media_scope_updated", "tenant_id", "collection", "updated_at"),
     UniqueConstraint("tenant_id", "index_id"),
 )
 

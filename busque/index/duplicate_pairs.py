@@ -14,7 +14,10 @@ vector index, its answer is the one searching everything again would give).
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import threading
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -198,38 +201,86 @@ class _Answer:
     pairs: Pairs = field(default_factory=dict)
     variant_ids: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     variant_codes: np.ndarray = field(default_factory=lambda: np.empty((0, len(TURNS)), np.uint64))
+    serial: int = 0  # which computation this is (the answer's version)
+
+
+_serials = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class PairsAnswer:
+    pairs: Pairs
+    version: str  # the same version, the same pairs
+    complete: bool  # False: the search was still running; these are the last pairs found
 
 
 class PairCache:
     """The pairs of one index for each PairQuery asked, brought up to date on the next ask:
     pairs of removed items dropped, added items searched (their codes, turns and embeddings
     against the index, their codes against the turns of the items already there), and the
-    items whose k nearest changed searched again."""
+    items whose k nearest changed searched again. The work runs in a thread of its own, so an
+    ask can stop waiting (a large collection's first search takes minutes) and come back."""
 
     def __init__(self, index: HybridIndex, variants_of: Callable[[list[int] | None], dict]):
         self.index = index
         self.variants_of = variants_of  # index ids (None: all) -> their turns' codes
-        self.answers: dict[PairQuery, _Answer] = {}
-        self._lock = threading.Lock()
+        self.answers: dict[PairQuery, _Answer] = {}  # the least recently used first
+        self.uid = uuid.uuid4().hex[:12]  # another cache (replica, snapshot): other versions
+        self._search_lock = threading.Lock()  # the searches, one at a time
+        self._lock = threading.Lock()  # answers and workers
+        self._workers: dict[PairQuery, threading.Thread] = {}
 
     def pairs(self, query: PairQuery) -> Pairs:
+        """The pairs, once they are up to date."""
+        return self.answer(query, wait_s=None).pairs
+
+    def answer(self, query: PairQuery, wait_s: float | None) -> PairsAnswer:
+        """The pairs, up to date if that takes at most `wait_s` seconds (None: however long);
+        else the last ones found (none the first time), marked incomplete."""
         with self._lock:
-            answer = self.answers.pop(query, None)  # put back last: the most recently used
-            if answer is not None and answer.changes == self.index.changes:
-                self.answers[query] = answer
-                return answer.pairs
+            answer = self.answers.get(query)
+            worker = self._workers.get(query)
+            if worker is None or not worker.is_alive():
+                if answer is not None and answer.changes == self.index.changes:
+                    return self._as_found(query, answer, complete=True)
+                worker = threading.Thread(target=self._bring_up_to_date, args=(query,), daemon=True)
+                self._workers[query] = worker
+                worker.start()
+        worker.join(wait_s)
+        complete = not worker.is_alive()
+        with self._lock:
+            answer = self.answers.get(query)
+            if answer is None:
+                return PairsAnswer({}, f"{self.uid}-none", complete=False)
+            return self._as_found(query, answer, complete)
+
+    def _as_found(self, query: PairQuery, answer: _Answer, complete: bool) -> PairsAnswer:
+        self.answers[query] = self.answers.pop(query)  # now the most recently used
+        return PairsAnswer(answer.pairs, f"{self.uid}-{answer.serial}", complete)
+
+    def _bring_up_to_date(self, query: PairQuery) -> None:
+        with self._search_lock:
+            with self._lock:
+                answer = self.answers.get(query)
             with self.index.locked():
                 current = set(self.index.ids())
                 changes = self.index.changes
+            if answer is not None and answer.changes == changes:
+                return
             if answer is None or len(current - answer.covered) > REBUILD_SHARE * len(current):
-                answer = self._rebuild(query, current, changes)
-            else:
-                self._update(query, answer, current, changes)
-            answer.pairs = merged(answer.phash, answer.visual)
-            self.answers[query] = answer
-            while len(self.answers) > KEEP_ANSWERS:
-                del self.answers[next(iter(self.answers))]
-            return answer.pairs
+                fresh = self._rebuild(query, current, changes)
+            else:  # a copy, brought up to date: readers keep the answer they have whole
+                fresh = dataclasses.replace(
+                    answer, phash=dict(answer.phash), visual=dict(answer.visual)
+                )
+                self._update(query, fresh, current, changes)
+            fresh.pairs = merged(fresh.phash, fresh.visual)
+            fresh.serial = next(_serials)
+            with self._lock:
+                self.answers.pop(query, None)
+                self.answers[query] = fresh
+                while len(self.answers) > KEEP_ANSWERS:
+                    del self.answers[next(iter(self.answers))]
 
     def _rebuild(self, query: PairQuery, current: set[int], changes: int) -> _Answer:
         variants = self.variants_of(None)

@@ -201,6 +201,33 @@ class LiveIndex:
         whose embeddings are at least that alike among each item's `k` nearest: (a, b, pHash
         distance or None, cosine or None, the transform that matched or None), a < b. From
         the indices (busque.index.duplicate_pairs), kept current between calls."""
+        found = self._pair_cache(tenant, collection).pairs(PairQuery(radius, min_cosine, k))
+        return _as_rows(found)
+
+    def duplicate_pairs_answer(
+        self,
+        tenant: str,
+        collection: str,
+        radius: int,
+        min_cosine: float | None,
+        *,
+        known_version: str | None = None,
+        wait_s: float | None = None,
+        k: int = 16,
+    ) -> dict:
+        """duplicate_pairs, waiting at most `wait_s` for them to be up to date: {"version",
+        "complete" (False: still searching, these are the last pairs found), "pairs" (None
+        when the version is `known_version`: the caller has them)}."""
+        query = PairQuery(radius, min_cosine, k)
+        found = self._pair_cache(tenant, collection).answer(query, wait_s)
+        unchanged = found.version == known_version
+        return {
+            "version": found.version,
+            "complete": found.complete,
+            "pairs": None if unchanged else _as_rows(found.pairs),
+        }
+
+    def _pair_cache(self, tenant: str, collection: str) -> PairCache:
         scope = self.scope(tenant, collection)
         with self._lock:
             if scope.pairs is None:
@@ -208,8 +235,7 @@ class LiveIndex:
                     scope.index,
                     lambda ids: self.catalog.phash_variants(tenant, collection, ids),
                 )
-        found = scope.pairs.pairs(PairQuery(radius, min_cosine, k))
-        return [(a, b, d, c, t) for (a, b), (d, c, t) in sorted(found.items())]
+            return scope.pairs
 
     def save(self, tenant: str, collection: str) -> str:
         scope = self.scope(tenant, collection)
@@ -225,3 +251,7 @@ class LiveIndex:
             scope.version = version
             scope.changes_since_snapshot = 0
         return version
+
+
+def _as_rows(found) -> list[tuple[int, int, int | None, float | None, str | None]]:
+    return [(a, b, d, c, t) for (a, b), (d, c, t) in sorted(found.items())]

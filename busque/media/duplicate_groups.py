@@ -68,11 +68,13 @@ def duplicate_groups(pairs: Sequence[Pair], suggest) -> list[dict]:
     rows = {p.a["id"]: p.a for p in pairs} | {p.b["id"]: p.b for p in pairs}
     groups = connected((p.a["id"], p.b["id"]) for p in pairs)
     member_of = {media_id: n for n, group in enumerate(groups) for media_id in group}
+    pairs_of: list[list[Pair]] = [[] for _ in groups]
+    for p in pairs:
+        pairs_of[member_of[p.a["id"]]].append(p)
     out = []
-    for n, group in enumerate(groups):
+    for group, found in zip(groups, pairs_of, strict=True):
         members = [rows[media_id] for media_id in group]
         keep = suggest(members)
-        found = [p for p in pairs if member_of[p.a["id"]] == n]
         out.append(
             {
                 "media_ids": [keep, *(m for m in group if m != keep)],

@@ -51,27 +51,25 @@ class Group:
     keep: tuple[str, ...] | None = None  # None: the suggestion
 
 
-def suggestion_key(row: dict) -> tuple:
-    """Larger is better: the largest resolution, then a camera's format, then the earliest
+def suggestion_rank(row: dict) -> tuple:
+    """Smaller is better: the largest resolution, then a camera's format, then the earliest
     capture date, then the most metadata, then the first ingested."""
-    captured = (row.get("metadata") or {}).get("captured_at")
+    metadata = row.get("metadata") or {}
+    captured = metadata.get("captured_at")
+    dated = isinstance(captured, str)
     return (
-        row["width"] * row["height"],
-        row["format"] in CAMERA_FORMATS,
-        _negated(captured) if isinstance(captured, str) else "",
-        sum(value is not None for value in (row.get("metadata") or {}).values()),
-        _negated(row["id"]),
+        -row["width"] * row["height"],
+        row["format"] not in CAMERA_FORMATS,
+        not dated,
+        captured if dated else "",
+        -sum(value is not None for value in metadata.values()),
+        row["id"],
     )
-
-
-def _negated(text: str) -> str:
-    """A string that sorts the other way round (earlier dates and ids rank higher)."""
-    return "".join(chr(0x10FFFF - ord(c)) for c in text)
 
 
 def suggest(rows: Sequence[dict]) -> str:
     """The id of the item to keep of a group."""
-    return max(rows, key=suggestion_key)["id"]
+    return min(rows, key=suggestion_rank)["id"]
 
 
 def _overlap(face: dict, box: list[int]) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from functools import partial
 
 from ray import serve
 from ray.serve.handle import DeploymentHandle
@@ -48,11 +49,11 @@ class Matcher:
         return await asyncio.to_thread(self.live.search, tenant, collection, **query)
 
     async def duplicate_pairs(
-        self, tenant: str, collection: str, radius: int, min_cosine: float | None
-    ) -> list[tuple[int, int, int | None, float | None, str | None]]:
-        return await asyncio.to_thread(
-            self.live.duplicate_pairs, tenant, collection, radius, min_cosine
-        )
+        self, tenant: str, collection: str, radius: int, min_cosine: float | None, **options
+    ) -> dict:
+        """busque.index.live.LiveIndex.duplicate_pairs_answer (options: known_version, wait_s)."""
+        answer = partial(self.live.duplicate_pairs_answer, **options)
+        return await asyncio.to_thread(answer, tenant, collection, radius, min_cosine)
 
     async def snapshot(self, tenant: str, collection: str) -> str:
         return await asyncio.to_thread(self.live.save, tenant, collection)

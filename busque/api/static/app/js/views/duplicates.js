@@ -37,6 +37,13 @@ export async function render(view, _, query) {
     summary.textContent = found.total_groups
       ? `${found.total_groups} ${found.total_groups === 1 ? "group" : "groups"}; keeping the suggestions saves ${bytes(found.groups.reduce((s, g) => s + g.savings_bytes, 0))} on this page.`
       : "No duplicates left in this collection.";
+    if (!found.complete) {
+      // A large collection's first search for near duplicates takes a while: show what is
+      // found so far and ask again until it is done (while this view is open).
+      const sofar = found.total_groups ? `${found.total_groups} groups so far.` : "none found so far.";
+      summary.textContent = `Still searching this collection for near duplicates: ${sofar} This list refreshes by itself.`;
+      setTimeout(() => { if (view.isConnected) load(); }, 3000);
+    }
     resolveAll.hidden = !found.groups.length;
     for (const group of found.groups) list.append(groupCard(group, found.items));
     if (offset > 0) pager.append(el("button", { type: "button", onclick: () => { offset = Math.max(0, offset - PAGE); load(); } }, "Previous"));
