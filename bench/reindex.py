@@ -138,7 +138,7 @@ def loop_recompute(runtime, settings, tenant: str, collection: str, threads: int
     for row in rows:
         image = Image.open(io.BytesIO(runtime.objects.get(row["normalized_key"]))).convert("RGB")
         vectors, labels = model.analyze([image], 5)
-        updates.append((row["id"], vectors[0], labels[0]))
+        updates.append((row["id"], vectors[0], labels[0], None))
     describe = model.describe()
     runtime.catalog.set_embeddings(updates, describe["model"], describe["version"])
     return {"count": len(updates), "seconds": time.perf_counter() - started}

@@ -25,6 +25,7 @@ from busque.media.phash import (
     phash_many,
     variants_from_bytes,
 )
+from busque.media.turned_boxes import PIL_OPS
 
 PHOTOS = [
     "astronaut",
@@ -185,15 +186,7 @@ def test_bad_input():
         phash_bytes(big, mode="quick")
 
 
-TURNS = {
-    "rot90": Image.Transpose.ROTATE_90,
-    "rot180": Image.Transpose.ROTATE_180,
-    "rot270": Image.Transpose.ROTATE_270,
-    "flip": Image.Transpose.FLIP_LEFT_RIGHT,
-    "flip_v": Image.Transpose.FLIP_TOP_BOTTOM,
-    "transpose": Image.Transpose.TRANSPOSE,
-    "transverse": Image.Transpose.TRANSVERSE,
-}
+TURNS = PIL_OPS  # each transform's name as the Pillow operation
 
 
 @pytest.mark.parametrize("name", ["astronaut", "chelsea", "coffee", "rocket"])

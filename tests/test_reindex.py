@@ -9,8 +9,11 @@ import time
 
 import httpx
 import pytest
+from sqlalchemy import select, update
 
+from busque.db.schema import media as media_rows
 from busque.index import snapshot
+from busque.media.phash import phash_and_variants
 from busque.runtime import Runtime
 from tests.conftest import wait_for
 from tests.face_photos import encode
@@ -43,6 +46,13 @@ def test_reindex_job_swaps_the_index_under_live_searches(app, client):
         assert wait_for(client, media["job_id"], 120)["status"] == "succeeded"
         ids[media["media_id"]] = name
 
+    # A row catalogued before busque kept each photo's turns' pHashes (migration 0013) has
+    # none: a recompute fills them in, as ingest computes them.
+    runtime = Runtime(app.settings)
+    old = next(iter(ids))
+    with runtime.engine.begin() as conn:
+        conn.execute(update(media_rows).where(media_rows.c.id == old).values(phash_variants=None))
+
     stop, outcomes = threading.Event(), []
 
     def search_loop():
@@ -73,7 +83,9 @@ def test_reindex_job_swaps_the_index_under_live_searches(app, client):
         searcher.join(30)
     result = job["result"]
     assert result["count"] == len(NAMES) and result["recomputed"] is True
-    runtime = Runtime(app.settings)
+    with runtime.engine.connect() as conn:
+        filled = conn.scalar(select(media_rows.c.phash_variants).where(media_rows.c.id == old))
+    assert filled == phash_and_variants(originals[ids[old]])[1]
     tenant = job_tenant(client)
     manifest = snapshot.read_manifest(runtime.objects, tenant, COLLECTION)
     assert manifest["version"] == result["version"]

@@ -198,6 +198,31 @@ def test_turned_and_mirrored_copies_are_found_and_say_so(client_module):
     assert unrelated not in group["media_ids"]
 
 
+def test_a_mirrored_copys_person_lands_on_the_kept_photos_own_face(client_module):
+    """The copy's face box is mirrored back, not only scaled: it overlaps the kept photo's own
+    face (the astronaut's face is off centre, so a box scaled alone would miss it)."""
+    client = client_module
+    photo = astronaut()
+    original = ingest(client, jpeg(photo), collection="mirrors")
+    mirrored = jpeg(photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT).resize((384, 384)), 80)
+    copy = ingest(client, mirrored, collection="mirrors")
+    (theirs,) = client.get(f"/v1/media/{copy}").json()["faces"]
+    (own,) = client.get(f"/v1/media/{original}").json()["faces"]
+    client.patch(f"/v1/faces/{own['id']}", json={"person_id": None})
+    named = client.patch(f"/v1/faces/{theirs['id']}", json={"person_id": "new"})
+    person = named.json()["person_id"]
+    done = client.post(
+        "/v1/duplicates/resolve",
+        json={
+            "collection": "mirrors",
+            "groups": [{"media_ids": [original, copy], "keep": [original]}],
+        },
+    )
+    assert done.status_code == 200, done.text
+    kept = client.get(f"/v1/media/{original}").json()
+    assert [(f["id"], f["person_id"]) for f in kept["faces"]] == [(own["id"], person)]
+
+
 def test_bad_resolutions_change_nothing(client_module, photos, app, other_tenant_key):
     client = client_module
     original, copy, other = photos["original"], photos["copy"], photos["other"]

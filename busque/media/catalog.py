@@ -363,23 +363,28 @@ class Catalog:
             return [r._asdict() for r in conn.execute(query)]
 
     def set_embeddings(
-        self, updates: Sequence[tuple[str, np.ndarray, list[dict]]], model: str, version: str
+        self,
+        updates: Sequence[tuple[str, np.ndarray, list[dict], bytes | None]],
+        model: str,
+        version: str,
     ) -> int:
-        """Store recomputed (media_id, vector, labels); returns how many rows still existed."""
+        """Store recomputed (media_id, vector, labels, turns' pHashes or None: kept); returns
+        how many rows still existed."""
         now = time.time()
         done = 0
         with self.engine.begin() as conn:
-            for media_id, vector, labels in updates:
+            for media_id, vector, labels, variants in updates:
+                values = {
+                    "embedding": vector_to_bytes(vector),
+                    "embedding_model": model,
+                    "embedding_version": version,
+                    "labels": labels,
+                    "updated_at": now,
+                }
+                if variants is not None:
+                    values["phash_variants"] = variants
                 done += conn.execute(
-                    update(media)
-                    .where(media.c.id == media_id)
-                    .values(
-                        embedding=vector_to_bytes(vector),
-                        embedding_model=model,
-                        embedding_version=version,
-                        labels=labels,
-                        updated_at=now,
-                    )
+                    update(media).where(media.c.id == media_id).values(**values)
                 ).rowcount
         return done
 

@@ -32,6 +32,7 @@ from busque.db.schema import (
 from busque.ids import new_id
 from busque.media.catalog import Catalog
 from busque.media.duplicate_groups import sha_pair
+from busque.media.turned_boxes import turn_between, turned_box
 
 # Formats a camera or phone writes: a copy in another format is more likely a re-encoding.
 CAMERA_FORMATS = frozenset({"jpeg", "heic", "heif", "dng", "tiff", "mp4", "mov"})
@@ -183,7 +184,8 @@ class Resolutions:
     def _unite_faces(self, conn, kept: dict, trashed: list[dict]) -> tuple[list, list]:
         """The people of the trashed items' faces, onto the kept item: a face of a person the
         kept item does not show yet names the kept item's unnamed face at the same place
-        (boxes scaled to the kept item's size, overlapping by half), else moves to it. Never
+        (boxes turned with a rotated or mirrored copy, scaled to the kept item's size,
+        overlapping by half), else moves to it. Never
         two faces of one person in one photo. Returns what undo needs: (moved faces: [id,
         media id, box before], faces given a person: [id])."""
         own = [
@@ -198,16 +200,15 @@ class Resolutions:
                 .where(faces.c.media_id == row["id"], faces.c.person_id.is_not(None))
                 .order_by(faces.c.seq)
             ).all()
-            sx, sy = kept["width"] / max(row["width"], 1), kept["height"] / max(row["height"], 1)
+            turn = turn_between(row, kept)  # a rotated or mirrored copy: its boxes turn too
             for face in theirs:
                 if face.person_id in shown:
                     continue
-                box = [
-                    round(face.x * sx),
-                    round(face.y * sy),
-                    round(face.w * sx),
-                    round(face.h * sy),
-                ]
+                (x, y, w, h), (width, height) = turned_box(
+                    (face.x, face.y, face.w, face.h), (row["width"], row["height"]), turn
+                )
+                sx, sy = kept["width"] / max(width, 1), kept["height"] / max(height, 1)
+                box = [round(x * sx), round(y * sy), round(w * sx), round(h * sy)]
                 same_place = [f for f in own if _overlap(f, box) >= 0.5]
                 if any(f["person_id"] for f in same_place):
                     continue  # the kept item names someone else there: its word stands

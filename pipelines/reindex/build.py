@@ -44,7 +44,8 @@ def _rows(catalog, tenant: str, collection: str) -> list[dict]:
 
 
 def _recompute(runtime, rows: list[dict], progress: Progress) -> dict[str, tuple]:
-    """media id -> (vector, labels), computed by a Ray Data actor pool."""
+    """media id -> (vector, labels, turns' pHashes or None), computed by a Ray Data actor
+    pool."""
     import json
 
     import ray
@@ -64,10 +65,11 @@ def _recompute(runtime, rows: list[dict], progress: Progress) -> dict[str, tuple
     )
     found: dict[str, tuple] = {}
     for batch in dataset.iter_batches(batch_size=cfg.batch_size, batch_format="numpy"):
-        for media_id, data, labels in zip(
-            batch["id"], batch["embedding"], batch["labels"], strict=True
+        for media_id, data, labels, variants in zip(
+            batch["id"], batch["embedding"], batch["labels"], batch["phash_variants"], strict=True
         ):
-            found[str(media_id)] = (bytes_to_vector(bytes(data)), json.loads(labels))
+            turns = bytes(variants) or None
+            found[str(media_id)] = (bytes_to_vector(bytes(data)), json.loads(labels), turns)
         progress(10 + 70 * len(found) / max(1, len(rows)), f"embedded {len(found)}/{len(rows)}")
     return found
 
@@ -103,7 +105,7 @@ def reindex(
         model, version = describe["model"], describe["version"]
         fresh = _recompute(runtime, rows, progress)
         updated = catalog.set_embeddings(
-            [(media_id, vector, labels) for media_id, (vector, labels) in fresh.items()],
+            [(media_id, *found) for media_id, found in fresh.items()],
             model,
             version,
         )
