@@ -401,7 +401,9 @@ class Catalog:
     def by_index_ids(self, tenant_id: str, ids: Sequence[int]) -> dict[int, dict]:
         if not ids:
             return {}
-        query = select(media).where(
+        # Every column but the embedding (5 KB a row at 1280 dimensions; callers show rows).
+        columns = [c for c in media.c if c.name != "embedding"]
+        query = select(*columns).where(
             media.c.tenant_id == tenant_id,
             media.c.index_id.in_(list(ids)),
             media.c.state == "indexed",  # not one trashed since the index last synced
