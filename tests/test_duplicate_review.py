@@ -4,6 +4,10 @@ does (a decision, a resolve, new pairs), on a real SQLite catalog."""
 
 from __future__ import annotations
 
+import random
+
+import pytest
+
 from busque.media.duplicate_review import DuplicateReviews
 from busque.media.resolve import Group, Resolutions
 from tests.test_live_index import index_one, world  # noqa: F401 (a fixture)
@@ -48,3 +52,62 @@ def test_a_review_is_reused_until_the_pairs_or_the_catalog_change(world):  # noq
     reviews.resolutions.resolve(tenant, "c", [Group((a["id"], b["id"]), (a["id"],))])
     fourth = reviews.review(key, third, {"version": "v2", "pairs": None})
     assert fourth.groups == []
+
+
+@pytest.mark.parametrize("seed", [4, 7, 11])
+def test_a_refreshed_review_equals_one_computed_whole(world, seed):  # noqa: F811
+    """Resolves, undos, decisions, items added and pairs that come and go, in a random order:
+    after each, the review brought up to date (only the groups a change touches built again)
+    is the one computing everything gives."""
+    catalog, _, tenant = world
+    resolutions = Resolutions(catalog.engine, catalog)
+    reviews = DuplicateReviews(catalog, resolutions)
+    computed = []
+    compute = reviews._compute
+    reviews._compute = lambda *args: computed.append(args) or compute(*args)
+    rng = random.Random(seed)
+    items = [index_one(catalog, tenant, seed) for seed in range(1, 31)]
+
+    def some_pairs(n: int) -> dict[tuple, tuple]:
+        out = {}
+        for _ in range(n):
+            a, b = sorted(rng.sample([i["index_id"] for i in items], 2))
+            distance = rng.choice([None, 2, 6])
+            out[a, b] = (distance, 0.9 if distance is None else rng.choice([None, 0.9]), None)
+        return out
+
+    def rows(pairs: dict) -> list[tuple]:  # as the Matcher sends them
+        return [(a, b, *found) for (a, b), found in sorted(pairs.items())]
+
+    pairs = some_pairs(30)
+    key = (tenant, "c", 8, 0.8)
+    known = reviews.review(key, None, answer("v0", *rows(pairs)))
+    done, version = [], 0
+    for step in range(40):
+        action = rng.choice(["resolve", "resolve", "undo", "decide", "pairs", "add"])
+        if action == "resolve" and known.groups:
+            group = rng.choice(known.groups)
+            done.append(resolutions.resolve(tenant, "c", [Group(tuple(group["media_ids"]))]))
+        elif action == "undo" and done:
+            resolutions.undo(tenant, done.pop(rng.randrange(len(done)))["resolution_id"])
+        elif action == "decide" and known.groups:
+            pair = rng.choice(rng.choice(known.groups)["pairs"])
+            resolutions.not_duplicates(tenant, [pair["a"], pair["b"]])
+        elif action == "pairs":
+            for gone in rng.sample(sorted(pairs), 3):
+                del pairs[gone]
+            pairs |= some_pairs(3)
+            version += 1
+        elif action == "add":
+            items.append(index_one(catalog, tenant, 100 + step))
+            pairs |= some_pairs(2)
+            version += 1
+        found = {"version": f"v{version}", "pairs": rows(pairs)}
+        if found["version"] == known.pairs_version:
+            found["pairs"] = None  # the Matcher's "unchanged"
+        known = reviews.review(key, known, found)
+        whole = compute(tenant, "c", known.pairs_version, known.catalog_version, rows(pairs))
+        for field in ("groups", "near", "near_suggested", "exact", "exact_files"):
+            assert getattr(known, field) == getattr(whole, field), (step, action, field)
+        assert known.by_index.keys() == whole.by_index.keys(), (step, action)
+    assert len(computed) == 1  # the first review only: every later one was brought up to date

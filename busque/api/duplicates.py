@@ -103,7 +103,7 @@ async def duplicates(
     page = review.groups[offset:following]
     shown = {media_id for group in page for media_id in group["media_ids"]}
     items = await asyncio.to_thread(
-        lambda: {i: media_view(ctx, review.rows[i]) for i in sorted(shown)}
+        lambda: {i: media_view(ctx, review.row(i)) for i in sorted(shown)}
     )
     return {
         "collection": collection,

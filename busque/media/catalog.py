@@ -477,34 +477,37 @@ class Catalog:
             .group_by(library_files.c.sha256)
             .having(func.count() > 1)
         )
-        shared = union(several_rows, several_paths).subquery()
         groups: dict[str, dict] = {}
+        # The shared sha256s first (from indices), then their rows: an IN over a subquery
+        # makes SQLite read every row of the collection.
         with self.reader.connect() as conn:
-            rows = conn.execute(
-                select(media.c.sha256, media.c.id, media.c.bytes)
-                .where(*scope, media.c.sha256.in_(select(shared.c.sha256)))
-                .order_by(media.c.id)
-            )
-            for sha, media_id, size in rows:
-                group = groups.setdefault(
-                    sha, {"sha256": sha, "bytes": size, "media_ids": [], "files": []}
+            shas = sorted(conn.scalars(union(several_rows, several_paths)))
+            for at in range(0, len(shas), 500):
+                chunk = shas[at : at + 500]
+                rows = conn.execute(
+                    select(media.c.sha256, media.c.id, media.c.bytes).where(
+                        *scope, media.c.sha256.in_(chunk)
+                    )
                 )
-                group["media_ids"].append(media_id)
-            files = conn.execute(
-                select(
-                    library_files.c.media_id,
-                    library_files.c.library,
-                    library_files.c.path,
-                    library_files.c.sha256,
+                for sha, media_id, size in sorted(rows, key=lambda r: r.id):
+                    group = groups.setdefault(
+                        sha, {"sha256": sha, "bytes": size, "media_ids": [], "files": []}
+                    )
+                    group["media_ids"].append(media_id)
+                files = conn.execute(
+                    select(
+                        library_files.c.media_id,
+                        library_files.c.library,
+                        library_files.c.path,
+                        media.c.sha256,
+                    )
+                    .join(media, media.c.id == library_files.c.media_id)
+                    .where(*scope, media.c.sha256.in_(chunk))
                 )
-                .join(media, media.c.id == library_files.c.media_id)
-                .where(*scope, media.c.sha256.in_(select(shared.c.sha256)))
-                .order_by(library_files.c.library, library_files.c.path)
-            )
-            for media_id, library, path, sha in files:
-                groups[sha]["files"].append(
-                    {"media_id": media_id, "library": library, "path": path}
-                )
+                for media_id, library, path, sha in sorted(files, key=lambda f: (f[1], f[2])):
+                    groups[sha]["files"].append(
+                        {"media_id": media_id, "library": library, "path": path}
+                    )
         for group in groups.values():
             copies = max(len(group["media_ids"]), len(group["files"]))
             group["copies"] = copies

@@ -1,7 +1,8 @@
 """A collection's duplicate review: the groups of GET /v1/duplicates, computed from the pairs a
 Matcher found (busque.index.duplicate_pairs) and the catalog's rows, and kept while neither
-changes. At 100,000 items computing them reads some 30,000 rows (a second or more); a review
-page asked again, or the next page, costs two version checks instead.
+changes. At 100,000 items computing them reads some 30,000 rows (seconds); a review page asked
+again, or the next page, costs two version checks instead; after a resolve, a decision or new
+pairs, only the groups that hold a changed item are built again.
 
 The catalog's version is one query: the collection's newest change-log entry (items added,
 trashed, restored), its newest row update (a resolve merges metadata into the kept item), the
@@ -11,17 +12,26 @@ tenant's "not duplicates" decisions and library paths.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
 
 from busque.db.schema import duplicate_decisions, library_files, media, media_changes
-from busque.media.catalog import Catalog
-from busque.media.duplicate_groups import Pair, connected, decided_against, duplicate_groups
+from busque.media.catalog import Catalog, index_id
+from busque.media.duplicate_groups import (
+    Pair,
+    connected,
+    decided_against,
+    duplicate_groups,
+    sha_pair,
+)
 from busque.media.resolve import Resolutions, suggest
 
 # Reviews kept per process: one per (tenant, collection, thresholds) a reviewer is looking at.
 KEEP_REVIEWS = 16
+# Past this many changed items, building everything again costs about as much.
+MAX_CHANGED = 2000
 
 
 @dataclass(frozen=True)
@@ -34,7 +44,11 @@ class Review:
     near: list[list[str]]
     near_suggested: list[str]
     groups: list[dict]
-    rows: dict[str, dict]  # media id -> catalog row, of every grouped item
+    by_index: dict[int, dict]  # index id -> catalog row, of every paired item still indexed
+    decided: frozenset  # sha256 pairs decided "not duplicates" (at least those among the rows)
+
+    def row(self, media_id: str) -> dict:
+        return self.by_index[index_id(media_id)]
 
 
 class DuplicateReviews:
@@ -53,15 +67,18 @@ class DuplicateReviews:
         """The review for the Matcher's answer `found` ({"version", "pairs": None when it is
         `known`'s}): `known` itself while neither the pairs nor the catalog changed."""
         tenant, collection = key[:2]
-        catalog_version = self.catalog_version(tenant, collection)
-        if (
-            known is not None
-            and known.pairs_version == found["version"]
-            and known.catalog_version == catalog_version
+        version = self.catalog_version(tenant, collection)
+        if known is not None and (known.pairs_version, known.catalog_version) == (
+            found["version"],
+            version,
         ):
             return known
         pairs = found["pairs"] if found["pairs"] is not None else known.pairs
-        fresh = self._compute(tenant, collection, found["version"], catalog_version, pairs)
+        fresh = None
+        if known is not None:
+            fresh = self._refresh(tenant, collection, known, found["version"], version, pairs)
+        if fresh is None:
+            fresh = self._compute(tenant, collection, found["version"], version, pairs)
         with self._lock:
             self._kept.pop(key, None)
             self._kept[key] = fresh
@@ -71,44 +88,161 @@ class DuplicateReviews:
 
     def catalog_version(self, tenant: str, collection: str) -> tuple:
         in_scope = (media.c.tenant_id == tenant, media.c.collection == collection)
+        decisions = duplicate_decisions.c.tenant_id == tenant
+        files = library_files.c.tenant_id == tenant
         query = select(
             select(func.max(media_changes.c.id))
             .where(media_changes.c.tenant_id == tenant, media_changes.c.collection == collection)
             .scalar_subquery(),
             select(func.max(media.c.updated_at)).where(*in_scope).scalar_subquery(),
-            select(func.count()).where(duplicate_decisions.c.tenant_id == tenant).scalar_subquery(),
-            select(func.max(duplicate_decisions.c.created_at))
-            .where(duplicate_decisions.c.tenant_id == tenant)
-            .scalar_subquery(),
-            select(func.count()).where(library_files.c.tenant_id == tenant).scalar_subquery(),
-            select(func.max(library_files.c.id))
-            .where(library_files.c.tenant_id == tenant)
-            .scalar_subquery(),
+            select(func.count()).where(decisions).scalar_subquery(),
+            select(func.max(duplicate_decisions.c.created_at)).where(decisions).scalar_subquery(),
+            select(func.count()).where(files).scalar_subquery(),
+            select(func.max(library_files.c.id)).where(files).scalar_subquery(),
         )
         with self.catalog.reader.connect() as conn:
             return tuple(conn.execute(query).one())
 
     def _compute(self, tenant, collection, pairs_version, catalog_version, found) -> Review:
-        catalog = self.catalog
-        exact = catalog.exact_duplicates(tenant, collection)
-        exact_files = catalog.exact_groups(tenant, collection)
+        """Everything, from the pairs and the catalog."""
         # Indexed items only: one trashed since the Matcher last synced is left out.
-        rows = catalog.by_index_ids(tenant, list({i for a, b, *_ in found for i in (a, b)}))
-        pairs = [
-            Pair(rows[a], rows[b], d, c, t) for a, b, d, c, t in found if a in rows and b in rows
-        ]
-        decided = self.resolutions.decided(tenant, {row["sha256"] for row in rows.values()})
-        pairs = [p for p in pairs if not decided_against(p, decided)]
-        by_id = {row["id"]: row for row in rows.values()}
-        near = connected((p.a["id"], p.b["id"]) for p in pairs if p.phash_distance is not None)
+        by_index = self.catalog.by_index_ids(tenant, sorted({i for p in found for i in p[:2]}))
+        decided = self.resolutions.decided(tenant, {row["sha256"] for row in by_index.values()})
+        grouped = _grouped(found, by_index, decided)
+        versions = (pairs_version, catalog_version, found)
+        return self._review(tenant, collection, versions, by_index, decided, grouped)
+
+    def _refresh(self, tenant, collection, known: Review, pairs_version, catalog_version, found):
+        """`known` brought up to date with what changed since (a resolve, a decision, pairs
+        added or gone): the groups that hold a changed item are built again, the others kept.
+        None when library paths changed, a decision was taken back, or too much changed."""
+        if catalog_version[4:] != known.catalog_version[4:]:
+            return None
+        changed = {i for pair in set(known.pairs) ^ set(found) for i in pair[:2]}
+        last_change, last_update, decisions, last_decision = known.catalog_version[:4]
+        new_decisions = self._decisions_after(tenant, last_decision)
+        if catalog_version[2] != decisions + len(new_decisions):
+            return None
+        changed |= self._items_changed(tenant, collection, last_change, last_update)
+        decided = known.decided | new_decisions
+        shas = {sha for pair in new_decisions for sha in pair}
+        changed |= {i for i, row in known.by_index.items() if row["sha256"] in shas}
+        if len(changed) > MAX_CHANGED:
+            return None
+        paired = {i for p in found for i in p[:2]}
+        by_index = {i: r for i, r in known.by_index.items() if i in paired and i not in changed}
+        by_index |= self.catalog.by_index_ids(tenant, sorted(changed & paired))
+        # A changed item's old group comes apart too; then all that the pairs connect to them.
+        group_of = {m: n for n, g in enumerate(known.groups) for m in g["media_ids"]}
+        hit = {group_of[m] for m in _ids(changed, known.by_index, by_index) if m in group_of}
+        seeds = changed | {index_id(m) for n in hit for m in known.groups[n]["media_ids"]}
+        reached = _reached(seeds, found, by_index, decided)
+        gone = _ids(reached, known.by_index, by_index)
+        # A group a changed item now links to (a restored copy, a new pair) is reached whole.
+        hit |= {group_of[m] for m in gone if m in group_of}
+        local = [p for p in found if p[0] in reached]
+        rebuilt = _grouped(local, {i: by_index[i] for i in reached if i in by_index}, decided)
+        near = sorted(
+            [
+                (group, keep)
+                for group, keep in zip(known.near, known.near_suggested, strict=True)
+                if gone.isdisjoint(group)
+            ]
+            + list(zip(rebuilt["near"], rebuilt["near_suggested"], strict=True))
+        )
+        groups = [g for n, g in enumerate(known.groups) if n not in hit] + rebuilt["groups"]
+        grouped = {
+            "near": [group for group, _ in near],
+            "near_suggested": [keep for _, keep in near],
+            "groups": sorted(groups, key=_group_order),
+        }
+        versions = (pairs_version, catalog_version, found)
+        return self._review(tenant, collection, versions, by_index, decided, grouped)
+
+    def _review(self, tenant, collection, versions, by_index, decided, grouped) -> Review:
+        """A Review of these groups, with the collection's exact duplicates read now."""
+        pairs_version, catalog_version, found = versions
         return Review(
             pairs_version=pairs_version,
             catalog_version=catalog_version,
             pairs=found,
-            exact=exact,
-            exact_files=exact_files,
-            near=near,
-            near_suggested=[suggest([by_id[i] for i in group]) for group in near],
-            groups=duplicate_groups(pairs, suggest),
-            rows=by_id,
+            exact=self.catalog.exact_duplicates(tenant, collection),
+            exact_files=self.catalog.exact_groups(tenant, collection),
+            by_index=by_index,
+            decided=frozenset(decided),
+            **grouped,
         )
+
+    def _items_changed(self, tenant, collection, last_change, last_update) -> set[int]:
+        """Index ids of the collection's items added, removed or updated since."""
+        with self.catalog.reader.connect() as conn:
+            logged = conn.scalars(
+                select(media_changes.c.media_id).where(
+                    media_changes.c.tenant_id == tenant,
+                    media_changes.c.collection == collection,
+                    media_changes.c.id > (last_change or 0),
+                )
+            )
+            updated = conn.scalars(
+                select(media.c.id).where(
+                    media.c.tenant_id == tenant,
+                    media.c.collection == collection,
+                    media.c.updated_at > (last_update or 0),
+                )
+            )
+            return {index_id(m) for m in (*logged, *updated)}
+
+    def _decisions_after(self, tenant, last_decision) -> frozenset:
+        with self.catalog.reader.connect() as conn:
+            rows = conn.execute(
+                select(duplicate_decisions.c.sha256_a, duplicate_decisions.c.sha256_b).where(
+                    duplicate_decisions.c.tenant_id == tenant,
+                    duplicate_decisions.c.created_at > (last_decision or 0),
+                )
+            )
+            return frozenset((a, b) for a, b in rows)
+
+
+def _grouped(found: Iterable, by_index: dict[int, dict], decided) -> dict:
+    """The groups, and the near (pHash) groups with their suggestions, of these pairs."""
+    pairs = [
+        Pair(by_index[a], by_index[b], d, c, t)
+        for a, b, d, c, t in found
+        if a in by_index and b in by_index
+    ]
+    pairs = [p for p in pairs if not decided_against(p, decided)]
+    by_id = {row["id"]: row for row in by_index.values()}
+    near = connected((p.a["id"], p.b["id"]) for p in pairs if p.phash_distance is not None)
+    return {
+        "near": near,
+        # The item POST /v1/duplicates/resolve keeps of each near group unless told otherwise.
+        "near_suggested": [suggest([by_id[i] for i in group]) for group in near],
+        "groups": duplicate_groups(pairs, suggest),
+    }
+
+
+def _reached(seeds: set[int], found: Iterable, by_index: dict[int, dict], decided) -> set[int]:
+    """The seeds and every item the (valid) pairs connect to them."""
+    links: dict[int, list[int]] = {}
+    for a, b, *_ in found:
+        if a in by_index and b in by_index:
+            shas = (by_index[a]["sha256"], by_index[b]["sha256"])
+            if shas[0] == shas[1] or sha_pair(*shas) not in decided:  # as decided_against
+                links.setdefault(a, []).append(b)
+                links.setdefault(b, []).append(a)
+    reached, todo = set(seeds), list(seeds)
+    while todo:
+        for other in links.get(todo.pop(), ()):
+            if other not in reached:
+                reached.add(other)
+                todo.append(other)
+    return reached
+
+
+def _ids(index_ids: Iterable[int], *rows: dict[int, dict]) -> set[str]:
+    """The media ids of these index ids, from whichever rows know them."""
+    return {table[i]["id"] for i in index_ids for table in rows if i in table}
+
+
+def _group_order(group: dict) -> tuple:
+    return (-group["savings_bytes"], group["suggested"])
