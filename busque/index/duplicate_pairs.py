@@ -280,7 +280,10 @@ class PairCache:
                 self.answers.pop(query, None)
                 self.answers[query] = fresh
                 while len(self.answers) > KEEP_ANSWERS:
-                    del self.answers[next(iter(self.answers))]
+                    oldest = next(iter(self.answers))
+                    del self.answers[oldest]
+                    if not self._workers[oldest].is_alive():  # done: forget its thread too
+                        del self._workers[oldest]
 
     def _rebuild(self, query: PairQuery, current: set[int], changes: int) -> _Answer:
         variants = self.variants_of(None)

@@ -26,9 +26,13 @@ def sha_pair(a: str, b: str) -> tuple[str, str]:
     return (a, b) if a <= b else (b, a)
 
 
-def decided_against(found: Pair, decided: set[tuple[str, str]]) -> bool:
-    a, b = found.a["sha256"], found.b["sha256"]
+def decided_apart(a: str, b: str, decided: set[tuple[str, str]]) -> bool:
+    """Whether bytes a and b (sha256) were decided "not duplicates"."""
     return a != b and sha_pair(a, b) in decided  # the same bytes are always duplicates
+
+
+def decided_against(found: Pair, decided: set[tuple[str, str]]) -> bool:
+    return decided_apart(found.a["sha256"], found.b["sha256"], decided)
 
 
 def reasons(found: Pair) -> list[str]:

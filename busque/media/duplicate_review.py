@@ -23,8 +23,8 @@ from busque.media.duplicate_groups import (
     Pair,
     connected,
     decided_against,
+    decided_apart,
     duplicate_groups,
-    sha_pair,
 )
 from busque.media.resolve import Resolutions, suggest
 
@@ -225,11 +225,10 @@ def _reached(seeds: set[int], found: Iterable, by_index: dict[int, dict], decide
     """The seeds and every item the (valid) pairs connect to them."""
     links: dict[int, list[int]] = {}
     for a, b, *_ in found:
-        if a in by_index and b in by_index:
-            shas = (by_index[a]["sha256"], by_index[b]["sha256"])
-            if shas[0] == shas[1] or sha_pair(*shas) not in decided:  # as decided_against
-                links.setdefault(a, []).append(b)
-                links.setdefault(b, []).append(a)
+        rows = by_index.get(a), by_index.get(b)
+        if None not in rows and not decided_apart(rows[0]["sha256"], rows[1]["sha256"], decided):
+            links.setdefault(a, []).append(b)
+            links.setdefault(b, []).append(a)
     reached, todo = set(seeds), list(seeds)
     while todo:
         for other in links.get(todo.pop(), ()):

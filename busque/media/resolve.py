@@ -185,9 +185,9 @@ class Resolutions:
         """The people of the trashed items' faces, onto the kept item: a face of a person the
         kept item does not show yet names the kept item's unnamed face at the same place
         (boxes turned with a rotated or mirrored copy, scaled to the kept item's size,
-        overlapping by half), else moves to it. Never
-        two faces of one person in one photo. Returns what undo needs: (moved faces: [id,
-        media id, box before], faces given a person: [id])."""
+        overlapping by half), else moves to it. Never two faces of one person in one photo.
+        Returns what undo needs: (moved faces: [id, media id, box before], faces given a
+        person: [id])."""
         own = [
             dict(r._mapping)
             for r in conn.execute(select(faces).where(faces.c.media_id == kept["id"]))

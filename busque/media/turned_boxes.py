@@ -38,14 +38,9 @@ def turn_between(copy: dict, kept: dict) -> str | None:
             best, nearest = name, distance
     if best is None:
         return None
-    width, height = (
-        (copy["height"], copy["width"])
-        if best in SWAPS_SIDES
-        else (
-            copy["width"],
-            copy["height"],
-        )
-    )
+    width, height = copy["width"], copy["height"]
+    if best in SWAPS_SIDES:
+        width, height = height, width
     aspect, kept_aspect = width / max(height, 1), kept["width"] / max(kept["height"], 1)
     return best if abs(aspect - kept_aspect) <= ASPECT_SLACK * kept_aspect else None
 
