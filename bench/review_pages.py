@@ -49,6 +49,9 @@ def settings_for(home: Path):
     return Settings(
         home=home,
         faces={"enabled": False},
+        # This library is codes and vectors, no pixels: nothing to check pair by pair (the
+        # check's cost per photo and per pair: bench/duplicates.py).
+        index={"min_pixel_agreement": None},
         serve={"port": harness.free_port(), "grpc_port": 0},
         model_deployments={name: small for name in ("utility", "textgen", "imagegen")},
     )

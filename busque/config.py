@@ -205,6 +205,15 @@ class IndexSettings(BaseModel):
     # radius ~8-10 bits; CNN-feature cosine ~0.8), not tuned on busque's evaluation set.
     near_duplicate_cosine: float = Field(0.8, ge=-1, le=1, description="visual path")
     near_duplicate_score: float = Field(0.6, ge=0, le=1, description="hybrid path")
+    min_pixel_agreement: float | None = Field(
+        0.85,
+        ge=-1,
+        le=1,
+        description="duplicate candidate pairs (pHash, turns, embeddings) whose pictures, "
+        "aligned, agree less than this are not duplicates: a second shot of one scene, not an "
+        "edit (busque.media.same_picture; chosen on bench/duplicates.py's tuning half). "
+        "null: no check",
+    )
     duplicates_wait_s: float = Field(
         10.0,
         gt=0,

@@ -32,6 +32,7 @@ from busque.media.catalog import Catalog
 from busque.media.collections import CollectionStore
 from busque.media.duplicate_review import DuplicateReviews
 from busque.media.janitor import Janitor
+from busque.media.pair_checks import PairChecks
 from busque.media.resolve import Resolutions
 from busque.models import echo
 from busque.models.embedding import ImageEmbedder, create_embedder
@@ -160,6 +161,8 @@ class Runtime:
             },
             near_duplicate=NearDuplicate.from_settings(cfg),
             device=cfg.device,
+            min_pixel_agreement=cfg.min_pixel_agreement,
+            pair_checks=PairChecks(self.engine),
         )
 
     # ---- the job-kind catalog ----

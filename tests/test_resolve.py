@@ -198,6 +198,21 @@ def test_turned_and_mirrored_copies_are_found_and_say_so(client_module):
     assert unrelated not in group["media_ids"]
 
 
+def test_two_shots_of_one_scene_are_not_duplicates(client_module):
+    """The two views of a stereo pair are 4 pHash bits and cosine 0.9 apart, as close as an edit
+    is to its original; aligned pixel for pixel they disagree where the parallax moves things,
+    so they are not grouped, while a captioned copy of one view is."""
+    client = client_module
+    left, right = (Image.fromarray(view) for view in skimage.data.stereo_motorcycle()[:2])
+    captioned = Image.new("RGB", (left.width, left.height + 60), (20, 20, 20))
+    captioned.paste(left, (0, 0))
+    ids = [ingest(client, jpeg(im), collection="scenes") for im in (left, right, captioned)]
+    found = client.get("/v1/duplicates", params={"collection": "scenes", "min_cosine": 0.5})
+    assert found.status_code == 200, found.text
+    assert found.json()["complete"] is True
+    assert [set(group["media_ids"]) for group in found.json()["groups"]] == [{ids[0], ids[2]}]
+
+
 def test_a_mirrored_copys_person_lands_on_the_kept_photos_own_face(client_module):
     """The copy's face box is mirrored back, not only scaled: it overlaps the kept photo's own
     face (the astronaut's face is off centre, so a box scaled alone would miss it)."""

@@ -180,7 +180,7 @@ def run_threads(n: int, target) -> list:
 
 
 def test_migrations_are_idempotent_and_create_the_schema(db_url, engine):
-    assert current_revision(db_url) == head_revision() == "0014"
+    assert current_revision(db_url) == head_revision() == "0015"
     upgrade(db_url)  # a second upgrade is a no-op
     upgrade(db_url)
     assert current_revision(db_url) == head_revision()

@@ -337,6 +337,20 @@ duplicate_decisions = Table(
     Column("created_at", Float, nullable=False),
 )
 
+# How two pictures compare pixel for pixel (busque.media.same_picture), by their bytes (sha256,
+# the smaller first) and the method that judged them: the check of a duplicate candidate pair
+# runs once, whatever rescans, restarts or replicas follow. Bytes only, no tenant: the verdict
+# says nothing a tenant could not compute from bytes it already holds.
+pair_checks = Table(
+    "pair_checks",
+    metadata,
+    Column("sha256_a", String(64), primary_key=True),
+    Column("sha256_b", String(64), primary_key=True),
+    Column("method", String(64), primary_key=True),
+    Column("agreement", Float),  # None: too little texture to tell
+    Column("checked_at", Float, nullable=False),
+)
+
 # A resolution of duplicate groups: what it changed, so that undo restores exactly the state
 # before it (the kept items' metadata, the paths moved to them, the items trashed).
 resolutions = Table(

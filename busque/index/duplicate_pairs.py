@@ -221,9 +221,15 @@ class PairCache:
     items whose k nearest changed searched again. The work runs in a thread of its own, so an
     ask can stop waiting (a large collection's first search takes minutes) and come back."""
 
-    def __init__(self, index: HybridIndex, variants_of: Callable[[list[int] | None], dict]):
+    def __init__(
+        self,
+        index: HybridIndex,
+        variants_of: Callable[[list[int] | None], dict],
+        check: Callable[[Pairs], Pairs] | None = None,
+    ):
         self.index = index
         self.variants_of = variants_of  # index ids (None: all) -> their turns' codes
+        self.check = check  # the pairs found -> those that stand (busque.index.checked_pairs)
         self.answers: dict[PairQuery, _Answer] = {}  # the least recently used first
         self.uid = uuid.uuid4().hex[:12]  # another cache (replica, snapshot): other versions
         self._search_lock = threading.Lock()  # the searches, one at a time
@@ -275,6 +281,8 @@ class PairCache:
                 )
                 self._update(query, fresh, current, changes)
             fresh.pairs = merged(fresh.phash, fresh.visual)
+            if self.check is not None:
+                fresh.pairs = self.check(fresh.pairs)
             fresh.serial = next(_serials)
             with self._lock:
                 self.answers.pop(query, None)

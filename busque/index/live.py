@@ -16,10 +16,12 @@ import numpy as np
 
 from busque.db.follow import IdFollower
 from busque.index import snapshot
+from busque.index.checked_pairs import PairChecker
 from busque.index.device import check_device
 from busque.index.duplicate_pairs import PairCache, PairQuery
 from busque.index.hybrid import HybridIndex
 from busque.media.catalog import Catalog, bytes_to_vector
+from busque.media.pair_checks import PairChecks
 from busque.storage import ObjectStore
 
 logger = logging.getLogger("busque.index")
@@ -80,6 +82,8 @@ class LiveIndex:
         index_options: dict | None = None,
         near_duplicate: NearDuplicate | None = None,
         device: str = "cpu",
+        min_pixel_agreement: float | None = None,
+        pair_checks: PairChecks | None = None,
     ):
         check_device(device)  # a Matcher without the GPU it was told to use fails at start
         self.device = device
@@ -91,6 +95,8 @@ class LiveIndex:
         self.gap_s = gap_s
         self.index_options = index_options or {}
         self.near_duplicate = near_duplicate or NearDuplicate()
+        self.min_pixel_agreement = min_pixel_agreement  # None: pairs are not checked
+        self.pair_checks = pair_checks
         self.scopes: dict[tuple[str, str], Scope] = {}
         self._lock = threading.RLock()
 
@@ -234,8 +240,21 @@ class LiveIndex:
                 scope.pairs = PairCache(
                     scope.index,
                     lambda ids: self.catalog.phash_variants(tenant, collection, ids),
+                    check=self._pair_checker(tenant),
                 )
             return scope.pairs
+
+    def _pair_checker(self, tenant: str) -> PairChecker | None:
+        if self.min_pixel_agreement is None:
+            return None
+
+        def sources(ids):
+            rows = {}
+            for at in range(0, len(ids), 500):
+                rows |= self.catalog.by_index_ids(tenant, ids[at : at + 500])
+            return {i: (row["sha256"], row["normalized_key"]) for i, row in rows.items()}
+
+        return PairChecker(sources, self.objects.get, self.min_pixel_agreement, self.pair_checks)
 
     def save(self, tenant: str, collection: str) -> str:
         scope = self.scope(tenant, collection)
