@@ -82,9 +82,9 @@ def test_a_refreshed_review_equals_one_computed_whole(world, seed):  # noqa: F81
     pairs = some_pairs(30)
     key = (tenant, "c", 8, 0.8)
     known = reviews.review(key, None, answer("v0", *rows(pairs)))
-    done, version = [], 0
+    done, version, exact_seen = [], 0, False
     for step in range(40):
-        action = rng.choice(["resolve", "resolve", "undo", "decide", "pairs", "add"])
+        action = rng.choice(["resolve", "resolve", "undo", "decide", "pairs", "add", "copy"])
         if action == "resolve" and known.groups:
             group = rng.choice(known.groups)
             done.append(resolutions.resolve(tenant, "c", [Group(tuple(group["media_ids"]))]))
@@ -102,6 +102,10 @@ def test_a_refreshed_review_equals_one_computed_whole(world, seed):  # noqa: F81
             items.append(index_one(catalog, tenant, 100 + step))
             pairs |= some_pairs(2)
             version += 1
+        elif action == "copy":  # the same bytes again: an exact group (or a larger one)
+            items.append(index_one(catalog, tenant, rng.randrange(1, 31)))
+            pairs |= some_pairs(1)
+            version += 1
         found = {"version": f"v{version}", "pairs": rows(pairs)}
         if found["version"] == known.pairs_version:
             found["pairs"] = None  # the Matcher's "unchanged"
@@ -110,4 +114,6 @@ def test_a_refreshed_review_equals_one_computed_whole(world, seed):  # noqa: F81
         for field in ("groups", "near", "near_suggested", "exact", "exact_files"):
             assert getattr(known, field) == getattr(whole, field), (step, action, field)
         assert known.by_index.keys() == whole.by_index.keys(), (step, action)
+        exact_seen |= bool(known.exact)
+    assert exact_seen  # the copies made exact groups, refreshed like the rest
     assert len(computed) == 1  # the first review only: every later one was brought up to date

@@ -77,6 +77,8 @@ class PairChecker:
     def _check(self, a: int, b: int, source) -> float | None | bool:
         """The agreement of two items' pictures; False: a picture could not be read now (the
         verdict is not stored, the next check tries again)."""
+        if source[a][0] > source[b][0]:
+            a, b = b, a  # the smaller sha256 first: one verdict per pair of bytes, any catalog
         first, second = self._picture(a, source[a][1]), self._picture(b, source[b][1])
         if first is None or second is None:
             return False

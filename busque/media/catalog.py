@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -458,15 +458,35 @@ class Catalog:
                 found |= {i: variants_from_bytes(codes) for i, codes in conn.execute(some)}
         return found
 
-    def exact_groups(self, tenant_id: str, collection: str) -> list[dict]:
-        """Every set of identical bytes in a collection, with every path a backfill found them
-        at: several media rows with one sha256, or one row whose bytes were found at several
-        paths (a backfill stores exact duplicates once). Largest savings first."""
+    def sha256_of(self, tenant_id: str, index_ids: Sequence[int]) -> set[str]:
+        """The bytes (sha256) of these items, whatever their state."""
+        found = set()
+        with self.reader.connect() as conn:
+            for at in range(0, len(index_ids), 500):
+                found |= set(
+                    conn.scalars(
+                        select(media.c.sha256).where(
+                            media.c.tenant_id == tenant_id,
+                            media.c.index_id.in_(index_ids[at : at + 500]),
+                        )
+                    )
+                )
+        return found
+
+    def exact_groups(
+        self, tenant_id: str, collection: str, shas: Iterable[str] | None = None
+    ) -> list[dict]:
+        """Every set of identical bytes in a collection (of these bytes only, given `shas`),
+        with every path a backfill found them at: several media rows with one sha256, or one
+        row whose bytes were found at several paths (a backfill stores exact duplicates once).
+        Largest savings first."""
         scope = [
             media.c.tenant_id == tenant_id,
             media.c.state == "indexed",
             media.c.collection == collection,
         ]
+        if shas is not None:
+            scope.append(media.c.sha256.in_(sorted(shas)))
         several_rows = (
             select(media.c.sha256).where(*scope).group_by(media.c.sha256).having(func.count() > 1)
         )

@@ -11,6 +11,7 @@ tenant's "not duplicates" decisions and library paths.
 
 from __future__ import annotations
 
+import bisect
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -46,6 +47,8 @@ class Review:
     groups: list[dict]
     by_index: dict[int, dict]  # index id -> catalog row, of every paired item still indexed
     decided: frozenset  # sha256 pairs decided "not duplicates" (at least those among the rows)
+    links: dict[int, list[tuple]]  # index id -> the pairs (rows) it is in
+    group_of: dict[str, dict]  # media id -> its group (one of `groups`)
 
     def row(self, media_id: str) -> dict:
         return self.by_index[index_id(media_id)]
@@ -109,8 +112,10 @@ class DuplicateReviews:
         by_index = self.catalog.by_index_ids(tenant, sorted({i for p in found for i in p[:2]}))
         decided = self.resolutions.decided(tenant, {row["sha256"] for row in by_index.values()})
         grouped = _grouped(found, by_index, decided)
+        exact_files = self.catalog.exact_groups(tenant, collection)
         versions = (pairs_version, catalog_version, found)
-        return self._review(tenant, collection, versions, by_index, decided, grouped)
+        links = _linked({}, found, ())
+        return self._review(versions, by_index, decided, grouped, exact_files, links)
 
     def _refresh(self, tenant, collection, known: Review, pairs_version, catalog_version, found):
         """`known` brought up to date with what changed since (a resolve, a decision, pairs
@@ -118,7 +123,9 @@ class DuplicateReviews:
         None when library paths changed, a decision was taken back, or too much changed."""
         if catalog_version[4:] != known.catalog_version[4:]:
             return None
-        changed = {i for pair in set(known.pairs) ^ set(found) for i in pair[:2]}
+        before, now = set(known.pairs), set(found)
+        gone_pairs, new_pairs = before - now, now - before
+        changed = {i for pair in (*gone_pairs, *new_pairs) for i in pair[:2]}
         last_change, last_update, decisions, last_decision = known.catalog_version[:4]
         new_decisions = self._decisions_after(tenant, last_decision)
         if catalog_version[2] != decisions + len(new_decisions):
@@ -129,47 +136,70 @@ class DuplicateReviews:
         changed |= {i for i, row in known.by_index.items() if row["sha256"] in shas}
         if len(changed) > MAX_CHANGED:
             return None
-        paired = {i for p in found for i in p[:2]}
-        by_index = {i: r for i, r in known.by_index.items() if i in paired and i not in changed}
-        by_index |= self.catalog.by_index_ids(tenant, sorted(changed & paired))
+        links = _linked(known.links, new_pairs, gone_pairs)
+        by_index = dict(known.by_index)
+        for i in changed:
+            by_index.pop(i, None)
+        by_index |= self.catalog.by_index_ids(tenant, sorted(i for i in changed if i in links))
         # A changed item's old group comes apart too; then all that the pairs connect to them.
-        group_of = {m: n for n, g in enumerate(known.groups) for m in g["media_ids"]}
-        hit = {group_of[m] for m in _ids(changed, known.by_index, by_index) if m in group_of}
-        seeds = changed | {index_id(m) for n in hit for m in known.groups[n]["media_ids"]}
-        reached = _reached(seeds, found, by_index, decided)
+        old_rows = _ids(changed, known.by_index, by_index)
+        hit = {id(known.group_of[m]): known.group_of[m] for m in old_rows if m in known.group_of}
+        seeds = changed | {index_id(m) for g in hit.values() for m in g["media_ids"]}
+        reached = _reached(seeds, links, by_index, decided)
         gone = _ids(reached, known.by_index, by_index)
         # A group a changed item now links to (a restored copy, a new pair) is reached whole.
-        hit |= {group_of[m] for m in gone if m in group_of}
-        local = [p for p in found if p[0] in reached]
+        hit |= {id(known.group_of[m]): known.group_of[m] for m in gone if m in known.group_of}
+        local = sorted({row for i in reached for row in links.get(i, ())})
         rebuilt = _grouped(local, {i: by_index[i] for i in reached if i in by_index}, decided)
-        near = sorted(
-            [
-                (group, keep)
-                for group, keep in zip(known.near, known.near_suggested, strict=True)
-                if gone.isdisjoint(group)
-            ]
-            + list(zip(rebuilt["near"], rebuilt["near_suggested"], strict=True))
-        )
-        groups = [g for n, g in enumerate(known.groups) if n not in hit] + rebuilt["groups"]
+        near = [
+            (group, keep)
+            for group, keep in zip(known.near, known.near_suggested, strict=True)
+            if gone.isdisjoint(group)
+        ]
+        for added in zip(rebuilt["near"], rebuilt["near_suggested"], strict=True):
+            bisect.insort(near, added)
+        groups = [g for g in known.groups if id(g) not in hit]
+        for added in rebuilt["groups"]:
+            bisect.insort(groups, added, key=_group_order)
         grouped = {
             "near": [group for group, _ in near],
             "near_suggested": [keep for _, keep in near],
-            "groups": sorted(groups, key=_group_order),
+            "groups": groups,
         }
+        exact_files = self._exact_refreshed(tenant, collection, known.exact_files, changed)
         versions = (pairs_version, catalog_version, found)
-        return self._review(tenant, collection, versions, by_index, decided, grouped)
+        group_of = {m: g for m, g in known.group_of.items() if id(g) not in hit}
+        return self._review(versions, by_index, decided, grouped, exact_files, links, group_of)
 
-    def _review(self, tenant, collection, versions, by_index, decided, grouped) -> Review:
-        """A Review of these groups, with the collection's exact duplicates read now."""
+    def _exact_refreshed(self, tenant, collection, known: list[dict], changed: set[int]):
+        """The exact groups with those of the changed items' bytes read again."""
+        touched = self.catalog.sha256_of(tenant, sorted(changed))
+        if not touched:
+            return known
+        kept = [g for g in known if g["sha256"] not in touched]
+        for group in self.catalog.exact_groups(tenant, collection, shas=touched):
+            bisect.insort(kept, group, key=_exact_order)
+        return kept
+
+    def _review(self, versions, by_index, decided, grouped, exact_files, links, group_of=None):
+        """A Review of these groups; `group_of` the kept groups' members (the new ones added)."""
         pairs_version, catalog_version, found = versions
+        group_of = {} if group_of is None else group_of
+        for group in grouped["groups"]:
+            if group["media_ids"][0] not in group_of:
+                group_of |= dict.fromkeys(group["media_ids"], group)
         return Review(
             pairs_version=pairs_version,
             catalog_version=catalog_version,
             pairs=found,
-            exact=self.catalog.exact_duplicates(tenant, collection),
-            exact_files=self.catalog.exact_groups(tenant, collection),
+            exact=[
+                g["media_ids"] for g in sorted(exact_files, key=_sha) if len(g["media_ids"]) > 1
+            ],
+            exact_files=exact_files,
             by_index=by_index,
             decided=frozenset(decided),
+            links=links,
+            group_of=group_of,
             **grouped,
         )
 
@@ -221,20 +251,34 @@ def _grouped(found: Iterable, by_index: dict[int, dict], decided) -> dict:
     }
 
 
-def _reached(seeds: set[int], found: Iterable, by_index: dict[int, dict], decided) -> set[int]:
+def _linked(known: dict[int, list], added: Iterable, gone: Iterable) -> dict[int, list]:
+    """Each item's pairs, `known` with pairs added and gone (its lists are left as they are)."""
+    links = dict(known)
+    for pair in gone:
+        for end in pair[:2]:
+            left = [p for p in links[end] if p != pair]
+            if left:
+                links[end] = left
+            else:
+                del links[end]
+    for pair in added:
+        for end in pair[:2]:
+            links[end] = [*links.get(end, ()), pair]
+    return links
+
+
+def _reached(seeds: set[int], links: dict, by_index: dict[int, dict], decided) -> set[int]:
     """The seeds and every item the (valid) pairs connect to them."""
-    links: dict[int, list[int]] = {}
-    for a, b, *_ in found:
-        rows = by_index.get(a), by_index.get(b)
-        if None not in rows and not decided_apart(rows[0]["sha256"], rows[1]["sha256"], decided):
-            links.setdefault(a, []).append(b)
-            links.setdefault(b, []).append(a)
     reached, todo = set(seeds), list(seeds)
     while todo:
-        for other in links.get(todo.pop(), ()):
-            if other not in reached:
-                reached.add(other)
-                todo.append(other)
+        for a, b, *_ in links.get(todo.pop(), ()):
+            rows = by_index.get(a), by_index.get(b)
+            if None in rows or decided_apart(rows[0]["sha256"], rows[1]["sha256"], decided):
+                continue
+            for other in (a, b):
+                if other not in reached:
+                    reached.add(other)
+                    todo.append(other)
     return reached
 
 
@@ -245,3 +289,11 @@ def _ids(index_ids: Iterable[int], *rows: dict[int, dict]) -> set[str]:
 
 def _group_order(group: dict) -> tuple:
     return (-group["savings_bytes"], group["suggested"])
+
+
+def _exact_order(group: dict) -> tuple:
+    return (-group["savings_bytes"], group["sha256"])
+
+
+def _sha(group: dict) -> str:
+    return group["sha256"]

@@ -98,6 +98,7 @@ def _aligned(a: View, b: View) -> float | None:
         return None
     source = a.points[[m.queryIdx for m in good]]
     target = b.points[[m.trainIdx for m in good]]
+    cv2.setRNGSeed(0)  # RANSAC's samples: the same verdict for the same pair, every time
     transform, inliers = cv2.estimateAffinePartial2D(
         source,
         target,
