@@ -3,6 +3,7 @@ go, its answer is exactly what searching everything again gives (codes, turns, e
 
 from __future__ import annotations
 
+import copy
 import threading
 
 import numpy as np
@@ -85,11 +86,13 @@ def test_the_cache_stays_exactly_current_as_items_come_and_go():
     first = cache.pairs(QUERY)
     assert first == find_pairs(library.index, library.variants, QUERY)
     assert cache.pairs(QUERY) is first  # unchanged index: the same answer, no search
+    held = copy.deepcopy(first)
 
     for step in range(6):  # a review session: items trashed; an import: a few added
         library.remove(7)
         library.add(5 + step)
         assert cache.pairs(QUERY) == find_pairs(library.index, library.variants, QUERY), step
+    assert first == held  # a reader's answer stays whole while later ones are made
 
     library.add(200)  # more than REBUILD_SHARE new: searched again whole
     assert cache.pairs(QUERY) == find_pairs(library.index, library.variants, QUERY)

@@ -51,14 +51,13 @@ TURN_OF_RANK = [None, *TURNS]
 
 
 def _keep_nearest(found: Pairs, i: int, j: int, distance: int, transform: str | None) -> None:
-    entry = found.setdefault((min(i, j), max(i, j)), [None, None, None])
-    if entry[0] is None or (distance, RANK[transform]) < (entry[0], RANK[entry[2]]):
-        entry[0], entry[2] = int(distance), transform
-
-
-def _keep_cosine(found: Pairs, i: int, j: int, cosine: float) -> None:
-    entry = found.setdefault((min(i, j), max(i, j)), [None, None, None])
-    entry[1] = max(entry[1] or -1.0, round(float(cosine), 4))
+    # The entry is replaced, not changed: an answer a reader holds may share it.
+    pair = (min(i, j), max(i, j))
+    entry = found.get(pair)
+    if entry is None:
+        found[pair] = [int(distance), None, transform]
+    elif entry[0] is None or (distance, RANK[transform]) < (entry[0], RANK[entry[2]]):
+        found[pair] = [int(distance), entry[1], transform]
 
 
 def phash_pairs(
@@ -142,11 +141,13 @@ def visual_neighbours(
         for i, row_scores, row_ids in zip(
             ids[start : start + batch].tolist(), scores, neighbours, strict=True
         ):
-            found[i] = {
+            alike = {
                 j: round(score, 4)
                 for score, j in zip(row_scores.tolist(), row_ids.tolist(), strict=True)
                 if j >= 0 and j != i and score >= min_cosine
             }
+            if alike:  # most items have none: not kept, not walked again
+                found[i] = alike
     return found
 
 
@@ -176,11 +177,17 @@ def alike_to(index: HybridIndex, item: int, min_cosine: float, k: int) -> list[i
 
 
 def merged(phash: Pairs, visual: dict[int, dict[int, float]]) -> Pairs:
-    """The pHash pairs with the visual neighbours joined in (a pair's best cosine)."""
-    found = {pair: list(entry) for pair, entry in phash.items()}
+    """The pHash pairs with the visual neighbours joined in (a pair's best cosine). Entries
+    are replaced, never changed: `phash`'s own stay as they are."""
+    found = dict(phash)
     for i, neighbours in visual.items():
-        for j, cosine in neighbours.items():
-            _keep_cosine(found, i, j, cosine)
+        for j, cosine in neighbours.items():  # (rounded already: visual_neighbours)
+            pair = (i, j) if i < j else (j, i)
+            entry = found.get(pair)
+            if entry is None:
+                found[pair] = [None, cosine, None]
+            elif entry[1] is None or cosine > entry[1]:
+                found[pair] = [entry[0], cosine, entry[2]]
     return found
 
 
@@ -333,9 +340,9 @@ class PairCache:
                 again.add(i)
         for n in added:
             again.update(alike_to(self.index, n, query.min_cosine, query.k))
-        for g in gone:
-            answer.visual.pop(g, None)
         again &= current
+        for i in gone | again:  # searched again below; kept only if some are alike still
+            answer.visual.pop(i, None)
         answer.visual.update(
             visual_neighbours(self.index, query.min_cosine, query.k, queried=sorted(again))
         )
