@@ -18,11 +18,13 @@ half with the others. Writes bench/results/duplicates.json, .md and duplicates_a
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import itertools
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -250,9 +252,17 @@ def hybrid_ceiling(tune: list[dict], score: list[dict], w: float) -> dict:
     }
 
 
-def service_pairs(
-    items: list[dict], radius: int, cosine: float, min_agreement: float | None
-) -> dict:
+@dataclass(frozen=True)
+class Setting:
+    """The service's thresholds a run is scored at."""
+
+    radius: int
+    min_cosine: float
+    min_agreement: float | None  # index.min_pixel_agreement (None: no pixel check)
+    min_score: float | None = None  # the hybrid path's (None: off)
+
+
+def service_pairs(items: list[dict], setting: Setting) -> dict:
     """The pairs busque's own finder reports for these items, catalogued as ingest would (their
     normalised renditions in the object store, for the pixel check)."""
     with tempfile.TemporaryDirectory() as home:
@@ -288,19 +298,26 @@ def service_pairs(
             runtime.catalog,
             runtime.objects,
             len(items[0]["vector"]),
-            min_pixel_agreement=min_agreement,
+            min_pixel_agreement=setting.min_agreement,
             pair_checks=PairChecks(runtime.engine),
         )
-        found = live.duplicate_pairs(tenant, "eval", radius, cosine)
+        found = live.duplicate_pairs(
+            tenant, "eval", setting.radius, setting.min_cosine, min_score=setting.min_score
+        )
     return {
-        frozenset((id(ids[a]), id(ids[b]))): {"phash": d, "transform": t, "cosine": c}
-        for a, b, d, c, t in found
+        frozenset((id(ids[a]), id(ids[b]))): {
+            "phash": d,
+            "transform": t,
+            "cosine": c,
+            "score": score,
+        }
+        for a, b, d, c, t, score in found
     }
 
 
-def evaluate(items: list[dict], radius: int, cosine: float, min_agreement: float | None) -> dict:
+def evaluate(items: list[dict], setting: Setting) -> dict:
     """Precision and recall per path, and recall per edit kind (of the pairs original-edit)."""
-    found = service_pairs(items, radius, cosine, min_agreement)
+    found = service_pairs(items, setting)
     pairs = list(itertools.combinations(items, 2))
     truth = [a["photo"] == b["photo"] for a, b in pairs]
 
@@ -313,9 +330,11 @@ def evaluate(items: list[dict], radius: int, cosine: float, min_agreement: float
     paths = {
         "phash": verdicts(lambda h: h["phash"] is not None and h["transform"] is None),
         "phash+turns": verdicts(lambda h: h["phash"] is not None),
-        "visual": verdicts(lambda h: h["cosine"] is not None),
+        "visual": verdicts(lambda h: h["cosine"] is not None and h["score"] is None),
         "groups": verdicts(lambda h: True),
     }
+    if setting.min_score is not None:
+        paths["hybrid"] = verdicts(lambda h: h["score"] is not None)
     out = {"paths": {name: scores(truth, said) for name, said in paths.items()}}
     stereo = [
         "stereo" in a["photo"] and "stereo" in b["photo"] and not truth[k]
@@ -340,9 +359,9 @@ def evaluate(items: list[dict], radius: int, cosine: float, min_agreement: float
     return out
 
 
-def stereo_grouped(items: list[dict], radius: int, cosine: float, agreement) -> bool:
+def stereo_grouped(items: list[dict], setting: Setting) -> bool:
     views = [i for i in items if i["edit"] == "original" and "stereo" in i["photo"]]
-    return frozenset(id(v) for v in views) in service_pairs(items, radius, cosine, agreement)
+    return frozenset(id(v) for v in views) in service_pairs(items, setting)
 
 
 def table(result: dict) -> list[str]:
@@ -427,15 +446,16 @@ def main() -> None:
     radius, cosine, agreement = choose(tune_pairs)
     plain_radius, plain_cosine, _ = choose(tune_pairs, check=False)
     defaults = IndexSettings()
-    chosen = evaluate(score, radius, cosine, agreement)
-    unchecked = evaluate(score, plain_radius, plain_cosine, None)
-    default = evaluate(
-        score,
-        defaults.duplicate_radius,
-        defaults.near_duplicate_cosine,
-        defaults.min_pixel_agreement,
+    chosen = evaluate(score, Setting(radius, cosine, agreement))
+    unchecked_setting = Setting(plain_radius, plain_cosine, None)
+    unchecked = evaluate(score, unchecked_setting)
+    service = Setting(
+        defaults.duplicate_radius, defaults.near_duplicate_cosine, defaults.min_pixel_agreement
     )
+    default = evaluate(score, service)
     hybrid = hybrid_ceiling(tune_pairs, scored_pairs, defaults.w_visual)
+    hybrid_min = round(hybrid["threshold"], 2)
+    default_hybrid = evaluate(score, dataclasses.replace(service, min_score=hybrid_min))
     (views,) = [
         p for p in scored_pairs if p["with_original"] and p["edit"] == "original" and p["stereo"]
     ]
@@ -477,6 +497,7 @@ def main() -> None:
         },
         "pixel_agreement_scored_half": spread,
         "hybrid_score": hybrid,
+        "service_defaults_with_hybrid": {"min_score": hybrid_min, **default_hybrid},
         "stereo_views": {
             "phash_bits": views["turned"],
             "cosine": round(views["cosine"], 4),
@@ -560,7 +581,7 @@ def main() -> None:
         verdict(unchecked),
         " The false positives are pairs of the stereo pair's two views and their edits (one "
         "scene a few centimetres apart), which every path groups; the views' originals are "
-        + ("grouped" if stereo_grouped(score, plain_radius, plain_cosine, None) else "kept apart")
+        + ("grouped" if stereo_grouped(score, unchecked_setting) else "kept apart")
         + " at this setting.",
         "",
         f"## The service's defaults: radius {defaults.duplicate_radius}, "
@@ -570,6 +591,13 @@ def main() -> None:
         *table(default),
         "",
         verdict(default),
+        "",
+        f"## The defaults with the hybrid path (min_score {hybrid_min}, chosen on the tuning "
+        "half)",
+        "",
+        *table(default_hybrid),
+        "",
+        verdict(default_hybrid),
         "",
         f"## One score of both signals? (hybrid, w = {hybrid['w_visual']})",
         "",
@@ -581,8 +609,8 @@ def main() -> None:
         f"ceiling, chosen on the answers). The two views of the stereo pair are "
         f"{views['turned']} pHash bits and cosine {views['cosine']:.3f} apart, closer than "
         "most edits are to their original: no global signal of a whole photo tells them "
-        "apart, so busque does not group by a hybrid score (it would add pairs, never refuse "
-        f"these). Their pixels do: aligned, the two views agree {views['agreement']}.",
+        "apart: a hybrid score adds pairs (the section above), it never refuses these. Their "
+        f"pixels do: aligned, the two views agree {views['agreement']}.",
     ]  # fmt: skip
     harness.write_results("duplicates", data, "\n".join(lines), write=not args.no_write)
 

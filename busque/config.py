@@ -205,6 +205,14 @@ class IndexSettings(BaseModel):
     # radius ~8-10 bits; CNN-feature cosine ~0.8), not tuned on busque's evaluation set.
     near_duplicate_cosine: float = Field(0.8, ge=-1, le=1, description="visual path")
     near_duplicate_score: float = Field(0.6, ge=0, le=1, description="hybrid path")
+    duplicate_score: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="GET /v1/duplicates' hybrid path: also pairs whose w_visual * cosine + "
+        "(1 - w_visual) * (1 - pHash bits / 64) is at least this (the pHash at best over the "
+        "turns; the embeddings searched down to the cosine that can still reach it). null: off",
+    )
     min_pixel_agreement: float | None = Field(
         0.85,
         ge=-1,

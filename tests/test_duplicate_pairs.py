@@ -26,8 +26,9 @@ class Library:
     """Random items, a third of them near copies of another (a few bits off, an alike vector),
     and some whose turned code is near another item's code (a rotated copy)."""
 
-    def __init__(self, seed: int = 3):
+    def __init__(self, seed: int = 3, edited: float = 0.0):
         self.rng = np.random.default_rng(seed)
+        self.edited = edited  # the share of heavier edits: alike vectors, 8-30 bits off
         self.index = HybridIndex(DIM)
         self.variants: dict[int, list[int]] = {}
         self.next_id = 1
@@ -45,6 +46,10 @@ class Library:
                 other = int(rng.choice(existing))
                 code = flip(self.index.phashes.get(other), int(rng.integers(0, 5)), rng)
                 vector = self.index.vectors.reconstruct(other) + rng.normal(0, 0.02, DIM)
+            elif existing and roll > 1 - self.edited:  # a heavier edit
+                other = int(rng.choice(existing))
+                code = flip(self.index.phashes.get(other), int(rng.integers(8, 30)), rng)
+                vector = self.index.vectors.reconstruct(other) + rng.normal(0, 0.09, DIM)
             elif existing and roll < 0.45:  # turned, its turn near another's code
                 other = int(rng.choice(existing))
                 turn = int(rng.integers(0, len(TRANSFORMS)))
@@ -129,3 +134,36 @@ def test_an_ask_that_stops_waiting_gets_the_last_pairs_until_the_search_ends():
     done = cache.answer(QUERY, wait_s=None)
     assert done.complete and done.version != first.version
     assert done.pairs == find_pairs(library.index, library.variants, QUERY)
+
+
+def test_hybrid_pairs_are_scored_and_kept_current():
+    """With min_score, visual pairs below min_cosine and beyond the pHash radius are kept where
+    w * cosine + (1 - w) * (1 - pHash bits / 64) reaches it (the pHash at best over the turns),
+    refused where it does not; the cache keeps them exactly current too."""
+    library = Library(seed=5, edited=0.25)
+    library.add(300)
+    query = PairQuery(radius=6, min_cosine=0.95, k=8, min_score=0.85, w_visual=0.7)
+    found = find_pairs(library.index, library.variants, query)
+    hybrid = {pair: entry for pair, entry in found.items() if len(entry) > 3}
+    assert hybrid, "edited copies kept by their hybrid score"
+    mask = 2**64 - 1
+    for (a, b), (distance, cosine, transform, score) in hybrid.items():
+        codes = library.index.phashes.get(a), library.index.phashes.get(b)
+        bits = min(
+            [((codes[0] ^ codes[1]) & mask).bit_count()]
+            + [((v ^ codes[1]) & mask).bit_count() for v in library.variants[a]]
+            + [((v ^ codes[0]) & mask).bit_count() for v in library.variants[b]]
+        )
+        assert distance is None and transform is None and cosine < 0.95
+        assert score == round(0.7 * cosine + 0.3 * (1 - bits / 64), 4) >= 0.85
+    plain = find_pairs(library.index, library.variants, PairQuery(6, 0.95, 8))
+    assert not set(hybrid) & set(plain)  # only the hybrid path finds them
+    floor = find_pairs(library.index, library.variants, PairQuery(6, query.visual_floor, 8))
+    assert set(floor) - set(found), "some alike enough to ask, refused by their score"
+
+    cache = PairCache(library.index, library.variants_of)
+    assert cache.pairs(query) == found
+    for step in range(4):
+        library.remove(7)
+        library.add(6)
+        assert cache.pairs(query) == find_pairs(library.index, library.variants, query), step

@@ -143,9 +143,9 @@ def test_duplicate_pairs(world):
     live = LiveIndex(catalog, objects, DIM)
     first, second = sorted([a["index_id"], twin["index_id"]])
     # pHash within 4 bits (2 apart) and the same embedding; the third is neither.
-    assert live.duplicate_pairs(tenant, "c", 4, 0.99) == [(first, second, 2, 1.0, None)]
+    assert live.duplicate_pairs(tenant, "c", 4, 0.99) == [(first, second, 2, 1.0, None, None)]
     assert live.duplicate_pairs(tenant, "c", 1, None) == []
-    assert live.duplicate_pairs(tenant, "c", 1, 0.99) == [(first, second, None, 1.0, None)]
+    assert live.duplicate_pairs(tenant, "c", 1, 0.99) == [(first, second, None, 1.0, None, None)]
     assert all(b["index_id"] not in pair[:2] for pair in live.duplicate_pairs(tenant, "c", 4, 0.99))
 
 

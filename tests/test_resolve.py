@@ -198,6 +198,29 @@ def test_turned_and_mirrored_copies_are_found_and_say_so(client_module):
     assert unrelated not in group["media_ids"]
 
 
+def test_a_hybrid_score_finds_what_neither_threshold_does(client_module):
+    """A 20% crop is far in pHash bits and below a strict min_cosine: with min_score, the hybrid
+    score of both (the pHash at best over the turns) groups it with its original, saying so;
+    an unrelated photo stays out."""
+    client = client_module
+    photo = Image.fromarray(skimage.data.chelsea()).convert("RGB")
+    w, h = photo.size
+    crop = photo.crop((w // 10, h // 10, w - w // 10, h - h // 10))
+    original = ingest(client, jpeg(photo), collection="hybrid")
+    cropped = ingest(client, jpeg(crop), collection="hybrid")
+    ingest(client, jpeg(astronaut().resize((300, 300))), collection="hybrid")
+    strict = {"collection": "hybrid", "radius": 2, "min_cosine": 0.99}
+    assert client.get("/v1/duplicates", params=strict).json()["groups"] == []
+    found = client.get("/v1/duplicates", params=strict | {"min_score": 0.5}).json()
+    assert found["min_score"] == 0.5
+    (group,) = found["groups"]
+    assert set(group["media_ids"]) == {original, cropped}
+    (pair,) = group["pairs"]
+    assert pair["why"] == ["hybrid"] and pair["cosine"] < 0.99 and pair["score"] >= 0.5
+    bad = client.get("/v1/duplicates", params=strict | {"min_score": 2})
+    assert_error(bad, 422, "invalid_request")
+
+
 def test_two_shots_of_one_scene_are_not_duplicates(client_module):
     """The two views of a stereo pair are 4 pHash bits and cosine 0.9 apart, as close as an edit
     is to its original; aligned pixel for pixel they disagree where the parallax moves things,

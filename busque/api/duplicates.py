@@ -62,7 +62,9 @@ class NotDuplicates(BaseModel):
     media_ids: list[str] = Field(min_length=2, max_length=MAX_GROUP)
 
 
-@router.get("/duplicates", summary="Duplicate groups: exact, pHash and visual, with reasons")
+@router.get(
+    "/duplicates", summary="Duplicate groups: exact, pHash, visual and hybrid, with reasons"
+)
 async def duplicates(
     request: Request,
     collection: Annotated[str | None, Query(pattern=COLLECTION_PATTERN)] = None,
@@ -73,6 +75,15 @@ async def duplicates(
     min_cosine: Annotated[
         float | None,
         Query(ge=-1, le=1, description="visual pairs: embeddings at least this alike"),
+    ] = None,
+    min_score: Annotated[
+        float | None,
+        Query(
+            ge=0,
+            le=1,
+            description="hybrid pairs: w_visual * cosine + (1 - w_visual) * (1 - pHash bits "
+            "/ 64) at least this (default: index.duplicate_score; none: no hybrid path)",
+        ),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500, description="groups per page")] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
@@ -87,7 +98,8 @@ async def duplicates(
     radius = radius if radius is not None else threshold
     radius = index.duplicate_radius if radius is None else radius
     min_cosine = index.near_duplicate_cosine if min_cosine is None else min_cosine
-    key = (tenant, collection, radius, min_cosine)
+    min_score = index.duplicate_score if min_score is None else min_score
+    key = (tenant, collection, radius, min_cosine, min_score)
     reviews = ctx.duplicate_reviews
     known = reviews.known(key)
     found = await ctx.matcher.duplicate_pairs.remote(
@@ -97,6 +109,7 @@ async def duplicates(
         min_cosine,
         known_version=known.pairs_version if known else None,
         wait_s=index.duplicates_wait_s,
+        min_score=min_score,
     )
     review = await asyncio.to_thread(reviews.review, key, known, found)
     following = offset + limit
@@ -109,6 +122,7 @@ async def duplicates(
         "collection": collection,
         "radius": radius,
         "min_cosine": min_cosine,
+        "min_score": min_score,
         # False: the near-duplicate search is still running (a large collection's first one
         # takes minutes); the groups are those found so far. Ask again later.
         "complete": found["complete"],
@@ -119,7 +133,7 @@ async def duplicates(
         # Identical bytes with every path a backfill found them at (one media row may stand
         # for several files), largest savings first.
         "exact_files": review.exact_files,
-        # Every group the pairs connect (exact, pHash, visual), with why each pair matched,
+        # Every group the pairs connect (exact, pHash, visual, hybrid), with why each matched,
         # largest savings first, a page at a time.
         "groups": page,
         # The page's items (thumbnails, sizes, metadata), so a reviewer needs no other call.

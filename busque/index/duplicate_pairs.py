@@ -4,7 +4,9 @@ current as items come and go, so a review page does not search the whole collect
 
 A pair is (a, b) with a < b -> [pHash distance or None, cosine or None, transform or None]:
 the nearest pHash distance found (between the two codes, or between one item's turned or
-mirrored code and the other's code, then `transform` names the turn) and the best cosine.
+mirrored code and the other's code, then `transform` names the turn) and the best cosine. A
+query with a hybrid `min_score` also keeps visual pairs below its min_cosine whose hybrid score
+reaches it: [None, cosine, None, score].
 
 Visual pairs are those at least `min_cosine` alike among an item's `k` nearest, so an item that
 comes or goes can change other items' k nearest: the cache remembers whose search found each
@@ -42,6 +44,19 @@ class PairQuery:
     radius: int
     min_cosine: float | None
     k: int = 16
+    # Hybrid pairs: w_visual * cosine + (1 - w_visual) * (1 - pHash bits / 64) at least
+    # min_score, the pHash at best over the turns (None: no hybrid path).
+    min_score: float | None = None
+    w_visual: float = 0.7
+
+    @property
+    def visual_floor(self) -> float | None:
+        """The cosine the k-NN searches keep: min_cosine, or lower where a hybrid score can
+        still reach min_score (its pHash part is at most 1 - w_visual)."""
+        if self.min_score is None or self.w_visual <= 0:
+            return self.min_cosine
+        reachable = (self.min_score - (1 - self.w_visual)) / self.w_visual
+        return reachable if self.min_cosine is None else min(self.min_cosine, reachable)
 
 
 # Which of two finds of one pair at one distance is kept: the codes as they are, then the
@@ -191,12 +206,68 @@ def merged(phash: Pairs, visual: dict[int, dict[int, float]]) -> Pairs:
     return found
 
 
+def hybrid_candidates(found: Pairs, query: PairQuery) -> list[tuple[int, int]]:
+    """The pairs only the hybrid path can keep: visual, below min_cosine, no pHash match."""
+    if query.min_score is None:
+        return []
+    return [
+        pair
+        for pair, (distance, cosine, *_) in found.items()
+        if distance is None
+        and cosine is not None
+        and (query.min_cosine is None or cosine < query.min_cosine)
+    ]
+
+
+def best_distance(a: int, b: int, codes: dict, variants: dict) -> int | None:
+    """The pHash bits between a and b, at best over each one's turns against the other."""
+    if codes.get(a) is None or codes.get(b) is None:
+        return None
+    mask = (1 << 64) - 1
+    best = ((codes[a] ^ codes[b]) & mask).bit_count()
+    for turned, other in ((a, codes[b]), (b, codes[a])):
+        for code in variants.get(turned, ()):
+            best = min(best, ((code ^ other) & mask).bit_count())
+    return best
+
+
+def with_hybrid(found: Pairs, query: PairQuery, scores: dict[tuple[int, int], float]) -> Pairs:
+    """`found` with the hybrid candidates kept only where their score (in `scores`) reaches
+    min_score, their entry [None, cosine, None, score]."""
+    if query.min_score is None:
+        return found
+    out = dict(found)
+    for pair in hybrid_candidates(found, query):
+        score = scores.get(pair)
+        if score is None or score < query.min_score:
+            del out[pair]
+        else:
+            out[pair] = [None, found[pair][1], None, score]
+    return out
+
+
+def hybrid_score(cosine: float, distance: int | None, w_visual: float) -> float | None:
+    if distance is None:
+        return None
+    return round(w_visual * cosine + (1 - w_visual) * (1 - distance / 64), 4)
+
+
 def find_pairs(index: HybridIndex, variants: dict[int, list[int]], query: PairQuery) -> Pairs:
     """Every pair of the index, from its own searches."""
     visual = {}
-    if query.min_cosine is not None:
-        visual = visual_neighbours(index, query.min_cosine, query.k)
-    return merged(phash_pairs(index, variants, query.radius), visual)
+    if query.visual_floor is not None:
+        visual = visual_neighbours(index, query.visual_floor, query.k)
+    found = merged(phash_pairs(index, variants, query.radius), visual)
+    todo = hybrid_candidates(found, query)
+    if not todo:
+        return found
+    with index.locked():
+        codes = {i: index.phashes.get(i) for i in {i for pair in todo for i in pair}}
+    scores = {
+        (a, b): hybrid_score(found[a, b][1], best_distance(a, b, codes, variants), query.w_visual)
+        for a, b in todo
+    }
+    return with_hybrid(found, query, scores)
 
 
 @dataclass
@@ -209,6 +280,7 @@ class _Answer:
     variant_ids: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     variant_codes: np.ndarray = field(default_factory=lambda: np.empty((0, len(TURNS)), np.uint64))
     serial: int = 0  # which computation this is (the answer's version)
+    scores: dict[tuple[int, int], float | None] = field(default_factory=dict)  # hybrid
 
 
 _serials = itertools.count(1)
@@ -284,10 +356,16 @@ class PairCache:
                 fresh = self._rebuild(query, current, changes)
             else:  # a copy, brought up to date: readers keep the answer they have whole
                 fresh = dataclasses.replace(
-                    answer, phash=dict(answer.phash), visual=dict(answer.visual)
+                    answer,
+                    phash=dict(answer.phash),
+                    visual=dict(answer.visual),
+                    scores=dict(answer.scores),
                 )
                 self._update(query, fresh, current, changes)
             fresh.pairs = merged(fresh.phash, fresh.visual)
+            if query.min_score is not None:
+                self._score(query, fresh)
+                fresh.pairs = with_hybrid(fresh.pairs, query, fresh.scores)
             if self.check is not None:
                 fresh.pairs = self.check(fresh.pairs)
             fresh.serial = next(_serials)
@@ -300,11 +378,24 @@ class PairCache:
                     if not self._workers[oldest].is_alive():  # done: forget its thread too
                         del self._workers[oldest]
 
+    def _score(self, query: PairQuery, answer: _Answer) -> None:
+        """The hybrid scores of the candidates not scored yet (a pair's never changes)."""
+        todo = [p for p in hybrid_candidates(answer.pairs, query) if p not in answer.scores]
+        if not todo:
+            return
+        ids = sorted({i for pair in todo for i in pair})
+        variants = self.variants_of(ids)
+        with self.index.locked():
+            codes = {i: self.index.phashes.get(i) for i in ids}
+        for a, b in todo:
+            distance = best_distance(a, b, codes, variants)
+            answer.scores[a, b] = hybrid_score(answer.pairs[a, b][1], distance, query.w_visual)
+
     def _rebuild(self, query: PairQuery, current: set[int], changes: int) -> _Answer:
         variants = self.variants_of(None)
         visual = {}
-        if query.min_cosine is not None:
-            visual = visual_neighbours(self.index, query.min_cosine, query.k)
+        if query.visual_floor is not None:
+            visual = visual_neighbours(self.index, query.visual_floor, query.k)
         answer = _Answer(phash_pairs(self.index, variants, query.radius), visual, current, changes)
         self._keep_variants(answer, variants)
         return answer
@@ -326,7 +417,7 @@ class PairCache:
             phash_pairs(self.index, variants, query.radius, queried=added, found=answer.phash)
             self._against_old_turns(answer, added, query.radius)
             self._keep_variants(answer, variants)
-        if query.min_cosine is not None:
+        if query.visual_floor is not None:
             self._update_visual(query, answer, gone, added, current)
         answer.covered = current
         answer.changes = changes
@@ -339,12 +430,12 @@ class PairCache:
             if not gone.isdisjoint(neighbours):
                 again.add(i)
         for n in added:
-            again.update(alike_to(self.index, n, query.min_cosine, query.k))
+            again.update(alike_to(self.index, n, query.visual_floor, query.k))
         again &= current
         for i in gone | again:  # searched again below; kept only if some are alike still
             answer.visual.pop(i, None)
         answer.visual.update(
-            visual_neighbours(self.index, query.min_cosine, query.k, queried=sorted(again))
+            visual_neighbours(self.index, query.visual_floor, query.k, queried=sorted(again))
         )
 
     def _against_old_turns(self, answer: _Answer, added: list[int], radius: int) -> None:

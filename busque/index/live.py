@@ -200,15 +200,22 @@ class LiveIndex:
         ]
 
     def duplicate_pairs(
-        self, tenant: str, collection: str, radius: int, min_cosine: float | None, k: int = 16
-    ) -> list[tuple[int, int, int | None, float | None, str | None]]:
+        self,
+        tenant: str,
+        collection: str,
+        radius: int,
+        min_cosine: float | None,
+        k: int = 16,
+        min_score: float | None = None,
+    ) -> list[tuple]:
         """Every pair of items within `radius` pHash bits, also once one of them is turned or
         mirrored (the catalog keeps each photo's TRANSFORMS' pHashes), or (min_cosine set)
         whose embeddings are at least that alike among each item's `k` nearest: (a, b, pHash
-        distance or None, cosine or None, the transform that matched or None), a < b. From
-        the indices (busque.index.duplicate_pairs), kept current between calls."""
-        found = self._pair_cache(tenant, collection).pairs(PairQuery(radius, min_cosine, k))
-        return _as_rows(found)
+        distance or None, cosine or None, the transform that matched or None, the hybrid
+        score of a pair kept by min_score or None), a < b. From the indices
+        (busque.index.duplicate_pairs), kept current between calls."""
+        query = self._pair_query(radius, min_cosine, k, min_score)
+        return _as_rows(self._pair_cache(tenant, collection).pairs(query))
 
     def duplicate_pairs_answer(
         self,
@@ -220,11 +227,12 @@ class LiveIndex:
         known_version: str | None = None,
         wait_s: float | None = None,
         k: int = 16,
+        min_score: float | None = None,
     ) -> dict:
         """duplicate_pairs, waiting at most `wait_s` for them to be up to date: {"version",
         "complete" (False: still searching, these are the last pairs found), "pairs" (None
         when the version is `known_version`: the caller has them)}."""
-        query = PairQuery(radius, min_cosine, k)
+        query = self._pair_query(radius, min_cosine, k, min_score)
         found = self._pair_cache(tenant, collection).answer(query, wait_s)
         unchanged = found.version == known_version
         return {
@@ -232,6 +240,10 @@ class LiveIndex:
             "complete": found.complete,
             "pairs": None if unchanged else _as_rows(found.pairs),
         }
+
+    def _pair_query(self, radius, min_cosine, k, min_score) -> PairQuery:
+        w_visual = self.index_options.get("w_visual", 0.7)  # the hybrid score's, as search's
+        return PairQuery(radius, min_cosine, k, min_score, w_visual)
 
     def _pair_cache(self, tenant: str, collection: str) -> PairCache:
         scope = self.scope(tenant, collection)
@@ -272,5 +284,6 @@ class LiveIndex:
         return version
 
 
-def _as_rows(found) -> list[tuple[int, int, int | None, float | None, str | None]]:
-    return [(a, b, d, c, t) for (a, b), (d, c, t) in sorted(found.items())]
+def _as_rows(found) -> list[tuple]:
+    """(a, b, pHash distance, cosine, transform, hybrid score), a < b."""
+    return [(a, b, *entry, None)[:6] for (a, b), entry in sorted(found.items())]

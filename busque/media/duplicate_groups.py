@@ -1,7 +1,7 @@
 """Duplicate groups from the pairs the indices found (busque.index.live.duplicate_pairs): each
 pair says why it matched (`exact` bytes, `phash` within the radius, `rotated` or `mirrored`
 when the pHashes matched once one is turned or mirrored, `visual` embeddings at least
-min_cosine alike) and how close; pairs decided "not duplicates" are left out; a group is
+min_cosine alike, `hybrid` a hybrid score at least min_score) and how close; pairs decided "not duplicates" are left out; a group is
 what the remaining pairs connect, with the item a resolve keeps by default and the bytes
 resolving it saves. Pure functions over catalog rows."""
 
@@ -20,6 +20,7 @@ class Pair:
     phash_distance: int | None
     cosine: float | None
     transform: str | None = None  # the turn or mirror of `a` or `b` the pHashes matched in
+    score: float | None = None  # the hybrid score of a pair only the hybrid path kept
 
 
 def sha_pair(a: str, b: str) -> tuple[str, str]:
@@ -42,7 +43,9 @@ def reasons(found: Pair) -> list[str]:
             why.append("phash")
         else:
             why.append("rotated" if found.transform in ROTATIONS else "mirrored")
-    if found.cosine is not None:
+    if found.score is not None:
+        why.append("hybrid")
+    elif found.cosine is not None:
         why.append("visual")
     return why
 
@@ -92,6 +95,7 @@ def duplicate_groups(pairs: Sequence[Pair], suggest) -> list[dict]:
                         "phash_distance": p.phash_distance,
                         "transform": p.transform,
                         "cosine": p.cosine,
+                        "score": p.score,
                     }
                     for p in found
                 ],

@@ -39,7 +39,7 @@ MAX_CHANGED = 2000
 class Review:
     pairs_version: str
     catalog_version: tuple
-    pairs: list  # the Matcher's rows: (a, b, pHash distance, cosine, transform)
+    pairs: list  # the Matcher's rows: (a, b, pHash distance, cosine, transform, score)
     exact: list[list[str]]
     exact_files: list[dict]
     near: list[list[str]]
@@ -62,7 +62,7 @@ class DuplicateReviews:
         self._lock = threading.Lock()
 
     def known(self, key: tuple) -> Review | None:
-        """The review last computed for key (tenant, collection, radius, min_cosine)."""
+        """The review last computed for key (tenant, collection, thresholds)."""
         with self._lock:
             return self._kept.get(key)
 
@@ -236,8 +236,8 @@ class DuplicateReviews:
 def _grouped(found: Iterable, by_index: dict[int, dict], decided) -> dict:
     """The groups, and the near (pHash) groups with their suggestions, of these pairs."""
     pairs = [
-        Pair(by_index[a], by_index[b], d, c, t)
-        for a, b, d, c, t in found
+        Pair(by_index[a], by_index[b], *found_as)  # (distance, cosine, transform[, score])
+        for a, b, *found_as in found
         if a in by_index and b in by_index
     ]
     pairs = [p for p in pairs if not decided_against(p, decided)]
