@@ -421,7 +421,7 @@ def plot_agreement(pairs: list[dict], threshold: float, path: Path) -> None:
         axes.hist(values, bins=bins, alpha=0.6, label=f"{label}: {len(values)}", color=colour)
     axes.axvline(threshold, color="black", linestyle="--", label=f"chosen {threshold}")
     axes.set_yscale("log")
-    axes.set_xlabel("pixel agreement (median correlation of aligned tiles)")
+    axes.set_xlabel("pixel agreement (lower quartile of the aligned tiles' correlations)")
     axes.set_ylabel("pairs")
     axes.set_title("Scored half: pairs by pixel agreement")
     axes.legend(fontsize=8)

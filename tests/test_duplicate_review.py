@@ -82,6 +82,7 @@ def test_a_refreshed_review_equals_one_computed_whole(world, seed):  # noqa: F81
     pairs = some_pairs(30)
     key = (tenant, "c", 8, 0.8)
     known = reviews.review(key, None, answer("v0", *rows(pairs)))
+    sent = rows(pairs)  # what the gateway has
     done, version, exact_seen = [], 0, False
     for step in range(40):
         action = rng.choice(["resolve", "resolve", "undo", "decide", "pairs", "add", "copy"])
@@ -109,6 +110,13 @@ def test_a_refreshed_review_equals_one_computed_whole(world, seed):  # noqa: F81
         found = {"version": f"v{version}", "pairs": rows(pairs)}
         if found["version"] == known.pairs_version:
             found["pairs"] = None  # the Matcher's "unchanged"
+        elif rng.random() < 0.5:  # the Matcher's "what changed since yours"
+            before, now = set(sent), set(found["pairs"])
+            found["pairs"], found["changes"] = (
+                None,
+                {"added": now - before, "removed": before - now},
+            )
+        sent = rows(pairs)
         known = reviews.review(key, known, found)
         whole = compute(tenant, "c", known.pairs_version, known.catalog_version, rows(pairs))
         for field in ("groups", "near", "near_suggested", "exact", "exact_files"):

@@ -148,6 +148,22 @@ def test_duplicate_pairs(world):
     assert live.duplicate_pairs(tenant, "c", 1, 0.99) == [(first, second, None, 1.0, None, None)]
     assert all(b["index_id"] not in pair[:2] for pair in live.duplicate_pairs(tenant, "c", 4, 0.99))
 
+    # A caller that has the answer before gets what changed since, not every pair again.
+    had = live.duplicate_pairs_answer(tenant, "c", 4, 0.99, wait_s=None)
+    assert (
+        live.duplicate_pairs_answer(tenant, "c", 4, 0.99, known_version=had["version"])["pairs"]
+        is None
+    )
+    third = index_one(catalog, tenant, 1)  # a copy of `a`: pairs with both
+    live.sync()
+    now = live.duplicate_pairs_answer(tenant, "c", 4, 0.99, known_version=had["version"])
+    assert now["pairs"] is None and now["version"] != had["version"]
+    changed = (set(had["pairs"]) - set(now["changes"]["removed"])) | set(now["changes"]["added"])
+    assert sorted(changed) == live.duplicate_pairs(tenant, "c", 4, 0.99)
+    assert {third["index_id"]} <= {i for row in now["changes"]["added"] for i in row[:2]}
+    stranger = live.duplicate_pairs_answer(tenant, "c", 4, 0.99, known_version="other-1")
+    assert stranger["pairs"] == live.duplicate_pairs(tenant, "c", 4, 0.99)
+
 
 def test_index_settings_decide_what_the_matcher_calls_a_near_duplicate(tmp_path):
     """The Matcher's LiveIndex comes from the composition root (Runtime.live_index): its

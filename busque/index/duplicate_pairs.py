@@ -281,6 +281,8 @@ class _Answer:
     variant_codes: np.ndarray = field(default_factory=lambda: np.empty((0, len(TURNS)), np.uint64))
     serial: int = 0  # which computation this is (the answer's version)
     scores: dict[tuple[int, int], float | None] = field(default_factory=dict)  # hybrid
+    previous: Pairs | None = None  # the answer's before this one, and its serial: a caller
+    previous_serial: int = 0  # that has those gets what changed (LiveIndex)
 
 
 _serials = itertools.count(1)
@@ -291,6 +293,8 @@ class PairsAnswer:
     pairs: Pairs
     version: str  # the same version, the same pairs
     complete: bool  # False: the search was still running; these are the last pairs found
+    previous_version: str | None = None  # the answer before this one (None: none kept)
+    previous_pairs: Pairs | None = None
 
 
 class PairCache:
@@ -341,7 +345,12 @@ class PairCache:
 
     def _as_found(self, query: PairQuery, answer: _Answer, complete: bool) -> PairsAnswer:
         self.answers[query] = self.answers.pop(query)  # now the most recently used
-        return PairsAnswer(answer.pairs, f"{self.uid}-{answer.serial}", complete)
+        previous = None
+        if answer.previous is not None:
+            previous = f"{self.uid}-{answer.previous_serial}"
+        return PairsAnswer(
+            answer.pairs, f"{self.uid}-{answer.serial}", complete, previous, answer.previous
+        )
 
     def _bring_up_to_date(self, query: PairQuery) -> None:
         with self._search_lock:
@@ -369,6 +378,8 @@ class PairCache:
             if self.check is not None:
                 fresh.pairs = self.check(fresh.pairs)
             fresh.serial = next(_serials)
+            if answer is not None:
+                fresh.previous, fresh.previous_serial = answer.pairs, answer.serial
             with self._lock:
                 self.answers.pop(query, None)
                 self.answers[query] = fresh

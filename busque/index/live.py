@@ -231,15 +231,18 @@ class LiveIndex:
     ) -> dict:
         """duplicate_pairs, waiting at most `wait_s` for them to be up to date: {"version",
         "complete" (False: still searching, these are the last pairs found), "pairs" (None
-        when the version is `known_version`: the caller has them)}."""
+        when the caller has them: the version is `known_version`, or "changes" says what
+        changed since it, {"added", "removed"} rows, when it is the answer before)}."""
         query = self._pair_query(radius, min_cosine, k, min_score)
         found = self._pair_cache(tenant, collection).answer(query, wait_s)
-        unchanged = found.version == known_version
-        return {
-            "version": found.version,
-            "complete": found.complete,
-            "pairs": None if unchanged else _as_rows(found.pairs),
-        }
+        out = {"version": found.version, "complete": found.complete, "pairs": None}
+        if found.version == known_version:
+            return out
+        if known_version is not None and known_version == found.previous_version:
+            out["changes"] = _changes(found.previous_pairs, found.pairs)
+        else:
+            out["pairs"] = _as_rows(found.pairs)
+        return out
 
     def _pair_query(self, radius, min_cosine, k, min_score) -> PairQuery:
         w_visual = self.index_options.get("w_visual", 0.7)  # the hybrid score's, as search's
@@ -286,4 +289,17 @@ class LiveIndex:
 
 def _as_rows(found) -> list[tuple]:
     """(a, b, pHash distance, cosine, transform, hybrid score), a < b."""
-    return [(a, b, *entry, None)[:6] for (a, b), entry in sorted(found.items())]
+    return [_row(pair, entry) for pair, entry in sorted(found.items())]
+
+
+def _row(pair: tuple[int, int], entry: list) -> tuple:
+    return (*pair, *entry, None)[:6]
+
+
+def _changes(before, now) -> dict:
+    """The rows gone from `before` and the rows new in `now` (a pair whose entry changed is
+    in both)."""
+    return {
+        "removed": [_row(p, e) for p, e in before.items() if now.get(p) != e],
+        "added": [_row(p, e) for p, e in now.items() if before.get(p) != e],
+    }

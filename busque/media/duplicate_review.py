@@ -39,7 +39,7 @@ MAX_CHANGED = 2000
 class Review:
     pairs_version: str
     catalog_version: tuple
-    pairs: list  # the Matcher's rows: (a, b, pHash distance, cosine, transform, score)
+    pairs: frozenset  # the Matcher's rows: (a, b, pHash distance, cosine, transform, score)
     exact: list[list[str]]
     exact_files: list[dict]
     near: list[list[str]]
@@ -68,7 +68,8 @@ class DuplicateReviews:
 
     def review(self, key: tuple, known: Review | None, found: dict) -> Review:
         """The review for the Matcher's answer `found` ({"version", "pairs": None when it is
-        `known`'s}): `known` itself while neither the pairs nor the catalog changed."""
+        `known`'s, or "changes": {"added", "removed"} since `known`'s}): `known` itself while
+        neither the pairs nor the catalog changed."""
         tenant, collection = key[:2]
         version = self.catalog_version(tenant, collection)
         if known is not None and (known.pairs_version, known.catalog_version) == (
@@ -76,7 +77,13 @@ class DuplicateReviews:
             version,
         ):
             return known
-        pairs = found["pairs"] if found["pairs"] is not None else known.pairs
+        if found.get("changes") is not None:
+            changes = found["changes"]
+            pairs = (known.pairs - set(changes["removed"])) | set(changes["added"])
+        elif found["pairs"] is not None:
+            pairs = frozenset(found["pairs"])
+        else:
+            pairs = known.pairs
         fresh = None
         if known is not None:
             fresh = self._refresh(tenant, collection, known, found["version"], version, pairs)
@@ -108,10 +115,11 @@ class DuplicateReviews:
 
     def _compute(self, tenant, collection, pairs_version, catalog_version, found) -> Review:
         """Everything, from the pairs and the catalog."""
+        found = frozenset(found)
         # Indexed items only: one trashed since the Matcher last synced is left out.
         by_index = self.catalog.by_index_ids(tenant, sorted({i for p in found for i in p[:2]}))
         decided = self.resolutions.decided(tenant, {row["sha256"] for row in by_index.values()})
-        grouped = _grouped(found, by_index, decided)
+        grouped = _grouped(sorted(found), by_index, decided)
         exact_files = self.catalog.exact_groups(tenant, collection)
         versions = (pairs_version, catalog_version, found)
         links = _linked({}, found, ())
@@ -123,8 +131,7 @@ class DuplicateReviews:
         None when library paths changed, a decision was taken back, or too much changed."""
         if catalog_version[4:] != known.catalog_version[4:]:
             return None
-        before, now = set(known.pairs), set(found)
-        gone_pairs, new_pairs = before - now, now - before
+        gone_pairs, new_pairs = known.pairs - found, found - known.pairs
         changed = {i for pair in (*gone_pairs, *new_pairs) for i in pair[:2]}
         last_change, last_update, decisions, last_decision = known.catalog_version[:4]
         new_decisions = self._decisions_after(tenant, last_decision)
