@@ -10,6 +10,7 @@ from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, model_validator
 
 from busque.api.auth import require
@@ -118,29 +119,33 @@ async def duplicates(
     items = await asyncio.to_thread(
         lambda: {i: media_view(ctx, review.row(i)) for i in sorted(shown)}
     )
-    return {
-        "collection": collection,
-        "radius": radius,
-        "min_cosine": min_cosine,
-        "min_score": min_score,
-        # False: the near-duplicate search is still running (a large collection's first one
-        # takes minutes); the groups are those found so far. Ask again later.
-        "complete": found["complete"],
-        "exact": review.exact,
-        "near": review.near,
-        # The item POST /v1/duplicates/resolve keeps of each near group unless told otherwise.
-        "near_suggested": review.near_suggested,
-        # Identical bytes with every path a backfill found them at (one media row may stand
-        # for several files), largest savings first.
-        "exact_files": review.exact_files,
-        # Every group the pairs connect (exact, pHash, visual, hybrid), with why each matched,
-        # largest savings first, a page at a time.
-        "groups": page,
-        # The page's items (thumbnails, sizes, metadata), so a reviewer needs no other call.
-        "items": items,
-        "total_groups": len(review.groups),
-        "next_offset": following if following < len(review.groups) else None,
-    }
+    # Plain JSON types already: encoded as they are (FastAPI's jsonable_encoder walks every
+    # value in Python: ~90 ms for the 10,000 near groups of a 100,000-item collection).
+    return JSONResponse(
+        {
+            "collection": collection,
+            "radius": radius,
+            "min_cosine": min_cosine,
+            "min_score": min_score,
+            # False: the near-duplicate search is still running (a large collection's first one
+            # takes minutes); the groups are those found so far. Ask again later.
+            "complete": found["complete"],
+            "exact": review.exact,
+            "near": review.near,
+            # The item POST /v1/duplicates/resolve keeps of each near group unless told otherwise.
+            "near_suggested": review.near_suggested,
+            # Identical bytes with every path a backfill found them at (one media row may stand
+            # for several files), largest savings first.
+            "exact_files": review.exact_files,
+            # Every group the pairs connect (exact, pHash, visual, hybrid), with why each matched,
+            # largest savings first, a page at a time.
+            "groups": page,
+            # The page's items (thumbnails, sizes, metadata), so a reviewer needs no other call.
+            "items": items,
+            "total_groups": len(review.groups),
+            "next_offset": following if following < len(review.groups) else None,
+        }
+    )
 
 
 def _missing(exc: NotFound) -> ApiError:
