@@ -10,6 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from busque.api import (
     catalog,
     demo,
+    docs,
     duplicates,
     events,
     faces,
@@ -42,7 +43,9 @@ def create_app(
 ) -> FastAPI:
     """busque's API, and the front doors' routers (busque/doors/) beside it; `keyless`: the
     doors' paths whose body carries its own credentials."""
-    app = FastAPI(title="busque", version="0.1.0", description=DESCRIPTION)
+    app = FastAPI(
+        title="busque", version="0.1.0", description=DESCRIPTION, docs_url=None, redoc_url=None
+    )
     app.state.ctx = ctx
     install_error_handlers(app)
     for module in (
@@ -65,6 +68,7 @@ def create_app(
     for door in doors:
         app.include_router(door)
     webapp.mount(app)
+    docs.mount(app)  # Swagger UI and ReDoc with local assets
     # Inside CORS, so that its refusals carry CORS headers too.
     app.add_middleware(
         TenantGate,

@@ -6,7 +6,8 @@ import asyncio
 import time
 from collections.abc import Mapping
 
-from fastapi import Request
+from fastapi import Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from busque.api.errors import ApiError
 from busque.auth.keys import KeyStore, Principal
@@ -61,10 +62,20 @@ def key_from_headers(headers: Mapping[str, str]) -> str | None:
     return None
 
 
+# Declared for the OpenAPI document (Swagger's Authorize sends them); the key is read from the
+# headers by Authenticator either way.
+API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, description="an API key")
+BEARER = HTTPBearer(auto_error=False, description="the same API key as a Bearer token")
+
+
 def require(scope: str):
     """A FastAPI dependency: the caller's Principal, which must hold `scope`."""
 
-    async def dependency(request: Request) -> Principal:
+    async def dependency(
+        request: Request,
+        _key: str | None = Security(API_KEY),
+        _bearer: HTTPAuthorizationCredentials | None = Security(BEARER),
+    ) -> Principal:
         principal = await request.app.state.ctx.auth.authenticate(request.headers)
         if not principal.allows(scope):
             raise ApiError(403, "forbidden", f"this API key lacks the {scope!r} scope")

@@ -105,7 +105,43 @@ def _inspect(data: bytes, max_pixels: int) -> tuple[Any, str, bytes, str]:
     return info, phash, variants, hashlib.sha256(data).hexdigest()
 
 
-@router.post("/ingest", status_code=202, summary="Ingest a photo; 202 with its pHash at once")
+# The body is read by hand (a streamed multipart with a size cap, or JSON): declared here.
+INGEST_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["image"],
+                    "properties": {
+                        "image": {"type": "string", "format": "binary"},
+                        "collection": {
+                            "type": "string",
+                            "pattern": COLLECTION_PATTERN,
+                            "example": "default",
+                        },
+                        "metadata": {
+                            "type": "string",
+                            "description": "a JSON object",
+                            "example": "{}",
+                        },
+                        "k": {"type": "integer", "minimum": 1, "maximum": MAX_K, "example": 10},
+                    },
+                }
+            },
+            "application/json": {"schema": IngestFields.model_json_schema()},
+        },
+    }
+}
+
+
+@router.post(
+    "/ingest",
+    status_code=202,
+    summary="Ingest a photo; 202 with its pHash at once",
+    openapi_extra=INGEST_BODY,
+)
 async def ingest(
     request: Request, response: Response, principal: Principal = Depends(require("media:write"))
 ):
