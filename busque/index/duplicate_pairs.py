@@ -246,6 +246,20 @@ def with_hybrid(found: Pairs, query: PairQuery, scores: dict[tuple[int, int], fl
     return out
 
 
+def hybrid_scores(
+    index: HybridIndex, found: Pairs, pairs: list, variants: dict, w_visual: float
+) -> dict[tuple[int, int], float | None]:
+    """The hybrid score of each of these pairs of `found`, their codes read from the index."""
+    if not pairs:
+        return {}
+    with index.locked():
+        codes = {i: index.phashes.get(i) for i in {i for pair in pairs for i in pair}}
+    return {
+        (a, b): hybrid_score(found[a, b][1], best_distance(a, b, codes, variants), w_visual)
+        for a, b in pairs
+    }
+
+
 def hybrid_score(cosine: float, distance: int | None, w_visual: float) -> float | None:
     if distance is None:
         return None
@@ -259,15 +273,7 @@ def find_pairs(index: HybridIndex, variants: dict[int, list[int]], query: PairQu
         visual = visual_neighbours(index, query.visual_floor, query.k)
     found = merged(phash_pairs(index, variants, query.radius), visual)
     todo = hybrid_candidates(found, query)
-    if not todo:
-        return found
-    with index.locked():
-        codes = {i: index.phashes.get(i) for i in {i for pair in todo for i in pair}}
-    scores = {
-        (a, b): hybrid_score(found[a, b][1], best_distance(a, b, codes, variants), query.w_visual)
-        for a, b in todo
-    }
-    return with_hybrid(found, query, scores)
+    return with_hybrid(found, query, hybrid_scores(index, found, todo, variants, query.w_visual))
 
 
 @dataclass
@@ -394,13 +400,8 @@ class PairCache:
         todo = [p for p in hybrid_candidates(answer.pairs, query) if p not in answer.scores]
         if not todo:
             return
-        ids = sorted({i for pair in todo for i in pair})
-        variants = self.variants_of(ids)
-        with self.index.locked():
-            codes = {i: self.index.phashes.get(i) for i in ids}
-        for a, b in todo:
-            distance = best_distance(a, b, codes, variants)
-            answer.scores[a, b] = hybrid_score(answer.pairs[a, b][1], distance, query.w_visual)
+        variants = self.variants_of(sorted({i for pair in todo for i in pair}))
+        answer.scores |= hybrid_scores(self.index, answer.pairs, todo, variants, query.w_visual)
 
     def _rebuild(self, query: PairQuery, current: set[int], changes: int) -> _Answer:
         variants = self.variants_of(None)
