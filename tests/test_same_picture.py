@@ -122,3 +122,10 @@ def test_verdicts_are_kept_by_the_bytes_and_never_computed_again(tmp_path, left,
     assert set(again({p: e for p, e in pairs.items() if p != (3, 4)})) == {(1, 2)}
     assert reads == []
     store.put({("a" * 64, "b" * 64): 0.1}, same_picture.METHOD)  # a second writer: no error
+
+    # The last pair to check has the bytes of one checked before it: all verdicts still stored.
+    items[5], items[6] = ("e" * 64, "left"), ("f" * 64, "crop")
+    items[7] = ("f" * 64, "crop")  # the same bytes as 6
+    third = PairChecker(sources, read, MIN, store)
+    assert set(third({(5, 6): [3, 0.9, None], (5, 7): [3, 0.9, None]})) == {(5, 6), (5, 7)}
+    assert store.get([("e" * 64, "f" * 64)], same_picture.METHOD)[("e" * 64, "f" * 64)] >= MIN

@@ -63,10 +63,11 @@ class PairChecker:
             verdict = self._check(a, b, source)
             if verdict is not False:
                 self.known[shas[a, b]] = fresh[shas[a, b]] = verdict
-            if len(fresh) >= SAVE_EVERY or done == len(todo):
+            if len(fresh) >= SAVE_EVERY:
                 self._save(fresh)
                 fresh = {}
                 logger.info("checked %d of %d pairs", done, len(todo))
+        self._save(fresh)  # the rest (a last pair of known bytes skipped the check above)
         self._pictures.clear()
         return {pair: entry for pair, entry in pairs.items() if self._stands(shas.get(pair))}
 
