@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from busque.ray_start import SMALL_LOCAL_RAY, serve_environment, start_local_ray
+from busque.testing import answers
 from busque.testing.app import start_app, wait_for  # noqa: F401 - tests import wait_for from here
 from busque.testing.servers import free_port, postgres, postgres_available, seaweedfs
 
@@ -16,6 +17,12 @@ pytest_plugins = ["tests.browser"]  # the `browser` fixture (a real headless Chr
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 serve_environment()  # the same Serve settings `busque serve` runs with
+answers.LOG.enabled = True  # tests/test_openapi_contract.py checks them against /openapi.json
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: item.get_closest_marker("after_suite") is not None)  # stable
+
 
 TEXT_MODEL_CACHE = Path.home() / ".cache" / "busque-tests" / "models"
 

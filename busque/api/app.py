@@ -19,14 +19,17 @@ from busque.api import (
     media,
     objects,
     openai_chat,
+    openapi,
     ops,
     search,
     sync,
     webapp,
+    webhook_docs,
 )
 from busque.api.context import ApiContext
 from busque.api.errors import install_error_handlers
 from busque.api.limits import BodyLimitMiddleware
+from busque.api.schemas.jobs import Event
 from busque.api.tenant_gate import TenantGate
 
 DESCRIPTION = """busque: jobs for image and media AI on Ray.
@@ -44,7 +47,12 @@ def create_app(
     """busque's API, and the front doors' routers (busque/doors/) beside it; `keyless`: the
     doors' paths whose body carries its own credentials."""
     app = FastAPI(
-        title="busque", version="0.1.0", description=DESCRIPTION, docs_url=None, redoc_url=None
+        title="busque",
+        version="0.1.0",
+        description=DESCRIPTION,
+        docs_url=None,
+        redoc_url=None,
+        generate_unique_id_function=openapi.operation_id,
     )
     app.state.ctx = ctx
     install_error_handlers(app)
@@ -69,6 +77,8 @@ def create_app(
         app.include_router(door)
     webapp.mount(app)
     docs.mount(app)  # Swagger UI and ReDoc with local assets
+    webhook_docs.declare(app.webhooks)
+    openapi.install(app, extra_models=(Event,))
     # Inside CORS, so that its refusals carry CORS headers too.
     app.add_middleware(
         TenantGate,

@@ -17,6 +17,9 @@ from busque.api.auth import require
 from busque.api.bodies import STRICT_JSON_BODY
 from busque.api.errors import ApiError, not_found
 from busque.api.lists import page_of
+from busque.api.schemas.common import errors
+from busque.api.schemas.duplicates import DuplicatesView, PairsRecorded, Resolution, Undone
+from busque.api.schemas.media import Media, MediaList
 from busque.api.strict_json import StrictJsonRoute
 from busque.api.views import media_view
 from busque.auth.keys import Principal
@@ -64,7 +67,9 @@ class NotDuplicates(BaseModel):
 
 
 @router.get(
-    "/duplicates", summary="Duplicate groups: exact, pHash, visual and hybrid, with reasons"
+    "/duplicates",
+    summary="Duplicate groups: exact, pHash, visual and hybrid, with reasons",
+    responses={200: {"model": DuplicatesView}},
 )
 async def duplicates(
     request: Request,
@@ -158,7 +163,11 @@ def _missing(exc: NotFound) -> ApiError:
     )
 
 
-@router.post("/duplicates/resolve", summary="Keep one (or several) of each group, trash the rest")
+@router.post(
+    "/duplicates/resolve",
+    summary="Keep one (or several) of each group, trash the rest",
+    responses={200: {"model": Resolution}, **errors(404)},
+)
 async def resolve(
     body: ResolveRequest, request: Request, principal: Principal = Depends(require("media:write"))
 ):
@@ -184,6 +193,7 @@ async def resolve(
 @router.post(
     "/duplicates/resolutions/{resolution_id}/undo",
     summary="Undo a resolution: exactly the state before it",
+    responses={200: {"model": Undone}, **errors(404, 409)},
 )
 async def undo(
     resolution_id: str, request: Request, principal: Principal = Depends(require("media:write"))
@@ -200,6 +210,7 @@ async def undo(
 @router.post(
     "/duplicates/not-duplicates",
     summary="These items are not duplicates of each other: never propose them again",
+    responses={200: {"model": PairsRecorded}, **errors(404)},
 )
 async def not_duplicates(
     body: NotDuplicates, request: Request, principal: Principal = Depends(require("media:write"))
@@ -214,7 +225,11 @@ async def not_duplicates(
     return {"pairs_recorded": new}
 
 
-@router.get("/trash", summary="Trashed media (resolved duplicates), newest first")
+@router.get(
+    "/trash",
+    summary="Trashed media (resolved duplicates), newest first",
+    responses={200: {"model": MediaList}, **errors(400)},
+)
 async def trash(
     request: Request,
     collection: Annotated[str | None, Query(pattern=COLLECTION_PATTERN)] = None,
@@ -232,7 +247,11 @@ async def trash(
     )
 
 
-@router.post("/trash/{media_id}/restore", summary="Put a trashed item back")
+@router.post(
+    "/trash/{media_id}/restore",
+    summary="Put a trashed item back",
+    responses={200: {"model": Media}, **errors(404)},
+)
 async def restore(
     media_id: str, request: Request, principal: Principal = Depends(require("media:write"))
 ):
@@ -243,7 +262,12 @@ async def restore(
     return media_view(ctx, row)
 
 
-@router.delete("/trash/{media_id}", status_code=204, summary="Purge a trashed item now")
+@router.delete(
+    "/trash/{media_id}",
+    status_code=204,
+    summary="Purge a trashed item now",
+    responses=errors(404),
+)
 async def purge(
     media_id: str, request: Request, principal: Principal = Depends(require("media:write"))
 ):

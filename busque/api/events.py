@@ -19,6 +19,8 @@ from busque.api import strict_json
 from busque.api.auth import require
 from busque.api.errors import ApiError, not_found
 from busque.api.job_requests import label_filter
+from busque.api.schemas.common import errors, event_stream
+from busque.api.schemas.jobs import Event
 from busque.api.strict_json import StrictJsonRoute
 from busque.api.views import event_view
 from busque.api.ws_dialects import BusquePetDialect
@@ -32,6 +34,12 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 MAX_EVENT_ID = 2**63 - 1  # event ids are 64-bit signed integers in the database
 MAX_WS_JOBS = 1000  # jobs one WebSocket connection may follow at a time
 MAX_WS_LABEL_SETS = 100  # label sets it may follow
+EVENT_TYPES = {
+    "job.status": "`data.status`: queued, running, succeeded, failed (with `error`), canceled",
+    "job.progress": "`data.progress` from 0 to 1",
+    "job.output": "`data.chunk`: streamed output (text tokens, previews)",
+    "job.result": "`data.result`: the result, just before the succeeded status",
+}
 
 
 def _is_terminal(event: dict) -> bool:
@@ -103,7 +111,16 @@ async def _stream(
                 return
 
 
-@router.get("/jobs/{job_id}/events", summary="Server-sent events of one job; ends when it ends")
+@router.get(
+    "/jobs/{job_id}/events",
+    summary="Server-sent events of one job; ends when it ends",
+    responses={
+        **event_stream(
+            "The job's events from the first (or after Last-Event-ID)", Event, EVENT_TYPES
+        ),
+        **errors(404),
+    },
+)
 async def job_events(
     job_id: str,
     request: Request,
@@ -132,7 +149,11 @@ async def job_events(
     )
 
 
-@router.get("/events", summary="Server-sent events of all the tenant's jobs")
+@router.get(
+    "/events",
+    summary="Server-sent events of all the tenant's jobs",
+    responses=event_stream("Every job's events; the stream stays open", Event, EVENT_TYPES),
+)
 async def tenant_events(
     request: Request,
     last_event_id: str | None = Header(None),

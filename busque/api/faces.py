@@ -27,6 +27,9 @@ from busque.api.bodies import (
 )
 from busque.api.errors import ApiError, invalid, media_error, not_found
 from busque.api.lists import page_of
+from busque.api.schemas.common import errors, hand_read_body
+from busque.api.schemas.media import Face, MediaList
+from busque.api.schemas.search import FaceList, FaceSearchResult, Person, PersonList
 from busque.api.strict_json import StrictJsonRoute
 from busque.api.views import face_view, iso, media_view
 from busque.auth.keys import Principal
@@ -95,7 +98,12 @@ def _analyzer(ctx):
     return ctx.face_analyzer
 
 
-@router.post("/faces/search", summary="Faces in a photo -> the nearest known faces and people")
+@router.post(
+    "/faces/search",
+    summary="Faces in a photo -> the nearest known faces and people",
+    openapi_extra=hand_read_body(FaceSearch),
+    responses={200: {"model": FaceSearchResult}, **errors(404)},
+)
 async def search_faces(request: Request, principal: Principal = Depends(require("media:read"))):
     ctx = request.app.state.ctx
     started = time.perf_counter()
@@ -151,7 +159,11 @@ async def search_faces(request: Request, principal: Principal = Depends(require(
 # ---- faces ----
 
 
-@router.get("/faces", summary="Faces, newest first: those in no person yet, a person's, a photo's")
+@router.get(
+    "/faces",
+    summary="Faces, newest first: those in no person yet, a person's, a photo's",
+    responses={200: {"model": FaceList}, **errors(400)},
+)
 async def list_faces(
     request: Request,
     unassigned: Annotated[bool, Query(description="only faces in no person yet")] = False,
@@ -177,7 +189,11 @@ async def list_faces(
     )
 
 
-@router.get("/faces/{face_id}", summary="One face: its box, score, thumbnail and person")
+@router.get(
+    "/faces/{face_id}",
+    summary="One face: its box, score, thumbnail and person",
+    responses={200: {"model": Face}, **errors(404)},
+)
 async def get_face(face_id: str, request: Request, principal=Depends(require("media:read"))):
     ctx = request.app.state.ctx
     face = await asyncio.to_thread(ctx.faces.get_face, principal.tenant_id, face_id)
@@ -193,7 +209,11 @@ class FaceChange(BaseModel):
     )
 
 
-@router.patch("/faces/{face_id}", summary="Move a face to another person")
+@router.patch(
+    "/faces/{face_id}",
+    summary="Move a face to another person",
+    responses={200: {"model": Face}, **errors(404, 409)},
+)
 async def move_face(
     face_id: str,
     change: FaceChange,
@@ -218,7 +238,11 @@ async def move_face(
 # ---- people ----
 
 
-@router.get("/people", summary="People (clustered faces), newest first")
+@router.get(
+    "/people",
+    summary="People (clustered faces), newest first",
+    responses={200: {"model": PersonList}, **errors(400)},
+)
 async def list_people(
     request: Request,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -241,7 +265,9 @@ async def _person(ctx, tenant: str, person_id: str) -> dict:
     return row
 
 
-@router.get("/people/{person_id}", summary="One person")
+@router.get(
+    "/people/{person_id}", summary="One person", responses={200: {"model": Person}, **errors(404)}
+)
 async def get_person(person_id: str, request: Request, principal=Depends(require("media:read"))):
     ctx = request.app.state.ctx
     return person_view(ctx, await _person(ctx, principal.tenant_id, person_id))
@@ -268,7 +294,11 @@ class PersonChange(BaseModel):
         return name
 
 
-@router.patch("/people/{person_id}", summary="Rename a person")
+@router.patch(
+    "/people/{person_id}",
+    summary="Rename a person",
+    responses={200: {"model": Person}, **errors(404)},
+)
 async def rename_person(
     person_id: str,
     change: PersonChange,
@@ -288,7 +318,11 @@ class Merge(BaseModel):
     person_id: str = Field(description="the person merged into this one (and deleted)")
 
 
-@router.post("/people/{person_id}/merge", summary="Merge another person into this one")
+@router.post(
+    "/people/{person_id}/merge",
+    summary="Merge another person into this one",
+    responses={200: {"model": Person}, **errors(404, 409)},
+)
 async def merge_people(
     person_id: str,
     merge: Merge,
@@ -310,7 +344,11 @@ async def merge_people(
     return person_view(ctx, row)
 
 
-@router.get("/people/{person_id}/media", summary="The media a person appears in")
+@router.get(
+    "/people/{person_id}/media",
+    summary="The media a person appears in",
+    responses={200: {"model": MediaList}, **errors(400, 404)},
+)
 async def person_media(
     person_id: str,
     request: Request,

@@ -19,6 +19,8 @@ from busque.api.auth import require
 from busque.api.bodies import json_field, json_object, multipart_image, stored_image
 from busque.api.errors import ApiError, invalid, media_error
 from busque.api.media import delete_row
+from busque.api.schemas.common import errors, form_body
+from busque.api.schemas.media import Accepted as AcceptedView
 from busque.api.search import MAX_K
 from busque.api.strict_json import StrictJsonRoute
 from busque.api.views import job_view
@@ -106,34 +108,16 @@ def _inspect(data: bytes, max_pixels: int) -> tuple[Any, str, bytes, str]:
 
 
 # The body is read by hand (a streamed multipart with a size cap, or JSON): declared here.
-INGEST_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["image"],
-                    "properties": {
-                        "image": {"type": "string", "format": "binary"},
-                        "collection": {
-                            "type": "string",
-                            "pattern": COLLECTION_PATTERN,
-                            "example": "default",
-                        },
-                        "metadata": {
-                            "type": "string",
-                            "description": "a JSON object",
-                            "example": "{}",
-                        },
-                        "k": {"type": "integer", "minimum": 1, "maximum": MAX_K, "example": 10},
-                    },
-                }
-            },
-            "application/json": {"schema": IngestFields.model_json_schema()},
-        },
-    }
-}
+# Swagger UI pre-fills the form with the examples (without them it sends `metadata=string`).
+INGEST_BODY = form_body(
+    "image",
+    {
+        "collection": {"type": "string", "pattern": COLLECTION_PATTERN, "example": "default"},
+        "metadata": {"type": "string", "description": "a JSON object", "example": "{}"},
+        "k": {"type": "integer", "minimum": 1, "maximum": MAX_K, "example": 10},
+    },
+    json=IngestFields,
+)
 
 
 @router.post(
@@ -141,6 +125,7 @@ INGEST_BODY = {
     status_code=202,
     summary="Ingest a photo; 202 with its pHash at once",
     openapi_extra=INGEST_BODY,
+    responses={202: {"model": AcceptedView}, **errors(404)},
 )
 async def ingest(
     request: Request, response: Response, principal: Principal = Depends(require("media:write"))

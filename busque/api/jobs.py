@@ -14,6 +14,8 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from busque.api.auth import require
 from busque.api.errors import ApiError, not_found
 from busque.api.job_requests import JobCreate, label_filter, prepare, submit
+from busque.api.schemas.common import errors
+from busque.api.schemas.jobs import ArtifactList, Job, JobList, WebhookDeliveryList
 from busque.api.strict_json import StrictJsonRoute
 from busque.api.views import iso, job_view, parse_iso
 from busque.auth.keys import Principal
@@ -34,7 +36,16 @@ def _load_job(ctx, job_id: str, principal: Principal) -> dict:
     return job
 
 
-@router.post("/jobs", status_code=202, summary="Submit a job")
+@router.post(
+    "/jobs",
+    status_code=202,
+    summary="Submit a job",
+    responses={
+        202: {"model": Job, "description": "Queued (or still running after Prefer: wait)"},
+        201: {"model": Job, "description": "Finished within Prefer: wait=N"},
+        **errors(404, 409),
+    },
+)
 async def create_job(
     body: JobCreate,
     request: Request,
@@ -113,7 +124,11 @@ async def _follow(ctx, sub, job: dict, principal: Principal, wait: float) -> dic
     return job
 
 
-@router.get("/jobs/{job_id}", summary="Get a job; ?wait=N long-polls until it finishes")
+@router.get(
+    "/jobs/{job_id}",
+    summary="Get a job; ?wait=N long-polls until it finishes",
+    responses={200: {"model": Job}, **errors(404)},
+)
 async def get_job(
     job_id: str,
     request: Request,
@@ -155,7 +170,11 @@ def _timestamp(value: str | None, name: str) -> float | None:
     return moment.timestamp()
 
 
-@router.get("/jobs", summary="List jobs, newest first, with cursor pagination")
+@router.get(
+    "/jobs",
+    summary="List jobs, newest first, with cursor pagination",
+    responses={200: {"model": JobList}, **errors(400)},
+)
 async def list_jobs(
     request: Request,
     status: Annotated[list[str] | None, Query()] = None,
@@ -193,7 +212,15 @@ async def list_jobs(
     return {"object": "list", "data": [job_view(j) for j in rows], "next_cursor": next_cursor}
 
 
-@router.post("/jobs/{job_id}/cancel", summary="Cancel a job (a running one stops cooperatively)")
+@router.post(
+    "/jobs/{job_id}/cancel",
+    summary="Cancel a job (a running one stops cooperatively)",
+    responses={
+        200: {"model": Job, "description": "Canceled"},
+        202: {"model": Job, "description": "Running: asked to stop"},
+        **errors(404, 409),
+    },
+)
 async def cancel_job(
     job_id: str,
     request: Request,
@@ -217,6 +244,7 @@ async def cancel_job(
     "/jobs/{job_id}/retry",
     status_code=202,
     summary="Run a failed or canceled job again: a new job with the same model, input and webhook",
+    responses={202: {"model": Job}, **errors(404, 409)},
 )
 async def retry_job(
     job_id: str,
@@ -247,7 +275,11 @@ async def retry_job(
     return job_view(created)
 
 
-@router.get("/jobs/{job_id}/artifacts", summary="A job's artifacts with download URLs")
+@router.get(
+    "/jobs/{job_id}/artifacts",
+    summary="A job's artifacts with download URLs",
+    responses={200: {"model": ArtifactList}, **errors(404)},
+)
 async def job_artifacts(
     job_id: str, request: Request, principal: Principal = Depends(require("jobs:read"))
 ):
@@ -271,7 +303,11 @@ async def job_artifacts(
     return {"object": "list", "data": items}
 
 
-@router.get("/jobs/{job_id}/webhooks", summary="The job's webhook delivery log")
+@router.get(
+    "/jobs/{job_id}/webhooks",
+    summary="The job's webhook delivery log",
+    responses={200: {"model": WebhookDeliveryList}, **errors(404)},
+)
 async def job_webhooks(
     job_id: str, request: Request, principal: Principal = Depends(require("jobs:read"))
 ):

@@ -15,6 +15,8 @@ from busque.api.auth import require
 from busque.api.bodies import STRICT_JSON_BODY
 from busque.api.errors import not_found
 from busque.api.lists import page_of
+from busque.api.schemas.common import errors
+from busque.api.schemas.media import CollectionList, CollectionSet, MediaDetail, MediaList
 from busque.api.strict_json import StrictJsonRoute
 from busque.api.views import face_view, iso, media_view, parse_iso
 from busque.auth.keys import Principal
@@ -24,7 +26,11 @@ from busque.media.gallery_filters import GalleryFilter
 router = APIRouter(prefix="/v1", tags=["media"], route_class=StrictJsonRoute)
 
 
-@router.get("/media/{media_id}", summary="One media item with signed image URLs")
+@router.get(
+    "/media/{media_id}",
+    summary="One media item with signed image URLs",
+    responses={200: {"model": MediaDetail}, **errors(404)},
+)
 async def get_media(
     media_id: str, request: Request, principal: Principal = Depends(require("media:read"))
 ):
@@ -44,7 +50,11 @@ async def get_media(
     return await asyncio.to_thread(detail)
 
 
-@router.get("/media", summary="List media, newest first")
+@router.get(
+    "/media",
+    summary="List media, newest first",
+    responses={200: {"model": MediaList}, **errors(400)},
+)
 async def list_media(
     request: Request,
     collection: Annotated[str | None, Query(pattern=COLLECTION_PATTERN)] = None,
@@ -82,7 +92,11 @@ async def list_media(
     )
 
 
-@router.get("/collections", summary="The tenant's collections: media counts and options")
+@router.get(
+    "/collections",
+    summary="The tenant's collections: media counts and options",
+    responses={200: {"model": CollectionList}},
+)
 async def collections(request: Request, principal: Principal = Depends(require("media:read"))):
     ctx = request.app.state.ctx
 
@@ -103,7 +117,11 @@ class CollectionOptions(BaseModel):
     faces: bool = Field(description="analyse faces of photos ingested into this collection")
 
 
-@router.put("/collections/{name}", summary="Set a collection's options (faces on ingest)")
+@router.put(
+    "/collections/{name}",
+    summary="Set a collection's options (faces on ingest)",
+    responses={200: {"model": CollectionSet}},
+)
 async def set_collection(
     name: Annotated[str, PathParam(pattern=COLLECTION_PATTERN)],
     options: CollectionOptions,
@@ -117,7 +135,12 @@ async def set_collection(
     return {"collection": name, "faces": options.faces}
 
 
-@router.delete("/media/{media_id}", status_code=204, summary="Delete a media item everywhere")
+@router.delete(
+    "/media/{media_id}",
+    status_code=204,
+    summary="Delete a media item everywhere",
+    responses=errors(404),
+)
 async def delete_media(
     media_id: str, request: Request, principal: Principal = Depends(require("media:write"))
 ):

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from busque.api.auth import require
 from busque.api.bodies import STRICT_JSON_BODY
 from busque.api.errors import ApiError
+from busque.api.schemas.jobs import Upload
 from busque.api.strict_json import StrictJsonRoute
 from busque.api.views import iso
 from busque.auth.keys import Principal
@@ -45,7 +46,12 @@ class UploadRequest(BaseModel):
     )
 
 
-@router.post("/uploads", status_code=201, summary="Get a presigned PUT URL to upload a file")
+@router.post(
+    "/uploads",
+    status_code=201,
+    summary="Get a presigned PUT URL to upload a file",
+    responses={201: {"model": Upload}},
+)
 async def create_upload(
     body: UploadRequest, request: Request, principal: Principal = Depends(require("objects:write"))
 ):

@@ -14,6 +14,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from busque.api.auth import require
 from busque.api.errors import ApiError
+from busque.api.schemas.common import errors
+from busque.api.schemas.ops import Health, Me, Readiness
 from busque.api.strict_json import StrictJsonRoute
 from busque.auth.keys import Principal
 from busque.cluster import refuse_embedded_on_cluster
@@ -23,12 +25,16 @@ logger = logging.getLogger("busque.api")
 router = APIRouter(tags=["operations"], route_class=StrictJsonRoute)
 
 
-@router.get("/healthz", summary="The gateway process is alive")
+@router.get("/healthz", summary="The gateway process is alive", responses={200: {"model": Health}})
 async def healthz():
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Database, object store and deployments answer")
+@router.get(
+    "/readyz",
+    summary="Database, object store and deployments answer",
+    responses={200: {"model": Readiness}, 503: {"model": Readiness, "description": "Not ready"}},
+)
 async def readyz(request: Request):
     ctx = request.app.state.ctx
     checks = {}
@@ -52,7 +58,18 @@ async def readyz(request: Request):
     )
 
 
-@router.get("/metrics", summary="Jobs by state and queue depth, read from the database")
+@router.get(
+    "/metrics",
+    summary="Jobs by state and queue depth, read from the database",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Prometheus text exposition",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        },
+        **errors(401, 503),
+    },
+)
 async def metrics(request: Request):
     """Gauges of the job table as it is now. The cumulative busque metrics (jobs finished, run
     and queue-wait histograms, tokens, batches, webhooks, index sizes) are recorded by the
@@ -76,7 +93,11 @@ async def metrics(request: Request):
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/v1/me", summary="The calling key's tenant, scopes and webhook signing secret")
+@router.get(
+    "/v1/me",
+    summary="The calling key's tenant, scopes and webhook signing secret",
+    responses={200: {"model": Me}},
+)
 async def me(request: Request, principal: Principal = Depends(require("jobs:read"))):
     """`webhook_secret` only for keys that may create jobs (jobs:write): with it a read-only
     key could forge the tenant's webhooks. null otherwise."""

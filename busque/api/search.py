@@ -19,6 +19,8 @@ from busque.api.bodies import (
     multipart_image,
 )
 from busque.api.errors import ApiError, invalid, not_found
+from busque.api.schemas.common import errors, hand_read_body
+from busque.api.schemas.search import SearchResult
 from busque.api.strict_json import StrictJsonRoute
 from busque.api.timing import ServerTiming
 from busque.api.views import media_view
@@ -127,7 +129,12 @@ def _match_views(ctx, tenant: str, found: list[dict], q: SearchQuery) -> list[di
     return matches
 
 
-@router.post("/search", summary="Find look-alikes by image, text, pHash or media id")
+@router.post(
+    "/search",
+    summary="Find look-alikes by image, text, pHash or media id",
+    openapi_extra=hand_read_body(SearchQuery),
+    responses={200: {"model": SearchResult}, **errors(404)},
+)
 async def search(request: Request, principal: Principal = Depends(require("media:read"))):
     ctx = request.app.state.ctx
     timing = ServerTiming()

@@ -26,6 +26,8 @@ from busque.api.auth import require
 from busque.api.bodies import stored_image
 from busque.api.errors import ApiError
 from busque.api.ingest import Accepted, accept_media, image_original
+from busque.api.schemas.common import errors
+from busque.api.schemas.media import AlreadySynced, Synced
 from busque.api.strict_json import StrictJsonRoute
 from busque.api.video_sync import video_original
 from busque.auth.keys import Principal
@@ -84,7 +86,18 @@ class SyncPackage(BaseModel):
     faces: list[SyncFace] = Field(default_factory=list, max_length=200)
 
 
-@router.post("/media/sync", status_code=202, summary="DupMedia's sync package (idempotent by hash)")
+SYNC_ANSWERS = {
+    202: {"model": Synced, "description": "New: cataloged, its ingest job queued"},
+    200: {"model": AlreadySynced, "description": "These bytes were synced before"},
+}
+
+
+@router.post(
+    "/media/sync",
+    status_code=202,
+    summary="DupMedia's sync package (idempotent by hash)",
+    responses={**SYNC_ANSWERS, **errors(404)},
+)
 async def sync_media(
     package: SyncPackage,
     request: Request,

@@ -26,8 +26,10 @@ from busque.api.errors import ApiError, not_found
 from busque.api.events import SSE_HEADERS
 from busque.api.job_requests import JobCreate, WebhookSpec, prepare, submit
 from busque.api.jobs import wait_until_finished
+from busque.api.schemas.common import errors, event_stream, form_body
 from busque.auth.keys import Principal
 from busque.doors import avatarforge_status as status
+from busque.doors.avatarforge_schemas import Customer, ProfilePhotoJobStatus
 from busque.ids import new_id
 from busque.jobs import labels as job_labels
 from busque.storage import tenant_key
@@ -71,10 +73,23 @@ async def _door_job(ctx, principal: Principal, customer_id: str, job_id: str) ->
     return job
 
 
+# The form is read by hand (a streamed upload with a size cap): declared here.
+PHOTO_FORM = form_body(
+    "photo",
+    {
+        "callbackUrl": {"type": "string", "description": "a webhook"},
+        "style": {"type": "string"},
+        "prompt": {"type": "string"},
+    },
+)
+
+
 @router.post(
     "/customers/{customer_id}",
     status_code=202,
     summary="A customer's photo in: an avatar job (202, Location: its status)",
+    responses={202: {"model": ProfilePhotoJobStatus}, **errors(400, 413, 415, 422)},
+    openapi_extra=PHOTO_FORM,
 )
 async def upload_photo(
     customer_id: str, request: Request, principal: Principal = Depends(require("jobs:write"))
@@ -108,6 +123,7 @@ async def upload_photo(
 @router.get(
     "/customers/{customer_id}/photos/{job_id}/status",
     summary="A photo job's status; waitSeconds=n long-polls until DONE or FAILED",
+    responses={200: {"model": ProfilePhotoJobStatus}, **errors(404)},
 )
 async def photo_status(
     customer_id: str,
@@ -127,6 +143,11 @@ async def photo_status(
     "/customers/{customer_id}/photos/stream",
     summary="Server-sent events: the customer's photo jobs' ProfilePhotoJobStatus as they change",
     response_class=StreamingResponse,
+    responses=event_stream(
+        "The customer's photo jobs as they change",
+        ProfilePhotoJobStatus,
+        {"(unnamed)": "`data:` the job's ProfilePhotoJobStatus"},
+    ),
 )
 async def photo_stream(
     customer_id: str, request: Request, principal: Principal = Depends(require("jobs:read"))
@@ -177,12 +198,20 @@ async def _customers(ctx, tenant_id: str, customer_id: str | None = None) -> lis
     return [{"customerId": id_, "photos": urls.get(id_, [])} for id_ in ids]
 
 
-@router.get("/customers", summary="The customers who sent photos, with their generated photos")
+@router.get(
+    "/customers",
+    summary="The customers who sent photos, with their generated photos",
+    responses={200: {"model": list[Customer]}},
+)
 async def customers(request: Request, principal: Principal = Depends(require("jobs:read"))):
     return await _customers(request.app.state.ctx, principal.tenant_id)
 
 
-@router.get("/customers/{customer_id}", summary="A customer and their generated photos")
+@router.get(
+    "/customers/{customer_id}",
+    summary="A customer and their generated photos",
+    responses={200: {"model": Customer}, **errors(404)},
+)
 async def customer(
     customer_id: str, request: Request, principal: Principal = Depends(require("jobs:read"))
 ):

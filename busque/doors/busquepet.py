@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 from busque.api.auth import require
 from busque.api.bodies import STRICT_JSON_BODY, stored_image
 from busque.api.errors import ApiError
+from busque.api.schemas.common import errors
 from busque.api.search import MAX_K, SearchQuery, search_matches
 from busque.api.timing import ServerTiming
 from busque.auth.keys import Principal
@@ -93,7 +94,27 @@ async def _image(ctx, principal: Principal, body: MatchRequest) -> bytes | None:
     return None
 
 
-@router.post("/match", summary="BusquePet's match webhook: top-k look-alikes with breed")
+class PetMatch(BaseModel):
+    rank: int
+    image_id: str
+    breed: str | None
+    score: float
+    distance: float | None
+    image_path: str | None = Field(description="a presigned URL of the matched photo")
+
+
+class MatchAnswer(BaseModel):
+    job_id: Any
+    matches: list[PetMatch]
+    metadata: Any
+    duration_ms: int
+
+
+@router.post(
+    "/match",
+    summary="BusquePet's match webhook: top-k look-alikes with breed",
+    responses={200: {"model": MatchAnswer}, **errors(400, 404)},
+)
 async def match(
     body: MatchRequest, request: Request, principal: Principal = Depends(require("media:read"))
 ):

@@ -12,7 +12,8 @@ from fastapi import APIRouter, Request, Response
 from pydantic import Field
 
 from busque.api.errors import ApiError
-from busque.api.sync import SyncPackage, sync_package
+from busque.api.schemas.common import errors
+from busque.api.sync import SYNC_ANSWERS, SyncPackage, sync_package
 
 router = APIRouter(prefix="/api/v1", tags=["door: DupMedia"])
 
@@ -25,7 +26,12 @@ class DupMediaPackage(SyncPackage):
     api_token: str = Field("", max_length=500)
 
 
-@router.post("/sync-media", status_code=202, summary="DupMedia's sync package, token in the body")
+@router.post(
+    "/sync-media",
+    status_code=202,
+    summary="DupMedia's sync package, token in the body",
+    responses={**SYNC_ANSWERS, **errors(401, 403, 404, 429, 503)},
+)
 async def sync_media(package: DupMediaPackage, request: Request, response: Response):
     ctx = request.app.state.ctx
     token = package.api_token.strip()

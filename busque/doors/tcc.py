@@ -25,7 +25,9 @@ from busque.api.bodies import STRICT_JSON_BODY
 from busque.api.errors import envelope
 from busque.api.job_requests import JobCreate, prepare, submit
 from busque.api.objects import UploadRequest, new_upload
+from busque.api.schemas.common import errors
 from busque.auth.keys import Principal
+from busque.doors.tcc_schemas import CreatedJob, Download, TccJob, UploadTicket
 from busque.jobs.presets import Preset
 from busque.storage.keys import InvalidKey, validate_key
 
@@ -122,7 +124,12 @@ async def _job(ctx, job_id: str, tenant_id: str) -> dict:
     return job
 
 
-@router.post("/jobs/", status_code=201, summary="Create a generation job of a model preset")
+@router.post(
+    "/jobs/",
+    status_code=201,
+    summary="Create a generation job of a model preset",
+    responses={201: {"model": CreatedJob}, **errors(400, 404)},
+)
 async def create_job(
     body: JobRequest, request: Request, principal: Principal = Depends(require("jobs:write"))
 ):
@@ -146,7 +153,11 @@ async def create_job(
     return {key: view[key] for key in ("id", "model_id", "status", "created_at", "input_params")}
 
 
-@router.get("/jobs/{job_id}", summary="A job's status and progress")
+@router.get(
+    "/jobs/{job_id}",
+    summary="A job's status and progress",
+    responses={200: {"model": TccJob}, **errors(404)},
+)
 async def get_job(
     job_id: str, request: Request, principal: Principal = Depends(require("jobs:read"))
 ):
@@ -156,7 +167,11 @@ async def get_job(
     return _view(job, preset)
 
 
-@router.get("/jobs/{job_id}/download", summary="A presigned URL of the job's file (1 hour)")
+@router.get(
+    "/jobs/{job_id}/download",
+    summary="A presigned URL of the job's file (1 hour)",
+    responses={200: {"model": Download}, **errors(404)},
+)
 async def download(
     job_id: str, request: Request, principal: Principal = Depends(require("jobs:read"))
 ):
@@ -173,7 +188,11 @@ async def download(
     return {"download_url": url, "expires_in": DOWNLOAD_TTL_S}
 
 
-@router.post("/jobs/upload-ticket", summary="A presigned PUT for a job's input file")
+@router.post(
+    "/jobs/upload-ticket",
+    summary="A presigned PUT for a job's input file",
+    responses={200: {"model": UploadTicket}},
+)
 async def upload_ticket(
     body: UploadRequest, request: Request, principal: Principal = Depends(require("objects:write"))
 ):

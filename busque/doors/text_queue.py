@@ -7,6 +7,7 @@ chat message); the queue had no keys, busque's key goes in X-API-Key."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
@@ -16,6 +17,7 @@ from busque.api.auth import require
 from busque.api.bodies import STRICT_JSON_BODY
 from busque.api.errors import ApiError, not_found
 from busque.api.job_requests import JobCreate, prepare, submit
+from busque.api.schemas.common import errors
 from busque.auth.keys import Principal
 
 router = APIRouter(prefix="/api", tags=["door: text-generation queue"])
@@ -29,7 +31,30 @@ class Predict(BaseModel):
     text: str = ""
 
 
-@router.post("/predict", summary="Queue a text generation; answers its job_id")
+class Queued(BaseModel):
+    job_id: str
+
+
+class Message(BaseModel):
+    content: str
+    role: str
+    tool_calls: Any
+
+
+class Done(BaseModel):
+    result: Message
+
+
+class Pending(BaseModel):
+    status: Literal["pending", "running", "failed", "canceled"]
+    error: str | None = None
+
+
+@router.post(
+    "/predict",
+    summary="Queue a text generation; answers its job_id",
+    responses={200: {"model": Queued}},
+)
 async def predict(
     body: Predict, request: Request, principal: Principal = Depends(require("jobs:write"))
 ):
@@ -42,7 +67,15 @@ async def predict(
     return {"job_id": job["id"]}
 
 
-@router.get("/result/{job_id}", summary="The job's status (202) or its result (200)")
+@router.get(
+    "/result/{job_id}",
+    summary="The job's status (202) or its result (200)",
+    responses={
+        200: {"model": Done | Pending, "description": "Its result, or how it failed"},
+        202: {"model": Pending, "description": "Still pending or running"},
+        **errors(404),
+    },
+)
 async def result(
     job_id: str, request: Request, principal: Principal = Depends(require("jobs:read"))
 ):

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import httpx
 
+from busque.testing import answers
+
 
 @dataclass
 class App:
@@ -19,7 +21,8 @@ class App:
 
     def client(self, key: str | None = None) -> httpx.Client:
         headers = {"X-API-Key": key or self.admin_key}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
+        hooks = {"response": [answers.LOG.hook]} if answers.LOG.enabled else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60, event_hooks=hooks)
 
 
 def start_app(settings) -> App:
