@@ -19,6 +19,7 @@ from busque.api import (
     media,
     objects,
     openai_chat,
+    openai_embeddings,
     ops,
     search,
     sync,
@@ -61,6 +62,7 @@ def create_app(
         search,
         faces,
         openai_chat,
+        openai_embeddings,
         demo,
         webapp,
     ):
