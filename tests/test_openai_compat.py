@@ -152,6 +152,12 @@ def test_unknown_models_missing_keys_and_wrong_bodies_are_openai_shaped(oai, app
             f"{app.url}{path}", content=b"x", headers={**key, "Content-Type": "text/plain"}
         )
         assert typed.status_code == 415 and typed.json()["error"]["type"]
+    too_big = httpx.post(
+        f"{app.url}/v1/embeddings",
+        content=b"x" * (app.settings.serve.max_body_bytes + 1),
+        headers={**key, "Content-Type": "application/json"},
+    )
+    assert too_big.status_code == 413 and too_big.json()["error"]["type"] == "invalid_request_error"
     # Every other route keeps busque's envelope, its 401 included.
     busque = httpx.post(f"{app.url}/v1/jobs", json={"model": "sleep", "input": {}})
     assert busque.status_code == 401
@@ -323,3 +329,19 @@ def test_a_generator_that_dies_mid_stream_ends_the_stream_with_an_error_event(oa
             if time.monotonic() > deadline:
                 raise
             time.sleep(1)
+
+
+@needs_minilm
+def test_a_text_embedding_job_gives_the_vectors_of_the_endpoint(oai, client):
+    from tests.conftest import wait_for
+
+    texts = ["A dog is running through the park.", "Interest rates rose."]
+    submitted = client.post("/v1/jobs", json={"model": TEXT, "input": {"texts": texts}})
+    assert submitted.status_code == 202, submitted.text
+    done = wait_for(client, submitted.json()["id"], timeout=60)
+    assert done["status"] == "succeeded", done
+    direct = oai.embeddings.create(model=TEXT, input=texts, encoding_format="float")
+    np.testing.assert_allclose(
+        done["result"]["embeddings"], [d.embedding for d in direct.data], atol=1e-6
+    )
+    assert done["result"]["usage"]["prompt_tokens"] == direct.usage.prompt_tokens
