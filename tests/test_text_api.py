@@ -110,8 +110,9 @@ def test_openai_client_chat_completions(app):
         openai.OpenAI(
             base_url=f"{app.url}/v1", api_key="bq_bad_key", max_retries=0
         ).chat.completions.create(model=MODEL, messages=messages)
-    with pytest.raises(openai.UnprocessableEntityError):
+    with pytest.raises(openai.BadRequestError) as refused:  # OpenAI answers 400, never 422
         client.chat.completions.create(model=MODEL, messages=messages, temperature=7)
+    assert refused.value.param == "temperature"
 
 
 def test_catalog_lists_the_text_model_with_its_defaults(client):
@@ -152,4 +153,4 @@ def test_unknown_model_is_404(client):
     )
     assert chat.status_code == 404 and chat.json()["error"]["code"] == "model_not_found"
     empty = client.post("/v1/chat/completions", json={"model": MODEL, "messages": []})
-    assert empty.status_code == 422
+    assert empty.status_code == 400 and empty.json()["error"]["param"] == "messages"

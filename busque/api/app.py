@@ -19,6 +19,7 @@ from busque.api import (
     media,
     objects,
     openai_chat,
+    openai_embeddings,
     openapi,
     ops,
     search,
@@ -69,6 +70,7 @@ def create_app(
         search,
         faces,
         openai_chat,
+        openai_embeddings,
         demo,
         webapp,
     ):

@@ -1,4 +1,16 @@
-"""The model catalog: what can run here, with defaults, schemas and resources."""
+"""The model catalog: what can run here, with defaults, schemas and resources.
+
+`GET /v1/models` is also the path OpenAI clients read (`client.models.list()`), so one answer
+serves both: busque's catalog entries (id, kind, backend, defaults, schemas, resources,
+available) are a superset of OpenAI's model object. Each entry also carries OpenAI's fields,
+`object: "model"`, `created` (when this server's catalog was built) and `owned_by: "busque"`,
+plus `openai_endpoints`: the OpenAI-compatible routes that serve the model
+(`/v1/chat/completions` for text generation, `/v1/embeddings` for text and image embeddings;
+empty for busque's other job kinds, which run through `POST /v1/jobs`). The list is
+`{"object": "list", "data": [...]}`, OpenAI's page shape, which busque already answered.
+"""
+
+import time
 
 from fastapi import APIRouter, Depends, Request
 
@@ -11,11 +23,32 @@ from busque.auth.keys import Principal
 
 router = APIRouter(prefix="/v1", tags=["models"], route_class=StrictJsonRoute)
 
+OPENAI_ENDPOINTS = {
+    "text-generation": ["/v1/chat/completions"],
+    "text-embedding": ["/v1/embeddings"],
+    "image-embedding": ["/v1/embeddings"],
+}
+_CREATED = int(time.time())  # when this process built its catalog
 
-@router.get("/models", summary="List the model catalog", responses={200: {"model": ModelList}})
+
+def describe(spec, settings) -> dict:
+    return {
+        **spec.describe(settings),
+        "object": "model",
+        "created": _CREATED,
+        "owned_by": "busque",
+        "openai_endpoints": OPENAI_ENDPOINTS.get(spec.kind, []),
+    }
+
+
+@router.get(
+    "/models",
+    summary="List the model catalog (also OpenAI's model list)",
+    responses={200: {"model": ModelList}},
+)
 async def list_models(request: Request, _: Principal = Depends(require("jobs:read"))):
     ctx = request.app.state.ctx
-    return {"object": "list", "data": [spec.describe(ctx.settings) for spec in ctx.registry]}
+    return {"object": "list", "data": [describe(spec, ctx.settings) for spec in ctx.registry]}
 
 
 @router.get(
@@ -28,4 +61,4 @@ async def get_model(model_id: str, request: Request, _: Principal = Depends(requ
     spec = ctx.registry.get(model_id)
     if spec is None:
         raise not_found("model", model_id)
-    return spec.describe(ctx.settings)
+    return describe(spec, ctx.settings)

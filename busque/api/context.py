@@ -24,6 +24,7 @@ class ApiContext:
         matcher=None,
         face_analyzer=None,
         text_generator=None,
+        text_embedder=None,
     ):
         self.runtime = runtime
         self.settings = runtime.settings
@@ -49,6 +50,7 @@ class ApiContext:
         self.matcher = matcher
         self.face_analyzer = face_analyzer  # None when face analysis is not deployed
         self.text_generator = text_generator  # None when no text model is available
+        self.text_embedder = text_embedder  # None when no text-embedding model is available
         self.collections = runtime.collections
         self.resolutions = runtime.resolutions
         self.duplicate_reviews = runtime.duplicate_reviews

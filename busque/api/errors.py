@@ -119,7 +119,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
-        if outage := _outage(exc):
+        if outage := outage_of(exc):
             code, message = outage
             logger.warning("%s on %s %s: %s", code, request.method, request.url.path, exc)
             return JSONResponse(
@@ -129,7 +129,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(envelope("internal_error", "an unexpected error happened"), 500)
 
 
-def _outage(exc: BaseException) -> tuple[str, str] | None:
+def outage_of(exc: BaseException) -> tuple[str, str] | None:
     """(code, message) when `exc`, or what caused it, is the database or the object store
     being out of reach: a 503 the client may retry, not a 500."""
     seen: set[int] = set()

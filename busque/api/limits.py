@@ -9,6 +9,8 @@ import json
 
 from starlette.exceptions import HTTPException
 
+from busque.api.openai_errors import error_body, is_openai_path
+
 
 class BodyTooLarge(HTTPException):
     """An HTTPException, so FastAPI's body parsing passes it on as a 413 (not a 400)."""
@@ -34,7 +36,7 @@ class BodyLimitMiddleware:
             return await self.app(scope, receive, send)
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            return await self._refuse(send)
+            return await self._refuse(send, scope["path"])
         seen = 0
         started = False
         body_done = False
@@ -65,22 +67,27 @@ class BodyLimitMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await self._refuse(send)
+                await self._refuse(send, scope["path"])
         except BodyTooSlow as exc:
             if not started:
-                await answer_error(send, 408, "request_timeout", exc.detail, {})
+                await answer_error(send, 408, "request_timeout", exc.detail, {}, path=scope["path"])
 
-    async def _refuse(self, send):
+    async def _refuse(self, send, path: str):
         message = f"request bodies are limited to {self.max_bytes} bytes"
-        await answer_error(send, 413, "payload_too_large", message, {"max_bytes": self.max_bytes})
+        details = {"max_bytes": self.max_bytes}
+        await answer_error(send, 413, "payload_too_large", message, details, path=path)
 
 
 async def answer_error(
-    send, status: int, code: str, message: str, details: dict, extra_headers=()
+    send, status: int, code: str, message: str, details: dict, extra_headers=(), path: str = ""
 ) -> None:
     """An error envelope from an ASGI middleware, closing the connection (the rest of the body
-    is not read)."""
-    body = json.dumps({"error": {"code": code, "message": message, "details": details}}).encode()
+    is not read); OpenAI's shape on the OpenAI-compatible paths."""
+    if is_openai_path(path):
+        body = json.dumps(error_body(status, code, message)).encode()
+    else:
+        body = json.dumps({"error": {"code": code, "message": message, "details": details}})
+        body = body.encode()
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),

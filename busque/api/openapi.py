@@ -77,6 +77,11 @@ def document(app: FastAPI, extra_models: tuple[type[BaseModel], ...] = ()) -> di
 
 def _complete(operation: dict) -> None:
     responses = operation.setdefault("responses", {})
+    envelope = {"application/json": {"schema": {"$ref": REF.format(model="ErrorEnvelope")}}}
+    if any(s.startswith("4") and r.get("content") != envelope for s, r in _declared(responses)):
+        # Errors in another shape (OpenAI's, for its clients): the route documents them all.
+        responses.pop("422", None)
+        return
     statuses: list[int] = []
     if operation.get("security"):
         statuses += KEYED
@@ -84,8 +89,13 @@ def _complete(operation: dict) -> None:
         statuses += WITH_BODY
     if operation.get("parameters"):
         statuses.append(422)
-    envelope = {"application/json": {"schema": {"$ref": REF.format(model="ErrorEnvelope")}}}
     for status in statuses:
         responses.setdefault(str(status), {"description": WHY[status], "content": envelope})
     if "422" in responses:  # FastAPI's own 422 describes `{"detail"}`: busque answers the envelope
         responses["422"] = {"description": WHY[422], "content": envelope}
+
+
+def _declared(responses: dict) -> list[tuple[str, dict]]:
+    """The responses a route declared (not FastAPI's own 422 of `{"detail"}`)."""
+    fastapi_422 = "HTTPValidationError" in str(responses.get("422", {}))
+    return [(s, r) for s, r in responses.items() if not (s == "422" and fastapi_422)]

@@ -65,14 +65,16 @@ class TenantGate:
             if scope["method"] in BODY_METHODS:
                 message = "send a valid API key in X-API-Key or Authorization: Bearer"
                 challenge = [(b"www-authenticate", b"Bearer")]
-                return await answer_error(send, 401, "unauthorized", message, {}, challenge)
+                return await answer_error(
+                    send, 401, "unauthorized", message, {}, challenge, path=scope["path"]
+                )
             return await self.app(scope, receive, send)
         tenant = principal.tenant_id
         quota = self.quotas.of(principal.tenant_name)
         try:
             await self.rates.admit(tenant, quota)
         except ApiError as refused:
-            return await _refuse(send, refused)
+            return await _refuse(send, refused, scope["path"])
         if not _sends_body(headers):
             return await self.app(scope, receive, send)
         return await self._with_body_slot(tenant, quota.bodies, scope, receive, send)
@@ -82,7 +84,7 @@ class TenantGate:
         try:
             self.bodies.take(owner, limit)
         except ApiError as refused:
-            return await _refuse(send, refused)
+            return await _refuse(send, refused, scope["path"])
         arriving = True
 
         def body_arrived():
@@ -108,6 +110,8 @@ def _sends_body(headers: dict[str, str]) -> bool:
     return "transfer-encoding" in headers or (length.isdigit() and int(length) > 0)
 
 
-async def _refuse(send, refused: ApiError) -> None:
+async def _refuse(send, refused: ApiError, path: str) -> None:
     extra = [(k.lower().encode(), v.encode()) for k, v in (refused.headers or {}).items()]
-    await answer_error(send, refused.status, refused.code, refused.message, refused.details, extra)
+    await answer_error(
+        send, refused.status, refused.code, refused.message, refused.details, extra, path=path
+    )

@@ -24,7 +24,7 @@ from busque.media.matches import breed_of, joined, match_view
 from busque.media.render import decode_original, model_input
 from busque.models.base import ModelError
 from busque.models.embedding.efficientnet import pet_label
-from busque.models.embedding.efficientnet import unavailable_reason as efficientnet_missing
+from busque.models.embedding.spec import unavailable_reason as embedder_missing
 from busque.models.registry import ModelRegistry, ModelSpec, served_by_its_deployment
 from busque.storage import ObjectStore
 
@@ -52,15 +52,9 @@ def register(registry: ModelRegistry, settings: Settings) -> None:
             description="Store, normalise, embed and index a photo; POST /v1/ingest runs it.",
             timeout_s=120,
             public=False,
-            unavailable=_embedder_missing,
+            unavailable=embedder_missing,
         )
     )
-
-
-def _embedder_missing(settings: Settings) -> str | None:
-    if settings.embedder.backend == "clip":
-        return None if settings.embedder.model_path else "set embedder.model_path for clip"
-    return efficientnet_missing()
 
 
 @dataclass

@@ -12,6 +12,7 @@ from busque.api.errors import RETRY_AFTER_S
 from busque.cluster import refuse_embedded_on_cluster
 from busque.config import DeploymentSettings, Settings
 from busque.models.text.weights import unavailable_reason as unavailable_text
+from busque.models.text_embedding.minilm import MODEL_ID as TEXT_EMBEDDING_MODEL
 from busque.runtime import Runtime
 from busque.serve.dispatcher import DispatcherDeployment
 from busque.serve.embedder import Embedder
@@ -21,6 +22,7 @@ from busque.serve.ingest import IngestWorker
 from busque.serve.matcher import Matcher
 from busque.serve.model_host import ModelHost
 from busque.serve.text import TextGeneratorDeployment
+from busque.serve.text_embedder import TextEmbedderDeployment
 
 
 def _options(name: str, resources: DeploymentSettings) -> dict[str, Any]:
@@ -79,6 +81,15 @@ def build_app(settings: Settings) -> Application:
             **_options("TextGenerator", settings.deployment("textgen"))
         ).bind(bound)
         special["textgen"] = text
+    text_embedder = None
+    text_embedding = runtime.registry.get(TEXT_EMBEDDING_MODEL)
+    if text_embedding is not None and text_embedding.unavailable(settings) is None:
+        text_embedder = TextEmbedderDeployment.options(
+            **_options("TextEmbedder", settings.deployment(text_embedding.deployment))
+        ).bind(bound, text_embedding.id)
+        special[text_embedding.deployment] = text_embedder
+    # The image embedder's catalog entry names the Embedder (it runs no jobs of its own).
+    special["embedder"] = embedder
     # Every model deployment exists, so a Serve config's `deployments:` may name each one; the
     # generators start a replica only on first use (DEFAULT_DEPLOYMENTS), and a model that is
     # unavailable is never used (its jobs are refused at creation: 422 model_unavailable).
@@ -91,7 +102,7 @@ def build_app(settings: Settings) -> Application:
         **_options("Dispatcher", settings.serve.dispatcher)
     ).bind(bound, model_handles)
     gateway = Gateway.options(**_options("Gateway", settings.serve.gateway))
-    return gateway.bind(bound, dispatcher, embedder, matcher, faces, text)
+    return gateway.bind(bound, dispatcher, embedder, matcher, faces, text, text_embedder)
 
 
 def app_builder(args: dict[str, Any]) -> Application:

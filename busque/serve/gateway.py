@@ -30,9 +30,16 @@ class Gateway:
         matcher: DeploymentHandle,
         face_analyzer: DeploymentHandle | None = None,
         text_generator: DeploymentHandle | None = None,
+        text_embedder: DeploymentHandle | None = None,
     ):
         self.ctx = ApiContext(
-            replica_runtime(settings), dispatcher, embedder, matcher, face_analyzer, text_generator
+            replica_runtime(settings),
+            dispatcher,
+            embedder,
+            matcher,
+            face_analyzer,
+            text_generator,
+            text_embedder,
         )
 
     def __serve_build_asgi_app__(self):

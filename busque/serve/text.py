@@ -9,6 +9,7 @@ Tokens reach callers as they are decoded; for jobs they are coalesced for up to
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 from ray import serve
@@ -35,6 +36,9 @@ class TextGeneratorDeployment:
 
     def info(self) -> dict:
         return {**self.model.describe(), "joined_running_batch": self.scheduler.joined}
+
+    def pid(self) -> int:
+        return os.getpid()
 
     async def _generate(self, inputs: dict, params: dict):
         """Yields text pieces as they are decoded, then the finished request."""

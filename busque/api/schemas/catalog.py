@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from busque.api.schemas.common import Page
 
@@ -27,6 +27,13 @@ class ModelInfo(BaseModel):
     public: bool
     available: bool
     unavailable_reason: str | None
+    # OpenAI's model object (`client.models.list()` reads this path too)
+    object: Literal["model"]
+    created: int
+    owned_by: str
+    openai_endpoints: list[str] = Field(
+        description="the OpenAI-compatible routes that serve it; others run as jobs"
+    )
 
 
 class ModelList(Page):
