@@ -34,10 +34,10 @@ from busque.api.openai_errors import (
     ERROR_RESPONSES,
     OpenAIRoute,
     error_body,
-    json_body,
     refuse,
     validation_error,
 )
+from busque.api.schemas.common import json_body
 from busque.auth.keys import Principal
 from busque.models.base import ModelError
 from busque.models.text.spec import TextGenInput

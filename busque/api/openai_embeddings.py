@@ -35,10 +35,10 @@ from busque.api.errors import ApiError
 from busque.api.openai_errors import (
     ERROR_RESPONSES,
     OpenAIRoute,
-    json_body,
     refuse,
     validation_error,
 )
+from busque.api.schemas.common import json_body
 from busque.auth.keys import Principal
 from busque.models.text_embedding.spec import MAX_TEXT_CHARS, MAX_TEXTS
 

@@ -13,7 +13,6 @@ OpenAI answers invalid requests with 400 (never 422): so does busque on these ro
 
 from __future__ import annotations
 
-import copy
 import logging
 from typing import Any
 
@@ -111,35 +110,6 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": OpenAIErrorResponse, "description": description}
     for status, description in _DESCRIPTIONS.items()
 }
-
-
-def inline_schema(model: type[BaseModel]) -> dict:
-    """A model's JSON schema with its `$defs` inlined: an OpenAPI document resolves
-    `#/$defs/...` from its own root, where they are not (the models here are not recursive)."""
-    schema = model.model_json_schema()
-    defs = schema.pop("$defs", {})
-
-    def resolve(node):
-        if isinstance(node, dict):
-            ref = node.get("$ref", "")
-            if ref.startswith("#/$defs/"):
-                return resolve(copy.deepcopy(defs[ref.removeprefix("#/$defs/")]))
-            return {key: resolve(value) for key, value in node.items()}
-        if isinstance(node, list):
-            return [resolve(item) for item in node]
-        return node
-
-    return resolve(schema)
-
-
-def json_body(model: type[BaseModel]) -> dict:
-    """`openapi_extra` for a route that reads its JSON body by hand."""
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": inline_schema(model)}},
-        }
-    }
 
 
 def answer(exc: ApiError) -> JSONResponse:

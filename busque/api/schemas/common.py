@@ -72,6 +72,16 @@ def body_schema(fields: type[BaseModel]) -> dict:
     return {"$ref": f"#/components/schemas/{fields.__name__}"}
 
 
+def json_body(fields: type[BaseModel]) -> dict:
+    """FastAPI `openapi_extra` declaring a JSON body a route reads itself."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": body_schema(fields)}},
+        }
+    }
+
+
 def form_body(file_field: str, fields: dict[str, dict], json: type[BaseModel] | None = None):
     """FastAPI `openapi_extra` declaring a body a route reads itself (to stream a capped upload,
     or to keep busque's strict JSON rules): a multipart form with the file in `file_field` and
