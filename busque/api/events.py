@@ -113,6 +113,7 @@ async def _stream(
 
 @router.get(
     "/jobs/{job_id}/events",
+    response_class=StreamingResponse,
     summary="Server-sent events of one job; ends when it ends",
     responses={
         **event_stream(
@@ -151,6 +152,7 @@ async def job_events(
 
 @router.get(
     "/events",
+    response_class=StreamingResponse,
     summary="Server-sent events of all the tenant's jobs",
     responses=event_stream("Every job's events; the stream stays open", Event, EVENT_TYPES),
 )
