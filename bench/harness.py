@@ -6,6 +6,7 @@ results go, a local Ray with the real app; and closed-loop load with latency sum
     machine(**versions)                  CPU, cores, Python, commit, uncommitted changes, versions
     write_results(name, data, markdown)  bench/results/NAME.json (+ NAME.md), stamped with the
                                          run: commit, dirty tree, load average, command line
+    publish(name, data, markdown, args, plot)   the same, as --no-write/--quick say, + NAME.png
     interleaved(cases, repeats)          cases timed A, B, C, A, B, C... (wall and CPU seconds)
     median_interval(samples)             median + distribution-free interval (binomial order
                                          statistics), the level it achieves for this n
@@ -221,6 +222,26 @@ def write_results(
         if markdown is not None:
             (RESULTS / f"{name}.md").write_text(markdown.rstrip("\n") + "\n")
     print(text if markdown is None else markdown, flush=True)
+
+
+def publish(name: str, data: dict, markdown: str, args, plot=None) -> None:
+    """A script's results, as its command line says: written (write_results, and given
+    plot(data, path), bench/results/NAME.png) unless --no-write or --quick (quick figures
+    never replace real ones); printed either way."""
+    write = not args.no_write and not getattr(args, "quick", False)
+    if write and plot is not None:
+        plot(data, RESULTS / f"{name}.png")
+    write_results(name, data, markdown, write=write)
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (files only, no display), for a results plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 # ---- statistics: repeated, interleaved measurements ----

@@ -317,10 +317,7 @@ def main() -> None:
     results["pass"] = results["fast_within_all"] >= AGREEMENT_FLOOR and all(
         r["floor_met"] is not False for r in results["sets"].values()
     )
-    write = not args.no_write and not args.quick
-    if write:
-        plot(results, harness.RESULTS / "phash.png")
-    harness.write_results("phash", results, markdown(results), write=write)
+    harness.publish("phash", results, markdown(results), args, plot)
 
 
 # ---- the report ----
@@ -328,10 +325,7 @@ def main() -> None:
 
 def plot(results: dict, path: Path) -> None:
     """ms per file of each method on each set, with each median's interval as error bars."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = harness.pyplot()
 
     labels = list(results["sets"])
     fig, axes = plt.subplots(1, len(labels), figsize=(5 * len(labels), 4.5))
@@ -345,7 +339,8 @@ def plot(results: dict, path: Path) -> None:
         ax.barh(names, mid, xerr=err, color=colours, capsize=3)
         ax.invert_yaxis()
         ax.set_title(f"{label} ({results['sets'][label]['bytes_mean'] / 1e6:.2f} MB/file)")
-        ax.set_xlabel("ms per file (median, interval), lower is better")
+        ax.set_xlabel("ms per file (median, interval); lower is better")
+        ax.xaxis.label.set_size(8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
