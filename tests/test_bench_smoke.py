@@ -87,3 +87,17 @@ def test_phash_lookup_scores_every_method_against_the_exact_scan():
         assert all(row[10] in ("", "**ahead**", "**level**", "**behind**") for row in rows.values())
     smallest = {row[0] for row in table(page, "## uniform codes, 2,000")}
     assert {"imagededup brute_force_cython", "imagededup bktree", "pybktree"} <= smallest
+
+
+def test_bench_runner_lists_which_scripts_have_a_quick_mode():
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "list"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    modes = dict(line.split(None, 1) for line in done.stdout.splitlines())
+    assert modes["phash"] == modes["phash_lookup"] == modes["grouping"] == "--quick"
+    assert modes["jobs"] == "no quick mode yet" and "harness" not in modes
+    wrong = subprocess.run(
+        [sys.executable, "-m", "bench", "nonesuch"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert wrong.returncode == 2 and "no such benchmark: nonesuch" in wrong.stderr
