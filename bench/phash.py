@@ -19,7 +19,7 @@ interval, speedups are per-round ratios (paired) with theirs, and busque is "ahe
 hash with full-decode imagehash, and a bare JPEG decode at full size and in draft mode (the
 entropy-decoding floor). Writes bench/results/phash.json, .md and .png.
 
-    python bench/phash.py [--repeats 9]     # about 3 minutes on 2 cores
+    python bench/phash.py [--repeats 9]     # about 3 minutes on 2 cores (estimated)
     python bench/phash.py --quick           # seconds: 2 photos, small files, writes nothing
 """
 

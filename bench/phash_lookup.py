@@ -30,7 +30,7 @@ every query of every round, and busque's speedup over each method is paired by r
 ahead, level or behind. Recall is against the exact scan, every neighbour counted. Writes
 bench/results/phash_lookup.json, .md and .png.
 
-    python bench/phash_lookup.py            # about 8 minutes on 2 cores, 2.5 GB
+    python bench/phash_lookup.py            # about 8 minutes on 2 cores (estimated), a few GB
     python bench/phash_lookup.py --quick    # seconds: 2,000 and 20,000 codes, writes nothing
 """
 
