@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install serve test lint format clean
+.PHONY: install serve test lint format clean bench
 
 install: $(STAMP)
 
@@ -33,6 +33,11 @@ format: $(STAMP)
 
 test: lint
 	RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0 $(PY) -m pytest -q -p no:warnings $(PYTEST_ARGS)
+
+# Every benchmark with a quick mode, in it (tiny data, writes nothing): `python -m bench list`
+# says which; `python -m bench all` runs them in full (on a quiet machine: it writes bench/results).
+bench: $(STAMP)
+	RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0 $(PY) -m bench all --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -4,7 +4,14 @@ results go, a local Ray with the real app; and closed-loop load with latency sum
     parser(__doc__)                      argparse with the common options (--no-write)
     photo(name), photos(names)           scikit-image's sample photos + matplotlib's grace_hopper
     machine(**versions)                  CPU, cores, Python, commit, uncommitted changes, versions
-    write_results(name, data, markdown)  bench/results/NAME.json (+ NAME.md), the commit stamped
+    write_results(name, data, markdown)  bench/results/NAME.json (+ NAME.md), stamped with the
+                                         run: commit, dirty tree, load average, command line
+    publish(name, data, markdown, args, plot)   the same, as --no-write/--quick say, + NAME.png
+    interleaved(cases, repeats)          cases timed A, B, C, A, B, C... (wall and CPU seconds)
+    median_interval(samples)             median + distribution-free interval (binomial order
+                                         statistics), the level it achieves for this n
+    ratio_interval(base, other)          the same of paired per-round ratios (a speedup)
+    meets(interval, floor), compare(a, b), verdict(ratio)   ahead / level / behind
     start_ray(**options), start_app(settings), free_port(), wait_for(client, job_id)
     closed_loop(one, concurrency, seconds, unit), summary(...), percentile(values, q)
 
@@ -17,10 +24,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import platform
+import shlex
 import statistics
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -31,6 +41,10 @@ except ImportError:  # an older checkout (bench/ingest_io.py is run in those too
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
+# When this run began (the harness is imported first thing): its load average is the machine's
+# before the benchmark loaded it.
+STARTED = time.time()
+LOAD_AT_START = os.getloadavg()
 
 # Before Ray starts and anything imports ray.serve: the Serve settings `busque serve` ships go
 # into the handles a driver builds.
@@ -134,16 +148,56 @@ def uncommitted(*paths: str) -> bool:
 
 def machine(**versions) -> dict:
     """What a benchmark ran on and which code: CPU model, cores, Python, the commit and whether
-    busque/ or pipelines/ had uncommitted changes, plus the caller's library versions (or any
-    other fact)."""
+    busque/ or pipelines/ had uncommitted changes, the load average (1, 5, 15 min) when the run
+    began, plus the caller's library versions (or any other fact)."""
     return {
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "commit": commit(),
         "uncommitted_changes": uncommitted(),
+        "load_average_at_start": [round(v, 2) for v in LOAD_AT_START],
         **versions,
     }
+
+
+def command_line() -> str:
+    """The command that reproduces this run, from the repository root: `python bench/NAME.py`
+    and the options it was given."""
+    script = Path(sys.argv[0]).resolve()
+    try:
+        shown = str(script.relative_to(ROOT))
+    except ValueError:
+        shown = sys.argv[0]
+    return shlex.join(["python", shown, *sys.argv[1:]])
+
+
+def run_facts() -> dict:
+    """What every result records about its run: the commit, whether the tree (any tracked or
+    untracked file but the venv) differed from it, CPU and cores, the load average when the run
+    began and when it ended, its wall time and the command that reproduces it."""
+    return {
+        "commit": commit(),
+        "tree_dirty": bool(_git("status", "--porcelain", "--", ".", ":(exclude).venv")),
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "load_average_at_start": [round(v, 2) for v in LOAD_AT_START],
+        "load_average_at_end": [round(v, 2) for v in os.getloadavg()],
+        "seconds": round(time.time() - STARTED, 1),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(STARTED)),
+        "command": command_line(),
+    }
+
+
+def run_footer(run: dict) -> str:
+    """The line every results page ends with: commit, machine, load, command."""
+    start, end = run["load_average_at_start"][0], run["load_average_at_end"][0]
+    dirty = " with uncommitted changes" if run["tree_dirty"] else ""
+    return (
+        f"Run {run['date']} at commit {run['commit']}{dirty} on {run['cores']} cores "
+        f"({run['cpu']}), load average {start:.2f} at the start, {end:.2f} at the end, "
+        f"{run['seconds']:.0f} s. Reproduce: `{run['command']}`."
+    )
 
 
 # ---- the results ----
@@ -152,10 +206,15 @@ def machine(**versions) -> dict:
 def write_results(
     name: str, data: dict, markdown: str | None = None, *, write: bool = True
 ) -> None:
-    """bench/results/NAME.json (data, with the commit stamped unless it holds one) and, given
-    markdown, NAME.md; prints the markdown (the JSON without one). write=False (--no-write):
-    only prints."""
+    """bench/results/NAME.json (data, with the commit stamped unless it holds one, and the
+    run's facts under "run": see run_facts) and, given markdown, NAME.md, which ends with the
+    run's line (commit, load average, command); prints the markdown (the JSON without one).
+    write=False (--no-write): only prints."""
     data = data if "commit" in data else {**data, "commit": commit()}
+    run = run_facts()
+    data = {**data, "run": run}
+    if markdown is not None:
+        markdown = markdown.rstrip("\n") + "\n\n" + run_footer(run) + "\n"
     text = json.dumps(data, indent=2) + "\n"
     if write:
         RESULTS.mkdir(parents=True, exist_ok=True)
@@ -163,6 +222,132 @@ def write_results(
         if markdown is not None:
             (RESULTS / f"{name}.md").write_text(markdown.rstrip("\n") + "\n")
     print(text if markdown is None else markdown, flush=True)
+
+
+def publish(name: str, data: dict, markdown: str, args, plot=None) -> None:
+    """A script's results, as its command line says: written (write_results, and given
+    plot(data, path), bench/results/NAME.png) unless --no-write or --quick (quick figures
+    never replace real ones); printed either way."""
+    write = not args.no_write and not getattr(args, "quick", False)
+    if write and plot is not None:
+        plot(data, RESULTS / f"{name}.png")
+    write_results(name, data, markdown, write=write)
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (files only, no display), for a results plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+# ---- statistics: repeated, interleaved measurements ----
+
+
+def interleaved(cases: dict, repeats: int = 5, *, warmup: int = 1, desc: str = "rounds") -> dict:
+    """Time every case `repeats` times, interleaved: each round runs every case once (A, B, C,
+    then B, C, A: the order turns each round, so no case always runs first or after the same
+    one), after `warmup` untimed rounds. cases: {name: fn()}. Returns {name: {"wall_s":
+    [...], "cpu_s": [...]}}, one sample a round (CPU: this process's user + system time, which
+    other load on the machine leaves alone where wall time does not)."""
+    if repeats < 5:
+        raise ValueError("at least 5 repetitions: fewer give no interval worth the name")
+    from tqdm import tqdm
+
+    names = list(cases)
+    for _ in range(warmup):
+        for name in names:
+            cases[name]()
+    samples = {name: {"wall_s": [], "cpu_s": []} for name in names}
+    for r in tqdm(range(repeats), desc=desc, leave=False, mininterval=1.0):
+        for k in range(len(names)):
+            name = names[(r + k) % len(names)]
+            cpu, wall = time.process_time(), time.perf_counter()
+            cases[name]()
+            samples[name]["wall_s"].append(time.perf_counter() - wall)
+            samples[name]["cpu_s"].append(time.process_time() - cpu)
+    return samples
+
+
+def _binomial_half_cdf(k: int, n: int) -> float:
+    """P(Binomial(n, 1/2) <= k)."""
+    return sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+
+
+def median_interval(samples, level: float = 0.95) -> dict:
+    """The median of repeated measurements and a distribution-free confidence interval for it:
+    the order statistics [x(k), x(n+1-k)] with the largest k whose coverage, 1 - 2 P(Bin(n, 1/2)
+    <= k-1), is still >= `level`. Few samples cannot reach every level: n=5 gives [min, max] at
+    93.75%, n=6 96.9%, n=9 [2nd, 8th] at 96.1%; "level" says what this interval achieves."""
+    ordered = sorted(float(v) for v in samples)
+    n = len(ordered)
+    if not n:
+        raise ValueError("no samples")
+    k = 1
+    for candidate in range(1, n // 2 + 1):
+        if 1 - 2 * _binomial_half_cdf(candidate - 1, n) >= level:
+            k = candidate
+        else:
+            break
+    return {
+        "median": statistics.median(ordered),
+        "low": ordered[k - 1],
+        "high": ordered[n - k],
+        "level": round(1 - 2 * _binomial_half_cdf(k - 1, n), 4),
+        "n": n,
+    }
+
+
+def ratio_interval(base, other, level: float = 0.95) -> dict:
+    """How many times `other` is faster than `base` (base / other), round by round (paired:
+    the samples of one interleaved round were taken under the same load), as median_interval."""
+    if len(base) != len(other):
+        raise ValueError("paired samples: one of each per round")
+    return median_interval([b / o for b, o in zip(base, other, strict=True)], level)
+
+
+def scaled(interval: dict, factor: float, digits: int = 3) -> dict:
+    """The interval with median, low and high multiplied (seconds -> ms per item, say)."""
+    return {
+        **interval,
+        **{k: round(interval[k] * factor, digits) for k in ("median", "low", "high")},
+    }
+
+
+def meets(interval: dict, floor: float, higher_is_better: bool = True) -> bool:
+    """A floor (or claim) is met only when the whole interval clears it."""
+    return interval["low"] >= floor if higher_is_better else interval["high"] <= floor
+
+
+def verdict(ratio: dict) -> str:
+    """A speedup's interval (ratio_interval) read plainly: "ahead" when all of it is above 1,
+    "behind" when all of it is below, "level" when it holds 1."""
+    if ratio["low"] > 1:
+        return "ahead"
+    if ratio["high"] < 1:
+        return "behind"
+    return "level"
+
+
+def compare(a: dict, b: dict, lower_is_better: bool = True) -> str:
+    """Two unpaired intervals: a is "ahead" of b when they do not overlap and a is the better
+    side, "behind" when b is, "level" when they overlap."""
+    if a["high"] < b["low"]:
+        return "ahead" if lower_is_better else "behind"
+    if a["low"] > b["high"]:
+        return "behind" if lower_is_better else "ahead"
+    return "level"
+
+
+def show(interval: dict, digits: int = 2) -> str:
+    """'9.76 [9.50, 10.1]' for a table."""
+    return (
+        f"{interval['median']:.{digits}f} "
+        f"[{interval['low']:.{digits}f}, {interval['high']:.{digits}f}]"
+    )
 
 
 # ---- Ray and the app (busque.testing: what the tests start, too) ----

@@ -25,3 +25,79 @@ def test_grouping_runs_every_method_on_a_small_library():
     # copies and turned copies all; imagededup (where installed) has no turns.
     assert phash["busque"][4] == phash["brute force"][4], done.stdout
     assert phash["busque"][5:7] == ["100.0%", "100.0%"], done.stdout
+
+
+def run_quick(script: str) -> str:
+    """A benchmark's quick mode as a subprocess; its stdout (the results page it would write)."""
+    done = subprocess.run(
+        [sys.executable, script, "--quick", "--no-write"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def table(page: str, heading: str) -> list[list[str]]:
+    """The rows (cells stripped) of the first table under `heading` in a results page."""
+    section = page.split(heading, 1)[1]
+    rows = []
+    for line in section.splitlines()[1:]:
+        if rows and not line.startswith("|"):
+            break
+        if line.startswith("| ") or line.startswith("|-"):
+            rows.append([cell.strip() for cell in line.split("|")[1:-1]])
+    return rows[2:]  # past the header and its rule
+
+
+def test_phash_compares_busque_with_imagehash_with_and_without_draft():
+    page = run_quick("bench/phash.py")
+    speed = table(page, "## busque fast against each baseline")
+    sets = {row[0] for row in speed}
+    assert len(sets) == 3 and any("camera-like" in s for s in sets), page
+    for name in sets:
+        baselines = {row[2] for row in speed if row[0] == name}
+        assert "imagehash.phash" in baselines and "imagehash.phash + draft 128" in baselines
+    # Every comparison is read off its interval, and says so in words.
+    assert {row[4] for row in speed} <= {"**ahead**", "**level**", "**behind**"}, page
+    # busque's exact mode is imagehash bit for bit on every file of every set.
+    agreement = table(page, "## Agreement with full-decode imagehash")
+    assert len(agreement) == 3
+    assert all(row[2] == "100% / 0" for row in agreement), page
+    assert "Reproduce: `python bench/phash.py --quick --no-write`" in page
+
+
+def test_phash_lookup_scores_every_method_against_the_exact_scan():
+    page = run_quick("bench/phash_lookup.py")
+    headings = [line for line in page.splitlines() if line.startswith("## ") and "codes" in line]
+    kinds = {h.split()[1] for h in headings}
+    assert kinds == {"real", "skewed", "clustered", "uniform"}, headings
+    for heading in headings:
+        n = heading.rsplit(" ", 1)[1]  # "## uniform codes, 20,000"
+        rows = {row[0]: row for row in table(page, heading)}
+        # Each row names its own N: the one of the set it sits under.
+        assert {row[1] for row in rows.values()} == {n}, (heading, rows)
+        for name in ("busque PhashIndex", "faiss IndexBinaryMultiHash", "faiss IndexBinaryHash"):
+            assert name in rows, (heading, rows)
+        # Every method finds exactly what the scan finds (busque and FAISS's hashes are exact
+        # by construction: a miss here is a bug, in the index or in how the benchmark asks).
+        assert all(row[7] == "100.0%" and row[8] == "yes" for row in rows.values()), rows
+        assert all(row[10] in ("", "**ahead**", "**level**", "**behind**") for row in rows.values())
+    smallest = {row[0] for row in table(page, "## uniform codes, 2,000")}
+    assert {"imagededup brute_force_cython", "imagededup bktree", "pybktree"} <= smallest
+
+
+def test_bench_runner_lists_which_scripts_have_a_quick_mode():
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "list"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    modes = dict(line.split(None, 1) for line in done.stdout.splitlines())
+    assert modes["phash"] == modes["phash_lookup"] == modes["grouping"] == "--quick"
+    assert modes["jobs"] == "no quick mode yet" and "harness" not in modes
+    wrong = subprocess.run(
+        [sys.executable, "-m", "bench", "nonesuch"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert wrong.returncode == 2 and "no such benchmark: nonesuch" in wrong.stderr
