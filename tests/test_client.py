@@ -19,15 +19,19 @@ from busque.client import (
     AsyncClient,
     Client,
     Conflict,
+    ConnectionFailed,
     Job,
     JobFailed,
+    Match,
     NotFound,
     RetryPolicy,
+    SearchResult,
     Unauthorized,
     WaitTimeout,
     WebhookVerificationError,
     verify_webhook,
 )
+from busque.client.transport import Call
 from busque.testing.tcp_proxy import TcpProxy
 from tests.test_quotas import tenant_key
 
@@ -74,6 +78,7 @@ def test_url_and_key_come_from_arguments_then_environment_then_the_key_file(monk
     monkeypatch.delenv("BUSQUE_URL", raising=False)
     monkeypatch.delenv("BUSQUE_API_KEY", raising=False)
     monkeypatch.delenv("BUSQUE_HOME", raising=False)
+    monkeypatch.delenv("BUSQUE_AUTH__DEV_KEY_FILE", raising=False)
     (tmp_path / ".busque").mkdir()
     (tmp_path / ".busque" / "admin.key").write_text("bq_from_file\n")
     (tmp_path / "notebooks").mkdir()
@@ -96,6 +101,41 @@ def test_url_and_key_come_from_arguments_then_environment_then_the_key_file(monk
     monkeypatch.delenv("BUSQUE_API_KEY")
     with Client() as client:
         assert client.config.api_key is None  # no key file under $BUSQUE_HOME
+    monkeypatch.setenv("BUSQUE_AUTH__DEV_KEY_FILE", str(tmp_path / ".busque" / "admin.key"))
+    with Client() as client:  # the server's own setting for the file
+        assert client.config.api_key == "bq_from_file"
+
+
+def test_results_keep_the_fields_the_client_does_not_know():
+    job = Job.from_dict({"id": "job_1", "status": "queued", "queue_position": 3})
+    assert (job.id, job.status, job.done) == ("job_1", "queued", False)
+    assert job.queue_position == 3 and job["queue_position"] == 3 and job.raw["queue_position"] == 3
+    with pytest.raises(AttributeError):
+        job.no_such_field  # noqa: B018
+    found = SearchResult.from_dict(
+        {"matches": [{"rank": 1, "media_id": "m", "score": 0.5, "x": 1}]}
+    )
+    assert isinstance(found.matches[0], Match) and found.matches[0].x == 1
+
+
+def test_what_is_sent_again():
+    """Nothing reached the server, or it refused (429/503, after its Retry-After): sent again.
+    A connection broken after the request went out: only a call that is safe to repeat."""
+    policy = RetryPolicy(max_retries=2, backoff_s=0.1, max_delay_s=5)
+    post = Call("POST", "/v1/ingest")
+    create = Call("POST", "/v1/jobs", headers={"Idempotency-Key": "k"})
+    refused, broken = httpx.ConnectError("refused"), httpx.ReadError("reset")
+    assert policy.delay(post, 0, refused) is not None
+    assert policy.delay(post, 0, broken) is None
+    assert policy.delay(create, 0, broken) is not None
+    assert policy.delay(Call("GET", "/v1/media"), 0, broken) is not None
+    busy = httpx.Response(429, headers={"Retry-After": "3"})
+    assert policy.delay(post, 0, busy) == 3
+    assert policy.delay(post, 0, httpx.Response(503, headers={"Retry-After": "60"})) == 5
+    assert policy.delay(post, 2, busy) is None  # out of retries
+    assert policy.delay(create, 0, httpx.Response(500)) is None
+    with pytest.raises(ConnectionFailed):
+        policy.after(create, 2, broken)
 
 
 def test_create_with_the_same_idempotency_key_gives_the_same_job(busque, app):
@@ -132,10 +172,11 @@ def test_a_create_is_retried_through_a_refused_connection_and_makes_one_job(app,
         assert [j.id for j in page] == [job.id]
     # With no retries left, the failure is the client's ConnectionFailed, not httpx's error.
     proxy.down()
-    with Client(f"http://{proxy.address}", app.admin_key, max_retries=0) as client:
-        with pytest.raises(Exception) as failed:
-            client.get_job(job.id)
-        assert type(failed.value).__name__ == "ConnectionFailed"
+    with (
+        Client(f"http://{proxy.address}", app.admin_key, max_retries=0) as client,
+        pytest.raises(ConnectionFailed),
+    ):
+        client.get_job(job.id)
 
 
 def test_429_is_retried_after_retry_after(app):
@@ -206,6 +247,26 @@ def test_an_event_stream_cut_in_the_middle_resumes_without_losing_or_repeating(a
             e.id for e in everything if e.id > middle
         ]
         assert list(direct.job_events(job, after=everything[-1].id)) == []
+
+
+def test_the_async_event_stream_resumes_too(app, proxy):
+    async def scenario():
+        retry = RetryPolicy(max_retries=20, backoff_s=0.1, max_delay_s=0.3)
+        async with AsyncClient(f"http://{proxy.address}", app.admin_key, retry=retry) as client:
+            job = await client.create_job("stream", {"tokens": list("abcdefghij"), "delay": 0.1})
+            stream, seen = client.job_events(job), []
+            async for event in stream:
+                seen.append(event)
+                if len(seen) == 4:
+                    proxy.down()
+                    asyncio.get_running_loop().call_later(0.4, proxy.up)
+            return job, stream.reconnects, seen
+
+    job, reconnects, seen = asyncio.run(scenario())
+    with Client(app.url, app.admin_key) as direct:
+        assert [e.id for e in seen] == [e.id for e in direct.job_events(job)]
+    assert reconnects >= 1 and seen[-1].terminal
+    assert "".join(e.data["chunk"] for e in seen if e.type == "job.output") == "abcdefghij"
 
 
 def test_the_tenant_stream_follows_jobs_by_label(busque):

@@ -22,8 +22,12 @@ class Config:
 
 
 def key_file(start: Path | None = None) -> Path | None:
-    """The dev admin key file: under $BUSQUE_HOME, or `.busque/admin.key` in `start` (the
-    working directory) or the nearest folder above it that has one."""
+    """The dev admin key file: $BUSQUE_AUTH__DEV_KEY_FILE or $BUSQUE_HOME/admin.key (as the
+    server names it), else `.busque/admin.key` in `start` (the working directory) or the
+    nearest folder above it that has one."""
+    if named := os.environ.get("BUSQUE_AUTH__DEV_KEY_FILE"):
+        path = Path(named).expanduser()
+        return path if path.is_file() else None
     if home := os.environ.get("BUSQUE_HOME"):
         path = Path(home).expanduser() / "admin.key"
         return path if path.is_file() else None
