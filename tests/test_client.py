@@ -370,22 +370,26 @@ def test_webhook_signatures_are_verified_as_busque_signs_them():
 
 
 def test_a_webhook_busque_delivered_verifies(busque):
+    """Signed with the job's own secret, or else the tenant's (which /v1/me tells)."""
     from busque.jobs.webhooks import new_secret
     from tests.test_webhooks_e2e import Receiver
 
     receiver = Receiver()
     try:
-        secret, url = new_secret(), receiver.url()
-        job = busque.run("echo", {"hook": True}, webhook={"url": url, "secret": secret}, timeout=30)
-        deadline = time.monotonic() + 20
-        while not any(b"job.result" in r["body"] for r in receiver.received(url)):
-            assert time.monotonic() < deadline, "no webhook arrived"
-            time.sleep(0.1)
-        for request in receiver.received(url):
-            payload = verify_webhook(secret, request["headers"], request["body"])
-            assert payload["data"]["job_id"] == job.id
-            with pytest.raises(WebhookVerificationError):
-                verify_webhook(new_secret(), request["headers"], request["body"])
+        own, tenants = new_secret(), busque.me().webhook_secret
+        assert tenants and tenants.startswith("whsec_")
+        for secret, hook in ((own, {"secret": own}), (tenants, {})):
+            url = receiver.url()
+            job = busque.run("echo", {"hook": True}, webhook={"url": url, **hook}, timeout=30)
+            deadline = time.monotonic() + 20
+            while not any(b"job.result" in r["body"] for r in receiver.received(url)):
+                assert time.monotonic() < deadline, "no webhook arrived"
+                time.sleep(0.1)
+            for request in receiver.received(url):
+                payload = verify_webhook(secret, request["headers"], request["body"])
+                assert payload["data"]["job_id"] == job.id
+                with pytest.raises(WebhookVerificationError):
+                    verify_webhook(new_secret(), request["headers"], request["body"])
     finally:
         receiver.close()
 

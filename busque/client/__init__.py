@@ -35,6 +35,7 @@ from busque.client.errors import (
 from busque.client.sync import Client, Events
 from busque.client.transport import RetryPolicy
 from busque.client.types import (
+    Account,
     Artifact,
     Collection,
     DuplicateGroup,
@@ -60,6 +61,7 @@ from busque.client.types import (
 from busque.client.webhooks import verify_webhook
 
 __all__ = [
+    "Account",
     "Artifact",
     "AsyncClient",
     "AsyncEvents",

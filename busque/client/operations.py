@@ -21,6 +21,7 @@ from busque.client.errors import JobCanceled, JobFailed, WaitTimeout
 from busque.client.sse import EventStream
 from busque.client.transport import Call, RetryPolicy, clean_params
 from busque.client.types import (
+    Account,
     Artifact,
     Collection,
     Duplicates,
@@ -192,6 +193,11 @@ class Operations:
     def ready(self) -> bool:
         """Whether busque answers /readyz with 200 (its database, store and models are up)."""
         return self._call(Call("GET", "/readyz", auth=False), lambda r: r.status_code == 200)
+
+    def me(self) -> Account:
+        """The calling key's tenant, scopes and (for a key that may create jobs) the tenant's
+        webhook signing secret."""
+        return self._call(Call("GET", "/v1/me"), _as(Account))
 
     def list_models(self) -> list[ModelInfo]:
         """The model catalog: ids, kinds, default parameters, availability."""

@@ -78,6 +78,18 @@ class Job(Resource):
 
 
 @dataclass(kw_only=True)
+class Account(Resource):
+    """GET /v1/me: the calling key's tenant and scopes; `webhook_secret` (the tenant's default
+    webhook signing secret, for verify_webhook) only for keys that may create jobs."""
+
+    tenant_id: str
+    tenant: str | None = None
+    key_id: str | None = None
+    scopes: list[str] = field(default_factory=list)
+    webhook_secret: str | None = None
+
+
+@dataclass(kw_only=True)
 class Event(Resource):
     """A job event: job.status, job.progress, job.output (streamed output), job.result."""
 
