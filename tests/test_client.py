@@ -20,6 +20,7 @@ from busque.client import (
     Client,
     Conflict,
     ConnectionFailed,
+    InvalidRequest,
     Job,
     JobFailed,
     Match,
@@ -36,13 +37,13 @@ from busque.testing.tcp_proxy import TcpProxy
 from tests.test_quotas import tenant_key
 
 
-def jpeg(name: str, note: str = "", size: int = 384) -> bytes:
+def jpeg(name: str, note: str = "", size: int = 384, quality: int = 90) -> bytes:
     """A real photo from scikit-image as JPEG; `note` (a JPEG comment) makes bytes no other
     test ingests."""
     image = Image.fromarray(getattr(skimage.data, name)()).convert("RGB")
     image.thumbnail((size, size))
     out = io.BytesIO()
-    image.save(out, "JPEG", quality=90, comment=note.encode())
+    image.save(out, "JPEG", quality=quality, comment=note.encode())
     return out.getvalue()
 
 
@@ -287,7 +288,8 @@ def test_presigned_upload_ingest_search_and_media(busque):
     collection = f"client-{uuid.uuid4().hex[:8]}"
     note = f"client test {time.time_ns()}"
     cat, rocket = jpeg("chelsea", note), jpeg("rocket", note)
-    upload = busque.upload(cat, "cat.jpg", "image/jpeg")
+    upload = busque.upload(cat, "cat.jpg")
+    assert upload.headers == {"Content-Type": "image/jpeg"}  # guessed from the name
     assert upload.object_key.endswith("cat.jpg")
     by_key = busque.ingest(object_key=upload.object_key, collection=collection, metadata={"n": 1})
     by_form = busque.ingest(rocket, collection=collection, metadata={"n": 2}, filename="r.jpg")
@@ -303,6 +305,9 @@ def test_presigned_upload_ingest_search_and_media(busque):
         busque.search(media_id=by_form.media_id, collection=collection, k=1).matches[0].media_id
         == by_key.media_id
     )  # the only other one
+    with pytest.raises(InvalidRequest) as no_text:  # EfficientNet has no text tower
+        busque.search(text="a cat", collection=collection)
+    assert no_text.value.code == "no_text_tower" and no_text.value.status == 422
     assert busque.search(phash=by_key.phash, collection=collection, k=1).matches[0].media_id == (
         by_key.media_id
     )
@@ -319,6 +324,72 @@ def test_presigned_upload_ingest_search_and_media(busque):
     busque.delete_media(by_form.media_id)
     with pytest.raises(NotFound):
         busque.get_media(by_form.media_id)
+
+
+def test_duplicates_faces_and_people(app):
+    """A tenant of its own (people and the trash are per tenant): resolve, restore, purge and
+    "not duplicates"; a person of three faces, a face moved out and merged back."""
+    from tests.face_photos import astronaut, variants
+
+    key = tenant_key(app, f"client-{uuid.uuid4().hex[:8]}")
+    with Client(app.url, key) as busque:
+        collection = "library"
+        files = {
+            "cat": jpeg("chelsea"),
+            "cat-small": jpeg("chelsea", size=200),
+            "cat-low": jpeg("chelsea", quality=30),
+            "coffee": jpeg("coffee"),
+            **{f"eileen{i}": data for i, data in enumerate(variants(astronaut()))},
+        }
+        ids = {}
+        for name, data in files.items():
+            accepted = busque.ingest(data, collection=collection, metadata={"name": name})
+            ids[name] = accepted.media_id
+            assert busque.wait(accepted.job_id, timeout=120).status == "succeeded"
+        names = {v: k for k, v in ids.items()}
+
+        deadline = time.monotonic() + 30
+        while True:
+            found = busque.duplicates(collection=collection)
+            groups = {frozenset(names[m] for m in g.media_ids): g for g in found.groups}
+            if frozenset({"cat", "cat-small", "cat-low"}) in groups or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        cats = groups[frozenset({"cat", "cat-small", "cat-low"})]
+        assert cats.pairs and all(p.why for p in cats.pairs)
+        assert set(found.items) >= set(cats.media_ids)
+        assert busque.not_duplicates([ids["cat-small"], ids["coffee"]]) >= 0
+        resolved = busque.resolve_duplicates(
+            [{"media_ids": cats.media_ids, "keep": [ids["cat"]]}], collection=collection
+        )
+        assert resolved.groups[0].kept == [ids["cat"]]
+        trashed = {m.id for m in busque.trash(collection=collection)}
+        assert trashed == {ids["cat-small"], ids["cat-low"]}
+        assert busque.restore(ids["cat-small"]).status == "indexed"
+        busque.purge(ids["cat-low"])
+        assert list(busque.trash(collection=collection)) == []
+        with pytest.raises(NotFound):
+            busque.purge(ids["cat-low"])
+        with pytest.raises(NotFound) as undo:
+            busque.undo_resolution("res_nope")
+        assert undo.value.code == "resolution_not_found"
+
+        (person,) = busque.list_people()
+        faces = busque.list_faces(person_id=person.id)
+        assert person.face_count == 3 and len(faces) == 3
+        assert {f.media_id for f in faces} == {ids[f"eileen{i}"] for i in range(3)}
+        face = busque.get_face(faces.data[0].id)
+        moved = busque.move_face(face.id, "new")
+        assert moved.person_id not in (None, person.id)
+        assert busque.get_person(person.id).face_count == 2
+        merged = busque.merge_people(person.id, moved.person_id)
+        assert merged.face_count == 3 and [p.id for p in busque.iter_people()] == [person.id]
+        assert busque.rename_person(person.id, "Eileen").name == "Eileen"
+        assert {m.id for m in busque.person_media(person.id)} == {
+            ids[f"eileen{i}"] for i in range(3)
+        }
+        assert busque.set_collection("no-faces", faces=False).faces is False
+        assert any(c.collection == "no-faces" and not c.faces for c in busque.collections())
 
 
 def test_the_async_client(app):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import mimetypes
 import time
 import uuid
 from collections.abc import Callable, Generator, Iterable, Mapping
@@ -357,8 +358,10 @@ class Operations:
         self, data: ImageInput, filename: str | None = None, content_type: str | None = None
     ) -> Upload:
         """Upload bytes (or a file) through a presigned URL; the Upload's `object_key` is then
-        what ingest(object_key=...) and jobs take."""
+        what ingest(object_key=...) and jobs take. The content type is guessed from the file
+        name unless given."""
         name, content = image_bytes(data, filename)
+        content_type = content_type or mimetypes.guess_type(name)[0]
 
         def flow() -> Flow:
             ticket = yield from _one(_create_upload(name, content_type), _as(Upload))
