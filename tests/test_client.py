@@ -273,14 +273,13 @@ def test_the_async_event_stream_resumes_too(app, proxy):
 def test_the_tenant_stream_follows_jobs_by_label(busque):
     label = {"client-stream": uuid.uuid4().hex[:12]}
     job = busque.run("echo", {"x": 1}, labels=label, timeout=30)
-    stream = busque.events(labels=label, after=0)
     got = []
-    for event in stream:
-        assert event.job_id == job.id and event.labels == label
-        got.append(event)
-        if event.terminal:
-            break
-    stream.close()
+    with busque.events(labels=label, after=0) as stream:
+        for event in stream:
+            assert event.job_id == job.id and event.labels == label
+            got.append(event)
+            if event.terminal:
+                break
     assert got[-1].data["status"] == "succeeded" and got[0].id < got[-1].id
 
 

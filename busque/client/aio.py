@@ -122,4 +122,11 @@ class AsyncEvents(StreamState, AsyncIterator[Event]):
         return await self._events.__anext__()
 
     async def aclose(self) -> None:
+        """Stop following (closes the connection)."""
         await self._events.aclose()  # type: ignore[attr-defined]
+
+    async def __aenter__(self) -> AsyncEvents:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

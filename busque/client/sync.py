@@ -114,7 +114,8 @@ class Client(Operations):
 
 class Events(StreamState, Iterator[Event]):
     """The events of a stream, as they come; `reconnects` counts the connections it opened
-    again, `last_event_id` is where it would resume. close() ends it."""
+    again, `last_event_id` is where it would resume. close() (or leaving a `with` block) ends
+    it."""
 
     def __init__(self, events: Iterator[Event], stream: EventStream):
         self._events, self.stream = events, stream
@@ -123,4 +124,11 @@ class Events(StreamState, Iterator[Event]):
         return next(self._events)
 
     def close(self) -> None:
+        """Stop following (closes the connection)."""
         self._events.close()  # type: ignore[attr-defined]
+
+    def __enter__(self) -> Events:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
