@@ -40,6 +40,7 @@ QUOTA_TENANTS = {
     "upload-limited": {"bodies": 2},
     "job-limited": {"queued_jobs": 3, "running_jobs": 1},
     "one-at-a-time": {"running_jobs": 1},  # tests/test_door_avatarforge.py
+    "client-retries": {"requests_per_s": 4, "burst": 2},  # tests/test_client.py
 }
 
 

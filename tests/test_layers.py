@@ -9,6 +9,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# busque's layers: its top-level packages and modules
+LAYERS = {
+    p.stem
+    for p in (ROOT / "busque").iterdir()
+    if (p.suffix == ".py" and p.stem != "__init__") or (p / "__init__.py").is_file()
+}
+
 # layer -> the layers it must never import (a layer is busque's top-level package or module,
 # or `pipelines`)
 FORBIDDEN = {
@@ -49,6 +56,9 @@ FORBIDDEN = {
         "grpc",
         "testing",
     },
+    # The Python client (busque/client/) ships to users' machines: it imports nothing else of
+    # busque (LAYERS is every top-level package and module, new ones too).
+    "client": (LAYERS | {"pipelines"}) - {"client"},
 }
 # Modules the pipelines' library code may not import: the composition root imports their job
 # kinds, so only their entry points (command.py, __main__.py) start from it.
