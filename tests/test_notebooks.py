@@ -24,7 +24,7 @@ EXPECTED = {
     "05_text_generation.ipynb": (["Paris", "completion_tokens"], 0),
     "06_reindex_and_index_experiments.ipynb": (["snapshot", "HNSW (efSearch)"], 1),
 }
-MAX_SECONDS = 90  # each; about a minute on 2 cores
+MAX_SECONDS = 120  # each: the issue asks for under two minutes on 2 cores
 
 
 def test_every_notebook_is_expected():
