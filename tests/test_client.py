@@ -32,6 +32,7 @@ from busque.client import (
     WebhookVerificationError,
     verify_webhook,
 )
+from busque.client.sse import EventStream
 from busque.client.transport import Call
 from busque.testing.tcp_proxy import TcpProxy
 from tests.test_quotas import tenant_key
@@ -117,6 +118,15 @@ def test_results_keep_the_fields_the_client_does_not_know():
         {"matches": [{"rank": 1, "media_id": "m", "score": 0.5, "x": 1}]}
     )
     assert isinstance(found.matches[0], Match) and found.matches[0].x == 1
+
+
+def test_an_id_only_message_sets_where_a_stream_resumes_and_is_no_event():
+    """busque's tenant stream opens with one (tests/test_events.py), as the SSE standard
+    allows: a drop before the first event then resumes there."""
+    stream = EventStream("/v1/events", stop_at_terminal=False)
+    seen = [event for line in ["id: 41", "", ": keepalive", ""] for event in stream.lines(line)]
+    assert seen == [] and stream.last_event_id == 41
+    assert stream.call().headers["Last-Event-ID"] == "41"
 
 
 def test_what_is_sent_again():

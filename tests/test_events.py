@@ -334,6 +334,24 @@ def test_tenant_stream_replays_from_last_event_id_zero(app, client):
     assert kinds == ["job.status", "job.status", "job.result", "job.status"]
 
 
+def test_a_tenant_stream_opens_with_its_resume_point_so_a_drop_before_any_event_loses_none(
+    app, client
+):
+    with client.stream("GET", "/v1/events") as response:
+        assert response.status_code == 200
+        lines = response.iter_lines()
+        opener = [next(lines), next(lines)]  # the id-only message, then the blank line
+    assert opener[0].startswith("id: ") and opener[1] == "", opener
+    resume_at = opener[0].removeprefix("id: ")
+    # Dropped before its first event; a job runs meanwhile; resuming there replays all of it.
+    job = submit(client, "echo", {"gap": 1})
+    wait_for(client, job["id"])
+    with TenantStream(app, app.admin_key, headers={"Last-Event-ID": resume_at}) as stream:
+        stream.wait_until(terminal_for([job["id"]]))
+    kinds = [m["event"] for m in stream.messages if m["data"]["job_id"] == job["id"]]
+    assert kinds == ["job.status", "job.status", "job.result", "job.status"]
+
+
 # --- WebSocket ---------------------------------------------------------------
 
 

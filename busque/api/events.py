@@ -80,12 +80,18 @@ async def _stream(
     stop_at_terminal: bool,
     finished: bool = False,
     keep: Callable[[dict], bool] | None = None,
+    announce: bool = False,
 ) -> AsyncIterator[str]:
     """`finished`: the job was terminal before the replay, so nothing can follow what it
     replays (a client resuming after the terminal event gets an empty stream that ends).
-    `keep`: which replayed events to send (the live ones are the subscription's)."""
+    `keep`: which replayed events to send (the live ones are the subscription's).
+    `announce`: first a message with only the id `after`; SSE clients take it as their
+    Last-Event-ID (and dispatch no event), so one that drops before the first event resumes
+    from there, missing nothing."""
     keepalive = ctx.settings.events.keepalive_s
     with sub:
+        if announce:
+            yield f"id: {after}\n\n"
         sent = after
         # The store answers a page at a time: read until a page comes back empty.
         while page := await asyncio.to_thread(replay, sent):
@@ -154,7 +160,12 @@ async def job_events(
     "/events",
     response_class=StreamingResponse,
     summary="Server-sent events of all the tenant's jobs",
-    responses=event_stream("Every job's events; the stream stays open", Event, EVENT_TYPES),
+    responses=event_stream(
+        "Every job's events from now (or after Last-Event-ID); the stream stays open. Without "
+        "Last-Event-ID it opens with a message that has only an `id:`, the point to resume from",
+        Event,
+        EVENT_TYPES,
+    ),
 )
 async def tenant_events(
     request: Request,
@@ -176,14 +187,16 @@ async def tenant_events(
         return job_labels.matches(event["labels"], wanted)
 
     sub = await ctx.tail.subscribe(lambda e: e["tenant_id"] == tenant and keep(e))
+    announce = start is None
     if start is None:  # no resume point: from now on
         start = await asyncio.to_thread(ctx.jobs.last_event_id, principal.tenant_id)
 
     def replay(after_id: int) -> list[dict]:
         return ctx.jobs.events(tenant_id=principal.tenant_id, after_id=after_id, limit=10_000)
 
+    stream = _stream(ctx, sub, replay, start, False, keep=keep, announce=announce)
     return StreamingResponse(
-        ctx.streams.held(principal.tenant_id, _stream(ctx, sub, replay, start, False, keep=keep)),
+        ctx.streams.held(principal.tenant_id, stream),
         media_type="text/event-stream",
         headers=SSE_HEADERS,
     )

@@ -25,8 +25,10 @@ class SseParser:
     def feed(self, line: str) -> tuple[str | None, str | None, str] | None:
         if line == "":
             if not self._data and self._event is None:
+                # Only an id (busque's tenant stream opens so): where to resume, no event.
+                message = None if self._id is None else (self._id, None, "")
                 self._id = None
-                return None
+                return message
             message = (self._id, self._event, "\n".join(self._data))
             self._id, self._event, self._data = None, None, []
             return message
@@ -81,6 +83,8 @@ class EventStream:
             return
         event_id, _, data = message
         if not data:
+            if event_id is not None and event_id.isdigit():
+                self.last_event_id = int(event_id)
             return
         event = Event.from_dict(json.loads(data))
         if event_id is not None and event_id.isdigit():
