@@ -212,8 +212,9 @@ def test_wait_run_cancel_and_a_failed_job(busque):
     assert late.value.job.id == slow.id and not late.value.job.done
     busque.cancel_job(slow)
     assert busque.wait(slow, timeout=30).status == "canceled"
-    with pytest.raises(Conflict):
-        busque.cancel_job(slow)
+    assert busque.cancel_job(slow).status == "canceled"  # again: safe to retry
+    with pytest.raises(Conflict):  # a job that succeeded cannot be canceled
+        busque.cancel_job(done.id)
     again = busque.retry_job(slow)
     assert again.id != slow.id and again.labels.get("retry_of") == slow.id
     busque.cancel_job(again)

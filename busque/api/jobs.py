@@ -216,10 +216,12 @@ async def list_jobs(
     "/jobs/{job_id}/cancel",
     summary="Cancel a job (a running one stops cooperatively)",
     responses={
-        200: {"model": Job, "description": "Canceled"},
+        200: {"model": Job, "description": "Canceled (also: canceled before)"},
         202: {"model": Job, "description": "Running: asked to stop"},
         **errors(404, 409),
     },
+    description="409 `job_finished` if it succeeded or failed first; cancelling a canceled job "
+    "again answers it (200), so a cancel can be retried safely.",
 )
 async def cancel_job(
     job_id: str,
@@ -229,6 +231,8 @@ async def cancel_job(
 ):
     ctx = _ctx(request)
     job = await asyncio.to_thread(_load_job, ctx, job_id, principal)
+    if job["state"] == "canceled":  # idempotent: a cancel sent again (a retry) did its work
+        return job_view(job)
     if job["state"] in TERMINAL:
         raise ApiError(409, "job_finished", f"job {job_id} is already {job['state']}")
     job = await asyncio.to_thread(ctx.jobs.request_cancel, job_id, principal.tenant_id)

@@ -295,8 +295,9 @@ class Operations:
         return self._pages(self.list_jobs, **filters)
 
     def cancel_job(self, job_id: str | Job) -> Job:
-        """Cancel a job (a running one stops cooperatively); Conflict if it had finished."""
-        return self._call(Call("POST", f"/v1/jobs/{_id(job_id)}/cancel"), _as(Job))
+        """Cancel a job (a running one stops cooperatively); Conflict if it had succeeded or
+        failed. Sent again after a broken connection: a canceled job's cancel answers it."""
+        return self._call(Call("POST", f"/v1/jobs/{_id(job_id)}/cancel", safe=True), _as(Job))
 
     def retry_job(self, job_id: str | Job) -> Job:
         """A new job with a failed or canceled job's model, input and webhook."""
