@@ -1,5 +1,5 @@
-"""Throwaway real servers for tests and benchmarks: PostgreSQL, SeaweedFS (S3) and Redis on free
-loopback ports, stopped when their `with` block ends."""
+"""Throwaway real servers for tests and benchmarks: PostgreSQL, SeaweedFS (S3), Redis and
+RabbitMQ on free loopback ports, stopped when their `with` block ends."""
 
 from __future__ import annotations
 
@@ -296,3 +296,57 @@ def _wait_for_redis(proc: subprocess.Popen, port: int, timeout_s: float) -> bool
             pass
         time.sleep(0.1)
     return False
+
+
+def rabbitmq_binary() -> str | None:
+    """Debian's RabbitMQ (apt-get install rabbitmq-server): the node script itself, not the
+    /usr/sbin wrapper that switches to the rabbitmq user; or None."""
+    found = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
+    return str(found) if found.exists() else None
+
+
+@contextlib.contextmanager
+def rabbitmq(tmp_path: Path, timeout_s: float = 90.0) -> Iterator[str]:
+    """A throwaway RabbitMQ node: its data, logs and Erlang cookie in tmp_path, AMQP, Erlang
+    distribution and its own epmd on free loopback ports (so no other node on the machine is
+    touched); yields its AMQP URL (the default guest user, allowed from loopback)."""
+    binary = rabbitmq_binary()
+    if binary is None:
+        raise FileNotFoundError("no RabbitMQ: apt-get install rabbitmq-server")
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    port, dist, epmd = free_port(), free_port(), free_port()
+    env = {
+        **os.environ,
+        "HOME": str(tmp_path),  # the Erlang cookie
+        "RABBITMQ_NODENAME": f"bench{port}@localhost",
+        "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+        "RABBITMQ_NODE_PORT": str(port),
+        "RABBITMQ_DIST_PORT": str(dist),
+        "ERL_EPMD_PORT": str(epmd),
+        "RABBITMQ_MNESIA_BASE": str(tmp_path / "mnesia"),
+        "RABBITMQ_LOG_BASE": str(tmp_path / "log"),
+        "RABBITMQ_ENABLED_PLUGINS_FILE": str(tmp_path / "enabled_plugins"),
+        "RABBITMQ_CONFIG_FILE": str(tmp_path / "rabbitmq"),
+        "RABBITMQ_PID_FILE": str(tmp_path / "rabbitmq.pid"),
+    }
+    log_path = tmp_path / "rabbitmq.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [binary], env=env, cwd=tmp_path, stdout=log, stderr=log, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + timeout_s
+        while proc.poll() is None and "completed with" not in log_path.read_text(errors="replace"):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        if proc.poll() is not None or "completed with" not in log_path.read_text(errors="replace"):
+            tail = log_path.read_text(errors="replace")[-4000:]
+            raise RuntimeError(f"RabbitMQ on port {port} not ready; log tail:\n{tail}")
+        yield f"amqp://guest:guest@127.0.0.1:{port}//"
+    finally:
+        stop_process(proc)
+        # epmd daemonizes out of the node's process group: stop the one this node started.
+        epmd_binary = shutil.which("epmd") or "epmd"
+        with contextlib.suppress(OSError):
+            subprocess.run([epmd_binary, "-port", str(epmd), "-kill"], capture_output=True)
