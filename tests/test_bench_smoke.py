@@ -3,9 +3,17 @@ are never checked here: these machines are too noisy for that) and writes nothin
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+from busque.testing.servers import postgres_available, rabbitmq_binary
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -95,9 +103,88 @@ def test_bench_runner_lists_which_scripts_have_a_quick_mode():
     )
     assert done.returncode == 0, done.stderr
     modes = dict(line.split(None, 1) for line in done.stdout.splitlines())
-    assert modes["phash"] == modes["phash_lookup"] == modes["grouping"] == "--quick"
-    assert modes["jobs"] == "no quick mode yet" and "harness" not in modes
+    assert (
+        modes["phash"] == modes["phash_lookup"] == modes["grouping"] == modes["jobs"] == "--quick"
+    )
+    assert "harness" not in modes and "peers" not in modes  # helpers, not benchmarks
     wrong = subprocess.run(
         [sys.executable, "-m", "bench", "nonesuch"], cwd=ROOT, capture_output=True, text=True
     )
     assert wrong.returncode == 2 and "no such benchmark: nonesuch" in wrong.stderr
+
+
+INTERVAL = re.compile(r"^(-?[0-9.]+) \[(-?[0-9.]+), (-?[0-9.]+)\]$")
+
+
+def test_jobs_runs_busque_against_the_job_queues_users_pick():
+    if not postgres_available():
+        if os.environ.get("BUSQUE_REQUIRE_POSTGRES") == "1":
+            pytest.fail("PostgreSQL server binaries are required (BUSQUE_REQUIRE_POSTGRES=1)")
+        pytest.skip("no PostgreSQL server binaries: the quick mode runs busque on PostgreSQL")
+    redis = shutil.which("redis-server") is not None
+    if not redis and os.environ.get("BUSQUE_REQUIRE_REDIS") == "1":
+        pytest.fail("redis-server is required (BUSQUE_REQUIRE_REDIS=1)")
+    rabbitmq = rabbitmq_binary() is not None
+    if not rabbitmq and os.environ.get("BUSQUE_REQUIRE_RABBITMQ") == "1":
+        pytest.fail("rabbitmq-server is required (BUSQUE_REQUIRE_RABBITMQ=1)")
+    installed = {p: importlib.util.find_spec(p) is not None for p in ("celery", "rq")}
+    installed["procrastinate"] = importlib.util.find_spec("procrastinate") is not None
+    page = run_quick("bench/jobs.py")
+
+    # Each peer runs where its server and package are here; else it is named as skipped, never
+    # silently left out.
+    peers = {
+        "celery_redis": ("Celery + Redis", redis, installed["celery"]),
+        "rq_redis": ("RQ + Redis", redis, installed["rq"]),
+        "celery_rabbitmq": ("Celery + RabbitMQ", rabbitmq, installed["celery"]),
+        "procrastinate_postgres": ("procrastinate + PostgreSQL", True, installed["procrastinate"]),
+    }
+    expected = {"busque (POST, GET ?wait=30)", "busque (POST, Prefer: wait=30)", "plain Ray tasks"}
+    for name, (label, server, package) in peers.items():
+        if server and package:
+            expected.add(label)
+        elif server:
+            assert f"Skipped: {name}: No module named" in page, page
+    if not redis:
+        assert "Skipped: Celery and RQ: no `redis-server`" in page, page
+    if not rabbitmq:
+        assert "Skipped: Celery + RabbitMQ: no RabbitMQ" in page, page
+    assert "Skipped: busque on SQLite: --quick runs one phase, PostgreSQL" in page
+
+    cases = {row[0]: row for row in table(page, "## busque on PostgreSQL, interleaved")}
+    assert set(cases) == expected, page
+    for row in cases.values():
+        for cell in row[1:]:  # median [low, high] of the rounds, each figure
+            median, low, high = map(float, INTERVAL.match(cell).groups())
+            assert 0 <= low <= median <= high, row
+        assert float(INTERVAL.match(row[1]).group(2)) > 0, row  # jobs done in every round
+
+    verdicts = table(page, "busque's advantage over each")
+    peers = expected - {"busque (POST, GET ?wait=30)", "busque (POST, Prefer: wait=30)"}
+    pairs = {(row[0], row[1]) for row in verdicts}
+    assert pairs == {(mine, peer) for mine in expected - peers for peer in peers}, verdicts
+    words = [cell for row in verdicts for cell in row[3::2]]
+    assert set(words) <= {"**ahead**", "**level**", "**behind**"} and len(words) == 3 * len(pairs)
+    for row in verdicts:
+        for ratio, word in zip(row[2::2], row[3::2], strict=True):
+            _, low, high = map(float, INTERVAL.match(ratio).groups())
+            # ahead: all of the interval above 1; behind: all below; level: it holds 1 (as
+            # shown, to 2 digits)
+            holds = {"**ahead**": low >= 1, "**behind**": high <= 1, "**level**": low <= 1 <= high}
+            assert holds[word], row
+    # The summary names every comparison busque is behind in, no more, no fewer.
+    behind = words.count("**behind**")
+    summary = page.split("## Where busque is behind", 1)[1].split("\n## ", 1)[0]
+    listed = [line for line in summary.splitlines() if line.startswith("- ")]
+    assert len(listed) == behind, summary
+    if behind:
+        assert f"Behind in {behind} of {len(words)} comparisons" in summary
+    else:
+        assert "Nowhere in this run." in summary
+
+    versions = page.split("Versions: ", 1)[1].split("\n", 1)[0]
+    for name, package in (("Celery", "celery"), ("RQ", "rq"), ("procrastinate", "procrastinate")):
+        if any(case.startswith(name) for case in cases):
+            assert f"{package} " in versions, versions
+    assert ("redis-server " in versions) == redis and ("rabbitmq-server " in versions) == rabbitmq
+    assert "Reproduce: `python bench/jobs.py --quick --no-write`" in page

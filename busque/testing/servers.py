@@ -1,5 +1,5 @@
-"""Throwaway real servers for tests and benchmarks: PostgreSQL and SeaweedFS (S3) on free
-loopback ports, stopped when their `with` block ends."""
+"""Throwaway real servers for tests and benchmarks: PostgreSQL, SeaweedFS (S3), Redis and
+RabbitMQ on free loopback ports, stopped when their `with` block ends."""
 
 from __future__ import annotations
 
@@ -105,7 +105,7 @@ def seaweedfs(tmp_path: Path, timeout_s: float = 30.0) -> Iterator[dict]:
     try:
         yield {"endpoint": endpoint, "access_key": access_key, "secret_key": secret_key}
     finally:
-        _stop(proc)
+        stop_process(proc)
         _remove_sockets(used)
 
 
@@ -134,14 +134,16 @@ def _wait_for_s3(proc, endpoint, access_key, secret_key, timeout_s, log_path, mi
             last_error = e
             time.sleep(0.2)
     tail = log_path.read_text(errors="replace")[-4000:]
-    _stop(proc)
+    stop_process(proc)
     raise RuntimeError(
         f"SeaweedFS S3 on {endpoint} not ready (exit code {proc.returncode}, "
         f"last error {last_error!r}); log tail:\n{tail}"
     )
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def stop_process(proc: subprocess.Popen) -> None:
+    """Stop a process started in its own session (start_new_session=True) and everything it
+    started: SIGTERM to its group, SIGKILL after 10 s."""
     if proc.poll() is not None:
         return
     with contextlib.suppress(ProcessLookupError):
@@ -248,3 +250,103 @@ def postgres(tmp_path: Path) -> Iterator[str]:
         )
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def redis_binary() -> str | None:
+    """Debian's `redis-server` (apt-get install redis-server), or None."""
+    return shutil.which("redis-server")
+
+
+@contextlib.contextmanager
+def redis(tmp_path: Path, timeout_s: float = 15.0) -> Iterator[str]:
+    """A throwaway Redis server on a free loopback port, without persistence (no RDB snapshots,
+    no append-only file), as a cache or queue broker runs; yields its URL (redis://...:PORT)."""
+    binary = redis_binary()
+    if binary is None:
+        raise FileNotFoundError("no `redis-server` binary: apt-get install redis-server")
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    log_path = tmp_path / "redis.log"
+    for attempt in range(3):  # a port picked free may be taken before redis binds it
+        port = free_port()
+        args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+        args += ["--appendonly", "no", "--dir", str(tmp_path), "--logfile", str(log_path)]
+        proc = subprocess.Popen(args, cwd=tmp_path, start_new_session=True)
+        if _wait_for_redis(proc, port, timeout_s):
+            break
+        stop_process(proc)
+        tail = log_path.read_text(errors="replace")[-4000:] if log_path.exists() else ""
+        if "Address already in use" not in tail or attempt == 2:
+            raise RuntimeError(f"Redis on port {port} not ready; log tail:\n{tail}")
+    try:
+        yield f"redis://127.0.0.1:{port}"
+    finally:
+        stop_process(proc)
+
+
+def _wait_for_redis(proc: subprocess.Popen, port: int, timeout_s: float) -> bool:
+    """Whether Redis answers PING (in its wire protocol) before it exits or time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(64).startswith(b"+PONG"):
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
+def rabbitmq_binary() -> str | None:
+    """Debian's RabbitMQ (apt-get install rabbitmq-server): the node script itself, not the
+    /usr/sbin wrapper that switches to the rabbitmq user; or None."""
+    found = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
+    return str(found) if found.exists() else None
+
+
+@contextlib.contextmanager
+def rabbitmq(tmp_path: Path, timeout_s: float = 90.0) -> Iterator[str]:
+    """A throwaway RabbitMQ node: its data, logs and Erlang cookie in tmp_path, AMQP, Erlang
+    distribution and its own epmd on free loopback ports (so no other node on the machine is
+    touched); yields its AMQP URL (the default guest user, allowed from loopback)."""
+    binary = rabbitmq_binary()
+    if binary is None:
+        raise FileNotFoundError("no RabbitMQ: apt-get install rabbitmq-server")
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    port, dist, epmd = free_port(), free_port(), free_port()
+    env = {
+        **os.environ,
+        "HOME": str(tmp_path),  # the Erlang cookie
+        "RABBITMQ_NODENAME": f"bench{port}@localhost",
+        "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+        "RABBITMQ_NODE_PORT": str(port),
+        "RABBITMQ_DIST_PORT": str(dist),
+        "ERL_EPMD_PORT": str(epmd),
+        "RABBITMQ_MNESIA_BASE": str(tmp_path / "mnesia"),
+        "RABBITMQ_LOG_BASE": str(tmp_path / "log"),
+        "RABBITMQ_ENABLED_PLUGINS_FILE": str(tmp_path / "enabled_plugins"),
+        "RABBITMQ_CONFIG_FILE": str(tmp_path / "rabbitmq"),
+        "RABBITMQ_PID_FILE": str(tmp_path / "rabbitmq.pid"),
+    }
+    log_path = tmp_path / "rabbitmq.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [binary], env=env, cwd=tmp_path, stdout=log, stderr=log, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + timeout_s
+        while proc.poll() is None and "completed with" not in log_path.read_text(errors="replace"):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        if proc.poll() is not None or "completed with" not in log_path.read_text(errors="replace"):
+            tail = log_path.read_text(errors="replace")[-4000:]
+            raise RuntimeError(f"RabbitMQ on port {port} not ready; log tail:\n{tail}")
+        yield f"amqp://guest:guest@127.0.0.1:{port}//"
+    finally:
+        stop_process(proc)
+        # epmd daemonizes out of the node's process group: stop the one this node started.
+        epmd_binary = shutil.which("epmd") or "epmd"
+        with contextlib.suppress(OSError):
+            subprocess.run([epmd_binary, "-port", str(epmd), "-kill"], capture_output=True)
