@@ -89,6 +89,32 @@ def test_phash_lookup_scores_every_method_against_the_exact_scan():
     assert {"imagededup brute_force_cython", "imagededup bktree", "pybktree"} <= smallest
 
 
+VERDICTS = {"**ahead**", "**level**", "**behind**"}
+
+
+def test_faces_scores_every_method_by_face_size():
+    page = run_quick("bench/faces.py")
+    speed = table(page, "## Speed: busque against each baseline")
+    assert {row[2] for row in speed} == {"face_recognition default", "face_recognition + shortcut"}
+    assert {row[0] for row in speed} == {"< 1 MP", "2 MP (1800x1350)", "all"}, page
+    assert {row[6] for row in speed} <= VERDICTS, page
+    recall = table(page, "## Recall by face size: all")
+    # The quick canvas places faces of 40, 60, 80 and 120 px, the real photo one of 88:
+    # every one is in a size row, and every method's count is out of that row's faces.
+    assert [row[0] for row in recall] == ["40-49", "60-69", "80-99", "120-149"]
+    assert sum(int(row[1]) for row in recall) == 5, recall
+    for row in recall:
+        n = int(row[1])
+        counts = [cell.split("/") for cell in row[2:5]]
+        assert all(int(total) == n and 0 <= int(k) <= n for k, total in counts), row
+        lost = [int(cell) for cell in row[5:7]]
+        assert all(0 <= v <= n for v in lost), row
+    # busque detects on the shortcut baseline's very copy: it cannot find a face that misses.
+    assert "busque finds no face the shortcut baseline misses" in page
+    assert "only drops detections scored under its min_score): yes." in page, page
+    assert "Reproduce: `python bench/faces.py --quick --no-write`" in page
+
+
 def test_bench_runner_lists_which_scripts_have_a_quick_mode():
     done = subprocess.run(
         [sys.executable, "-m", "bench", "list"], cwd=ROOT, capture_output=True, text=True
@@ -96,6 +122,7 @@ def test_bench_runner_lists_which_scripts_have_a_quick_mode():
     assert done.returncode == 0, done.stderr
     modes = dict(line.split(None, 1) for line in done.stdout.splitlines())
     assert modes["phash"] == modes["phash_lookup"] == modes["grouping"] == "--quick"
+    assert modes["faces"] == modes["backfill"] == "--quick"
     assert modes["jobs"] == "no quick mode yet" and "harness" not in modes
     wrong = subprocess.run(
         [sys.executable, "-m", "bench", "nonesuch"], cwd=ROOT, capture_output=True, text=True
