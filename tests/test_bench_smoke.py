@@ -115,6 +115,36 @@ def test_faces_scores_every_method_by_face_size():
     assert "Reproduce: `python bench/faces.py --quick --no-write`" in page
 
 
+def test_backfill_separates_less_work_parallelism_and_busque():
+    page = run_quick("bench/backfill.py")
+    methods = table(page, "## embeddings off (8 files)")
+    assert [row[0] for row in methods] == [
+        "reference, 1 process (the original script)",
+        "same-work reference, 1 process",
+        "same-work reference, multiprocessing.Pool(2)",
+        "busque (Ray Data)",
+    ], page
+    after = page.split("| gain | by CPU-s per file", 1)[1].split("\n\n", 1)[0]
+    gains = [[c.strip() for c in line.split("|")[1:-1]] for line in after.splitlines()[2:]]
+    assert [row[0].split(" (")[0] for row in gains] == [
+        "doing less work",
+        "parallelism",
+        "busque vs the same-work Pool(2)",
+        "busque vs the original reference",
+    ], gains
+    assert {row[3] for row in gains} <= VERDICTS, gains
+    # Every method stored every unique image (8 files, 2 of them byte copies), and the
+    # same-work script made busque's 12 renditions (a JPEG and a WebP each) byte for byte.
+    assert "references stored every unique image: yes" in page
+    assert "busque uploaded every unique image: yes" in page
+    assert "same work renditions equal busque: yes" in page, page
+    digests = page.split("(renditions: ", 1)[1].split(").", 1)[0].split("; ")
+    assert [d.split()[:2] for d in digests] == [["off", "same_work"], ["off", "busque"]]
+    assert all(d.endswith("(12 files)") for d in digests), digests
+    assert "second run skipped every file: yes" in page
+    assert "Reproduce: `python bench/backfill.py --quick --no-write`" in page
+
+
 def test_bench_runner_lists_which_scripts_have_a_quick_mode():
     done = subprocess.run(
         [sys.executable, "-m", "bench", "list"], cwd=ROOT, capture_output=True, text=True
