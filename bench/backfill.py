@@ -1146,7 +1146,8 @@ def markdown(results: dict) -> str:
         f"code {code['commit']}"
         f"{' + uncommitted pipeline changes' if code['pipeline_changed_since_commit'] else ''} "
         f"(pipelines/backfill/*.py {code['pipelines_backfill_py_sha256']}). Its CPU is the "
-        "driver's and every Ray process's, idle ones included.",
+        "driver's and every Ray process's, idle ones included; Ray stays up through the "
+        "rounds, so the scripts' \"others' cores\" include its idle processes.",
         "",
         f"Python {m['python']}, Pillow {m['pillow']}, imagehash {m['imagehash']}, torch "
         f"{m['torch']}, Ray {m['ray']}.",
