@@ -97,15 +97,70 @@ def test_phash_lookup_scores_every_method_against_the_exact_scan():
     assert {"imagededup brute_force_cython", "imagededup bktree", "pybktree"} <= smallest
 
 
+VERDICTS = {"**ahead**", "**level**", "**behind**"}
+
+
+def test_faces_scores_every_method_by_face_size():
+    page = run_quick("bench/faces.py")
+    speed = table(page, "## Speed: busque against each baseline")
+    assert {row[2] for row in speed} == {"face_recognition default", "face_recognition + shortcut"}
+    assert {row[0] for row in speed} == {"< 1 MP", "2 MP (1800x1350)", "all"}, page
+    assert {row[6] for row in speed} <= VERDICTS, page
+    recall = table(page, "## Recall by face size: all")
+    # The quick canvas places faces of 40, 60, 80 and 120 px, the real photo one of 88:
+    # every one is in a size row, and every method's count is out of that row's faces.
+    assert [row[0] for row in recall] == ["40-49", "60-69", "80-99", "120-149"]
+    assert sum(int(row[1]) for row in recall) == 5, recall
+    for row in recall:
+        n = int(row[1])
+        counts = [cell.split("/") for cell in row[2:5]]
+        assert all(int(total) == n and 0 <= int(k) <= n for k, total in counts), row
+        lost = [int(cell) for cell in row[5:7]]
+        assert all(0 <= v <= n for v in lost), row
+    # busque detects on the shortcut baseline's very copy: it cannot find a face that misses.
+    assert "busque finds no face the shortcut baseline misses" in page
+    assert "only drops detections scored under its min_score): yes." in page, page
+    assert "Reproduce: `python bench/faces.py --quick --no-write`" in page
+
+
+def test_backfill_separates_less_work_parallelism_and_busque():
+    page = run_quick("bench/backfill.py")
+    methods = table(page, "## embeddings off (8 files)")
+    assert [row[0] for row in methods] == [
+        "reference, 1 process (the original script)",
+        "same-work reference, 1 process",
+        "same-work reference, multiprocessing.Pool(2)",
+        "busque (Ray Data)",
+    ], page
+    after = page.split("| gain | by CPU-s per file", 1)[1].split("\n\n", 1)[0]
+    gains = [[c.strip() for c in line.split("|")[1:-1]] for line in after.splitlines()[2:]]
+    assert [row[0].split(" (")[0] for row in gains] == [
+        "doing less work",
+        "parallelism",
+        "busque vs the same-work Pool(2)",
+        "busque vs the original reference",
+    ], gains
+    assert {row[3] for row in gains} <= VERDICTS, gains
+    # Every method stored every unique image (8 files, 2 of them byte copies), and the
+    # same-work script made busque's 12 renditions (a JPEG and a WebP each) byte for byte.
+    assert "references stored every unique image: yes" in page
+    assert "busque uploaded every unique image: yes" in page
+    assert "same work renditions equal busque: yes" in page, page
+    digests = page.split("(renditions: ", 1)[1].split(").", 1)[0].split("; ")
+    assert [d.split()[:2] for d in digests] == [["off", "same_work"], ["off", "busque"]]
+    assert all(d.endswith("(12 files)") for d in digests), digests
+    assert "second run skipped every file: yes" in page
+    assert "Reproduce: `python bench/backfill.py --quick --no-write`" in page
+
+
 def test_bench_runner_lists_which_scripts_have_a_quick_mode():
     done = subprocess.run(
         [sys.executable, "-m", "bench", "list"], cwd=ROOT, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
     modes = dict(line.split(None, 1) for line in done.stdout.splitlines())
-    assert (
-        modes["phash"] == modes["phash_lookup"] == modes["grouping"] == modes["jobs"] == "--quick"
-    )
+    quick = ("phash", "phash_lookup", "grouping", "jobs", "faces", "backfill")
+    assert {modes[name] for name in quick} == {"--quick"}, modes
     assert "harness" not in modes and "peers" not in modes  # helpers, not benchmarks
     wrong = subprocess.run(
         [sys.executable, "-m", "bench", "nonesuch"], cwd=ROOT, capture_output=True, text=True
