@@ -42,6 +42,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
 import gc  # noqa: E402
+import importlib.util  # noqa: E402
 import io  # noqa: E402
 import platform  # noqa: E402
 import resource  # noqa: E402
@@ -330,6 +331,14 @@ METHODS = {
 }  # fmt: skip
 
 
+IMAGEDEDUP = importlib.util.find_spec("imagededup") is not None  # optional (README: Benchmarks)
+
+
+def runnable() -> dict:
+    """The methods this machine can run: imagededup's only where it is installed."""
+    return {n: m for n, m in METHODS.items() if IMAGEDEDUP or not n.startswith("imagededup")}
+
+
 def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -347,7 +356,7 @@ def bench_dataset(kind: str, codes, queries, repeats: int, quick: bool) -> dict:
         "methods": {},
     }
     searchers, found, latencies = {}, {}, {}
-    for name, (build, max_n, max_q, what) in METHODS.items():
+    for name, (build, max_n, max_q, what) in runnable().items():
         if max_n is not None and n > (max_n // 10 if quick else max_n):
             continue
         gc.collect()
@@ -468,7 +477,10 @@ def main() -> None:
         "real_codes": len(real),
         "real_bit_rates": [round(float(r), 3) for r in copula.rates],
         "datasets": [],
+        "skipped": sorted(set(METHODS) - set(runnable())),
     }
+    if results["skipped"]:
+        print("skipped (not installed):", ", ".join(results["skipped"]), flush=True)
     plan = [("real", len(real))] + [(k, n) for n in sizes for k in KINDS]
     for kind, n in plan:
         codes, queries = dataset(kind, n, n_queries, real, copula)
@@ -546,6 +558,8 @@ def markdown(results: dict) -> str:
         "![ms per query by N](phash_lookup.png)",
         "",
     ]
+    if results.get("skipped"):
+        lines += [f"Not run (not installed here): {', '.join(results['skipped'])}.", ""]
     for size in results["datasets"]:
         lines += [
             f"## {size['codes']} codes, {size['n']:,}",

@@ -94,7 +94,11 @@ def test_phash_lookup_scores_every_method_against_the_exact_scan():
         assert all(row[7] == "100.0%" and row[8] == "yes" for row in rows.values()), rows
         assert all(row[10] in ("", "**ahead**", "**level**", "**behind**") for row in rows.values())
     smallest = {row[0] for row in table(page, "## uniform codes, 2,000")}
-    assert {"imagededup brute_force_cython", "imagededup bktree", "pybktree"} <= smallest
+    assert "pybktree" in smallest
+    if importlib.util.find_spec("imagededup") is None:  # optional: the page says it was not run
+        assert "Not run (not installed here): imagededup" in page
+    else:
+        assert {"imagededup brute_force_cython", "imagededup bktree"} <= smallest
 
 
 VERDICTS = {"**ahead**", "**level**", "**behind**"}
