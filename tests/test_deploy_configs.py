@@ -575,7 +575,7 @@ def test_gpu_nodes_swap_faiss_for_its_gpu_build():
 def test_the_makefile_installs_what_the_nodes_install():
     text = (ROOT / "Makefile").read_text()
     (extras,) = re.findall(r"-e '\.\[([a-z,]+)\]'", text)
-    assert set(extras.split(",")) == {"all", "test"}
+    assert set(extras.split(",")) == {"all", "test", "bench"}  # bench: the peers' clients
     assert "download.pytorch.org" not in text  # offline here: the local wheel through pip's config
     assert metadata.version("torch").split("+")[0] == makefile_torch_pin()
     declared = {Requirement(r).name for r in pyproject()["project"]["dependencies"]}
@@ -685,5 +685,5 @@ def test_busque_all_and_the_no_deps_step_provide_every_module_busque_uses():
 def test_all_is_every_capability():
     extras = pyproject()["project"]["optional-dependencies"]
     (everything,) = extras["all"]
-    assert Requirement(everything).extras == set(extras) - {"all", "test"}
+    assert Requirement(everything).extras == set(extras) - {"all", "test", "bench"}
     assert {"embed", "faces", "text", "image", "video"} <= set(extras)
