@@ -174,11 +174,14 @@ def command_line() -> str:
 
 def run_facts() -> dict:
     """What every result records about its run: the commit, whether the tree (any tracked or
-    untracked file but the venv) differed from it, CPU and cores, the load average when the run
+    untracked file but the venv and bench/results) differed from it, CPU and cores, the load average when the run
     began and when it ended, its wall time and the command that reproduces it."""
     return {
         "commit": commit(),
-        "tree_dirty": bool(_git("status", "--porcelain", "--", ".", ":(exclude).venv")),
+        # Results written earlier in the same sequence of runs do not make the code differ.
+        "tree_dirty": bool(
+            _git("status", "--porcelain", "--", ".", ":(exclude).venv", ":(exclude)bench/results")
+        ),
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "load_average_at_start": [round(v, 2) for v in LOAD_AT_START],
