@@ -119,14 +119,21 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
-        if outage := outage_of(exc):
-            code, message = outage
-            logger.warning("%s on %s %s: %s", code, request.method, request.url.path, exc)
-            return JSONResponse(
-                envelope(code, message), 503, headers={"Retry-After": str(RETRY_AFTER_S)}
-            )
-        logger.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse(envelope("internal_error", "an unexpected error happened"), 500)
+        error = unexpected_error(request, exc)
+        return JSONResponse(
+            envelope(error.code, error.message), error.status, headers=error.headers
+        )
+
+
+def unexpected_error(request: Request, exc: Exception) -> ApiError:
+    """What an exception no route answered means to the client (logged here): a 503 it may
+    retry when the database or the object store is out of reach, else a 500."""
+    if outage := outage_of(exc):
+        code, message = outage
+        logger.warning("%s on %s %s: %s", code, request.method, request.url.path, exc)
+        return ApiError(503, code, message, headers={"Retry-After": str(RETRY_AFTER_S)})
+    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    return ApiError(500, "internal_error", "an unexpected error happened")
 
 
 def outage_of(exc: BaseException) -> tuple[str, str] | None:

@@ -13,7 +13,6 @@ OpenAI answers invalid requests with 400 (never 422): so does busque on these ro
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from fastapi import Request
@@ -21,10 +20,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
-from busque.api.errors import RETRY_AFTER_S, ApiError, outage_of
+from busque.api.errors import ApiError, unexpected_error
 from busque.api.strict_json import StrictJsonRoute
-
-logger = logging.getLogger("busque.api")
 
 PATHS = ("/v1/chat/completions", "/v1/embeddings")
 
@@ -133,16 +130,6 @@ class OpenAIRoute(StrictJsonRoute):
                     raise
                 return answer(ApiError(exc.status_code, None, str(exc.detail)))
             except Exception as exc:
-                return unexpected(request, exc)
+                return answer(unexpected_error(request, exc))
 
         return openai_handler
-
-
-def unexpected(request: Request, exc: Exception) -> JSONResponse:
-    if outage := outage_of(exc):
-        code, message = outage
-        logger.warning("%s on %s %s: %s", code, request.method, request.url.path, exc)
-        retry = {"Retry-After": str(RETRY_AFTER_S)}
-        return answer(ApiError(503, code, message, headers=retry))
-    logger.exception("unhandled error on %s %s", request.method, request.url.path)
-    return answer(ApiError(500, "internal_error", "an unexpected error happened"))
