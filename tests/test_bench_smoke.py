@@ -247,3 +247,59 @@ def test_jobs_runs_busque_against_the_job_queues_users_pick():
             assert f"{package} " in versions, versions
     assert ("redis-server " in versions) == redis and ("rabbitmq-server " in versions) == rabbitmq
     assert "Reproduce: `python bench/jobs.py --quick --no-write`" in page
+
+
+def test_text_runs_busque_against_the_peers_on_the_session_app(app):
+    """busque's part against the session's running app (its real SmolLM2), through a tenant of
+    its own; the in-process peers on the same weights and token count."""
+    from busque.cli import _key_store
+
+    key = _key_store(app.settings).create("bench-text", "bench").key
+    done = subprocess.run(
+        [sys.executable, "bench/text.py", "--quick", "--no-write", "--url", app.url],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "BUSQUE_API_KEY": key},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    page = done.stdout
+    cases = {row[0]: row for row in table(page, "## Every case")}
+    expected = {
+        "generate() c=1",
+        "transformers CB c=1",
+        "transformers CB c=4",
+        "busque chat c=1",
+        "busque chat c=4",
+        "busque jobs c=1",
+    }
+    if importlib.util.find_spec("llama_cpp") is None:  # no prebuilt wheel: named, never hidden
+        assert "- llama.cpp: llama-cpp-python is not installed here" in page, page
+    else:
+        expected |= {"llama.cpp c=1", "llama.cpp c=4"}
+    assert set(cases) == expected, page
+    for row in cases.values():
+        for cell in row[2:7]:  # median [low, high] over the rounds
+            median, low, high = map(float, INTERVAL.match(cell).groups())
+            assert 0 <= low <= median <= high, row
+        assert row[7] == "4-4", row  # every request ran to max_new_tokens (4)
+    # Same weights, greedy, one request at a time: busque and transformers' batching say
+    # exactly what generate() says.
+    for name in ("transformers CB c=1", "busque chat c=1", "busque jobs c=1"):
+        same, total = cases[name][8].split("/")
+        assert same == total and int(total) >= 1, cases[name]
+    pairs = table(page, "## busque against each peer")
+    assert {(row[0], row[1]) for row in pairs} == {
+        (mine, peer)
+        for mine in expected
+        if mine.startswith("busque")
+        for peer in expected
+        if not peer.startswith("busque") and peer.endswith(mine[-4:])
+    }, pairs
+    assert {row[3] for row in pairs} | {row[5] for row in pairs} <= VERDICTS, pairs
+    assert "**Floor** (busque chat tokens/s at concurrency 1" in page
+    gains = {row[0] for row in table(page, "## Does busque batch?")}
+    assert {"busque chat c=4", "transformers CB c=4"} <= gains, page
+    assert "## Where busque is behind" in page
+    assert "Reproduce: `python bench/text.py --quick --no-write --url" in page
