@@ -212,6 +212,7 @@ def test_jobs_runs_busque_against_the_job_queues_users_pick():
 
     cases = {row[0]: row for row in table(page, "## busque on PostgreSQL, interleaved")}
     assert set(cases) == expected, page
+    assert "- transformers serve: --quick starts no peer server" in page  # full runs only
     for row in cases.values():
         for cell in row[1:]:  # median [low, high] of the rounds, each figure
             median, low, high = map(float, INTERVAL.match(cell).groups())
@@ -279,6 +280,7 @@ def test_text_runs_busque_against_the_peers_on_the_session_app(app):
     else:
         expected |= {"llama.cpp c=1", "llama.cpp c=4"}
     assert set(cases) == expected, page
+    assert "- transformers serve: --quick starts no peer server" in page  # full runs only
     for row in cases.values():
         for cell in row[2:7]:  # median [low, high] over the rounds
             median, low, high = map(float, INTERVAL.match(cell).groups())
