@@ -597,20 +597,15 @@ def settings_for(home: Path, port: int, args):
 
 
 def replica_facts(settings) -> dict:
-    """What the app's TextGenerator replica reports: its process's OMP_NUM_THREADS (Ray's
-    thread count for torch) and how many requests joined a batch already decoding."""
+    """What the app's TextGenerator replica reports: how many requests joined a batch that was
+    already decoding (warm-up included), the direct sign that its batches formed."""
     from ray import serve
 
-    handle = serve.get_deployment_handle("TextGenerator", app_name=settings.serve.app_name)
-    facts = {"joined_running_batch": handle.info.remote().result()["joined_running_batch"]}
-    try:
-        pid = handle.pid.remote().result()
-        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        found = [e.split(b"=", 1)[1] for e in environ if e.startswith(b"OMP_NUM_THREADS=")]
-        facts["omp_num_threads"] = found[0].decode() if found else None
-    except OSError:
-        facts["omp_num_threads"] = None
-    return facts
+    async def ask() -> dict:  # a driver's handle is called from an event loop
+        handle = serve.get_deployment_handle("TextGenerator", settings.serve.app_name)
+        return await handle.info.remote()
+
+    return {"joined_running_batch": asyncio.run(ask())["joined_running_batch"]}
 
 
 def versions() -> dict:
@@ -734,6 +729,7 @@ def cell(interval: dict, digits: int = 1) -> str:
 def write_report(results: dict, args) -> None:
     cases, verdicts = results["cases"], results["verdicts"]
     floor = verdicts["floor"]
+    level = next(iter(cases.values()))["tokens_per_s"]["level"]
     lines = [
         f"# Text generation: busque against the peers ({results['device']})",
         "",
@@ -746,7 +742,9 @@ def write_report(results: dict, args) -> None:
         f"for all), then {results['repeats']} rounds, cases interleaved; at concurrency c, c "
         f"clients each send their next request when the last one finished, max(c, "
         f"{results['min_requests']}) requests a round. Figures: median over rounds "
-        "[interval, level in the JSON]; p99 of a round is its slowest request.",
+        f"[interval]; the intervals are distribution-free, at {level:.1%} for "
+        f"{results['repeats']} rounds; p99 of a round is its slowest request."
+        + (" A --quick run: too few rounds for its verdicts to mean much." if args.quick else ""),
         "",
         "## Every case",
         "",
@@ -807,9 +805,10 @@ def write_report(results: dict, args) -> None:
     if facts:
         lines += [
             "",
-            f"The TextGenerator replica: OMP_NUM_THREADS={facts['omp_num_threads']}, "
-            f"{facts['joined_running_batch']} requests joined a batch already decoding "
-            f"(max_batch {results['max_batch']}).",
+            f"The TextGenerator replica says {facts['joined_running_batch']} requests joined a "
+            f"batch already decoding over the run (max_batch {results['max_batch']}): a "
+            "request that reaches an idle replica is prefilled and decoded alone until the "
+            "next ones join between two decoding steps.",
         ]
     total = 2 * len(verdicts["pairs"])
     lines += ["", "## Where busque is behind", ""]
