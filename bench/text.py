@@ -33,7 +33,8 @@ requests were decoding at once (the time-weighted overlap of their first-to-last
 1.0 means one after another, c means batched together). Medians over rounds with
 distribution-free intervals (bench/harness.py).
 
-    python bench/text.py                        # full run, own Ray + app (about 20 minutes)
+    python bench/text.py                        # full run, own Ray + app (about 25 minutes
+                                                # on 2 quiet cores: 13 cases x 6 rounds)
     BUSQUE_API_KEY=K python bench/text.py --url URL  # against a running busque
     python bench/text.py --quick --no-write     # seconds: 4 tokens, concurrency 1 and 4
 """
@@ -525,7 +526,7 @@ def run_cases(cases: list[Case], repeats: int, concurrency_requests) -> dict:
         for case in tqdm(cases, desc="warm-up", leave=False):
             _, done = play(case, 0)
             texts[case.name] = {d.prompt: d.text for d in done}
-            prompt_tokens[case.name] = {d.prompt: d.prompt_tokens for d in done}
+            prompt_tokens[case.name] = {str(d.prompt): d.prompt_tokens for d in done}
         for r in tqdm(range(repeats), desc="rounds", leave=False):
             for k in range(len(cases)):
                 case = cases[(r + k) % len(cases)]
@@ -671,7 +672,7 @@ def measure(args, settings, url: str, key: str) -> dict:
         "threads": threads,
         "cb_config": batching.config,
         "skipped": skipped,
-        "prompt_ids_tokens": {i: len(ids) for i, ids in enumerate(generate.ids)},
+        "prompt_ids_tokens": {str(i): len(ids) for i, ids in enumerate(generate.ids)},
         **measured,
     }
 
@@ -726,6 +727,43 @@ def cell(interval: dict, digits: int = 1) -> str:
     return harness.show(interval, digits)
 
 
+def overhead(cases: dict) -> str:
+    """busque's time to first token at concurrency 1 over generate()'s and over the HTTP peer's,
+    in ms (medians over rounds): the cost of a request's path, which the in-process peers skip."""
+    base = cases["generate() c=1"]["ttft_p50_ms"]["median"]
+    parts = []
+    for name in ("busque chat c=1", "busque jobs c=1"):
+        if name in cases:
+            extra = cases[name]["ttft_p50_ms"]["median"] - base
+            parts.append(f"{name} {extra:+.0f} ms")
+    served = cases.get("transformers serve c=1")
+    if served:
+        parts.append(f"transformers serve {served['ttft_p50_ms']['median'] - base:+.0f} ms")
+    return (
+        "Per-request overhead, time to first token at concurrency 1 over in-process "
+        f"`generate()` (medians): {', '.join(parts)}. busque's chat call goes client -> Serve "
+        "proxy -> Gateway -> TextGenerator replica, a job also through the dispatcher and the "
+        "database; the in-process peers call the model directly."
+    )
+
+
+def batching_note(cases: dict) -> str:
+    """How close each system's batches come to the concurrency (requests decoding at once)."""
+    parts = []
+    for name, case in cases.items():
+        if case["concurrency"] > 1:
+            at_once = case["decoding_at_once"]["median"]
+            parts.append(f"{name} {at_once:.2f} of {case['concurrency']}")
+    return (
+        "Batching, requests decoding at once (medians): "
+        + ", ".join(parts)
+        + ". busque prefills each group of arrivals on its own forward pass and joins it to the "
+        "running batch between two steps, padding every row to the longest history (one KV "
+        "cache, left padding); transformers' continuous batching schedules prefill and decode "
+        "tokens together in a paged cache, without padding."
+    )
+
+
 def write_report(results: dict, args) -> None:
     cases, verdicts = results["cases"], results["verdicts"]
     floor = verdicts["floor"]
@@ -761,7 +799,16 @@ def write_report(results: dict, args) -> None:
             f"{cell(case['ttft_p99_ms'], 0)} | {cell(case['decoding_at_once'], 2)} | "
             f"{low:g}-{high:g} | {same}/{total} |"
         )
+    mine = {n: t for n, t in results["prompt_tokens"].items() if n.startswith("busque")}
+    same_prompts = all(
+        count == results["prompt_ids_tokens"][prompt]
+        for counted in mine.values()
+        for prompt, count in counted.items()
+    )
     lines += [
+        "",
+        "busque's usage counts the same prompt tokens as the in-process peers' chat template "
+        f"on every prompt of the warm-up: {'yes' if same_prompts else 'no'}.",
         "",
         "## busque against each peer, round by round",
         "",
@@ -818,12 +865,9 @@ def write_report(results: dict, args) -> None:
         lines.append("Nowhere in this run.")
     lines += [
         "",
-        "Per-request overhead: busque's chat call goes client -> Serve proxy -> Gateway -> "
-        "TextGenerator replica (and a job also through the dispatcher and the database), where "
-        "the in-process peers call the model directly; at concurrency 1 that shows as time to "
-        "first token and tokens/s. Batching: busque pads every row to the longest history "
-        "(left padding, one KV cache), transformers' continuous batching packs rows without "
-        "padding (paged attention).",
+        overhead(cases),
+        "",
+        batching_note(cases),
         "",
         "## Not run",
         "",

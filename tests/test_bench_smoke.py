@@ -291,6 +291,7 @@ def test_text_runs_busque_against_the_peers_on_the_session_app(app):
     for name in ("transformers CB c=1", "busque chat c=1", "busque jobs c=1"):
         same, total = cases[name][8].split("/")
         assert same == total and int(total) >= 1, cases[name]
+    assert "peers' chat template on every prompt of the warm-up: yes." in page
     pairs = table(page, "## busque against each peer")
     assert {(row[0], row[1]) for row in pairs} == {
         (mine, peer)
