@@ -25,7 +25,7 @@ what the app declared). Cases:
   `POST /v1/jobs` + the job's SSE stream (first `job.output` event = first token).
 
 Load: at concurrency c, c clients each send their next request when the last one finished, max(c,
-4) requests a round (request i asks prompt i mod 8). Every case runs once untimed (the warm-up, the
+2) requests a round (request i asks prompt i mod 8). Every case runs once untimed (the warm-up, the
 same for every case), then --repeats rounds with the cases interleaved, the order turning each
 round. Per case and round: total tokens/s, the median request's tokens/s, time to first token
 p50 and p99 (with a handful of requests a round, p99 is the round's slowest), and how many
@@ -928,7 +928,7 @@ def main() -> None:
         help="concurrencies of the /v1/jobs path (default: all of --concurrency)",
     )
     parser.add_argument(
-        "--min-requests", type=int, default=4, help="requests a round, at least (default 4)"
+        "--min-requests", type=int, default=2, help="requests a round, at least (default 2)"
     )
     parser.add_argument(
         "--threads",
