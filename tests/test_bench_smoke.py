@@ -166,6 +166,8 @@ def test_bench_runner_lists_which_scripts_have_a_quick_mode():
     quick = ("phash", "phash_lookup", "grouping", "jobs", "faces", "backfill")
     assert {modes[name] for name in quick} == {"--quick"}, modes
     assert "harness" not in modes and "peers" not in modes  # helpers, not benchmarks
+    # A script's `NEEDS = "cluster"` is shown, and `all` leaves it out.
+    assert modes["cluster"] == "--quick, needs a cluster", modes
     wrong = subprocess.run(
         [sys.executable, "-m", "bench", "nonesuch"], cwd=ROOT, capture_output=True, text=True
     )
