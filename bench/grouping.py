@@ -148,12 +148,18 @@ def _pairs(rows: np.ndarray, cols: np.ndarray) -> set[tuple[int, int]]:
     return set(zip(low.tolist(), high.tolist(), strict=True))
 
 
-def run_imagededup(data: dict, visual: bool) -> tuple[set, float]:
-    # imagededup.methods imports its CNN (torchvision); the hashing search never uses it.
+def imagededup_phash():
+    """imagededup's PHash class. imagededup.methods imports its CNN (torchvision, which cannot
+    be installed beside a CPU torch here): stubbed before import; hashing never uses it."""
     sys.modules["imagededup.methods.cnn"] = types.SimpleNamespace(CNN=None)
     sys.modules["imagededup.utils.models"] = types.SimpleNamespace(CustomModel=None)
     from imagededup.methods import PHash
 
+    return PHash
+
+
+def run_imagededup(data: dict, visual: bool) -> tuple[set, float]:
+    PHash = imagededup_phash()
     encodings = {str(i): f"{int(c):016x}" for i, c in enumerate(data["codes"].tolist())}
     started = time.perf_counter()
     duplicates = PHash(verbose=False).find_duplicates(
