@@ -213,7 +213,11 @@ def summarise(runs: list[dict], cases: list[str]) -> dict:
         b = [figure(r, path) for r in by_case[many]]
         ratio = harness.ratio_interval(b, a) if higher else harness.ratio_interval(a, b)
         out["many_vs_one"][name] = {**harness.scaled(ratio, 1), "verdict": harness.verdict(ratio)}
-    deaths = [r["node_death_to_all_terminal_s"] for r in by_case[many]]
+    deaths = [
+        r["node_death_to_all_terminal_s"]
+        for r in by_case[many]
+        if "node_death_to_all_terminal_s" in r
+    ]
     out["node_death_to_all_terminal_s"] = harness.median_interval(deaths) if deaths else None
     return out
 

@@ -427,7 +427,8 @@ def stereo_grouped(items: list[dict], setting: Setting) -> bool:
 
 def table(result: dict) -> list[str]:
     lines = [
-        "| path | precision | recall | false positives (of them, two shots of one scene) | missed pairs |",
+        "| path | precision | recall | false positives (of them, two shots of one scene) "
+        "| missed pairs |",
         "|---|---|---|---|---|",
     ]
     for name, got in result["paths"].items():
@@ -756,7 +757,8 @@ def main() -> None:
         "",
         "Its cost on one core: a photo's picture (decode at 512 px, ORB keypoints of it and "
         f"its mirror) {harness.show(cost['picture_ms'])} ms, a pair's check "
-        f"{harness.show(cost['agreement_ms'])} ms (medians [interval] of every call). Each verdict is stored by the pair's "
+        f"{harness.show(cost['agreement_ms'])} ms (medians [interval] of every call). Each "
+        "verdict is stored by the pair's "
         "bytes (table pair_checks), so a pair is checked once. At 100,000 photos with the "
         "default thresholds, bench/grouping.py's library has ~19,000 candidate pairs over "
         "~25,000 photos: about "
