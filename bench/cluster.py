@@ -1,25 +1,28 @@
-"""busque on a 3-node Ray cluster against one node with the same logical CPUs: jobs/s, search
-images/s, the memory each node costs, and the time from a node's death to every job being
-terminal.
+"""busque on a 3-node Ray cluster against the same busque on one node with the same logical
+CPUs (the reference a cluster user weighs: is spreading over nodes worth its overhead?): jobs/s,
+search images/s, p50 latencies, the memory each node costs, and the time from a node's death to
+every accepted job being terminal.
 
 Both cases are real Ray clusters on this machine (busque/testing/ray_cluster.py: `ray start` on
-loopback addresses, the workers in their own mount namespace), with busque deployed by `serve
-deploy` on one PostgreSQL and one SeaweedFS, the way the README's cluster section does it. The
-cases alternate (one node, three nodes, one node, ...) --repeats times; the figures are medians
-with their min-max range.
+loopback addresses, the workers in their own mount namespace where allowed), with busque deployed
+by `serve deploy` on one PostgreSQL and one SeaweedFS, the way the README's cluster section does
+it. The cases alternate (one node, three nodes, three nodes, one node, ...: the order turns each
+round) --repeats times (>= 5); figures are medians with distribution-free intervals, and the
+3-node/1-node ratios are paired by round, read as "ahead", "level" or "behind".
 
 On one 2-core machine three nodes share the same two cores, so this measures correctness and the
 overhead of spreading busque over nodes (a proxy, agents and replicas per node; hops between
-nodes), not scaling. The capacity model in the results says what a node of each kind serves.
+nodes), not scaling. It needs minutes per run (each starts a cluster and deploys busque), hence
+`NEEDS = "cluster"`: `python -m bench all` skips it. Writes bench/results/cluster.json and .md.
 
-    python bench/cluster.py --repeats 2 --seconds 20
+    python bench/cluster.py [--repeats 5] [--seconds 15]   # about 35-40 min on 2 cores
+    python bench/cluster.py --quick     # 1 node against 2 nodes, 1 round, 3 s loads (~4 min)
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
-import statistics
 import sys
 import tempfile
 import time
@@ -30,6 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import harness
 from bench.idle_memory import memory
+
+NEEDS = "cluster"  # minutes of its own multi-node Ray clusters: `python -m bench all` skips it
 
 # Small replicas so that everything fits on 2 cores; no placement pinning, so that both cases
 # leave where replicas go to Ray (Serve spreads them over nodes).
@@ -43,6 +48,10 @@ ARGS = {
     },
 }
 CASES = {"1 node x 6 CPUs": {"workers": [], "num_cpus": 6}, "3 nodes x 2 CPUs": {"num_cpus": 2}}
+QUICK_CASES = {
+    "1 node x 4 CPUs": {"workers": [], "num_cpus": 4},
+    "2 nodes x 2 CPUs": {"workers": [{}], "num_cpus": 2},
+}
 
 
 def node_memory(cluster) -> dict[str, float]:
@@ -135,10 +144,9 @@ def photos(count: int = 8) -> list[bytes]:
     return out[:count]
 
 
-def one_run(case: str, servers: dict, seconds: float, death: bool) -> dict:
+def one_run(case: str, shape: dict, servers: dict, seconds: float, death: bool) -> dict:
     from busque.testing.ray_cluster import LocalCluster, mount_namespaces_available
 
-    shape = CASES[case]
     env = {
         **servers,
         "BUSQUE_STORAGE__S3_BUCKET": f"bench-{uuid.uuid4().hex[:8]}",
@@ -172,49 +180,130 @@ def one_run(case: str, servers: dict, seconds: float, death: bool) -> dict:
     return result
 
 
-def median_range(values: list[float]) -> str:
-    return f"{statistics.median(values):.1f} ({min(values):.1f}-{max(values):.1f})"
+# (figure, key path, higher is better)
+FIGURES = (
+    ("jobs/s", ("jobs", "jobs_per_s"), True),
+    ("job p50 ms", ("jobs", "p50_ms"), False),
+    ("search images/s", ("search", "images_per_s"), True),
+    ("search p50 ms", ("search", "p50_ms"), False),
+    ("deploy s", ("deploy_s",), False),
+)
 
 
-def markdown(runs: list[dict], args) -> str:
-    lines = [
-        f"# busque on 3 nodes vs 1 node ({harness.commit()}, {args.repeats} interleaved runs each)",
-        "",
-        "Every node on this one 2-core VM: the 3-node case has no more cores than the 1-node "
-        "one, so this is the overhead of spreading busque over nodes, not its scaling.",
-        "",
-        "| case | jobs/s | job p50 ms | search images/s | search p50 ms | deploy s |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for case in CASES:
-        mine = [r for r in runs if r["case"] == case]
-        lines.append(
-            f"| {case} | {median_range([r['jobs']['jobs_per_s'] for r in mine])} "
-            f"| {median_range([r['jobs']['p50_ms'] for r in mine])} "
-            f"| {median_range([r['search']['images_per_s'] for r in mine])} "
-            f"| {median_range([r['search']['p50_ms'] for r in mine])} "
-            f"| {median_range([r['deploy_s'] for r in mine])} |"
-        )
+def figure(run: dict, path: tuple) -> float:
+    value = run
+    for key in path:
+        value = value[key]
+    return float(value)
+
+
+def summarise(runs: list[dict], cases: list[str]) -> dict:
+    """Per case, each figure's median and interval; per figure, the many-node case against the
+    one node, paired by round (>1: better on many nodes), and its verdict."""
+    one, many = cases
+    by_case = {case: [r for r in runs if r["case"] == case] for case in cases}
+    out: dict = {"cases": {}, "many_vs_one": {}}
+    for case, mine in by_case.items():
+        out["cases"][case] = {
+            name: harness.median_interval([figure(r, path) for r in mine])
+            for name, path, _ in FIGURES
+        }
+    for name, path, higher in FIGURES:
+        a = [figure(r, path) for r in by_case[one]]
+        b = [figure(r, path) for r in by_case[many]]
+        ratio = harness.ratio_interval(b, a) if higher else harness.ratio_interval(a, b)
+        out["many_vs_one"][name] = {**harness.scaled(ratio, 1), "verdict": harness.verdict(ratio)}
     deaths = [
-        r["node_death_to_all_terminal_s"] for r in runs if "node_death_to_all_terminal_s" in r
+        r["node_death_to_all_terminal_s"]
+        for r in by_case[many]
+        if "node_death_to_all_terminal_s" in r
     ]
-    if deaths:
-        lines += ["", f"Node death to all 20 accepted jobs terminal: {median_range(deaths)} s."]
-    lines += ["", "Memory per node (PSS, GiB; bare Ray node, then serving busque):", ""]
-    for r in runs:
+    out["node_death_to_all_terminal_s"] = harness.median_interval(deaths) if deaths else None
+    return out
+
+
+def markdown(data: dict) -> str:
+    one, many = data["cases_run"]
+    summary = data["summary"]
+    level = summary["many_vs_one"]["jobs/s"]["level"]
+    lines = [
+        f"# busque on {many.split(' x')[0]} vs {one.split(' x')[0]}",
+        "",
+        f"Both real Ray clusters on this one machine, busque deployed by `serve deploy` on one "
+        f"PostgreSQL and one SeaweedFS; {data['repeats']} rounds, the cases alternating (the "
+        f"order turns each round); each round: closed-loop echo jobs (create + long-poll) at "
+        f"concurrency 16 for {data['seconds']} s, then image searches at concurrency 8, spread "
+        "over every node's proxy. Figures: the median round [a "
+        f"{level:.1%} distribution-free interval]. The reference is the same busque on one "
+        "node with the same logical CPUs: every node here shares the same cores, so this is the "
+        "overhead of spreading busque over nodes, not its scaling.",
+        "",
+        "| case | " + " | ".join(name for name, _, _ in FIGURES) + " |",
+        "|---|" + "---:|" * len(FIGURES),
+    ]
+    for case, figures in summary["cases"].items():
+        lines.append(
+            f"| {case} | " + " | ".join(harness.show(figures[n], 1) for n, _, _ in FIGURES) + " |"
+        )
+    lines += [
+        "",
+        f"## {many} against {one} (paired by round; > 1: better on more nodes)",
+        "",
+        "| figure | ratio [interval] | so more nodes are |",
+        "|---|---|---|",
+    ]
+    for name, ratio in summary["many_vs_one"].items():
+        lines.append(f"| {name} | {harness.show(ratio)} | **{ratio['verdict']}** |")
+    behind = [n for n, r in summary["many_vs_one"].items() if r["verdict"] == "behind"]
+    lines += [
+        "",
+        "Where busque is behind: "
+        + (
+            f"on {many.split(' x')[0]} it is behind one node in {', '.join(behind)} (requests "
+            "cross nodes: proxy on one node, Gateway, Dispatcher and models on others; every "
+            "node's Ray agents share the same cores)."
+            if behind
+            else "nowhere in this run (every interval holds 1 or is above it)."
+        ),
+    ]
+    death = summary["node_death_to_all_terminal_s"]
+    if death:
+        lines += [
+            "",
+            f"Node death (SIGKILL of the worker holding the most busque replicas, 20 echo jobs "
+            f"accepted just before) to every one of them terminal: {harness.show(death, 1)} s.",
+        ]
+    lines += ["", "Memory per node (PSS, GiB; bare Ray node, then serving busque), per run:", ""]
+    for r in data["runs"]:
         lines.append(f"- {r['case']}: {r['node_pss_gib_bare']} -> {r['node_pss_gib_serving']}")
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = harness.parser(__doc__)
-    parser.add_argument("--repeats", type=int, default=2, help="runs of each case, interleaved")
-    parser.add_argument("--seconds", type=float, default=20, help="closed-loop time per load")
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="rounds of the cases, interleaved (>= 5)"
+    )
+    parser.add_argument("--seconds", type=float, default=15, help="closed-loop time per load")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="1 node against 2 nodes, 1 round, 3 s loads, no node death; writes nothing",
+    )
     args = parser.parse_args()
+    if args.quick:
+        cases, repeats, seconds = QUICK_CASES, 1, 3.0
+    else:
+        if args.repeats < 5:
+            parser.error("--repeats: at least 5 (fewer give no interval worth the name)")
+        cases, repeats, seconds = CASES, args.repeats, args.seconds
+
+    from tqdm import tqdm
 
     from busque.testing.servers import postgres, seaweedfs
 
     runs = []
+    names = list(cases)
     with (
         tempfile.TemporaryDirectory() as scratch,
         postgres(Path(scratch) / "pg") as database_url,
@@ -227,13 +316,20 @@ def main() -> None:
             "BUSQUE_STORAGE__S3_ACCESS_KEY": s3["access_key"],
             "BUSQUE_STORAGE__S3_SECRET_KEY": s3["secret_key"],
         }
-        for repeat in range(args.repeats):
-            for case in CASES:
-                print(f"run {repeat + 1}/{args.repeats}: {case}", flush=True)
-                runs.append(one_run(case, servers, args.seconds, death=True))
-                print(runs[-1], flush=True)
-    data = {"runs": runs, "machine": harness.machine()}
-    harness.write_results("issue16/cluster", data, markdown(runs, args), write=not args.no_write)
+        for repeat in tqdm(range(repeats), desc="rounds"):
+            for k in range(len(names)):
+                case = names[(repeat + k) % len(names)]  # the order turns each round
+                runs.append(one_run(case, cases[case], servers, seconds, death=not args.quick))
+                print(f"round {repeat + 1}/{repeats}: {runs[-1]}", flush=True)
+    data = {
+        "machine": harness.machine(),
+        "repeats": repeats,
+        "seconds": seconds,
+        "cases_run": names,
+        "runs": runs,
+        "summary": summarise(runs, names),
+    }
+    harness.publish("cluster", data, markdown(data), args)
 
 
 if __name__ == "__main__":

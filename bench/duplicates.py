@@ -2,7 +2,10 @@
 path, through the service's own pair finder (busque.index.live.LiveIndex.duplicate_pairs over a
 real SQLite catalog, as GET /v1/duplicates runs it).
 
-Photos: scikit-image's and matplotlib's real photos (split in two halves). Edits: quarter and
+Photos: scikit-image's and matplotlib's real photos (split in two halves), and hard negatives in
+both halves: two shots of one scene from scikit-image's stereo pair (the left and the right
+camera, a few centimetres apart), the left side of the scene in the tuning half and the right
+side in the scored half (no pixel of one is in the other). Edits: quarter and
 half turns, a mirror, 10/20/30% crops, a half-size re-save at JPEG quality 20, greyscale, a
 caption bar, a border, a text watermark. Every pair of images is a question: "duplicates?" —
 yes when both come from the same photo. The thresholds (pHash radius, embedding cosine) are
@@ -11,9 +14,17 @@ service's defaults are scored too. Paths: `phash` (the pHash alone), `phash+turn
 pHashes of each photo's turns and mirrors), `visual` (EfficientNet-Lite0 cosine) and `groups`
 (any of them: what the service groups). Every pair is then checked against its pixels
 (busque.media.same_picture, index.min_pixel_agreement): its threshold is chosen on the first
-half with the others. Writes bench/results/duplicates.json, .md and duplicates_agreement.png.
+half with the others.
 
-    python bench/duplicates.py
+The peer a user would pick: imagededup's PHash (`encode_image`, then pairs within its default
+`max_distance_threshold` of 10, its documented call; also with a threshold chosen on the tuning
+half), where imagededup is installed. busque against it on the scored half: per photo, the
+difference in recall of its pairs and in false positives, its median with a distribution-free
+interval over the photos, read as ahead / level / behind. Precision-recall curves of every
+signal and of the peer are plotted. Writes bench/results/duplicates.json, .md and .png.
+
+    python bench/duplicates.py             # about 3 minutes on 2 cores
+    python bench/duplicates.py --quick     # 3 photos, the 4 shots, 4 edits: writes nothing
 """
 
 from __future__ import annotations
@@ -48,9 +59,16 @@ from busque.media.phash import (
 from busque.models.embedding import create_embedder
 from busque.runtime import Runtime
 
-# Hard negatives: the two views of scikit-image's stereo pair (one scene, a few centimetres
-# apart) are different photos; both are in the scored half, so the pair is asked there.
-STEREO_RIGHT = "stereo_motorcycle_right"
+# Hard negatives: two shots of one scene (scikit-image's stereo pair: its left and right
+# cameras, a few centimetres apart) are different photos. The scene's left side is in the tuning
+# half, its right side in the scored half: each half asks its own pair.
+SHOTS = {  # name: (side of the scene, camera)
+    "motorcycle, left side, left camera": ("left side", 0),
+    "motorcycle, left side, right camera": ("left side", 1),
+    "motorcycle, right side, left camera": ("right side", 0),
+    "motorcycle, right side, right camera": ("right side", 1),
+}
+TUNE_SHOTS, SCORE_SHOTS = list(SHOTS)[:2], list(SHOTS)[2:]
 PHOTOS = (
     "astronaut",
     "camera",
@@ -58,8 +76,6 @@ PHOTOS = (
     "coffee",
     "rocket",
     "grace_hopper",
-    "stereo_motorcycle",
-    STEREO_RIGHT,
     "brick",
     "grass",
     "gravel",
@@ -70,16 +86,38 @@ PHOTOS = (
     "retina",
     "clock",
 )
+QUICK_PHOTOS = ("astronaut", "coffee", "camera")
+QUICK_EDITS = ("rot90", "crop_20", "resave_q20", "caption")
 GOAL_PRECISION = 0.98
+IMAGEDEDUP_DEFAULT = 10  # PHash.find_duplicates' max_distance_threshold
 COST = {"picture_ms": [], "agreement_ms": []}  # the pixel check's, one core
 
 
 def load(name: str) -> Image.Image:
-    if name == STEREO_RIGHT:
+    if name in SHOTS:
         import skimage.data
 
-        return Image.fromarray(skimage.data.stereo_motorcycle()[1]).convert("RGB")
+        side, camera = SHOTS[name]
+        view = Image.fromarray(skimage.data.stereo_motorcycle()[camera]).convert("RGB")
+        half = view.width // 2
+        return view.crop(
+            (0, 0, half, view.height) if side == "left side" else (half, 0, view.width, view.height)
+        )
     return harness.photo(name)
+
+
+def scene(photo: str) -> str | None:
+    """The scene a shot is of (two shots of one scene are a hard negative), None for a photo."""
+    return SHOTS[photo][0] if photo in SHOTS else None
+
+
+def two_shots(a: dict, b: dict) -> bool:
+    """Whether two items are of two shots of one scene (different photos)."""
+    return (
+        a["photo"] != b["photo"]
+        and scene(a["photo"]) is not None
+        and scene(a["photo"]) == scene(b["photo"])
+    )
 
 
 def jpeg(image: Image.Image, quality: int = 92) -> bytes:
@@ -142,11 +180,28 @@ def scores(truth: list[bool], said: list[bool]) -> dict:
     }
 
 
-def analyse(items: list[dict], embedder) -> None:
-    """Each item's pHash, its turns' pHashes and its embedding, as ingest computes them."""
+def imagededup_installed() -> bool:
+    """imagededup and what its hashing needs (`pip install --no-deps imagededup==0.3.3.post2
+    scikit-learn PyWavelets`: its declared deps would pull torchvision and a CUDA torch)."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(n) is not None for n in ("imagededup", "sklearn", "pywt"))
+
+
+def analyse(items: list[dict], embedder, peer: bool) -> None:
+    """Each item's pHash, its turns' pHashes and its embedding, as ingest computes them; and,
+    given `peer`, imagededup's PHash of the same JPEG (its encode_image on the decoded array)."""
+    hasher = None
+    if peer:
+        from bench.grouping import imagededup_phash
+
+        hasher = imagededup_phash()(verbose=False)
     for item in items:
         phash, variants = phash_and_variants(item["jpeg"])
         item["phash"], item["variants"] = hex_to_int64(phash), variants
+        if hasher is not None:
+            pixels = np.asarray(Image.open(io.BytesIO(item["jpeg"])).convert("RGB"))
+            item["imagededup"] = int(hasher.encode_image(image_array=pixels), 16)
     decoded = [decode_image(i["jpeg"], max_pixels=50_000_000, max_side=2048) for i in items]
     for item, image in zip(items, decoded, strict=True):
         item["normalized"] = normalized_jpeg(image)
@@ -174,10 +229,13 @@ def raw_pairs(items: list[dict]) -> list[dict]:
                 "same": a["photo"] == b["photo"],
                 "edit": b["edit"] if a["edit"] == "original" else a["edit"],
                 "with_original": "original" in (a["edit"], b["edit"]),
-                "stereo": {a["photo"], b["photo"]} == {"stereo_motorcycle", STEREO_RIGHT},
+                "stereo": two_shots(a, b),
                 "phash": plain.bit_count(),
                 "turned": min([plain.bit_count(), *(t.bit_count() for t in turned)]),
                 "cosine": float(a["vector"] @ b["vector"]),
+                "imagededup": (a["imagededup"] ^ b["imagededup"]).bit_count()
+                if "imagededup" in a
+                else None,
                 "agreement": timed_agreement(a["picture"], b["picture"]),
             }
         )
@@ -336,16 +394,13 @@ def evaluate(items: list[dict], setting: Setting) -> dict:
     if setting.min_score is not None:
         paths["hybrid"] = verdicts(lambda h: h["score"] is not None)
     out = {"paths": {name: scores(truth, said) for name, said in paths.items()}}
-    stereo = [
-        "stereo" in a["photo"] and "stereo" in b["photo"] and not truth[k]
-        for k, (a, b) in enumerate(pairs)
-    ]
+    stereo = [two_shots(a, b) for a, b in pairs]
     for name, said in paths.items():  # how many false positives are the stereo views' pairs
         out["paths"][name]["false_positives_stereo"] = sum(
             s and st for s, st in zip(said, stereo, strict=True)
         )
     by_edit = {}
-    for edit in EDITS:
+    for edit in edits_in(items):
         chosen = [
             k
             for k, (a, b) in enumerate(pairs)
@@ -356,17 +411,24 @@ def evaluate(items: list[dict], setting: Setting) -> dict:
             for name, said in paths.items()
         }
     out["recall_by_edit"] = by_edit
-    return out
+    return out, paths["groups"]
+
+
+def edits_in(items: list[dict]) -> list[str]:
+    """The edits these items were made with, in EDITS' order."""
+    made = {i["edit"] for i in items}
+    return [edit for edit in EDITS if edit in made]
 
 
 def stereo_grouped(items: list[dict], setting: Setting) -> bool:
-    views = [i for i in items if i["edit"] == "original" and "stereo" in i["photo"]]
+    views = [i for i in items if i["edit"] == "original" and i["photo"] in SHOTS]
     return frozenset(id(v) for v in views) in service_pairs(items, setting)
 
 
 def table(result: dict) -> list[str]:
     lines = [
-        "| path | precision | recall | false positives (of them, stereo views) | missed pairs |",
+        "| path | precision | recall | false positives (of them, two shots of one scene) "
+        "| missed pairs |",
         "|---|---|---|---|---|",
     ]
     for name, got in result["paths"].items():
@@ -384,15 +446,20 @@ def table(result: dict) -> list[str]:
     return lines
 
 
-def agreement_spread(pairs: list[dict]) -> dict:
-    """The pixel agreement of the pairs of one photo, of the stereo views, and of the others."""
-    kinds = {
+def agreement_kinds(pairs: list[dict]) -> dict[str, list[dict]]:
+    """The pairs of one photo, of two shots of one scene, and of different photos."""
+    return {
         "same photo": [p for p in pairs if p["same"]],
         "stereo views": [p for p in pairs if p["stereo"]],
         "different photos": [p for p in pairs if not p["same"] and not p["stereo"]],
     }
+
+
+def agreement_spread(pairs: list[dict]) -> dict:
+    """The pixel agreement of the pairs of one photo, of two shots of one scene, and of the
+    others."""
     out = {}
-    for kind, chosen in kinds.items():
+    for kind, chosen in agreement_kinds(pairs).items():
         values = [p["agreement"] for p in chosen if p["agreement"] is not None]
         out[kind] = {
             "pairs": len(chosen),
@@ -404,78 +471,197 @@ def agreement_spread(pairs: list[dict]) -> dict:
     return out
 
 
-def plot_agreement(pairs: list[dict], threshold: float, path: Path) -> None:
-    import matplotlib
+# ---- the peer: imagededup's PHash -----------------------------------------------------------
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(7, 3.6))
-    bins = np.linspace(0, 1, 51)
-    for label, test, colour in (
-        ("same photo (an edit)", lambda p: p["same"], "tab:green"),
-        ("stereo views (two shots)", lambda p: p["stereo"], "tab:red"),
-        ("different photos", lambda p: not p["same"] and not p["stereo"], "tab:grey"),
+def peer_verdicts(pairs: list[dict], max_distance: float) -> list[bool]:
+    """imagededup's answer for each pair: duplicates when its PHashes are within max_distance."""
+    return [p["imagededup"] <= max_distance for p in pairs]
+
+
+def per_photo(score: list[dict], truth: list[bool], mine: list[bool], theirs: list[bool]):
+    """busque against the peer, photo by photo of the scored half: the difference in recall of
+    each photo's pairs (busque - peer: > 0 is busque ahead) and in false positives each photo
+    takes part in (peer - busque: > 0 is busque ahead); each difference's median with a
+    distribution-free interval over the photos and its verdict."""
+    pairs = list(itertools.combinations(score, 2))
+    recall, false = [], []
+    for photo in dict.fromkeys(i["photo"] for i in score):
+        mine_hits = theirs_hits = positives = mine_fp = theirs_fp = 0
+        for k, (a, b) in enumerate(pairs):
+            if photo not in (a["photo"], b["photo"]):
+                continue
+            if truth[k]:
+                positives += 1
+                mine_hits += mine[k]
+                theirs_hits += theirs[k]
+            else:
+                mine_fp += mine[k]
+                theirs_fp += theirs[k]
+        recall.append((mine_hits - theirs_hits) / positives)
+        false.append(float(theirs_fp - mine_fp))
+    out = {}
+    for name, values in (("recall", recall), ("false_positives", false)):
+        interval = harness.median_interval(values)
+        verdict = "ahead" if interval["low"] > 0 else "behind" if interval["high"] < 0 else "level"
+        out[name] = {**harness.scaled(interval, 1, 4), "verdict": verdict}
+    return out
+
+
+def peer(tune_pairs: list[dict], scored_pairs: list[dict], score: list[dict], groups: list[bool]):
+    """imagededup at its default threshold and at the one chosen on the tuning half: scores on
+    the scored half, recall by edit, and busque's groups (the tuned setting) against each."""
+    tuned, _ = best_threshold(tune_pairs, lambda p: -p["imagededup"])
+    truth = [p["same"] for p in scored_pairs]
+    out = {}
+    for label, distance in (
+        (f"imagededup PHash, its default ({IMAGEDEDUP_DEFAULT} bits)", IMAGEDEDUP_DEFAULT),
+        (f"imagededup PHash, chosen on the tuning half ({-tuned:g} bits)", -tuned),
     ):
-        values = [max(p["agreement"], 0) for p in pairs if test(p) and p["agreement"] is not None]
-        axes.hist(values, bins=bins, alpha=0.6, label=f"{label}: {len(values)}", color=colour)
-    axes.axvline(threshold, color="black", linestyle="--", label=f"chosen {threshold}")
-    axes.set_yscale("log")
-    axes.set_xlabel("pixel agreement (lower quartile of the aligned tiles' correlations)")
-    axes.set_ylabel("pairs")
-    axes.set_title("Scored half: pairs by pixel agreement")
-    axes.legend(fontsize=8)
+        said = peer_verdicts(scored_pairs, distance)
+        got = scores(truth, said)
+        got["false_positives_stereo"] = sum(
+            s and p["stereo"] for s, p in zip(said, scored_pairs, strict=True)
+        )
+        by_edit = {}
+        for edit in edits_in(score):
+            chosen = [k for k, p in enumerate(scored_pairs) if p["same"] and p["with_original"]
+                      and p["edit"] == edit]  # fmt: skip
+            by_edit[edit] = round(sum(said[k] for k in chosen) / len(chosen), 3)
+        out[label] = {
+            "max_distance": distance,
+            **got,
+            "recall_by_edit": by_edit,
+            "busque_vs_this": per_photo(score, truth, groups, said),
+        }
+    return out
+
+
+# ---- the curves and the plot ----------------------------------------------------------------
+
+
+def curve(pairs: list[dict], signal, thresholds) -> list[list[float]]:
+    """[recall, precision] of `signal(pair) >= t` for each threshold t."""
+    truth = [p["same"] for p in pairs]
+    values = [signal(p) for p in pairs]
+    out = []
+    for t in thresholds:
+        got = scores(truth, [v is not None and v >= t for v in values])
+        out.append([got["recall"], got["precision"]])
+    return out
+
+
+def curves(pairs: list[dict], peer_ran: bool) -> dict:
+    """Precision-recall curves on the scored half of each signal alone, no pixel check."""
+    bits = range(0, 33)
+    found = {
+        "pHash (busque)": curve(pairs, lambda p: -p["phash"], [-b for b in bits]),
+        "pHash + turns (busque)": curve(pairs, lambda p: -p["turned"], [-b for b in bits]),
+        "embedding cosine (busque)": curve(
+            pairs, lambda p: p["cosine"], np.arange(0.99, 0.0, -0.01).tolist()
+        ),
+    }
+    if peer_ran:
+        found["imagededup PHash"] = curve(pairs, lambda p: -p["imagededup"], [-b for b in bits])
+    return found
+
+
+def plot(data: dict, path: Path) -> None:
+    """Left: precision-recall curves of each signal and of imagededup, with the service's
+    settings as points; right: the scored half's pairs by pixel agreement."""
+    plt = harness.pyplot()
+    figure, (left, right) = plt.subplots(1, 2, figsize=(13, 4.6))
+    for name, points in data["curves"].items():
+        recall, precision = zip(*points, strict=True)
+        style = "--" if name.startswith("imagededup") else "-"
+        left.plot(recall, precision, style, label=name, marker=".", markersize=3)
+    for name, key in (
+        ("busque, tuned", "chosen_on_tune_half"),
+        ("busque, defaults", "service_defaults"),
+        ("busque, no pixel check", "without_pixel_check"),
+    ):
+        groups = data[key]["paths"]["groups"]
+        left.plot(groups["recall"], groups["precision"], "o", markersize=8, label=name)
+    for name, got in data["peer"].items():
+        left.plot(got["recall"], got["precision"], "x", markersize=9, label=name)
+    left.axhline(GOAL_PRECISION, color="grey", linewidth=0.8, linestyle=":")
+    left.set_xlabel("recall (pairs of one photo found)")
+    left.set_ylabel("precision")
+    left.set_title("Scored half: precision against recall")
+    left.legend(fontsize=7, loc="lower left")
+    bins = np.linspace(0, 1, 51)
+    for label, kind, colour in (
+        ("same photo (an edit)", "same photo", "tab:green"),
+        ("two shots of one scene", "stereo views", "tab:red"),
+        ("different photos", "different photos", "tab:grey"),
+    ):
+        values = [max(v, 0) for v in data["agreement_values"][kind]]
+        right.hist(values, bins=bins, alpha=0.6, label=f"{label}: {len(values)}", color=colour)
+    threshold = data["chosen_on_tune_half"]["min_pixel_agreement"]
+    if threshold is not None:
+        right.axvline(threshold, color="black", linestyle="--", label=f"chosen {threshold}")
+    right.set_yscale("log")
+    right.set_xlabel("pixel agreement (lower quartile of the aligned tiles' correlations)")
+    right.set_ylabel("pairs")
+    right.set_title("Scored half: pairs by pixel agreement")
+    right.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
+    plt.close(figure)
 
 
 def main() -> None:
-    args = harness.parser(__doc__).parse_args()
-    photos = {name: load(name) for name in PHOTOS}
+    cli = harness.parser(__doc__)
+    cli.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"{len(QUICK_PHOTOS)} photos and 4 shots, {len(QUICK_EDITS)} edits: a smoke test; "
+        "writes nothing",
+    )
+    args = cli.parse_args()
+    regular = QUICK_PHOTOS if args.quick else PHOTOS
+    edits = {e: EDITS[e] for e in (QUICK_EDITS if args.quick else EDITS)}
+    tune_photos = set(regular[0::2]) | set(TUNE_SHOTS)
+    score_photos = set(regular[1::2]) | set(SCORE_SHOTS)
+    photos = {name: load(name) for name in (*regular, *SHOTS)}
     items = []
     for name, original in photos.items():
         items.append({"photo": name, "edit": "original", "jpeg": jpeg(original)})
-        for edit, apply in EDITS.items():
+        for edit, apply in edits.items():
             items.append({"photo": name, "edit": edit, "jpeg": jpeg(apply(original))})
-    analyse(items, create_embedder("efficientnet-lite0"))
-    score_photos = set(PHOTOS[1::2]) | {"stereo_motorcycle", STEREO_RIGHT}
-    tune_photos = set(PHOTOS) - score_photos
+    peer_ran = imagededup_installed()
+    analyse(items, create_embedder("efficientnet-lite0"), peer_ran)
     tune = [i for i in items if i["photo"] in tune_photos]
     score = [i for i in items if i["photo"] in score_photos]
     tune_pairs, scored_pairs = raw_pairs(tune), raw_pairs(score)
     radius, cosine, agreement = choose(tune_pairs)
     plain_radius, plain_cosine, _ = choose(tune_pairs, check=False)
     defaults = IndexSettings()
-    chosen = evaluate(score, Setting(radius, cosine, agreement))
+    chosen, groups = evaluate(score, Setting(radius, cosine, agreement))
     unchecked_setting = Setting(plain_radius, plain_cosine, None)
-    unchecked = evaluate(score, unchecked_setting)
+    unchecked, _ = evaluate(score, unchecked_setting)
     service = Setting(
         defaults.duplicate_radius, defaults.near_duplicate_cosine, defaults.min_pixel_agreement
     )
-    default = evaluate(score, service)
+    default, _ = evaluate(score, service)
     hybrid = hybrid_ceiling(tune_pairs, scored_pairs, defaults.w_visual)
     hybrid_min = round(hybrid["threshold"], 2)
-    default_hybrid = evaluate(score, dataclasses.replace(service, min_score=hybrid_min))
+    default_hybrid, _ = evaluate(score, dataclasses.replace(service, min_score=hybrid_min))
     (views,) = [
         p for p in scored_pairs if p["with_original"] and p["edit"] == "original" and p["stereo"]
     ]
     spread = agreement_spread(scored_pairs)
-    if not args.no_write:
-        plot_agreement(
-            scored_pairs,
-            agreement or defaults.min_pixel_agreement,
-            harness.RESULTS / "duplicates_agreement.png",
-        )
+    peers = peer(tune_pairs, scored_pairs, score, groups) if peer_ran else {}
     data = {
         "benchmark": "duplicate groups on real photos with everyday edits",
         "machine": harness.machine(),
         "photos": {"tune": sorted(tune_photos), "score": sorted(score_photos)},
-        "edits": list(EDITS),
+        "edits": list(edits),
         "turns_searched": list(TRANSFORMS),
         "pixel_check": same_picture.METHOD,
         "pixel_check_cost_ms": {
             name: {
-                "median": round(float(np.median(v)), 2),
+                **harness.scaled(harness.median_interval(v), 1, 2),
                 "p90": round(harness.percentile(v, 0.9), 2),
             }
             for name, v in COST.items()
@@ -503,6 +689,17 @@ def main() -> None:
             "cosine": round(views["cosine"], 4),
             "pixel_agreement": views["agreement"],
         },
+        "hard_negative_pairs": {
+            "tune": sum(p["stereo"] for p in tune_pairs),
+            "score": sum(p["stereo"] for p in scored_pairs),
+        },
+        "peer": peers,
+        "peer_not_run": None if peer_ran else "imagededup is not installed here",
+        "curves": curves(scored_pairs, peer_ran),
+        "agreement_values": {
+            kind: [p["agreement"] for p in chosen_pairs if p["agreement"] is not None]
+            for kind, chosen_pairs in agreement_kinds(scored_pairs).items()
+        },
     }
 
     def verdict(result: dict) -> str:
@@ -520,10 +717,15 @@ def main() -> None:
     lines = [
         "# Duplicate groups on real photos with everyday edits",
         "",
-        f"Commit {harness.commit()}; {data['machine']['cpu']}. {len(PHOTOS)} real photos "
-        f"(scikit-image, matplotlib) x {len(EDITS) + 1} versions; thresholds chosen on "
+        f"{len(regular)} real photos (scikit-image, matplotlib) and {len(SHOTS)} shots (two "
+        f"cameras x two sides of one scene) x {len(edits) + 1} versions; thresholds chosen on "
         f"{len(tune_photos)} photos, scored on the other {len(score_photos)} "
-        f"({len(score)} images, every pair a question). `python bench/duplicates.py`.",
+        f"({len(score)} images, every pair a question). Each half holds one hard negative: two "
+        "shots of one scene (the left and right cameras of scikit-image's stereo pair, a few "
+        "centimetres apart; the scene's left side in the tuning half, its right side in the "
+        "scored half). Pairs of two shots (the shots and their edits): "
+        f"{data['hard_negative_pairs']['tune']} in the tuning half, "
+        f"{data['hard_negative_pairs']['score']} in the scored half.",
         "",
         "Candidate pairs come from the pHash (and the pHashes of each photo's turns and mirror) "
         "and the embedding; each is then checked against its pixels "
@@ -551,11 +753,12 @@ def main() -> None:
             for kind, got in spread.items()
         ),
         "",
-        "![pixel agreement](duplicates_agreement.png)",
+        "![precision-recall curves and pixel agreement](duplicates.png)",
         "",
         "Its cost on one core: a photo's picture (decode at 512 px, ORB keypoints of it and "
-        f"its mirror) {cost['picture_ms']['median']} ms, a pair's check "
-        f"{cost['agreement_ms']['median']} ms (medians). Each verdict is stored by the pair's "
+        f"its mirror) {harness.show(cost['picture_ms'])} ms, a pair's check "
+        f"{harness.show(cost['agreement_ms'])} ms (medians [interval] of every call). Each "
+        "verdict is stored by the pair's "
         "bytes (table pair_checks), so a pair is checked once. At 100,000 photos with the "
         "default thresholds, bench/grouping.py's library has ~19,000 candidate pairs over "
         "~25,000 photos: about "
@@ -564,12 +767,11 @@ def main() -> None:
         "these medians, not run: that library has no pixels). A looser min_cosine finds the "
         "crops and borders (the tuned setting above) but makes more candidate pairs to check.",
         "",
-        f"An edit's lowest agreement is {same['min']}, the stereo views' highest "
+        f"An edit's lowest agreement is {same['min']}, the two shots' highest "
         f"{stereo['max']}: the margin between them is "
-        f"{same['min'] - stereo['max']:.3f}. Where busque is still exposed: the tuning half has "
-        "no second shot of one scene, so the threshold it picks is the strictest that keeps "
-        "its own edits (a rule that never saw a hard negative); this set has one hard-negative "
-        "scene (issue 21 adds bursts and video frames to both halves). Pairs with too little "
+        f"{margin(same['min'], stereo['max'])}. Where busque is still exposed: each half has one "
+        "scene of two shots (no bursts or video frames seconds apart exist offline here), so "
+        "the threshold rests on few hard negatives. Pairs with too little "
         f"texture to tell ({same['no_verdict']} same-photo pairs here: the motion-blurred "
         "clock, the retina) stand on their pHash and embedding alone.",
         "",
@@ -579,8 +781,9 @@ def main() -> None:
         *table(unchecked),
         "",
         verdict(unchecked),
-        " The false positives are pairs of the stereo pair's two views and their edits (one "
-        "scene a few centimetres apart), which every path groups; the views' originals are "
+        f" Of its {unchecked['paths']['groups']['false_positives']} false positives, "
+        f"{unchecked['paths']['groups']['false_positives_stereo']} are pairs of the two shots "
+        "of one scene and their edits; the shots' originals are "
         + ("grouped" if stereo_grouped(score, unchecked_setting) else "kept apart")
         + " at this setting.",
         "",
@@ -606,13 +809,77 @@ def main() -> None:
         f"half ({hybrid['threshold']}) scores precision {hybrid['precision']:.3f}, recall "
         f"{hybrid['recall']:.3f}; the most recall any threshold reaches at precision >= "
         f"{GOAL_PRECISION} on the scored half itself is {hybrid['ceiling_recall']:.3f} (a "
-        f"ceiling, chosen on the answers). The two views of the stereo pair are "
+        f"ceiling, chosen on the answers). The scored half's two shots of one scene are "
         f"{views['turned']} pHash bits and cosine {views['cosine']:.3f} apart, closer than "
         "most edits are to their original: no global signal of a whole photo tells them "
         "apart: a hybrid score adds pairs (the section above), it never refuses these. Their "
-        f"pixels do: aligned, the two views agree {views['agreement']}.",
+        f"pixels do: aligned, the two shots agree {views['agreement']}.",
+        "",
+        *peer_section(data, radius, cosine, agreement),
     ]  # fmt: skip
-    harness.write_results("duplicates", data, "\n".join(lines), write=not args.no_write)
+    harness.publish("duplicates", data, "\n".join(lines), args, plot)
+
+
+def margin(low, high) -> str:
+    return "unknown (a side had no verdict)" if low is None or high is None else f"{low - high:.3f}"
+
+
+def peer_section(data: dict, radius, cosine, agreement) -> list[str]:
+    """The peer's scores on the scored half and busque (the tuned setting) against it."""
+    lines = ["## Against the peer: imagededup's PHash", ""]
+    if not data["peer"]:
+        return [*lines, f"Not run (not installed here): imagededup ({data['peer_not_run']})."]
+    mine = data["chosen_on_tune_half"]["paths"]["groups"]
+    lines += [
+        "imagededup's `PHash().encode_image(image_array=...)` on each decoded JPEG, and a pair "
+        f"a duplicate within `max_distance_threshold` bits (its default {IMAGEDEDUP_DEFAULT}, "
+        "and the threshold with the most recall at precision >= "
+        f"{GOAL_PRECISION} on the tuning half). No turns, no embedding, no pixel check: what a "
+        "user of it gets. busque: its groups at the tuned setting (radius "
+        f"{radius}, min_cosine {cosine}, min_pixel_agreement {agreement}). busque against it: "
+        "photo by photo of the scored half, the difference in recall of the photo's pairs "
+        "(busque - imagededup) and in the false positives the photo takes part in (imagededup "
+        "- busque); the median difference [a distribution-free interval over the photos]: "
+        "**ahead** when all of it is above 0.",
+        "",
+        "| method | precision | recall | false positives (of them, two shots) | busque's recall "
+        "lead [interval] | so busque is | busque's false-positive lead [interval] | so busque is |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| busque groups (tuned) | {mine['precision']:.3f} | {mine['recall']:.3f} | "
+        f"{mine['false_positives']} ({mine['false_positives_stereo']}) | | | | |",
+    ]
+    for label, got in data["peer"].items():
+        lead = got["busque_vs_this"]
+        lines.append(
+            f"| {label} | {got['precision']:.3f} | {got['recall']:.3f} | "
+            f"{got['false_positives']} ({got['false_positives_stereo']}) | "
+            f"{harness.show(lead['recall'], 3)} | **{lead['recall']['verdict']}** | "
+            f"{harness.show(lead['false_positives'], 1)} | "
+            f"**{lead['false_positives']['verdict']}** |"
+        )
+    names = list(data["peer"])
+    lines += [
+        "",
+        "Recall of the pair (original, edit), by edit:",
+        "",
+        "| edit | busque groups (tuned) | " + " | ".join(names) + " |",
+        "|---|" + "---|" * (len(names) + 1),
+    ]
+    for edit, got in data["chosen_on_tune_half"]["recall_by_edit"].items():
+        cells = [f"{data['peer'][n]['recall_by_edit'][edit]:.2f}" for n in names]
+        lines.append(f"| {edit} | {got['groups']:.2f} | " + " | ".join(cells) + " |")
+    behind = [
+        f"{what} against {label}"
+        for label, got in data["peer"].items()
+        for what, lead in got["busque_vs_this"].items()
+        if lead["verdict"] == "behind"
+    ]
+    lines += [
+        "",
+        "Where busque is behind the peer: "
+        + (", ".join(behind).replace("_", " ") + "." if behind else "nowhere in this run."),
+    ]
+    return lines
 
 
 if __name__ == "__main__":

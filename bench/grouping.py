@@ -148,12 +148,18 @@ def _pairs(rows: np.ndarray, cols: np.ndarray) -> set[tuple[int, int]]:
     return set(zip(low.tolist(), high.tolist(), strict=True))
 
 
-def run_imagededup(data: dict, visual: bool) -> tuple[set, float]:
-    # imagededup.methods imports its CNN (torchvision); the hashing search never uses it.
+def imagededup_phash():
+    """imagededup's PHash class. imagededup.methods imports its CNN (torchvision, which cannot
+    be installed beside a CPU torch here): stubbed before import; hashing never uses it."""
     sys.modules["imagededup.methods.cnn"] = types.SimpleNamespace(CNN=None)
     sys.modules["imagededup.utils.models"] = types.SimpleNamespace(CustomModel=None)
     from imagededup.methods import PHash
 
+    return PHash
+
+
+def run_imagededup(data: dict, visual: bool) -> tuple[set, float]:
+    PHash = imagededup_phash()
     encodings = {str(i): f"{int(c):016x}" for i, c in enumerate(data["codes"].tolist())}
     started = time.perf_counter()
     duplicates = PHash(verbose=False).find_duplicates(
@@ -216,18 +222,6 @@ def in_child(
 # ---- the runs ----
 
 
-def median_ci(values: list[float]) -> tuple[float, float, float]:
-    """The median and a distribution-free ~95% interval (order statistics; the extremes when
-    there are fewer than 6 runs)."""
-    ordered = sorted(values)
-    n = len(ordered)
-    half = int(1.96 * (n**0.5) / 2)
-    low, high = max(0, n // 2 - half - 1), min(n - 1, (n - 1) // 2 + half + 1)
-    if n < 6:
-        low, high = 0, n - 1
-    return statistics.median(ordered), ordered[low], ordered[high]
-
-
 def measure(args, rates: np.ndarray) -> dict:
     """Per size and half (pHash only; pHash and embeddings): each method's runs, interleaved.
     A scan of all pairs is first timed at small sizes; where its n^2 growth says it would run
@@ -288,7 +282,7 @@ def table(results: dict, args) -> str:
         lines += [
             f"### {int(n):,} items, {'pHash (codes and 7 turns)' if half == 'phash' else 'pHash and embeddings'}",
             "",
-            "| method | runs | median s | ~95% interval s | pairs | recall: near copies | recall: turned | peak RSS MiB |",
+            "| method | runs | median s | interval s (level) | pairs | recall: near copies | recall: turned | peak RSS MiB |",
             "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for method, done in runs.items():
@@ -302,12 +296,13 @@ def table(results: dict, args) -> str:
                         f"{points}) | | | | | |"
                     )
                 continue
-            mid, low, high = median_ci([d["seconds"] for d in done])
+            interval = harness.median_interval([d["seconds"] for d in done])
             pairs = sorted({d["pairs"] for d in done})
             rss = max(d["rss_mib"] for d in done)
             recall = done[0]["recall"]
             lines.append(
-                f"| {method} | {len(done)} | {mid:.2f} | {low:.2f}-{high:.2f} | "
+                f"| {method} | {len(done)} | {interval['median']:.2f} | "
+                f"{interval['low']:.2f}-{interval['high']:.2f} ({interval['level']:.0%}) | "
                 f"{', '.join(map(str, pairs))} | {recall['near']:.1%} | {recall['turned']:.1%} | "
                 f"{rss:.0f} |"
             )

@@ -169,7 +169,22 @@ def command_line() -> str:
         shown = str(script.relative_to(ROOT))
     except ValueError:
         shown = sys.argv[0]
-    return shlex.join(["python", shown, *sys.argv[1:]])
+    return shlex.join(["python", shown, *hide_keys(sys.argv[1:])])
+
+
+def hide_keys(argv: list[str]) -> list[str]:
+    """The options with the value of every --...-key option (an API key: --api-key K,
+    --api-key=K) replaced by KEY, so no result page holds a secret."""
+    out, secret = [], False
+    for arg in argv:
+        if secret:
+            out.append("KEY")
+        elif arg.startswith("--") and arg.split("=", 1)[0].endswith("-key") and "=" in arg:
+            out.append(arg.split("=", 1)[0] + "=KEY")
+        else:
+            out.append(arg)
+        secret = not secret and arg.startswith("--") and "=" not in arg and arg.endswith("-key")
+    return out
 
 
 def run_facts() -> dict:

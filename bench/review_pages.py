@@ -34,7 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import harness
-from bench.grouping import library, median_ci, real_bit_rates
+from bench.grouping import library, real_bit_rates
 
 COLLECTION = "big"
 CAMERAS = ("Canon EOS 5D", "NIKON D750", "Apple iPhone 12", "SONY ILCE-7M3", "Pixel 7")
@@ -145,8 +145,14 @@ def timed(client: httpx.Client, path: str, **params) -> tuple[float, dict]:
 
 
 def summary(values: list[float]) -> dict:
-    mid, low, high = median_ci(values)
-    return {"runs": len(values), "median_ms": mid, "low_ms": low, "high_ms": high}
+    interval = harness.median_interval(values)
+    return {
+        "runs": len(values),
+        "median_ms": interval["median"],
+        "low_ms": interval["low"],
+        "high_ms": interval["high"],
+        "level": interval["level"],
+    }
 
 
 def main() -> None:

@@ -166,6 +166,8 @@ def test_bench_runner_lists_which_scripts_have_a_quick_mode():
     quick = ("phash", "phash_lookup", "grouping", "jobs", "faces", "backfill")
     assert {modes[name] for name in quick} == {"--quick"}, modes
     assert "harness" not in modes and "peers" not in modes  # helpers, not benchmarks
+    # A script's `NEEDS = "cluster"` is shown, and `all` leaves it out.
+    assert modes["cluster"] == "--quick, needs a cluster", modes
     wrong = subprocess.run(
         [sys.executable, "-m", "bench", "nonesuch"], cwd=ROOT, capture_output=True, text=True
     )
@@ -250,12 +252,17 @@ def test_jobs_runs_busque_against_the_job_queues_users_pick():
     assert "Reproduce: `python bench/jobs.py --quick --no-write`" in page
 
 
+def fresh_tenant_key(app, tenant: str) -> str:
+    """A key of a tenant of the benchmark's own, so its traffic changes nothing other tests see."""
+    from busque.cli import _key_store
+
+    return _key_store(app.settings).create(f"{tenant}-{os.getpid()}", "bench smoke").key
+
+
 def test_text_runs_busque_against_the_peers_on_the_session_app(app):
     """busque's part against the session's running app (its real SmolLM2), through a tenant of
     its own; the in-process peers on the same weights and token count."""
-    from busque.cli import _key_store
-
-    key = _key_store(app.settings).create("bench-text", "bench").key
+    key = fresh_tenant_key(app, "bench-text")
     done = subprocess.run(
         [sys.executable, "bench/text.py", "--quick", "--no-write", "--url", app.url],
         cwd=ROOT,
@@ -306,3 +313,67 @@ def test_text_runs_busque_against_the_peers_on_the_session_app(app):
     assert {"busque chat c=4", "transformers CB c=4"} <= gains, page
     assert "## Where busque is behind" in page
     assert "Reproduce: `python bench/text.py --quick --no-write --url" in page
+
+
+def test_hardening_measures_each_attack_against_busque_idle(app):
+    # Against the session's running app (starting one costs more than the whole quick mode).
+    done = subprocess.run(
+        [
+            sys.executable,
+            "bench/hardening.py",
+            "--quick",
+            "--no-write",
+            *("--url", app.url),
+            *("--api-key", fresh_tenant_key(app, "bench-quiet")),
+            *("--noisy-key", fresh_tenant_key(app, "bench-noisy")),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    page = done.stdout
+    slow = table(page, "slow sockets of tenant A")
+    assert [row[0] for row in slow] == ["healthz", "search"], page
+    for row in slow:
+        for cell in row[1:5]:
+            median, low, high = map(float, INTERVAL.match(cell).groups())
+            assert 0 < low <= median <= high, row
+        assert row[6] in VERDICTS and row[7] in ("met", "NOT met"), row
+    # The slow sockets were held, and a body without a key was answered 401 before it ended.
+    assert "'slow headers': " in page and "'body without a key: 401'" in page, page
+    neighbour = table(page, "while tenant A floods jobs")
+    assert [row[0] for row in neighbour] == ["p50", "p99"] and neighbour[0][5] in ("met", "NOT met")
+    assert {row[4] for row in neighbour} <= VERDICTS, neighbour
+    hooks = table(page, "while tenant A's receiver trickles")
+    assert [row[0] for row in hooks] == ["idle", "A trickling"] and hooks[1][3] in VERDICTS
+    assert "## Where busque is behind" in page
+    assert "Reproduce: `python bench/hardening.py --quick --no-write --url" in page
+    assert "--api-key KEY --noisy-key KEY`" in page  # the keys are not on the page
+
+
+def test_duplicates_scores_busque_and_imagededup_with_hard_negatives_in_both_halves():
+    page = run_quick("bench/duplicates.py")
+    # 4 edits + the original of each shot: 5 x 5 pairs of two shots of one scene in each half.
+    assert (
+        "Pairs of two shots (the shots and their edits): 25 in the tuning half, 25 in the" in page
+    )
+    spread = {row[0]: row for row in table(page, "## Pixel agreement on the scored half")}
+    assert spread["stereo views"][1] == "25", spread
+    chosen = table(page, "## Chosen on the tuning half")
+    assert [row[0] for row in chosen] == ["phash", "phash+turns", "visual", "groups"], page
+    peer = {row[0]: row for row in table(page, "## Against the peer: imagededup's PHash")}
+    if importlib.util.find_spec("imagededup") is None:  # optional: the page says it was not run
+        assert "Not run (not installed here): imagededup" in page
+    else:
+        assert set(peer) == {
+            "busque groups (tuned)",
+            "imagededup PHash, its default (10 bits)",
+        } | {name for name in peer if name.startswith("imagededup PHash, chosen on the tuning")}
+        assert len(peer) == 3, peer
+        for name, row in peer.items():
+            if name.startswith("imagededup"):
+                assert row[5] in VERDICTS and row[7] in VERDICTS, row
+    assert "Where busque is behind the peer: " in page or "Not run" in page
+    assert "Reproduce: `python bench/duplicates.py --quick --no-write`" in page
