@@ -449,7 +449,7 @@ def show(result: dict, key: str) -> str:
 
 def plot(data: dict, path: Path) -> None:
     plt = harness.pyplot()
-    figure, axes = plt.subplots(figsize=(7.5, 5.5))
+    figure, axes = plt.subplots(figsize=(7.5, 7))
     for (name, curve), colour in zip(data["pr_curves"].items(), plt.cm.tab10.colors, strict=False):
         points = np.array(curve["points"])
         axes.plot(points[:, 2], points[:, 1], color=colour, label=name, linewidth=1.4)
@@ -465,7 +465,7 @@ def plot(data: dict, path: Path) -> None:
     axes.set_ylim(0, 1.02)
     axes.set_title("Split B: precision-recall as each threshold moves\n"
                    "filled dot: threshold chosen on split A; ring: the method's default")  # fmt: skip
-    axes.legend(fontsize=7, loc="lower left")
+    axes.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=1)
     axes.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
