@@ -161,8 +161,13 @@ def pair_table(items: list[dict]) -> dict:
     kind = np.where(truth, "duplicate", np.where(same_scene, "hard", "other"))
     shots = np.array([i["shot"] for i in items])
     hard_kind = np.where(kind == "hard", np.char.add(np.char.add(shots[a], "-"), shots[b]), "")
+    edit = np.array([i["edit"] for i in items])
+    with_original = np.where(
+        edit[a] == "original", edit[b], np.where(edit[b] == "original", edit[a], "")
+    )
     return {"a": a, "b": b, "truth": truth, "kind": kind, "hard_kind": hard_kind,
-            "scene_a": scene[a], "scene_b": scene[b], "scenes": scenes}  # fmt: skip
+            "scene_a": scene[a], "scene_b": scene[b], "scenes": scenes,
+            "edit": np.where(truth, with_original, "")}  # fmt: skip
 
 
 def hard_kind_name(items: list[dict], kind: str) -> str:
@@ -256,6 +261,13 @@ def sweep(signal: np.ndarray, truth: np.ndarray, higher: bool) -> np.ndarray:
     recall = tp / max(int(truth.sum()), 1)
     f1 = np.where(tp > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0)
     return np.stack([v if higher else -v, precision, recall, f1], axis=1)
+
+
+def thinned(curve: np.ndarray, most: int = 400) -> np.ndarray:
+    """At most `most` of a curve's points, evenly along it, its ends kept (for the plot)."""
+    if len(curve) <= most:
+        return curve
+    return curve[np.unique(np.linspace(0, len(curve) - 1, most).round().astype(int))]
 
 
 def best_f1(curve: np.ndarray) -> float:
@@ -553,6 +565,10 @@ def main() -> None:
             )
             for kind in sorted(set(b["pairs"]["hard_kind"][hard].tolist()))
         }
+        edit = b["pairs"]["edit"]
+        got["recall_by_edit"] = {
+            e: round(float(said[edit == e].mean()), 3) for e in edits if e != "original"
+        }
         return got
 
     scored_b = {n: scored(verdicts_b[n], resampled[n]) for n in METHODS}
@@ -606,7 +622,7 @@ def main() -> None:
         "pr_curves": {
             name: {
                 "threshold_precision_recall_f1": "columns",
-                "points": np.round(curve, 4).tolist(),
+                "points": np.round(thinned(curve), 4).tolist(),
             }
             for name, curve in curves.items()
         },  # fmt: skip
@@ -684,6 +700,15 @@ def page(data: dict, best_busque: str) -> str:
         "|---|" + "---|" * len(next(iter(scored_b.values()))["hard_by_kind"]),
         *(
             f"| {name} | " + " | ".join(f"{v:.2f}" for v in got["hard_by_kind"].values()) + " |"
+            for name, got in scored_b.items()
+        ),
+        "",
+        "Recall of the pairs (a shot, an edit of it) on B, by edit:",
+        "",
+        "| method | " + " | ".join(next(iter(scored_b.values()))["recall_by_edit"]) + " |",
+        "|---|" + "---|" * len(next(iter(scored_b.values()))["recall_by_edit"]),
+        *(
+            f"| {name} | " + " | ".join(f"{v:.2f}" for v in got["recall_by_edit"].values()) + " |"
             for name, got in scored_b.items()
         ),
         "",
@@ -778,7 +803,7 @@ def page(data: dict, best_busque: str) -> str:
         "",
         "![precision-recall](quality.png)",
         "",
-        "| method | points | threshold range |",
+        "| method | points (plotted) | threshold range |",
         "|---|---|---|",
         *(
             f"| {name} | {len(c['points'])} | {c['points'][0][0]} .. {c['points'][-1][0]} |"
