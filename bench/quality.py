@@ -640,6 +640,17 @@ def threshold_text(name: str, value) -> str:
     return f"{field} {value}"
 
 
+def shares(scored: dict, key: str) -> list[str]:
+    """A table of each method's shares under `key` ({column: share}), a row a method."""
+    columns = list(next(iter(scored.values()))[key])
+    return [
+        "| method | " + " | ".join(columns) + " |",
+        "|---|" + "---|" * len(columns),
+        *(f"| {name} | " + " | ".join(f"{got[key][c]:.2f}" for c in columns) + " |"
+          for name, got in scored.items()),
+    ]  # fmt: skip
+
+
 def page(data: dict, best_busque: str) -> str:
     a, b = data["splits"]["A"], data["splits"]["B"]
     scored_b, defaults_b = data["scored_on_b"], data["defaults_on_b"]
@@ -696,21 +707,11 @@ def page(data: dict, best_busque: str) -> str:
         "",
         "Hard negatives called duplicates, by kind (share of that kind's pairs on B):",
         "",
-        "| method | " + " | ".join(next(iter(scored_b.values()))["hard_by_kind"]) + " |",
-        "|---|" + "---|" * len(next(iter(scored_b.values()))["hard_by_kind"]),
-        *(
-            f"| {name} | " + " | ".join(f"{v:.2f}" for v in got["hard_by_kind"].values()) + " |"
-            for name, got in scored_b.items()
-        ),
+        *shares(scored_b, "hard_by_kind"),
         "",
         "Recall of the pairs (a shot, an edit of it) on B, by edit:",
         "",
-        "| method | " + " | ".join(next(iter(scored_b.values()))["recall_by_edit"]) + " |",
-        "|---|" + "---|" * len(next(iter(scored_b.values()))["recall_by_edit"]),
-        *(
-            f"| {name} | " + " | ".join(f"{v:.2f}" for v in got["recall_by_edit"].values()) + " |"
-            for name, got in scored_b.items()
-        ),
+        *shares(scored_b, "recall_by_edit"),
         "",
         "## Scored on split B at each method's default",
         "",
