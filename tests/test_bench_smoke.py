@@ -163,7 +163,7 @@ def test_bench_runner_lists_which_scripts_have_a_quick_mode():
     )
     assert done.returncode == 0, done.stderr
     modes = dict(line.split(None, 1) for line in done.stdout.splitlines())
-    quick = ("phash", "phash_lookup", "grouping", "jobs", "faces", "backfill")
+    quick = ("phash", "phash_lookup", "grouping", "jobs", "faces", "backfill", "quality")
     assert {modes[name] for name in quick} == {"--quick"}, modes
     assert "harness" not in modes and "peers" not in modes  # helpers, not benchmarks
     # A script's `NEEDS = "cluster"` is shown, and `all` leaves it out.
@@ -377,3 +377,42 @@ def test_duplicates_scores_busque_and_imagededup_with_hard_negatives_in_both_hal
                 assert row[5] in VERDICTS and row[7] in VERDICTS, row
     assert "Where busque is behind the peer: " in page or "Not run" in page
     assert "Reproduce: `python bench/duplicates.py --quick --no-write`" in page
+
+
+def test_quality_scores_on_split_b_at_thresholds_chosen_on_split_a():
+    page = run_quick("bench/quality.py")
+    methods = {
+        "busque search, pHash mode",
+        "busque search, visual mode (embedding)",
+        "busque search, hybrid mode",
+        "busque GET /v1/duplicates (pHash+turns, embedding, pixel check)",
+    }
+    imagededup = importlib.util.find_spec("imagededup") is not None
+    if imagededup:
+        methods.add("imagededup PHash")
+    else:  # optional: the page says it was not run
+        assert "Not run (not installed here): imagededup" in page
+    # Both splits hold hard negatives (other shots of one scene), and duplicates.
+    data = {row[0]: row for row in table(page, "## The data")}
+    assert set(data) == {"A", "B"}, data
+    assert all(int(row[4]) > 0 and int(row[5]) > 0 for row in data.values()), data
+    # Every method is scored on B at exactly the threshold it was given on A.
+    chosen = {row[0]: row[1] for row in table(page, "## Thresholds chosen on split A")}
+    scored = {row[0]: row for row in table(page, "## Scored on split B at the thresholds")}
+    assert set(chosen) == set(scored) == methods, (chosen, scored)
+    assert all(scored[name][1] == chosen[name] for name in methods), (chosen, scored)
+    for row in scored.values():  # precision, recall, F1 with their bootstrap interval
+        assert all(INTERVAL.match(cell) for cell in row[2:5]), row
+    defaults = {row[0]: row[1] for row in table(page, "## Scored on split B at each method's")}
+    assert set(defaults) == methods
+    assert defaults["busque search, pHash mode"] == "max_phash_distance 8", defaults
+    if imagededup:
+        assert defaults["imagededup PHash"] == "max_distance_threshold 10", defaults
+        against = table(page, "## Against imagededup")
+        assert {row[2] for row in against} <= VERDICTS and len(against) == 4, against
+    assert "The flag agrees with the curve's comparison on every pair: yes." in page
+    assert "## Where busque is behind" in page and "- imagededup CNN: " in page
+    # The precision-recall curve's data: every method, more than one point.
+    curves = {row[0]: int(row[1]) for row in table(page, "## Precision-recall curves on split B")}
+    assert set(curves) == methods and min(curves.values()) > 1, curves
+    assert "Reproduce: `python bench/quality.py --quick --no-write`" in page
