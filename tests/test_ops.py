@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+import threading
+import time
 
 import httpx
+import pytest
 
 from busque.auth.keys import DEFAULT_SCOPES
 from tests.conftest import wait_for
@@ -26,10 +29,58 @@ def test_healthz_and_readyz_need_no_key(app):
     assert ready.status_code == 200, ready.text
     body = ready.json()
     assert body["status"] == "ready"
-    assert set(body["checks"]) == {"database", "object_store", "dispatcher", "cluster"}
+    assert set(body["checks"]) == {
+        "database",
+        "object_store",
+        "dispatcher",
+        "cluster",
+        "deployments",
+    }
     for name, check in body["checks"].items():
         assert check["ok"] is True, (name, check)
         assert check["ms"] >= 0
+
+
+def test_readiness_waits_for_a_deployment_still_starting(app):
+    """/readyz's deployments check on a real Serve application whose one deployment takes 8 s
+    to start: NotRunning names it until Serve reports the application RUNNING (the Gateway
+    answers long before its sibling deployments are up)."""
+    from ray import serve
+
+    from busque.serve.app_status import NotRunning, check_application
+
+    @serve.deployment(ray_actor_options={"num_cpus": 0})
+    class SlowToStart:
+        def __init__(self):
+            time.sleep(8)
+
+        def __call__(self) -> str:
+            return "up"
+
+    deploying = threading.Thread(
+        target=serve.run, args=(SlowToStart.bind(),), kwargs={"name": "slow", "route_prefix": None}
+    )
+    deploying.start()
+    try:
+        waited = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                check_application("slow")
+                break
+            except NotRunning as exc:
+                waited.append(exc.waiting)
+                time.sleep(0.5)
+        else:
+            raise AssertionError(f"never RUNNING: {waited[-3:]}")
+        assert ["SlowToStart"] in waited, waited  # seen starting, by name
+        deploying.join(60)
+        check_application("slow")  # and it stays ready once up
+        with pytest.raises(NotRunning):
+            check_application("no-such-application")
+    finally:
+        deploying.join(60)
+        serve.delete("slow")
 
 
 def test_metrics_count_jobs_by_state(app, client):

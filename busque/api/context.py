@@ -25,6 +25,7 @@ class ApiContext:
         face_analyzer=None,
         text_generator=None,
         text_embedder=None,
+        application_running=None,
     ):
         self.runtime = runtime
         self.settings = runtime.settings
@@ -59,6 +60,8 @@ class ApiContext:
         self.face_index = runtime.face_index
         self.auth = Authenticator(runtime.keys, runtime.settings.auth.cache_s)
         self.dispatcher = dispatcher  # a DeploymentHandle, or None outside Serve
+        # async () -> None, raising while Serve's application is not RUNNING; None outside Serve
+        self.application_running = application_running
         # Commits are noticed at once (LISTEN/NOTIFY on PostgreSQL, data_version on SQLite):
         # polling is only a fallback, and the dispatcher watches for new jobs itself.
         self.tail = EventTail(runtime.jobs, runtime.settings.events.poll_s)

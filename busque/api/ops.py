@@ -32,7 +32,7 @@ async def healthz():
 
 @router.get(
     "/readyz",
-    summary="Database, object store and deployments answer",
+    summary="Database, object store, dispatcher and every deployment are up",
     responses={200: {"model": Readiness}, 503: {"model": Readiness, "description": "Not ready"}},
 )
 async def readyz(request: Request):
@@ -47,11 +47,15 @@ async def readyz(request: Request):
         except Exception as exc:  # the message may name internal hosts: only in the log
             logger.warning("readiness check %s failed: %s: %s", name, type(exc).__name__, exc)
             checks[name] = {"ok": False, "error": type(exc).__name__}
+            if getattr(exc, "waiting", None) is not None:  # deployment names, not hosts
+                checks[name]["waiting"] = exc.waiting
 
     await check("database", lambda: asyncio.to_thread(ctx.jobs.ping))
     await check("object_store", lambda: asyncio.to_thread(ctx.objects.ping))
     await check("dispatcher", ctx.dispatcher_status)
     await check("cluster", lambda: asyncio.to_thread(refuse_embedded_on_cluster, ctx.settings))
+    if ctx.application_running is not None:  # every deployment has its configured replicas
+        await check("deployments", ctx.application_running)
     ready = all(c["ok"] for c in checks.values())
     return JSONResponse(
         {"status": "ready" if ready else "not_ready", "checks": checks}, 200 if ready else 503

@@ -16,6 +16,7 @@ from busque.api.app import create_app
 from busque.api.context import ApiContext
 from busque.doors import avatarforge_grpc
 from busque.grpc import profile_photo_job_pb2
+from busque.serve.app_status import application_running, own_application
 from busque.serve.replica import replica_runtime
 
 
@@ -32,6 +33,7 @@ class Gateway:
         text_generator: DeploymentHandle | None = None,
         text_embedder: DeploymentHandle | None = None,
     ):
+        application = own_application()
         self.ctx = ApiContext(
             replica_runtime(settings),
             dispatcher,
@@ -40,6 +42,7 @@ class Gateway:
             face_analyzer,
             text_generator,
             text_embedder,
+            application_running=lambda: application_running(application),
         )
 
     def __serve_build_asgi_app__(self):
