@@ -26,7 +26,7 @@ cluster settings; batching off is not run). Writes bench/results/search.json, .m
 
     python bench/search.py                       # full: 7 rounds x 4 s, concurrency 1 and 32
     python bench/search.py --url URL --api-key K # a running deployment
-    python bench/search.py --quick --no-write    # seconds: 4 photos, 5 short rounds
+    python bench/search.py --quick --no-write    # 4 photos, 5 short rounds (with --url: ~20 s)
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import io
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -252,6 +253,7 @@ class Target:
         self.peer = name == PEER
         self.handle = handle  # the Embedder alone, through a Serve handle from this driver
         self.batches: list[int] = []
+        self.stages: dict[str, list[float]] = {}  # busque's Server-Timing, ms per stage
 
     async def call(self, client: httpx.AsyncClient, data: bytes, media: dict[str, str]) -> int:
         """One query; how many matches it found (the handle: 1 for a 1280-d vector)."""
@@ -281,9 +283,14 @@ class Target:
         matches = response.json()["matches"]
         if self.peer:
             return [m["name"] for m in matches]
-        found = BATCH.search(response.headers.get("server-timing", ""))
+        from busque.api.timing import parse_server_timing
+
+        header = response.headers.get("server-timing", "")
+        found = BATCH.search(header)
         if found:
             self.batches.append(int(found.group(1)))
+        for stage, ms in parse_server_timing(header).items():
+            self.stages.setdefault(stage, []).append(ms)
         return [media.get(m["media_id"], "?") for m in matches]
 
 
@@ -313,6 +320,7 @@ async def measure(targets, queries, media, concurrencies, seconds, rounds, warmu
 
         async def loop(target: Target, concurrency: int, span: float) -> dict:
             target.batches.clear()
+            target.stages.clear()
 
             async def one(i: int):
                 _, data = queries[i % len(queries)]
@@ -322,6 +330,10 @@ async def measure(targets, queries, media, concurrencies, seconds, rounds, warmu
             case = await harness.closed_loop(one, concurrency, span, "images")
             if target.batches:
                 case["batch_mean"] = round(sum(target.batches) / len(target.batches), 3)
+            if target.stages:
+                case["stages_p50_ms"] = {
+                    stage: round(statistics.median(ms), 3) for stage, ms in target.stages.items()
+                }
             return case
 
         for target in targets:  # warm: models, connections, the Matchers' indexes
@@ -353,6 +365,13 @@ def summarise(samples: dict, concurrencies) -> dict:
             }
             if all("batch_mean" in r for r in rounds):
                 row["batch_mean"] = harness.median_interval([r["batch_mean"] for r in rounds])
+            if all("stages_p50_ms" in r for r in rounds):  # medians over rounds of each p50
+                row["stages_p50_ms"] = {
+                    stage: round(
+                        statistics.median(r["stages_p50_ms"].get(stage, 0) for r in rounds), 2
+                    )
+                    for stage in rounds[0]["stages_p50_ms"]
+                }
             cases[name][str(c)] = row
 
     def series(name, c, key):
@@ -530,6 +549,16 @@ def notes(data: dict) -> list[str]:
                 else "Batches form; whether they pay depends on what a batch saves on "
                 "this device (bench/results/embed.json)."
             )
+        )
+    low = str(min(data["concurrencies"]))
+    stages = s[BUSQUE][low].get("stages_p50_ms")
+    if stages:
+        out.append(
+            f"- Where a busque query's time goes at concurrency {low} (its Server-Timing "
+            "header, p50 ms, median over rounds): "
+            + ", ".join(f"{stage} {ms}" for stage, ms in stages.items())
+            + f"; the client saw {s[BUSQUE][low]['p50_ms']['median']:.1f} ms, the peer "
+            f"{s[PEER][low]['p50_ms']['median']:.1f} ms."
         )
     if HANDLE in s:
         on, off = s[HANDLE][high], s[HANDLE_OFF][high]
