@@ -22,9 +22,11 @@ under /unbatched), and the Embedder of each alone through a Serve handle (where 
 does queue at the model). With --url it benches that deployment as it is (a fresh collection; the
 key needs media:write and search) against the peer, and batching off is not run.
 --ingress direct|haproxy: Serve's direct ingress or HAProxy for the busque app (its own
-cluster settings; batching off is not run). Writes bench/results/search.json, .md and .png.
+cluster settings; batching off is not run). Writes bench/results/search.json, .md and .png
+(search_<ingress>, search_wait<N>ms, search_cuda for the variants).
 
     python bench/search.py                       # full: 7 rounds x 4 s, concurrency 1 and 32
+    python bench/search.py --batch-wait-ms 10    # batches given Ray's default wait to fill
     python bench/search.py --url URL --api-key K # a running deployment
     python bench/search.py --quick --no-write    # 4 photos, 5 short rounds (with --url: ~20 s)
 """
@@ -108,7 +110,9 @@ def photo_set(names) -> tuple[dict[str, bytes], list[tuple[str, bytes]]]:
 # ---- busque: its apps, the photos ingested ----
 
 
-def settings_for(home: Path, port: int, batch_size: int, device: str, app_name: str = "busque"):
+def settings_for(
+    home: Path, port: int, batch_size: int, device: str, app_name: str = "busque", wait_s=0.0
+):
     from busque.config import Settings
 
     small = {"num_cpus": 0.25, "max_ongoing_requests": 64}
@@ -118,7 +122,7 @@ def settings_for(home: Path, port: int, batch_size: int, device: str, app_name: 
         deployments["embedder"] = {**small, "num_gpus": 1}
     return Settings(
         home=home,
-        embedder={"device": device, "batch_size": batch_size},
+        embedder={"device": device, "batch_size": batch_size, "batch_wait_s": wait_s},
         serve={
             "port": port,
             "grpc_port": port + 1,
@@ -131,7 +135,7 @@ def settings_for(home: Path, port: int, batch_size: int, device: str, app_name: 
     )
 
 
-def start_busque(home: Path, device: str, unbatched: bool):
+def start_busque(home: Path, device: str, unbatched: bool, wait_s: float = 0.0):
     """Ray and the app (batching as shipped) as `busque serve` starts them; with `unbatched`,
     a second app on the same catalog and Serve proxy with batch_size 1 (under /unbatched).
     Returns (App, {case: base url})."""
@@ -142,7 +146,7 @@ def start_busque(home: Path, device: str, unbatched: bool):
 
     harness.start_ray(**({"num_gpus": 1} if device != "cpu" else {}))
     port = harness.free_port()
-    settings = settings_for(home, port, 16, device)
+    settings = settings_for(home, port, 16, device, wait_s=wait_s)
     app = harness.start_app(settings)
     direct = (
         direct_ports(settings.serve.app_name, timeout_s=5)
@@ -543,8 +547,8 @@ def notes(data: dict) -> list[str]:
             f"- At concurrency {high} a busque query ran in an Embedder batch of {batch:.2f} on "
             "average (busque's own Server-Timing `embed-model` entry; at most 16). "
             + (
-                "Batches hardly form: the Embedder is not where queries queue, the HTTP "
-                "proxy, Gateway and Matcher in front of it are."
+                "Batches hardly form (with batch_wait_s 0 a batch is what queued while the "
+                "previous forward pass ran)."
                 if batch < 1.5
                 else "Batches form; whether they pay depends on what a batch saves on "
                 "this device (bench/results/embed.json)."
@@ -597,6 +601,13 @@ def main() -> None:
         "--concurrency", default="1,32", help="closed-loop concurrencies, comma-separated"
     )
     parser.add_argument("--peer-workers", type=int, default=2, help="uvicorn workers")
+    parser.add_argument(
+        "--batch-wait-ms",
+        type=float,
+        default=0.0,
+        help="own app only: the batched app's embedder.batch_wait_s, ms (busque ships 0; "
+        "Ray Serve's @serve.batch defaults to 10)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu, or cuda (own app only)")
     parser.add_argument(
         "--ingress",
@@ -632,11 +643,12 @@ def main() -> None:
                 skipped.append("busque with batching off: --url benches one deployment as is.")
             else:
                 unbatched = args.ingress == "proxy"
-                app, urls = start_busque(Path(tmp) / "busque", args.device, unbatched)
+                wait_s = args.batch_wait_ms / 1000
+                app, urls = start_busque(Path(tmp) / "busque", args.device, unbatched, wait_s)
                 started_busque, key = True, app.admin_key
                 busque = (
                     "a local Ray and the app as `busque serve` starts it (Embedder batch_size "
-                    "16, batch_wait_s 0; every deployment 0.25 CPU), through "
+                    f"16, batch_wait_s {wait_s:g}; every deployment 0.25 CPU), through "
                     + {
                         "proxy": "Serve's proxy",
                         "direct": "Serve's direct ingress",
@@ -710,6 +722,8 @@ def main() -> None:
     name = "search" if args.device == "cpu" else f"search_{args.device}"
     if args.ingress != "proxy":
         name += f"_{args.ingress}"
+    if args.batch_wait_ms and not args.url:
+        name += f"_wait{args.batch_wait_ms:g}ms"
     harness.publish(name, data, page(data), args, plot)
 
 
