@@ -178,10 +178,11 @@ def plot(data: dict, path: Path) -> None:
             cells = [r["cases"][name]["overhead_ms"] for r in rows]
             ax.plot(x, [c["median"] for c in cells], marker="o", label=name)
             ax.fill_between(x, [c["low"] for c in cells], [c["high"] for c in cells], alpha=0.2)
-        ax.set_xscale("symlog", linthresh=0.5)
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set_xticks(x, [f"{v:g}" for v in x])
         ax.set_xlabel("callee runs for (ms)")
         ax.set_ylabel("call overhead ms (median, interval)")
-        ax.set_title(f"callee {method}s")
+        ax.set_title({"busy": "callee busy-loops", "sleep": "callee sleeps"}[method])
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
