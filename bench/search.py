@@ -442,18 +442,25 @@ def plot(data: dict, path: Path) -> None:
     plt = harness.pyplot()
     concurrencies = data["concurrencies"]
     names = list(data["summary"]["cases"])
-    fig, axes = plt.subplots(1, len(concurrencies), figsize=(5 * len(concurrencies), 3.6))
-    for ax, c in zip(axes if len(concurrencies) > 1 else [axes], concurrencies, strict=True):
+    fig, axes = plt.subplots(
+        1,
+        len(concurrencies),
+        sharey=True,
+        figsize=(3.5 * len(concurrencies) + 3, 0.45 * len(names) + 1.6),
+    )
+    axes = axes if len(concurrencies) > 1 else [axes]
+    for ax, c in zip(axes, concurrencies, strict=True):
         rows = [data["summary"]["cases"][n][str(c)]["images_per_s"] for n in names]
         medians = [r["median"] for r in rows]
         errors = [
             [m - r["low"] for m, r in zip(medians, rows, strict=True)],
             [r["high"] - m for m, r in zip(medians, rows, strict=True)],
         ]
-        ax.bar(range(len(names)), medians, yerr=errors, capsize=4, color="#4c72b0")
-        ax.set_xticks(range(len(names)), [n.replace(" (", "\n(") for n in names], fontsize=8)
+        ax.barh(range(len(names)), medians, xerr=errors, capsize=4, color="#4c72b0")
+        ax.set_yticks(range(len(names)), names, fontsize=8)
         ax.set_title(f"concurrency {c}")
-        ax.set_ylabel("images/s (median, interval)")
+        ax.set_xlabel("images/s (median, interval)")
+    axes[0].invert_yaxis()  # busque on top (the y axis is shared)
     fig.suptitle("POST search by image: busque vs FastAPI + FAISS")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
