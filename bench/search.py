@@ -1,35 +1,49 @@
-"""End-to-end search benchmark: POST /v1/search by image through the real app (Ray Serve).
+"""Search by image, end to end over HTTP: busque against the server a user would write instead
+(FastAPI + uvicorn running the same model and a FAISS index in process), and busque's
+`@serve.batch` on against off, all side by side in one run.
 
-Side by side in one run: busque with `@serve.batch` on (embedder batch_size 16) and off
-(batch_size 1), at concurrency 1 and 16, and the same model work in-process as the baseline
-(decode + `analyze`, no Serve, no HTTP, no index). ~20 real photos that scikit-image
-ships are ingested first (through POST /v1/ingest and its jobs); the queries are the same
-photos slightly transformed (JPEG quality 50; brightness x1.2), sent as multipart `image` with
-`k` and `collection`, so every query also runs the pHash, the Matcher's hybrid index lookup and
-the catalog read. Two more configurations (batching on) skip Serve's Python proxy: direct
-ingress (`serve.direct_ingress`, the load goes to the Gateway replica's own port) and Serve's
-HAProxy ingress (`serve.haproxy`, Ray's bundled HAProxy on the service's port). Each configuration runs in a process and Ray cluster of its own, with the Serve
-settings `busque serve` ships (busque.cli.SERVE_ENV). Writes bench/results/search.json and
-search.md.
+The peer is bench/peers/search_fastapi.py: a FastAPI app under uvicorn with 2 workers (one per
+core, as FastAPI's docs advise for CPU-bound work), EfficientNet-Lite0 loaded once per worker
+at startup, the photos in a FAISS IndexFlatIP, POST /search multipart. It is what a Python
+developer ships for "find similar images" before reaching for Ray; plain Ray Serve with
+@serve.batch would be busque's own Embedder again. It takes busque's shortcuts (reduced-scale
+JPEG decoding, busque's model code) and does less (no auth, catalog, pHash or hybrid index).
 
-    python bench/search.py [--seconds 15] [--warmup 3] [--device cpu|cuda]
+Photos: scikit-image's samples, ingested through POST /v1/ingest (faces off for the
+collection); queries: the same photos transformed (JPEG q50; brightness x1.2), POST
+/v1/search multipart with `k` and `collection`. Cases run interleaved: every round runs each
+case once per concurrency, in an order that turns each round, for --seconds each; figures are
+medians over rounds with distribution-free intervals, comparisons paired per round. The mean
+batch size is what busque reports for each query (its Server-Timing `embed-model` entry).
 
-With `--device cuda` the Embedder replica gets the GPU (num_gpus 1, half precision) and the
-in-process baseline runs on it too; the results are written as search_cuda.json / .md.
+Without --url the script starts Ray and two busque apps in one cluster: "busque" (the shipped
+embedder settings: batch_size 16, batch_wait_s 0) and "busque, batching off" (batch_size 1,
+under /unbatched), and the Embedder of each alone through a Serve handle (where a load
+does queue at the model). With --url it benches that deployment as it is (a fresh collection; the
+key needs media:write and search) against the peer, and batching off is not run.
+--ingress direct|haproxy: Serve's direct ingress or HAProxy for the busque app (its own
+cluster settings; batching off is not run). Writes bench/results/search.json, .md and .png
+(search_<ingress>, search_wait<N>ms, search_cuda for the variants).
+
+    python bench/search.py                       # full: 7 rounds x 4 s, concurrency 1 and 32
+    python bench/search.py --batch-wait-ms 10    # batches given Ray's default wait to fill
+    python bench/search.py --url URL --api-key K # a running deployment
+    python bench/search.py --quick --no-write    # 4 photos, 5 short rounds (with --url: ~20 s)
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import io
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -61,9 +75,15 @@ PHOTOS = (
     "text",
     "stereo_motorcycle",
 )
-COLLECTION = "bench-search"
-K = 5
-HIGH = 16  # the high concurrency, and the batch size of the batching-on phase
+QUICK_PHOTOS = PHOTOS[:4]
+K = 3
+BUSQUE, UNBATCHED, PEER = "busque", "busque, batching off", "FastAPI + FAISS (2 workers)"
+HANDLE, HANDLE_OFF = "busque's Embedder alone (handle)", "busque's Embedder alone, batching off"
+# Which cases each comparison pairs: (busque's side, the other).
+PAIRS = ((BUSQUE, PEER), (BUSQUE, UNBATCHED), (HANDLE, HANDLE_OFF))
+UNBATCHED_PREFIX = "/unbatched"
+BATCH = re.compile(r'embed-model;[^,]*desc="batch of (\d+)"')
+VERDICTS = ("ahead", "level", "behind")
 
 
 # ---- the photos ----
@@ -77,665 +97,641 @@ def jpeg(image: Image.Image, quality: int = 90, size: int = 512) -> bytes:
     return out.getvalue()
 
 
-def photo_set() -> tuple[dict[str, bytes], list[tuple[str, bytes]]]:
+def photo_set(names) -> tuple[dict[str, bytes], list[tuple[str, bytes]]]:
     """Originals to ingest ({name: 512 px JPEG}) and queries ([(name, transformed JPEG)])."""
     originals, queries = {}, []
-    for name, image in harness.photos(PHOTOS).items():
+    for name, image in harness.photos(names).items():
         originals[name] = jpeg(image)
         queries.append((name, jpeg(image, quality=50)))
         queries.append((name, jpeg(ImageEnhance.Brightness(image).enhance(1.2), quality=85)))
     return originals, queries
 
 
-# ---- the app ----
+# ---- busque: its apps, the photos ingested ----
 
 
 def settings_for(
-    home: Path, port: int, batch_size: int, device: str = "cpu", front_replicas: int = 1
+    home: Path, port: int, batch_size: int, device: str, app_name: str = "busque", wait_s=0.0
 ):
     from busque.config import Settings
 
     small = {"num_cpus": 0.25, "max_ongoing_requests": 64}
-    front = {"num_cpus": 0.25, "max_ongoing_requests": 1000, "min_replicas": front_replicas}
+    front = {"num_cpus": 0.25, "max_ongoing_requests": 1000}
     deployments = {name: small for name in ("embedder", "matcher", "ingest", "utility")}
-    deployments["matcher"] = {**small, "min_replicas": front_replicas}
     if device != "cpu":
         deployments["embedder"] = {**small, "num_gpus": 1}
     return Settings(
         home=home,
-        embedder={"device": device, "batch_size": batch_size},
-        serve={"port": port, "grpc_port": port + 1, "gateway": front, "dispatcher": front},
+        embedder={"device": device, "batch_size": batch_size, "batch_wait_s": wait_s},
+        serve={
+            "port": port,
+            "grpc_port": port + 1,
+            "gateway": front,
+            "dispatcher": front,
+            "app_name": app_name,
+        },
         model_deployments=deployments,
         quotas={"requests_per_s": 0},  # one tenant at full speed: no per-tenant rate limit
     )
 
 
-def ingest_photos(app, originals: dict[str, bytes]) -> tuple[dict[str, str], float]:
-    """POST /v1/ingest each photo, wait for every job; ({media_id: name}, seconds)."""
-    started = time.perf_counter()
-    with app.client() as client:
+def start_busque(home: Path, device: str, unbatched: bool, wait_s: float = 0.0):
+    """Ray and the app (batching as shipped) as `busque serve` starts them; with `unbatched`,
+    a second app on the same catalog and Serve proxy with batch_size 1 (under /unbatched).
+    Returns (App, {case: base url})."""
+    from ray import serve
+
+    from busque.serve.app import build_app
+    from busque.serve.direct_ingress import direct_ports
+
+    harness.start_ray(**({"num_gpus": 1} if device != "cpu" else {}))
+    port = harness.free_port()
+    settings = settings_for(home, port, 16, device, wait_s=wait_s)
+    app = harness.start_app(settings)
+    direct = (
+        direct_ports(settings.serve.app_name, timeout_s=5)
+        if os.environ.get("RAY_SERVE_ENABLE_DIRECT_INGRESS") == "1"
+        else []
+    )
+    urls = {BUSQUE: f"http://127.0.0.1:{direct[0]}" if direct else app.url}
+    if unbatched:
+        other = settings_for(home, port, 1, device, app_name="busque-unbatched")
+        serve.run(build_app(other), name=other.serve.app_name, route_prefix=UNBATCHED_PREFIX)
+        urls[UNBATCHED] = app.url + UNBATCHED_PREFIX
+        with httpx.Client(timeout=10) as client:
+            deadline = time.monotonic() + 120
+            while client.get(urls[UNBATCHED] + "/readyz").status_code != 200:
+                assert time.monotonic() < deadline, "the unbatched app did not become ready"
+                time.sleep(0.3)
+    return app, urls
+
+
+def stop_busque() -> None:
+    """The cluster is this run's own: stopping Ray stops the apps (serve.shutdown would try the
+    handles' event loop, closed by now)."""
+    import ray
+
+    ray.shutdown()
+
+
+def ingest(url: str, key: str, collection: str, originals: dict[str, bytes]) -> dict[str, str]:
+    """The photos through POST /v1/ingest (faces off for the collection), every job waited for;
+    {media_id: name}."""
+    with httpx.Client(base_url=url, headers={"X-API-Key": key}, timeout=60) as client:
+        done = client.put(f"/v1/collections/{collection}", json={"faces": False})
+        assert done.status_code == 200, done.text
         accepted = {}
         for name, data in originals.items():
             response = client.post(
                 "/v1/ingest",
                 files={"image": (f"{name}.jpg", data, "image/jpeg")},
-                data={"collection": COLLECTION, "metadata": json.dumps({"name": name})},
+                data={"collection": collection, "metadata": json.dumps({"name": name})},
             )
             assert response.status_code == 202, response.text
             accepted[name] = response.json()
         for name, media in accepted.items():
             job = harness.wait_for(client, media["job_id"], timeout=300)
             assert job["status"] == "succeeded", (name, job)
-    return {m["media_id"]: name for name, m in accepted.items()}, time.perf_counter() - started
+    return {m["media_id"]: name for name, m in accepted.items()}
 
 
-def top1(app, queries, names: dict[str, str]) -> dict:
-    """Every query once, sequentially: the share whose top match is its original, and the misses
-    (with the sign of the original's int64 index id). Waits (up to 60 s) for a fresh Matcher to
-    have caught up with the catalog first."""
-    from busque.media.catalog import index_id
+# ---- the peer ----
 
-    ids = {name: media_id for media_id, name in names.items()}
-    with app.client() as client:
 
-        def search(data: bytes) -> list[dict]:
-            response = client.post(
-                "/v1/search",
-                files={"image": ("q.jpg", data, "image/jpeg")},
-                data={"collection": COLLECTION, "k": str(K)},
-            )
-            assert response.status_code == 200, response.text
-            return response.json()["matches"]
+def start_peer(originals: dict[str, bytes], folder: Path, workers: int, device: str):
+    """uvicorn serving bench/peers/search_fastapi.py; (process, url). Ready later: wait_peer."""
+    for name, data in originals.items():
+        (folder / f"{name}.jpg").write_bytes(data)
+    port = harness.free_port()
+    env = {
+        **os.environ,
+        "BENCH_SEARCH_PHOTOS": str(folder),
+        "BENCH_SEARCH_DEVICE": device,
+        "BENCH_SEARCH_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
+    }
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench.peers.search_fastapi:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        cwd=harness.ROOT,
+        env=env,
+    )
+    return process, f"http://127.0.0.1:{port}"
 
+
+def wait_peer(process, url: str, workers: int, timeout: float = 120) -> None:
+    """Until every worker has loaded (each answers /healthz only after its startup)."""
+    deadline = time.monotonic() + timeout
+    answered = 0
+    with httpx.Client(timeout=5) as client:
+        while answered < 4 * workers:
+            assert process.poll() is None, "the FastAPI peer exited"
+            assert time.monotonic() < deadline, "the FastAPI peer did not start"
+            try:
+                answered += client.get(url + "/healthz").status_code == 200
+            except httpx.TransportError:
+                time.sleep(0.3)
+
+
+# ---- one request of each kind ----
+
+
+class Target:
+    """A case: where its requests go and how to read its answers."""
+
+    def __init__(self, name: str, url: str, key: str | None, collection: str, handle=None):
+        self.name, self.url, self.key, self.collection = name, url, key, collection
+        self.peer = name == PEER
+        self.handle = handle  # the Embedder alone, through a Serve handle from this driver
+        self.batches: list[int] = []
+        self.stages: dict[str, list[float]] = {}  # busque's Server-Timing, ms per stage
+
+    async def call(self, client: httpx.AsyncClient, data: bytes, media: dict[str, str]) -> int:
+        """One query; how many matches it found (the handle: 1 for a 1280-d vector)."""
+        if self.handle is not None:
+            out = await self.handle.embed.remote(data, True)
+            self.batches.append(out["timing"]["batch"])
+            return int(len(out["vector"]) == 1280)
+        return len(self.names(await client.post(**self.request(data)), media))
+
+    def request(self, data: bytes, k: int = K) -> dict:
+        if self.peer:
+            return {
+                "url": self.url + "/search",
+                "files": {"image": ("q.jpg", data)},
+                "data": {"k": str(k)},
+            }
+        return {
+            "url": self.url + "/v1/search",
+            "files": {"image": ("q.jpg", data, "image/jpeg")},
+            "data": {"collection": self.collection, "k": str(k)},
+            "headers": {"X-API-Key": self.key},
+        }
+
+    def names(self, response: httpx.Response, media: dict[str, str]) -> list[str]:
+        """The matched photos' names, best first; notes busque's batch size."""
+        assert response.status_code == 200, response.text
+        matches = response.json()["matches"]
+        if self.peer:
+            return [m["name"] for m in matches]
+        from busque.api.timing import parse_server_timing
+
+        header = response.headers.get("server-timing", "")
+        found = BATCH.search(header)
+        if found:
+            self.batches.append(int(found.group(1)))
+        for stage, ms in parse_server_timing(header).items():
+            self.stages.setdefault(stage, []).append(ms)
+        return [media.get(m["media_id"], "?") for m in matches]
+
+
+def top1(target: Target, queries, media: dict[str, str], k: int) -> dict:
+    """Every query once, in turn: the share whose top match is its original. Waits (up to 60 s)
+    for busque's Matcher to have caught up with the catalog first."""
+    with httpx.Client(timeout=60) as client:
         deadline = time.monotonic() + 60
-        while len(search(queries[0][1])) < K:
-            assert time.monotonic() < deadline, "the Matcher never served the collection"
-            time.sleep(0.5)
-        misses = []
-        for name, data in queries:
-            found = search(data)
-            if not found or names.get(found[0]["media_id"]) != name:
-                misses.append(
-                    {
-                        "query": name,
-                        "top1": names.get(found[0]["media_id"]) if found else None,
-                        "original_index_id_negative": index_id(ids[name]) < 0,
-                    }
-                )
-    return {"top1_accuracy": round(1 - len(misses) / len(queries), 3), "misses": misses}
+        while len(target.names(client.post(**target.request(queries[0][1], k)), media)) < k:
+            assert time.monotonic() < deadline, f"{target.name} never served the collection"
+            time.sleep(0.3)
+        hits = [
+            target.names(client.post(**target.request(data, k)), media)[:1] == [name]
+            for name, data in queries
+        ]
+    target.batches.clear()
+    return {"hits": sum(hits), "queries": len(hits)}
 
 
-def bench_busque(
-    app, queries, seconds: float, warmup: float, urls: list[str] | None = None
-) -> dict:
-    """Closed loops at concurrency 1 and 16 against `urls` in turn (default: the Serve
-    proxy's)."""
-    from busque.api.timing import parse_server_timing
+async def measure(targets, queries, media, concurrencies, seconds, rounds, warmup) -> dict:
+    """Every target at every concurrency, `rounds` times, interleaved; one closed loop of
+    `seconds` each. {target: {concurrency: [per-round summary]}}."""
+    from tqdm import tqdm
 
-    async def run() -> dict:
-        limits = httpx.Limits(max_connections=HIGH + 4)
-        async with httpx.AsyncClient(
-            base_url=app.url,
-            headers={"X-API-Key": app.admin_key},
-            timeout=120,
-            limits=limits,
-        ) as client:
-            server_ms: list[float] = []
-            stages: dict[str, list[float]] = {}
-            batches: list[int] = []  # the size of the Embedder batch each query ran in
+    limits = httpx.Limits(max_connections=max(concurrencies) + 8)
+    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+
+        async def loop(target: Target, concurrency: int, span: float) -> dict:
+            target.batches.clear()
+            target.stages.clear()
 
             async def one(i: int):
                 _, data = queries[i % len(queries)]
-                response = await client.post(
-                    f"{urls[i % len(urls)]}/v1/search" if urls else "/v1/search",
-                    files={"image": ("q.jpg", data, "image/jpeg")},
-                    data={"collection": COLLECTION, "k": str(K)},
-                )
-                assert response.status_code == 200, response.text
-                body = response.json()
-                assert len(body["matches"]) == K, body
-                server_ms.append(body["duration_ms"])
-                header = response.headers["server-timing"]
-                for stage, ms in parse_server_timing(header).items():
-                    stages.setdefault(stage, []).append(ms)
-                batch = re.search(r'embed-model;[^,]*desc="batch of (\d+)"', header)
-                batches.append(int(batch.group(1)))
+                found = await target.call(client, data, media)
+                assert found == (1 if target.handle else K), (target.name, found)
 
-            results = {}
-            for concurrency in (1, HIGH):
-                await harness.closed_loop(one, concurrency, warmup, "images")
-                server_ms.clear()
-                stages.clear()
-                batches.clear()
-                case = await harness.closed_loop(one, concurrency, seconds, "images")
-                # The handler's own time (duration_ms): the rest is HTTP + the Serve proxy.
-                case["handler_p50_ms"] = round(harness.percentile(server_ms, 0.5), 2)
+            case = await harness.closed_loop(one, concurrency, span, "images")
+            if target.batches:
+                case["batch_mean"] = round(sum(target.batches) / len(target.batches), 3)
+            if target.stages:
                 case["stages_p50_ms"] = {
-                    stage: round(harness.percentile(values, 0.5), 2)
-                    for stage, values in stages.items()
+                    stage: round(statistics.median(ms), 3) for stage, ms in target.stages.items()
                 }
-                case["embedder_batch_mean"] = round(sum(batches) / len(batches), 2)
-                results[f"concurrency_{concurrency}"] = case
-            return results
+            return case
 
-    return asyncio.run(run())
-
-
-def query_pixels(data: bytes) -> Image.Image:
-    """The pixels the Embedder makes of a query's bytes (as busque/serve/embedder.py)."""
-    from busque.config import MediaSettings
-    from busque.media.decode import decode_reduced
-    from busque.models.embedding.base import ImageEmbedder
-
-    return decode_reduced(
-        data, min_side=ImageEmbedder.source_side, max_pixels=MediaSettings().max_pixels
-    )
+        for target in targets:  # warm: models, connections, the Matchers' indexes
+            await loop(target, max(concurrencies), warmup)
+        samples = {t.name: {c: [] for c in concurrencies} for t in targets}
+        for r in tqdm(range(rounds), desc="rounds", leave=False, mininterval=1.0):
+            for concurrency in concurrencies:
+                for k in range(len(targets)):
+                    target = targets[(r + k) % len(targets)]
+                    samples[target.name][concurrency].append(
+                        await loop(target, concurrency, seconds)
+                    )
+    return samples
 
 
-def bench_embedder_handle(app_name: str, jpegs: list[bytes], seconds: float, warmup: float):
-    """The Embedder alone through a Serve handle from the driver (no HTTP, Gateway or index)."""
-    from ray import serve
-
-    async def run() -> dict:
-        handle = serve.get_deployment_handle("Embedder", app_name)
-
-        async def one(i: int):
-            result = await handle.embed.remote(jpegs[i % len(jpegs)], True)
-            assert len(result["vector"]) == 1280
-
-        results = {"info": await handle.info.remote()}  # its model, device and dtype
-        for concurrency in (1, HIGH):
-            await harness.closed_loop(one, concurrency, warmup, "images")
-            results[f"concurrency_{concurrency}"] = await harness.closed_loop(
-                one, concurrency, seconds, "images"
-            )
-        return results
-
-    return asyncio.run(run())
+# ---- the figures ----
 
 
-# ---- the in-process baseline ----
-
-
-def replica_torch_threads() -> int:
-    """torch's intra-op threads in a Ray worker with fractional num_cpus, as the Embedder gets
-    (Ray sets OMP_NUM_THREADS=1 there)."""
-    import ray
-
-    @ray.remote(num_cpus=0.25)
-    def threads() -> int:
-        import torch
-
-        return torch.get_num_threads()
-
-    return ray.get(threads.remote())
-
-
-def bench_in_process(queries, seconds: float, warmup: float, threads: int, device: str) -> dict:
-    """Per query what the Embedder computes for it: decode (JPEGs at reduced scale, to the
-    model's source side) + `analyze([image])`. Single thread, one query at a time (the latency), then batches of 16 (the images/s ceiling)."""
-    import torch
-
-    from busque.media.phash import phash_bytes
-    from busque.models.embedding import create_embedder
-
-    torch.set_num_threads(threads)
-    model = create_embedder("efficientnet-lite0", device=device)
-    started = time.perf_counter()
-    model.load()
-    load_s = time.perf_counter() - started
-
-    def prepare(data: bytes) -> Image.Image:
-        return query_pixels(data)
-
-    def loop(step, seconds: float, per_step: int) -> dict:
-        latencies, i = [], 0
-        stop_at = time.perf_counter() + seconds
-        began = time.perf_counter()
-        while time.perf_counter() < stop_at:
-            t = time.perf_counter()
-            step(i)
-            latencies.append(time.perf_counter() - t)
-            i += 1
-        elapsed = time.perf_counter() - began
-        return harness.summary(latencies, elapsed, "images", count=len(latencies) * per_step)
-
-    def single(i: int) -> None:
-        vectors, _ = model.analyze([prepare(queries[i % len(queries)][1])], 5)
-        assert vectors.shape == (1, 1280)
-
-    def batch(i: int) -> None:
-        start = i * HIGH
-        images = [prepare(queries[(start + j) % len(queries)][1]) for j in range(HIGH)]
-        vectors, _ = model.analyze(images, 5)
-        assert vectors.shape == (HIGH, 1280)
-
-    def phash(i: int) -> None:
-        phash_bytes(queries[i % len(queries)][1])
-
-    loop(single, warmup, 1)
-    one = loop(single, seconds, 1)
-    loop(batch, warmup, HIGH)
-    batched = loop(batch, seconds, HIGH)
-    batched["batch_size"] = HIGH
-    hashes = loop(phash, min(seconds, 3.0), 1)
-    return {
-        "torch_threads": torch.get_num_threads(),
-        "model_forward_batch": model.batch_size,
-        "optimized": getattr(model, "optimized", None),
-        "load_s": round(load_s, 2),
-        "concurrency_1": one,
-        f"batch_{HIGH}": batched,
-        "phash_p50_ms": hashes["p50_ms"],  # not in the baseline (hashed while the model runs)
-    }
-
-
-# ---- report ----
-
-
-def machine() -> dict:
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    return harness.machine(load_avg_1m_at_start=round(load, 2) if load is not None else None)
-
-
-def verdicts(results: dict) -> dict:
-    on, off = results["cases"]["batching_on"], results["cases"]["batching_off"]
-    base = results["cases"]["in_process"]
-    high = f"concurrency_{HIGH}"
-    ratio = on[high]["images_per_s"] / off[high]["images_per_s"]
-    handle_ratio = (
-        on["embedder_handle"][high]["images_per_s"] / off["embedder_handle"][high]["images_per_s"]
-    )
-    over_on = on["concurrency_1"]["p50_ms"] - base["concurrency_1"]["p50_ms"]
-    over_off = off["concurrency_1"]["p50_ms"] - base["concurrency_1"]["p50_ms"]
-    direct = results["cases"]["direct_ingress"]
-    over_direct = direct["concurrency_1"]["p50_ms"] - base["concurrency_1"]["p50_ms"]
-    over_haproxy = (
-        results["cases"]["haproxy"]["concurrency_1"]["p50_ms"] - base["concurrency_1"]["p50_ms"]
-    )
-    ceiling = base[f"batch_{HIGH}"]["images_per_s"]
-    return {
-        "batching_throughput_ratio_at_16": round(ratio, 3),
-        "batching_floor": 1.5,
-        "batching_floor_met": ratio >= 1.5,
-        "embedder_handle_batching_ratio_at_16": round(handle_ratio, 3),
-        "serve_p50_overhead_ms_batching_on": round(over_on, 2),
-        "serve_p50_overhead_ms_batching_off": round(over_off, 2),
-        "overhead_floor_ms": 15,
-        "overhead_floor_met": over_on <= 15,
-        "serve_p50_overhead_ms_direct_ingress": round(over_direct, 2),
-        "overhead_floor_met_direct_ingress": over_direct <= 15,
-        "serve_p50_overhead_ms_haproxy": round(over_haproxy, 2),
-        "overhead_floor_met_haproxy": over_haproxy <= 15,
-        "in_process_single_images_per_s": base["concurrency_1"]["images_per_s"],
-        "in_process_batch16_images_per_s": ceiling,
-        "in_process_batch16_vs_single": round(ceiling / base["concurrency_1"]["images_per_s"], 3),
-        "batching_on_at_16_vs_in_process_ceiling": round(on[high]["images_per_s"] / ceiling, 3),
-    }
-
-
-def notes(results: dict) -> list[str]:
-    """What the figures say, from the figures (so a re-run keeps them true)."""
-    v, cases = results["verdicts"], results["cases"]
-    on, off, base = cases["batching_on"], cases["batching_off"], cases["in_process"]
-    high = f"concurrency_{HIGH}"
-    lines = ["## Reading", ""]
-    if v["batching_floor_met"]:
-        lines.append(
-            f"- Batching floor met: {v['batching_throughput_ratio_at_16']}x images/s at "
-            f"concurrency {HIGH} (floor 1.5x)."
-        )
-    else:
-        batch_mean = on[high].get("embedder_batch_mean")
-        lines.append(
-            f"- Batching floor missed: {v['batching_throughput_ratio_at_16']}x, "
-            f"{(1 - v['batching_throughput_ratio_at_16'] / 1.5):.0%} short of 1.5x. In-process, "
-            f"the model on batches of {HIGH} gives {v['in_process_batch16_images_per_s']} "
-            f"images/s against {v['in_process_single_images_per_s']} one at a time "
-            f"({v['in_process_batch16_vs_single']}x, decoding included); the Embedder alone "
-            f"through a Serve handle gets {v['embedder_handle_batching_ratio_at_16']}x with "
-            f"batching on vs off at concurrency {HIGH} "
-            f"({on['embedder_handle'][high]['images_per_s']} vs "
-            f"{off['embedder_handle'][high]['images_per_s']} images/s), and through HTTP a "
-            f"query at concurrency {HIGH} ran in a batch of {batch_mean} on average."
-        )
-        if results["device"] == "cpu":
-            lines.append(
-                "  On CPU a batch is hardly cheaper per image than one image "
-                "(bench/results/embed.json has the model by forward-pass size), and the rest of "
-                "a query (HTTP, the proxy, the Gateway, the Matcher, the catalog, the load "
-                "generator) shares the same cores and does not batch. Model processes keep freed "
-                "activation memory in the heap (busque/models/allocator.py); before that a "
-                "single-image forward pass in a replica page-faulted on its activations, a cost "
-                "a batch shared, and the handle ratio was 1.3x."
-            )
-        else:
-            lines.append(
-                "  On the GPU the model is not the bottleneck: a forward pass of one image "
-                f"({stage(off[high], 'embed-model')} ms p50, TorchScript, outside the GIL) is "
-                "shorter than the CPU work each request brings to the replica (prepare "
-                f"{stage(on[high], 'embed-prepare')} ms to decode and resize, the pHash, and "
-                "Serve's "
-                "handling of the call), so requests reach the model about one at a time and a "
-                "batch has little to gather. Throughput here grows with CPU per GPU, such as "
-                "Embedder replicas sharing the GPU (fractional num_gpus), not with batching; "
-                "batching pays where one image's forward pass costs more than its request's "
-                "CPU work (larger models)."
-            )
-    one_on, one_base = on["concurrency_1"], base["concurrency_1"]
-    direct = cases["direct_ingress"]["concurrency_1"]
-    lines.append(
-        f"- Serve p50 overhead at concurrency 1 through the Serve proxy (the port `busque serve` "
-        f"offers): {v['serve_p50_overhead_ms_batching_on']} ms with batching on, "
-        f"{v['serve_p50_overhead_ms_batching_off']} ms off (floor 15 ms"
-        + (
-            "; met)."
-            if v["overhead_floor_met"]
-            else f"; missed by {v['serve_p50_overhead_ms_batching_on'] - 15:.1f} ms)."
-        )
-        + f" Through Serve's direct ingress (`serve.direct_ingress`: the Gateway replica's own "
-        f"port, for a load balancer in front): {v['serve_p50_overhead_ms_direct_ingress']} ms ("
-        + ("met" if v["overhead_floor_met_direct_ingress"] else "missed")
-        + "); through Serve's HAProxy ingress (`serve.haproxy`: Ray's bundled HAProxy on the "
-        f"service's own port, routing to that replica port): "
-        f"{v['serve_p50_overhead_ms_haproxy']} ms ("
-        + ("met" if v["overhead_floor_met_haproxy"] else "missed")
-        + "). The proxy adds a hop, and the Gateway then fetches the request body back from the "
-        f"proxy with a Ray actor call: the `request` stage is {stage(one_on, 'request')} ms through "
-        f"the proxy and {stage(direct, 'request')} ms direct."
-    )
-    lines.append(
-        "- Stages of the search handler at concurrency 1 (p50 of its Server-Timing header, ms; "
-        "proxy / direct): "
-        + ", ".join(
-            f"{name} {stage(one_on, name)} / {stage(direct, name)}"
-            for name in ("request", "query", "match", "catalog")
-        )
-        + ". `query` is the Embedder call (its decode, pHash and model, and the hop); `match` the "
-        "Matcher's (its index search is about 0.5 ms of it); `catalog` the rows and signed URLs."
-    )
-    info = on["embedder_handle"]["info"]
-    inside = [
-        f"{label} {stage(case['concurrency_1'], name)} / {stage(case[high], name)}"
-        for label, name, case in (
-            ("prepare (decode, resize)", "embed-prepare", on),
-            ("forward pass of the batch", "embed-model", on),
-            ("forward pass with batching off", "embed-model", off),
-        )
-    ]
-    lines.append(
-        f"- Inside the Embedder ({info['model']} on {info['device']}, {info['dtype']}; p50s of "
-        f"its Server-Timing entries, ms at concurrency 1 / {HIGH}): "
-        + ", ".join(inside)
-        + ". Requests are prepared (and queries hashed) on a pool of threads while the model "
-        "runs a batch; at "
-        f"concurrency {HIGH} a query ran in a batch of {on[high].get('embedder_batch_mean')} "
-        "on average."
-    )
-    lines.append(
-        f"- Where a query's p50 goes (batching on, concurrency 1): the model work in-process "
-        f"{one_base['p50_ms']} ms (decode + EfficientNet); the Embedder through a "
-        f"Serve handle {on['embedder_handle']['concurrency_1']['p50_ms']} ms (its decode + "
-        f"model + one handle hop + up to {results['batch_wait_ms']} ms waiting for a batch to "
-        f"fill); the search handler {one_on['handler_p50_ms']} ms (also the upload, the "
-        "Matcher hop and its index search, the catalog read, signed URLs); the "
-        f"client {one_on['p50_ms']} ms, so HTTP and the Serve proxy add "
-        f"{one_on['p50_ms'] - one_on['handler_p50_ms']:.1f} ms. Batching off: Embedder handle "
-        f"{off['embedder_handle']['concurrency_1']['p50_ms']} ms, handler "
-        f"{off['concurrency_1']['handler_p50_ms']} ms, client "
-        f"{off['concurrency_1']['p50_ms']} ms."
-    )
-    lines.append(
-        f"- At concurrency {HIGH}, busque with batching on reaches "
-        f"{v['batching_on_at_16_vs_in_process_ceiling']:.0%} of the in-process ceiling "
-        f"({on[high]['images_per_s']} vs {v['in_process_batch16_images_per_s']} images/s); "
-        f"the client, the proxy, the Gateway, the Embedder and the Matcher share "
-        f"{results['machine']['cores']} cores, with other tenants' load on them."
-    )
-    top = results["top1"]
-    if top["misses"]:
-        negative = sum(m["original_index_id_negative"] for m in top["misses"])
-        lines.append(
-            f"- Top-1 accuracy of the transformed queries is only {top['top1_accuracy']:.0%} "
-            f"({len(top['misses'])} misses, {negative} of them photos with a negative int64 "
-            "index id; see `top1.misses` in search.json). The timings do not depend on it."
-        )
-    return lines
-
-
-def stage(case: dict, name: str):
-    return case.get("stages_p50_ms", {}).get(name, "-")
-
-
-def device_name(device: str) -> str:
-    if device == "cpu":
-        return "cpu"
-    import torch
-
-    return torch.cuda.get_device_name(0)
-
-
-def write_report(results: dict, suffix: str = "", write: bool = True) -> None:
-    m, v, cases = results["machine"], results["verdicts"], results["cases"]
-    base = cases["in_process"]
-    high = f"concurrency_{HIGH}"
-    seconds = results["seconds_per_case"]
-    lines = [
-        f"# Search benchmark ({m['cpu']}, {m['cores']} cores, Python {m['python']}; "
-        f"model on {results['device']})",
-        "",
-        f"POST /v1/search by image (multipart, k={K}, hybrid mode) through the real app on Ray "
-        f"Serve, {results['photos']} scikit-image photos ingested, {results['queries']} "
-        f"transformed queries (JPEG q50; brightness x1.2). Closed loop, {seconds:.0f} s per "
-        f"case after a {results['warmup_s']:.0f} s warm-up (the Embedder-handle rows: "
-        f"{seconds / 2:.0f} s). EfficientNet-Lite0 on {results['device']}, torch threads "
-        f"{results['torch_threads_replica']} in the Embedder replica (Ray: fractional num_cpus) "
-        f"and {base['torch_threads']} in-process; the model splits any batch into forward passes "
-        f"of {base['model_forward_batch']}. Gateway and Matcher replicas: "
-        f"{results['cases']['batching_on'].get('front_replicas', 1)}; one Embedder. "
-        f"Batch wait {results['batch_wait_ms']} ms. Top-1 "
-        f"accuracy of the queries: {results['top1']['top1_accuracy']:.0%}. "
-        f"1-minute load average at start: {m['load_avg_1m_at_start']} (a shared machine).",
-        "",
-        "| case | images/s @1 | p50 ms @1 | p99 ms @1 | handler p50 @1 "
-        f"| images/s @{HIGH} | p50 ms @{HIGH} | p99 ms @{HIGH} |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for name, label in (
-        ("batching_on", f"busque, @serve.batch on (batch_size {HIGH})"),
-        ("batching_off", "busque, @serve.batch off (batch_size 1)"),
-        ("direct_ingress", f"busque via Serve direct ingress, @serve.batch on ({HIGH})"),
-        ("haproxy", f"busque via Serve's HAProxy ingress, @serve.batch on ({HIGH})"),
-    ):
-        one, hi = cases[name]["concurrency_1"], cases[name][high]
-        lines.append(
-            f"| {label} | {one['images_per_s']} | {one['p50_ms']} | {one['p99_ms']} "
-            f"| {one['handler_p50_ms']} | {hi['images_per_s']} | {hi['p50_ms']} | {hi['p99_ms']} |"
-        )
-    for name, label in (("batching_on", "on"), ("batching_off", "off")):
-        handle = cases[name]["embedder_handle"]
-        one, hi = handle["concurrency_1"], handle[high]
-        lines.append(
-            f"| Embedder alone via a Serve handle, batching {label} | {one['images_per_s']} "
-            f"| {one['p50_ms']} | {one['p99_ms']} | - | {hi['images_per_s']} | {hi['p50_ms']} "
-            f"| {hi['p99_ms']} |"
-        )
-    one, batch = base["concurrency_1"], base[f"batch_{HIGH}"]
-    lines += [
-        f"| in-process, one image at a time | {one['images_per_s']} | {one['p50_ms']} "
-        f"| {one['p99_ms']} | - | - | - | - |",
-        f"| in-process, batches of {HIGH} | - | - | - | - | {batch['images_per_s']} "
-        f"| {batch['p50_ms']} (per batch) | {batch['p99_ms']} (per batch) |",
-        "",
-        "`handler p50`: the `duration_ms` the search handler reports; the rest of the client's "
-        "latency is HTTP and the Serve proxy (direct ingress: HTTP only). The in-process "
-        "baseline is decode + `analyze` per query, what the Embedder computes for the model "
-        f"(the Gateway sends it the bytes); the pHash ({base['phash_p50_ms']} ms p50, hashed "
-        "by the Embedder while the model runs), the index and the catalog are not in it.",
-        "",
-        "| floor | measured | met |",
-        "|---|---|---|",
-        f"| batching on / off, images/s at concurrency {HIGH} >= {v['batching_floor']}x "
-        f"| {v['batching_throughput_ratio_at_16']}x | {'yes' if v['batching_floor_met'] else 'no'} |",
-        f"| Serve p50 overhead over in-process at concurrency 1 <= {v['overhead_floor_ms']} ms "
-        f"| through the Serve proxy: {v['serve_p50_overhead_ms_batching_on']} ms (batching on; "
-        f"off: {v['serve_p50_overhead_ms_batching_off']} ms) "
-        f"| {'yes' if v['overhead_floor_met'] else 'no'} |",
-        f"| the same, through Serve's direct ingress (`serve.direct_ingress`) "
-        f"| {v['serve_p50_overhead_ms_direct_ingress']} ms "
-        f"| {'yes' if v['overhead_floor_met_direct_ingress'] else 'no'} |",
-        f"| the same, through Serve's HAProxy ingress on the service's port (`serve.haproxy`) "
-        f"| {v['serve_p50_overhead_ms_haproxy']} ms "
-        f"| {'yes' if v['overhead_floor_met_haproxy'] else 'no'} |",
-        "",
-        *notes(results),
-    ]
-    harness.write_results(f"search{suffix}", results, "\n".join(lines), write=write)
-
-
-def run_phase(
-    batch_size: int,
-    seconds: float,
-    warmup: float,
-    out: Path,
-    device: str,
-    direct: bool = False,
-    front_replicas: int = 1,
-) -> None:
-    """One configuration in a Ray cluster of its own (a driver's handles stay bound to the app
-    they first saw, so each phase gets a fresh process): ingest, top-1, HTTP load, handle load.
-    `direct`: the HTTP load goes to the Gateway replica's own port (Serve's direct ingress, on
-    in this process's environment), not to the Serve proxy; no handle load."""
-    import ray
-    from ray import serve
-
-    from busque.serve.direct_ingress import direct_ports
-
-    harness.start_ray(**({"num_gpus": 1} if device != "cpu" else {}))
-    originals, queries = photo_set()
-    jpegs = [data for _, data in queries]
-    with tempfile.TemporaryDirectory() as tmp:
-        port = harness.free_port()
-        settings = settings_for(Path(tmp) / "busque", port, batch_size, device, front_replicas)
-        app = harness.start_app(settings)
-        try:
-            names, ingest_s = ingest_photos(app, originals)
-            urls = None
-            if direct:  # each Gateway replica's own port, in turn
-                urls = [f"http://127.0.0.1:{p}" for p in direct_ports(settings.serve.app_name)]
-            case = {
-                "batch_size": batch_size,
-                "batch_wait_ms": settings.embedder.batch_wait_s * 1000,
-                "ingest_s": round(ingest_s, 2),
-                "top1": top1(app, queries, names),
-                "url": "direct ingress (the Gateway replicas' ports)" if direct else "serve.port",
-                "front_replicas": front_replicas,
-                **bench_busque(app, queries, seconds, warmup, urls),
+def summarise(samples: dict, concurrencies) -> dict:
+    """Medians and intervals of each case at each concurrency, and the paired comparisons."""
+    cases = {}
+    for name, by in samples.items():
+        cases[name] = {}
+        for c in concurrencies:
+            rounds = by[c]
+            row = {
+                key: harness.median_interval([r[key] for r in rounds])
+                for key in ("images_per_s", "p50_ms", "p99_ms")
             }
-            if not direct and os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") != "1":
-                case["embedder_handle"] = bench_embedder_handle(
-                    settings.serve.app_name, jpegs, seconds / 2, warmup
-                )
-        finally:
-            serve.delete(settings.serve.app_name)
-            ray.shutdown()
-    out.write_text(json.dumps(case))
+            if all("batch_mean" in r for r in rounds):
+                row["batch_mean"] = harness.median_interval([r["batch_mean"] for r in rounds])
+            if all("stages_p50_ms" in r for r in rounds):  # medians over rounds of each p50
+                row["stages_p50_ms"] = {
+                    stage: round(
+                        statistics.median(r["stages_p50_ms"].get(stage, 0) for r in rounds), 2
+                    )
+                    for stage in rounds[0]["stages_p50_ms"]
+                }
+            cases[name][str(c)] = row
+
+    def series(name, c, key):
+        return [r[key] for r in samples[name][c]]
+
+    comparisons = []
+    for mine, other in PAIRS:
+        if mine not in samples or other not in samples:
+            continue
+        for c in concurrencies:
+            speed = harness.ratio_interval(
+                series(mine, c, "images_per_s"), series(other, c, "images_per_s")
+            )
+            latency = harness.ratio_interval(series(other, c, "p50_ms"), series(mine, c, "p50_ms"))
+            comparisons.append(
+                {
+                    "busque": mine,
+                    "busque_vs": other,
+                    "concurrency": c,
+                    "throughput_ratio": speed,
+                    "throughput_verdict": harness.verdict(speed),
+                    "p50_speedup": latency,
+                    "p50_verdict": harness.verdict(latency),
+                }
+            )
+    return {"cases": cases, "comparisons": comparisons}
+
+
+def floors(samples: dict, concurrencies) -> list[dict]:
+    """busque's two floors, each met only when its whole interval clears it."""
+    low, high = min(concurrencies), max(concurrencies)
+    out = []
+    overhead = harness.median_interval(
+        [
+            b["p50_ms"] - p["p50_ms"]
+            for b, p in zip(samples[BUSQUE][low], samples[PEER][low], strict=True)
+        ]
+    )
+    out.append(
+        {
+            "floor": f"busque's p50 over the FastAPI peer's at concurrency {low} <= 15 ms",
+            "measured": overhead,
+            "unit": "ms",
+            "met": harness.meets(overhead, 15, higher_is_better=False),
+        }
+    )
+    if UNBATCHED in samples:
+        ratio = harness.ratio_interval(
+            [r["images_per_s"] for r in samples[BUSQUE][high]],
+            [r["images_per_s"] for r in samples[UNBATCHED][high]],
+        )
+        out.append(
+            {
+                "floor": f"batching on / off, images/s at concurrency {high} >= 1.5x",
+                "measured": ratio,
+                "unit": "x",
+                "met": harness.meets(ratio, 1.5),
+            }
+        )
+    return out
+
+
+def plot(data: dict, path: Path) -> None:
+    plt = harness.pyplot()
+    concurrencies = data["concurrencies"]
+    names = list(data["summary"]["cases"])
+    fig, axes = plt.subplots(
+        1,
+        len(concurrencies),
+        sharey=True,
+        figsize=(3.5 * len(concurrencies) + 3, 0.45 * len(names) + 1.6),
+    )
+    axes = axes if len(concurrencies) > 1 else [axes]
+    for ax, c in zip(axes, concurrencies, strict=True):
+        rows = [data["summary"]["cases"][n][str(c)]["images_per_s"] for n in names]
+        medians = [r["median"] for r in rows]
+        errors = [
+            [m - r["low"] for m, r in zip(medians, rows, strict=True)],
+            [r["high"] - m for m, r in zip(medians, rows, strict=True)],
+        ]
+        ax.barh(range(len(names)), medians, xerr=errors, capsize=4, color="#4c72b0")
+        ax.set_yticks(range(len(names)), names, fontsize=8)
+        ax.set_title(f"concurrency {c}")
+        ax.set_xlabel("images/s (median, interval)")
+    axes[0].invert_yaxis()  # busque on top (the y axis is shared)
+    fig.suptitle("POST search by image: busque vs FastAPI + FAISS")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def page(data: dict) -> str:
+    s, concurrencies = data["summary"], data["concurrencies"]
+    rounds, seconds = data["rounds"], data["seconds_per_case"]
+    lines = [
+        "# Search by image: busque against FastAPI + FAISS, batching on against off",
+        "",
+        f"POST search by image (multipart, k={K}) over HTTP, {data['photos']} scikit-image "
+        f"photos indexed, {data['queries']} transformed queries (JPEG q50; brightness x1.2). "
+        f"busque: {data['busque']}. Peer: bench/peers/search_fastapi.py under uvicorn "
+        f"({data['peer_workers']} workers, one torch thread each; the same EfficientNet-Lite0, "
+        "reduced-scale JPEG decoding, FAISS IndexFlatIP in process; no auth, catalog, pHash or "
+        f"hybrid index). Cases interleaved: {rounds} rounds, each runs every case at every "
+        f"concurrency for {seconds:g} s (closed loop; the order turns each round) after a "
+        f"{data['warmup_s']:g} s warm-up; medians over rounds with their intervals "
+        "(distribution-free, at the level shown in search.json). Device: "
+        f"{data['device']}.",
+        "",
+        "## Every case, interleaved",
+        "",
+        "| case | concurrency | images/s | p50 ms | p99 ms | mean batch | top-1 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, by in s["cases"].items():
+        hits = data["top1"].get(name)
+        top = f"{hits['hits']}/{hits['queries']}" if hits else "-"
+        for c in concurrencies:
+            row = by[str(c)]
+            batch = harness.show(row["batch_mean"]) if "batch_mean" in row else "-"
+            lines.append(
+                f"| {name} | {c} | {harness.show(row['images_per_s'], 1)} "
+                f"| {harness.show(row['p50_ms'], 1)} | {harness.show(row['p99_ms'], 1)} "
+                f"| {batch} | {top} |"
+            )
+    lines += [
+        "",
+        "## busque against each",
+        "",
+        "Paired per round: throughput = busque's images/s / the other's; p50 = the other's p50 "
+        "/ busque's (above 1: busque faster). ahead/level/behind as the whole interval says.",
+        "",
+        "| busque | vs | concurrency | throughput | verdict | p50 latency | verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in s["comparisons"]:
+        lines.append(
+            f"| {row['busque']} | {row['busque_vs']} | {row['concurrency']} "
+            f"| {harness.show(row['throughput_ratio'])} | **{row['throughput_verdict']}** "
+            f"| {harness.show(row['p50_speedup'])} | **{row['p50_verdict']}** |"
+        )
+    lines += ["", "## Floors", "", "| floor | measured | met |", "|---|---|---|"]
+    for row in data["floors"]:
+        lines.append(
+            f"| {row['floor']} | {harness.show(row['measured'])} {row['unit']} "
+            f"| {'yes' if row['met'] else 'no'} |"
+        )
+    behind = [
+        f"- {row['busque']} vs {row['busque_vs']} at concurrency {row['concurrency']}: {what} "
+        f"{harness.show(row[key])}"
+        for row in s["comparisons"]
+        for what, key, word in (
+            ("throughput", "throughput_ratio", "throughput_verdict"),
+            ("p50 latency", "p50_speedup", "p50_verdict"),
+        )
+        if row[word] == "behind"
+    ]
+    lines += ["", "## Where busque is behind", ""]
+    if behind:
+        total = 2 * len(s["comparisons"])
+        lines += [f"Behind in {len(behind)} of {total} comparisons:", *behind]
+    else:
+        lines.append("Nowhere in this run.")
+    lines += ["", "## Reading", "", *notes(data)]
+    if data.get("skipped"):
+        lines += ["", *[f"Skipped: {line}" for line in data["skipped"]]]
+    return "\n".join(lines)
+
+
+def notes(data: dict) -> list[str]:
+    s, high = data["summary"]["cases"], str(max(data["concurrencies"]))
+    out = []
+    mine = s[BUSQUE][high]
+    if "batch_mean" in mine:
+        batch = mine["batch_mean"]["median"]
+        out.append(
+            f"- At concurrency {high} a busque query ran in an Embedder batch of {batch:.2f} on "
+            "average (busque's own Server-Timing `embed-model` entry; at most 16). "
+            + (
+                "Batches hardly form (with batch_wait_s 0 a batch is what queued while the "
+                "previous forward pass ran)."
+                if batch < 1.5
+                else "Batches form; whether they pay depends on what a batch saves on "
+                "this device (bench/results/embed.json)."
+            )
+        )
+    low = str(min(data["concurrencies"]))
+    stages = s[BUSQUE][low].get("stages_p50_ms")
+    if stages:
+        out.append(
+            f"- Where a busque query's time goes at concurrency {low} (its Server-Timing "
+            "header, p50 ms, median over rounds): "
+            + ", ".join(f"{stage} {ms}" for stage, ms in stages.items())
+            + f"; the client saw {s[BUSQUE][low]['p50_ms']['median']:.1f} ms, the peer "
+            f"{s[PEER][low]['p50_ms']['median']:.1f} ms."
+        )
+    if HANDLE in s:
+        on, off = s[HANDLE][high], s[HANDLE_OFF][high]
+        out.append(
+            f"- The Embedder alone (Serve handle calls from the benchmark's driver, no HTTP, "
+            f"Gateway or Matcher) at concurrency {high}: batches of "
+            f"{on['batch_mean']['median']:.2f} on average, {harness.show(on['images_per_s'], 1)} "
+            f"images/s against {harness.show(off['images_per_s'], 1)} with batching off: what "
+            "batching buys the model where queries do queue at it."
+        )
+    out.append(
+        "- The peer does less per query than busque (no API key check, quota, catalog read, "
+        "signed URLs, pHash or hybrid index) and runs no Ray: its figures are the cost of the "
+        "model work plus one plain HTTP hop, the least a server can do for the same answer."
+    )
+    out.append(
+        "- busque's cost over it is Ray Serve's: the proxy, the Gateway fetching the body back "
+        "from it, one handle call each to the Embedder and the Matcher (bench/results/"
+        "serve_hop.md has what one call costs here)."
+    )
+    return out
+
+
+# ---- the run ----
 
 
 def main() -> None:
     parser = harness.parser(__doc__)
-    parser.add_argument("--seconds", type=float, default=15, help="measured seconds per case")
+    parser.add_argument("--url", help="bench the busque at this URL instead of starting one")
+    parser.add_argument("--api-key", help="its API key (media:write and search), with --url")
+    parser.add_argument("--quick", action="store_true", help="4 photos, 5 short rounds")
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds (>= 5)")
+    parser.add_argument("--seconds", type=float, default=4, help="seconds per case per round")
     parser.add_argument("--warmup", type=float, default=3, help="warm-up seconds per case")
-    parser.add_argument("--device", default="cpu", help="cpu, or cuda for a GPU machine")
     parser.add_argument(
-        "--front-replicas",
-        type=int,
-        default=1,
-        help="Gateway and Matcher replicas (the Embedder keeps one): on a many-core GPU machine, "
-        "enough front for the model to be the bottleneck",
+        "--concurrency", default="1,32", help="closed-loop concurrencies, comma-separated"
     )
-    parser.add_argument("--phase-batch-size", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--phase-out", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--phase-direct", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--peer-workers", type=int, default=2, help="uvicorn workers")
+    parser.add_argument(
+        "--batch-wait-ms",
+        type=float,
+        default=0.0,
+        help="own app only: the batched app's embedder.batch_wait_s, ms (busque ships 0; "
+        "Ray Serve's @serve.batch defaults to 10)",
+    )
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda (own app only)")
+    parser.add_argument(
+        "--ingress",
+        choices=("proxy", "direct", "haproxy"),
+        default="proxy",
+        help="own app only: Serve's proxy (as `busque serve`), direct ingress (the Gateway "
+        "replica's own port) or Serve's HAProxy; the last two skip batching off",
+    )
     args = parser.parse_args()
-    if args.phase_batch_size:
-        run_phase(
-            args.phase_batch_size,
-            args.seconds,
-            args.warmup,
-            args.phase_out,
-            args.device,
-            args.phase_direct,
-            args.front_replicas,
-        )
-        return
+    if args.url and not args.api_key:
+        parser.error("--url needs --api-key")
+    if args.quick:
+        args.rounds, args.seconds, args.warmup = 5, 0.4, 0.6
+        args.concurrency = "1,8"
+    if args.ingress != "proxy" and not args.url:
+        flag = "DIRECT_INGRESS" if args.ingress == "direct" else "HA_PROXY"
+        if os.environ.get(f"RAY_SERVE_ENABLE_{flag}") != "1":  # before Ray and Serve start
+            env = {**os.environ, f"RAY_SERVE_ENABLE_{flag}": "1"}
+            env["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] = "1"
+            os.execve(sys.executable, [sys.executable, *sys.argv], env)
+    concurrencies = [int(c) for c in args.concurrency.split(",")]
+    originals, queries = photo_set(QUICK_PHOTOS if args.quick else PHOTOS)
+    collection = f"bench-search-{uuid.uuid4().hex[:8]}"
+    skipped = []
 
+    with tempfile.TemporaryDirectory() as tmp:
+        peer, peer_url = start_peer(originals, Path(tmp), args.peer_workers, args.device)
+        started_busque = False
+        try:
+            if args.url:
+                urls, key = {BUSQUE: args.url.rstrip("/")}, args.api_key
+                busque = f"the deployment at {args.url} as it runs"
+                skipped.append("busque with batching off: --url benches one deployment as is.")
+            else:
+                unbatched = args.ingress == "proxy"
+                wait_s = args.batch_wait_ms / 1000
+                app, urls = start_busque(Path(tmp) / "busque", args.device, unbatched, wait_s)
+                started_busque, key = True, app.admin_key
+                busque = (
+                    "a local Ray and the app as `busque serve` starts it (Embedder batch_size "
+                    f"16, batch_wait_s {wait_s:g}; every deployment 0.25 CPU), through "
+                    + {
+                        "proxy": "Serve's proxy",
+                        "direct": "Serve's direct ingress",
+                        "haproxy": "Serve's HAProxy ingress",
+                    }[args.ingress]
+                    + (
+                        "; batching off: a second app (batch_size 1) on the same proxy, catalog "
+                        "and cluster"
+                        if unbatched
+                        else ""
+                    )
+                )
+                if not unbatched:
+                    skipped.append(f"busque with batching off: --ingress {args.ingress}.")
+            media = ingest(urls[BUSQUE], key, collection, originals)
+            wait_peer(peer, peer_url, args.peer_workers)
+            targets = [Target(name, url, key, collection) for name, url in urls.items()]
+            targets.append(Target(PEER, peer_url, None, collection))
+            k = min(K, len(originals))
+            hits = {t.name: top1(t, queries, media, k) for t in targets}
+            if UNBATCHED in urls:  # the model alone: where a load forms batches
+                from ray import serve
+
+                for name, app_name in ((HANDLE, "busque"), (HANDLE_OFF, "busque-unbatched")):
+                    handle = serve.get_deployment_handle("Embedder", app_name)
+                    targets.append(Target(name, "", None, collection, handle))
+            print("measuring ...", flush=True)
+            samples = asyncio.run(
+                measure(
+                    targets, queries, media, concurrencies, args.seconds, args.rounds, args.warmup
+                )
+            )
+        finally:
+            peer.terminate()
+            peer.wait(30)
+            if started_busque:
+                stop_busque()
+
+    import faiss
+    import fastapi
     import ray
+    import torch
+    import uvicorn
 
-    originals, queries = photo_set()
-    results: dict = {
-        "benchmark": "POST /v1/search by image, client-observed, vs the model in-process",
-        "machine": machine(),
-        "seconds_per_case": args.seconds,
-        "warmup_s": args.warmup,
+    data = {
+        "benchmark": "search by image over HTTP: busque vs FastAPI + FAISS, batching on vs off",
+        "busque": busque,
+        "peer_workers": args.peer_workers,
+        "device": args.device,
+        "ingress": "given URL" if args.url else args.ingress,
         "photos": len(originals),
         "queries": len(queries),
         "k": K,
-        "cases": {},
+        "rounds": args.rounds,
+        "seconds_per_case": args.seconds,
+        "warmup_s": args.warmup,
+        "concurrencies": concurrencies,
+        "top1": hits,
+        "summary": summarise(samples, concurrencies),
+        "floors": floors(samples, concurrencies),
+        "samples": {n: {str(c): v for c, v in by.items()} for n, by in samples.items()},
+        "skipped": skipped,
+        "versions": {
+            "ray": ray.__version__,
+            "torch": torch.__version__,
+            "faiss": faiss.__version__,
+            "fastapi": fastapi.__version__,
+            "uvicorn": uvicorn.__version__,
+        },
     }
-    harness.start_ray()
-    threads = replica_torch_threads()
-    ray.shutdown()
-    results["torch_threads_replica"] = threads
-    print(f"in-process baseline (torch threads {threads}) ...", flush=True)
-    results["device"] = device_name(args.device)
-    results["cases"]["in_process"] = bench_in_process(
-        queries, args.seconds, args.warmup, threads, args.device
-    )
-
-    with tempfile.TemporaryDirectory() as tmp:
-        phases = (("batching_on", HIGH, False), ("batching_off", 1, False))
-        phases += (("direct_ingress", HIGH, True), ("haproxy", HIGH, False))
-        for name, batch_size, direct in phases:
-            print(f"busque, {name} (batch_size {batch_size}) ...", flush=True)
-            out = Path(tmp) / f"{name}.json"
-            env = dict(os.environ)
-            # set before the phase's Ray and Serve start; a short drain at the end
-            if name in ("direct_ingress", "haproxy"):
-                env["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] = "1"
-                flag = "ENABLE_DIRECT_INGRESS" if direct else "ENABLE_HA_PROXY"
-                env[f"RAY_SERVE_{flag}"] = "1"
-            subprocess.run(
-                [
-                    sys.executable,
-                    __file__,
-                    "--seconds",
-                    str(args.seconds),
-                    "--warmup",
-                    str(args.warmup),
-                    "--device",
-                    args.device,
-                    "--front-replicas",
-                    str(args.front_replicas),
-                    "--phase-batch-size",
-                    str(batch_size),
-                    "--phase-out",
-                    str(out),
-                    *(["--phase-direct"] if direct else []),
-                ],
-                check=True,
-                env=env,
-            )
-            results["cases"][name] = json.loads(out.read_text())
-    on = results["cases"]["batching_on"]
-    results["batch_wait_ms"] = on["batch_wait_ms"]
-    results["top1"] = on["top1"]
-    results["ingest_s"] = on["ingest_s"]
-    results["verdicts"] = verdicts(results)
-    suffix = "" if args.device == "cpu" else f"_{args.device}"
-    if args.front_replicas != 1:
-        suffix += f"_front{args.front_replicas}"
-    write_report(results, suffix, write=not args.no_write)
+    name = "search" if args.device == "cpu" else f"search_{args.device}"
+    if args.ingress != "proxy":
+        name += f"_{args.ingress}"
+    if args.batch_wait_ms and not args.url:
+        name += f"_wait{args.batch_wait_ms:g}ms"
+    harness.publish(name, data, page(data), args, plot)
 
 
 if __name__ == "__main__":

@@ -164,6 +164,7 @@ def test_bench_runner_lists_which_scripts_have_a_quick_mode():
     assert done.returncode == 0, done.stderr
     modes = dict(line.split(None, 1) for line in done.stdout.splitlines())
     quick = ("phash", "phash_lookup", "grouping", "jobs", "faces", "backfill", "quality")
+    quick += ("search", "serve_hop", "reindex", "ingest_io")
     assert {modes[name] for name in quick} == {"--quick"}, modes
     assert "harness" not in modes and "peers" not in modes  # helpers, not benchmarks
     # A script's `NEEDS = "cluster"` is shown, and `all` leaves it out.
@@ -416,3 +417,101 @@ def test_quality_scores_on_split_b_at_thresholds_chosen_on_split_a():
     curves = {row[0]: int(row[1]) for row in table(page, "## Precision-recall curves on split B")}
     assert set(curves) == methods and min(curves.values()) > 1, curves
     assert "Reproduce: `python bench/quality.py --quick --no-write`" in page
+
+
+def assert_intervals(row: list[str], columns) -> None:
+    """Each of these cells reads `median [low, high]`, in order."""
+    for cell in (row[i] for i in columns):
+        median, low, high = map(float, INTERVAL.match(cell).groups())
+        assert low <= median <= high, row
+
+
+def test_search_benches_a_running_busque_against_fastapi(app):
+    """Against the session's app (a fresh tenant of its own: its collection and traffic change
+    nothing other tests see), as a user benches a deployment: --url and --api-key."""
+    key = fresh_tenant_key(app, "bench-search")
+    done = subprocess.run(
+        [sys.executable, "bench/search.py", "--quick", "--no-write", "--url", app.url]
+        + ["--api-key", key],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    page = done.stdout
+    rows = table(page, "## Every case, interleaved")
+    assert {(row[0], row[1]) for row in rows} == {
+        (case, c) for case in ("busque", "FastAPI + FAISS (2 workers)") for c in ("1", "8")
+    }, page
+    for row in rows:
+        assert_intervals(row, (2, 3, 4))
+        # every query's original is among the photos: both servers must find it first
+        assert row[6] == "8/8", row
+    # busque's own batch sizes are read off its answers; the peer has none
+    assert all(INTERVAL.match(row[5]) for row in rows if row[0] == "busque"), rows
+    versus = table(page, "## busque against each")
+    assert {(row[1], row[2]) for row in versus} == {
+        ("FastAPI + FAISS (2 workers)", c) for c in ("1", "8")
+    }
+    assert {row[4] for row in versus} | {row[6] for row in versus} <= VERDICTS, versus
+    floors = table(page, "## Floors")
+    assert [row[0].split(" <=")[0] for row in floors] == [
+        "busque's p50 over the FastAPI peer's at concurrency 1"
+    ]
+    assert floors[0][2] in ("yes", "no")
+    assert "## Where busque is behind" in page
+    assert "Skipped: busque with batching off: --url benches one deployment as is." in page
+    assert "Reproduce: `python bench/search.py --quick --no-write --url" in page
+
+
+def test_serve_hop_compares_the_serve_handle_with_an_actor_and_http():
+    """Its own Ray (a DeploymentHandle is what it measures: no --url)."""
+    page = run_quick("bench/serve_hop.py")
+    rows = table(page, "## Overhead by callee duration")
+    assert [(row[0], row[1]) for row in rows] == [("busy", "0"), ("busy", "4")], page
+    for row in rows:
+        assert_intervals(row, (2, 3, 4, 5, 7))
+        assert {row[6], row[8]} <= VERDICTS, row
+    legs = table(page, "## Legs of the Serve handle call")
+    assert len(legs) == 2 and all(INTERVAL.match(row[2]) for row in legs), legs
+    assert "## Where the Serve handle is behind" in page
+    assert "Reproduce: `python bench/serve_hop.py --quick --no-write`" in page
+
+
+def test_reindex_compares_the_pipeline_with_plain_scripts():
+    """No --url: a reindex runs beside the catalog, not through the API."""
+    page = run_quick("bench/reindex.py")
+    stored = {row[0]: row for row in table(page, "## From stored embeddings")}
+    assert set(stored) == {
+        "busque reindex",
+        "FAISS script, busque's index",
+        "FAISS script, IndexFlatIP",
+    }, page
+    # busque's recompute runs a fresh Ray Data pool each round: --quick leaves it out (and
+    # says so); tests/test_reindex.py runs it. The scripts' side runs.
+    recompute = {row[0]: row for row in table(page, "## Recomputing embeddings")}
+    assert set(recompute) == {"script, batches of 16", "script, one image at a time"}, page
+    assert "Skipped: busque's recompute (Ray Data): --quick without --ray-address" in page
+    for row in [*stored.values(), *recompute.values()]:
+        assert_intervals(row, (1, 2))
+        if row[0] in stored and row[0] != "busque reindex":
+            assert_intervals(row, (3,))
+            assert row[4] in VERDICTS, row
+    assert all(row[3:5] == ["-", "-"] for row in recompute.values()), recompute
+    assert "(busque picks flat)" in page  # 1,000 vectors: under busque's flat threshold
+    assert "## Where busque is behind" in page
+    assert "Reproduce: `python bench/reindex.py --quick --no-write`" in page
+
+
+def test_ingest_io_counts_decodes_against_a_one_decode_script():
+    page = run_quick("bench/ingest_io.py")
+    rows = {row[2]: row for row in table(page, "# Ingest I/O")}
+    assert set(rows) == {"busque", "script, one full decode"}, page
+    # Exact counts: busque decodes at submission and once in the job, from one read of the
+    # original; the script decodes once and reads nothing.
+    assert rows["busque"][3] == "2" and rows["busque"][5] == "1", rows
+    assert rows["script, one full decode"][3] == "1" and rows["script, one full decode"][5] == "0"
+    assert_intervals(rows["busque"], (6, 7))
+    assert rows["busque"][8] in VERDICTS
+    assert "Reproduce: `python bench/ingest_io.py --quick --no-write`" in page
