@@ -193,9 +193,9 @@ def analyse(items: list[dict], embedder, peer: bool) -> None:
     given `peer`, imagededup's PHash of the same JPEG (its encode_image on the decoded array)."""
     hasher = None
     if peer:
-        from bench.grouping import imagededup_phash
+        from bench.peers.imagededup_import import phash_class
 
-        hasher = imagededup_phash()(verbose=False)
+        hasher = phash_class()(verbose=False)
     for item in items:
         phash, variants = phash_and_variants(item["jpeg"])
         item["phash"], item["variants"] = hex_to_int64(phash), variants

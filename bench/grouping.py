@@ -33,7 +33,6 @@ import statistics
 import subprocess
 import sys
 import time
-import types
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +40,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import harness
+from bench.peers.imagededup_import import phash_class
 
 RADIUS = 8
 MIN_COSINE = 0.9
@@ -148,18 +148,8 @@ def _pairs(rows: np.ndarray, cols: np.ndarray) -> set[tuple[int, int]]:
     return set(zip(low.tolist(), high.tolist(), strict=True))
 
 
-def imagededup_phash():
-    """imagededup's PHash class. imagededup.methods imports its CNN (torchvision, which cannot
-    be installed beside a CPU torch here): stubbed before import; hashing never uses it."""
-    sys.modules["imagededup.methods.cnn"] = types.SimpleNamespace(CNN=None)
-    sys.modules["imagededup.utils.models"] = types.SimpleNamespace(CustomModel=None)
-    from imagededup.methods import PHash
-
-    return PHash
-
-
 def run_imagededup(data: dict, visual: bool) -> tuple[set, float]:
-    PHash = imagededup_phash()
+    PHash = phash_class()
     encodings = {str(i): f"{int(c):016x}" for i, c in enumerate(data["codes"].tolist())}
     started = time.perf_counter()
     duplicates = PHash(verbose=False).find_duplicates(

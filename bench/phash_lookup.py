@@ -48,7 +48,6 @@ import platform  # noqa: E402
 import resource  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-import types  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import faiss  # noqa: E402
@@ -59,6 +58,7 @@ from PIL import Image, ImageEnhance, ImageFilter, ImageOps  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import harness  # noqa: E402
+from bench.peers.imagededup_import import prepare as prepare_imagededup  # noqa: E402
 from busque.index.phash_index import PhashIndex  # noqa: E402
 from busque.media.phash import phash_bytes  # noqa: E402
 
@@ -286,9 +286,7 @@ def build_faiss_hash(codes):
 
 
 def _imagededup():
-    # imagededup.methods imports its CNN (torchvision); the hashing search never uses it.
-    sys.modules.setdefault("imagededup.methods.cnn", types.SimpleNamespace(CNN=None))
-    sys.modules.setdefault("imagededup.utils.models", types.SimpleNamespace(CustomModel=None))
+    prepare_imagededup()
     from imagededup.handlers.search.bktree import BKTree
     from imagededup.handlers.search.brute_force_cython import BruteForceCython
     from imagededup.methods.hashing import Hashing
