@@ -9,13 +9,17 @@
 
 A script has a quick mode when it takes --quick (seconds to a minute on tiny data, the mode
 tests/test_bench_smoke.py runs so none rots). Scripts without one are listed as not yet
-supporting it and skipped by `all`: several need a GPU, a cluster or minutes of a running
-service. Exits non-zero when any script run fails, after running the rest.
+supporting it and skipped by `all`: several need a cluster or minutes of a running service. A
+script that needs hardware says so at module level, `NEEDS = "gpu"` (read as text, like
+"--quick"): `list` shows "needs a GPU" and `all` skips it; named, it runs (and says why it
+cannot where the hardware is missing). Exits non-zero when any script run fails, after running
+the rest.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 import time
@@ -24,6 +28,8 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 NOT_SCRIPTS = {"__init__", "__main__", "harness"}
+NEEDS = re.compile(r'^NEEDS = "(\w+)"', re.MULTILINE)
+HARDWARE = {"gpu": "needs a GPU"}
 
 
 def scripts() -> dict[str, bool]:
@@ -33,6 +39,12 @@ def scripts() -> dict[str, bool]:
         if path.stem not in NOT_SCRIPTS:
             found[path.stem] = '"--quick"' in path.read_text()
     return found
+
+
+def needs(name: str) -> str | None:
+    """What hardware a script declares it needs (`NEEDS = "gpu"` at module level), or None."""
+    found = NEEDS.search((BENCH / f"{name}.py").read_text())
+    return found.group(1) if found else None
 
 
 def run(name: str, quick: bool) -> tuple[int, float]:
@@ -57,12 +69,18 @@ def main(argv: list[str] | None = None) -> int:
     known = scripts()
     if args.what == ["list"]:
         for name, quick in known.items():
-            print(f"{name:16} {'--quick' if quick else 'no quick mode yet'}")
+            need = needs(name)
+            mode = HARDWARE.get(need, f"needs {need}") if need else None
+            print(f"{name:16} {mode or ('--quick' if quick else 'no quick mode yet')}")
         return 0
     if args.what == ["all"]:
-        chosen = [name for name, quick in known.items() if quick]
-        skipped = [name for name, quick in known.items() if not quick]
+        hardware = {name: need for name in known if (need := needs(name))}
+        chosen = [name for name, quick in known.items() if quick and name not in hardware]
+        skipped = [name for name, quick in known.items() if not quick and name not in hardware]
         print(f"not yet supporting --quick (skipped): {', '.join(skipped)}", flush=True)
+        for need in sorted(set(hardware.values())):
+            names = ", ".join(name for name, n in hardware.items() if n == need)
+            print(f"{HARDWARE.get(need, 'needs ' + need)} (skipped): {names}", flush=True)
     else:
         unknown = [name for name in args.what if name not in known]
         if unknown:

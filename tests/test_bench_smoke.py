@@ -166,6 +166,7 @@ def test_bench_runner_lists_which_scripts_have_a_quick_mode():
     quick = ("phash", "phash_lookup", "grouping", "jobs", "faces", "backfill")
     assert {modes[name] for name in quick} == {"--quick"}, modes
     assert "harness" not in modes and "peers" not in modes  # helpers, not benchmarks
+    assert modes["gpu_index"] == "needs a GPU"  # NEEDS = "gpu": `all` skips it
     wrong = subprocess.run(
         [sys.executable, "-m", "bench", "nonesuch"], cwd=ROOT, capture_output=True, text=True
     )
@@ -247,3 +248,40 @@ def test_jobs_runs_busque_against_the_job_queues_users_pick():
             assert f"{package} " in versions, versions
     assert ("redis-server " in versions) == redis and ("rabbitmq-server " in versions) == rabbitmq
     assert "Reproduce: `python bench/jobs.py --quick --no-write`" in page
+
+
+def test_vector_search_tunes_each_faiss_peer_and_scores_it_on_held_out_queries():
+    page = run_quick("bench/vector_search.py")
+    peers = {"faiss IndexFlatIP (exact)", "faiss IndexIVFFlat", "faiss IndexHNSWFlat"}
+    for heading, busque_kind in (("## 24,000 vectors", "hnsw"), ("## 6,000 vectors", "flat")):
+        rows = {row[0].split(" (a)")[0]: row for row in table(page, heading)}
+        expected = (
+            peers | {"busque default"} | ({"busque hnsw"} if busque_kind == "flat" else set())
+        )
+        assert set(rows) == expected, (heading, rows)
+        assert f"-> {busque_kind}" in rows["busque default"][1], rows
+        for name in peers:  # every comparison read off its interval, in words
+            assert rows[name][4] in VERDICTS and rows[name][8] in VERDICTS, rows[name]
+        # The exact scan is exact (its truth is numpy's, computed apart); so is busque's flat.
+        assert float(rows["faiss IndexFlatIP (exact)"][2]) >= 0.998, rows
+        if busque_kind == "flat":
+            assert float(rows["busque default"][2]) >= 0.998, rows
+        assert rows["faiss IndexIVFFlat"][1].startswith("nprobe ")
+        assert rows["faiss IndexHNSWFlat"][1].startswith("efSearch ")
+    assert "## Where busque is behind" in page
+    assert "Reproduce: `python bench/vector_search.py --quick --no-write`" in page
+
+
+def test_embed_runs_busque_against_the_models_readme_side_by_side():
+    page = run_quick("bench/embed.py")
+    rows = table(page, "busque's speedup is the paired")
+    names = [row[1] for row in rows]
+    assert names == ["busque", "README", "README + PyTorch's CPU inference recipe"], page
+    assert all(row[0] == "2" for row in rows)
+    assert {row[5] for row in rows[1:]} <= VERDICTS and rows[0][5] == "", rows
+    for row in rows:  # median [low, high] of images/s, ordered
+        median, low, high = map(float, INTERVAL.match(row[2]).groups())
+        assert 0 < low <= median <= high, row
+    assert "Preprocessing alone, ms per image: busque " in page
+    assert "## Where busque is behind" in page
+    assert "Reproduce: `python bench/embed.py --quick --no-write`" in page
