@@ -8,7 +8,7 @@ storage), filled chunk by chunk as a Matcher is. The peers, each built from the 
 - faiss `IndexFlatIP`: exact (at 1M its scan is the one over busque's HNSW storage, an
   IndexFlat with METRIC_INNER_PRODUCT, the same code: 5 GB is not held twice);
 - faiss `IndexIVFFlat`, nlist = 4*sqrt(N) (the low end of faiss's guideline 4..16*sqrt(N)),
-  trained as its docs show (`train` on 40*nlist vectors, faiss's default 25 k-means
+  trained as its docs show (`train` on the first 40*nlist vectors, faiss's default 25 k-means
   iterations), nprobe tuned;
 - faiss `IndexHNSWFlat(d, 32)` at faiss's documented defaults (efConstruction 40), efSearch
   tuned.
@@ -231,8 +231,9 @@ class Method:
         if isinstance(self.index, VectorIndex):
             c = self.index.config
             if self.index.active_kind == "hnsw":
+                how = "auto -> hnsw" if c.kind == "auto" else f"kind={c.kind!r}"
                 return (
-                    f"VectorIndex({self.index.dim}) auto -> hnsw: M={c.hnsw_m}, "
+                    f"VectorIndex({self.index.dim}) {how}: M={c.hnsw_m}, "
                     f"efConstruction {c.ef_construction}, efSearch {c.ef_search}"
                 )
             return f"VectorIndex({self.index.dim}, kind={c.kind!r}) -> {self.index.active_kind}"
@@ -283,7 +284,13 @@ def build(data, n: int, chunk: int, queries: np.ndarray) -> tuple[dict, np.ndarr
     faiss.omp_set_num_threads(threads)
     nlist = ivf_nlist(n)
     train_n = min(n, 40 * nlist)
-    train = np.concatenate([x for _, x in data.chunks(train_n, chunk)])[:train_n]
+    parts = []  # the base set's first train_n vectors
+    for _, x in data.chunks(n, chunk):
+        parts.append(x)
+        if sum(map(len, parts)) >= train_n:
+            break
+    train = np.concatenate(parts)[:train_n]
+    del parts
     ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
     hnsw = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)  # efConstruction 40
     methods = {
@@ -450,11 +457,12 @@ def plot(results: dict, path: Path) -> None:
             ax.errorbar(
                 p["median"], row["recall_at_10"],
                 xerr=[[p["median"] - p["low"]], [p["high"] - p["median"]]],
-                fmt="o" if name.startswith("busque") else "s",
+                fmt={BUSQUE: "o", "busque hnsw": "D"}.get(name, "s"),
                 color="tab:red" if name.startswith("busque") else colours[name],
                 capsize=3, label=name,
             )  # fmt: skip
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())
         ax.set_xlabel("p50 ms per query (1 thread), log scale")
         ax.set_ylabel("recall@10")
         ax.set_title(f"{res['n']:,} x {res['dim']}: {res['data'].split(',')[0]}", fontsize=9)
