@@ -285,3 +285,31 @@ def test_embed_runs_busque_against_the_models_readme_side_by_side():
     assert "Preprocessing alone, ms per image: busque " in page
     assert "## Where busque is behind" in page
     assert "Reproduce: `python bench/embed.py --quick --no-write`" in page
+
+
+def rows_under_header(page: str, header: str) -> list[list[str]]:
+    """The rows (cells stripped) of the table whose header line starts with `header`."""
+    lines = page.split("\n" + header, 1)[1].splitlines()[2:]  # past the header and its rule
+    rows = []
+    for line in lines:
+        if not line.startswith("| "):
+            break
+        rows.append([cell.strip() for cell in line.split("|")[1:-1]])
+    return rows
+
+
+def test_image_compares_busque_jobs_with_the_bare_pipeline_turn_by_turn():
+    page = run_quick("bench/image.py")
+    cases = [row[0] for row in rows_under_header(page, "| case | per image s")]
+    assert len(cases) == 5 and "**busque job, started_at -> finished_at**" in cases, page
+    rows = rows_under_header(page, "| comparison | busque's speed")
+    assert [row[0] for row in rows] == ["job (started -> finished)", "client wall (POST -> result)"]
+    for row in rows:
+        assert row[2] in VERDICTS, row
+        median, low, high = map(float, INTERVAL.match(row[1]).groups())
+        assert 0 < low <= median <= high, row
+    floor = rows_under_header(page, "| floor | measured | met |")
+    assert len(floor) == 1 and floor[0][2] in ("yes", "no"), page
+    # The same seed gives the same picture through busque as in-process (same threads, kernels).
+    assert "Same seed, same image: busque's PNG for seed 1 is byte-identical" in page, page
+    assert "Reproduce: `python bench/image.py --quick --no-write`" in page
