@@ -32,32 +32,31 @@ Data (vectors L2-normalised, queries fresh draws from the same distribution):
 
 Writes bench/results/vector_search.json, .md and .png (recall against latency).
 
-    python bench/vector_search.py            # ~12 min on 2 cores (estimated), ~16 GB of memory
+    python bench/vector_search.py            # ~12-15 min on 2 quiet cores (estimated from
+                                             # CPU rates at 50k-100k), ~16 GiB of memory
+    python bench/vector_search.py --large-peers ivf   # without faiss's HNSW at 1M: ~4 min less
     python bench/vector_search.py --n 200000 # the same at 200k (a few minutes)
     python bench/vector_search.py --quick    # seconds: 24k vectors at 128-d, writes nothing
 """
 
 from __future__ import annotations
 
+# BLAS keeps its default threads (all cores): IVF training and adding run through it, as a
+# user's would; one-query searches never reach BLAS (FAISS uses it from 20 queries a call).
+import math
 import os
+import resource
+import sys
+import time
+from pathlib import Path
 
-# numpy's BLAS (the exact ground truth) on one thread: FAISS's OpenMP threads are set explicitly.
-for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
-
-import math  # noqa: E402
-import resource  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import faiss  # noqa: E402
-import numpy as np  # noqa: E402
+import faiss
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import harness  # noqa: E402
-from busque.index.vector_index import VectorIndex, VectorIndexConfig  # noqa: E402
+from bench import harness
+from busque.index.vector_index import VectorIndex, VectorIndexConfig
 
 K = 10
 LATENT = 32
@@ -279,10 +278,12 @@ def ivf_nlist(n: int) -> int:
     return max(1, min(int(4 * math.sqrt(n)), n // 39))
 
 
-def build(data, n: int, chunk: int, queries: np.ndarray) -> tuple[dict, np.ndarray, dict]:
-    """Every method filled from the same chunks, in turn chunk by chunk (each method's time
-    summed); the exact top-k of the queries computed on the way. Returns (methods, each
-    query's k-th exact inner product, facts)."""
+def build(
+    data, n: int, chunk: int, queries: np.ndarray, peers: set[str]
+) -> tuple[dict, np.ndarray, dict]:
+    """Every method (the approximate `peers` among "ivf" and "hnsw") filled from the same
+    chunks, in turn chunk by chunk (each method's time summed); the exact top-k of the queries
+    computed on the way. Returns (methods, each query's k-th exact inner product, facts)."""
     from tqdm import tqdm
 
     dim = data.dim
@@ -299,15 +300,15 @@ def build(data, n: int, chunk: int, queries: np.ndarray) -> tuple[dict, np.ndarr
     del parts
     ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
     hnsw = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)  # efConstruction 40
-    methods = {
-        BUSQUE: Method(BUSQUE, VectorIndex(dim)),
-        HNSW: Method(HNSW, hnsw, param="efSearch", value=hnsw.hnsw.efSearch),
-        IVF: Method(IVF, ivf, param="nprobe", value=1),
-    }
+    methods = {BUSQUE: Method(BUSQUE, VectorIndex(dim))}
+    if "hnsw" in peers:
+        methods[HNSW] = Method(HNSW, hnsw, param="efSearch", value=hnsw.hnsw.efSearch)
+    if "ivf" in peers:
+        methods[IVF] = Method(IVF, ivf, param="nprobe", value=1)
+        methods[IVF].timing(ivf.train, train)
+    del train
     if n <= VectorIndexConfig(dim).flat_threshold:  # busque is exact here: check its HNSW too
         methods["busque hnsw"] = Method("busque hnsw", VectorIndex(dim, "hnsw"))
-    methods[IVF].timing(ivf.train, train)
-    del train
     truth = TopK(queries, K)
     for first, x in tqdm(data.chunks(n, chunk), total=-(-n // chunk), desc="building", leave=False):
         truth.update(x)
@@ -371,17 +372,19 @@ def p_ms(seconds: list[float], q: float) -> float:
     return round(1000 * float(np.quantile(seconds, q)), 4)
 
 
-def dataset_results(data, n: int, args, queries: int) -> dict:
+def dataset_results(data, n: int, args, queries: int, peers=("ivf", "hnsw")) -> dict:
     """Build, tune and time every method on one data set of n vectors, with `queries` queries
     a half."""
     queries = data.queries(2 * queries)
-    methods, truth, facts = build(data, n, args.chunk, queries)
+    methods, truth, facts = build(data, n, args.chunk, queries, set(peers))
     half = len(queries) // 2
     tune_q, tune_t, report_q, report_t = queries[:half], truth[:half], queries[half:], truth[half:]
     target = batch_recall(methods[BUSQUE], tune_q, tune_t)
+    grids = {HNSW: EF_SEARCHES, IVF: NPROBES}
     sweeps = {
-        HNSW: tune(methods[HNSW], EF_SEARCHES, tune_q, tune_t, target),
-        IVF: tune(methods[IVF], NPROBES, tune_q, tune_t, target),
+        name: tune(methods[name], grid, tune_q, tune_t, target)
+        for name, grid in grids.items()
+        if name in methods
     }
     # Rounds: each method searches the report queries one at a time (the exact scan only
     # `--flat-queries` of them past 64 MiB of vectors: one scan of 1M x 1280 takes ~0.5 s).
@@ -431,6 +434,7 @@ def dataset_results(data, n: int, args, queries: int) -> dict:
     return {
         "data": data.label,
         "short": data.short,
+        "not_built": [name for name in (IVF, HNSW) if name not in methods],
         "n": n,
         "dim": data.dim,
         "queries_tuning": half,
@@ -496,6 +500,11 @@ def section(res: dict) -> list[str]:
         f"{res['ivf_trained_on']:,} vectors. Figures from the other {res['queries_reported']} "
         "queries.",
         "",
+        *(
+            [f"Not built at this size (--large-peers): {', '.join(res['not_built'])}.", ""]
+            if res.get("not_built")
+            else []
+        ),
         "| method | settings | recall@10 | busque's recall gain | recall: busque is | p50 ms "
         "| p99 ms | busque's p50 speedup | speed: busque is | build s (once) | build CPU s "
         "| bytes/vector |",
@@ -552,8 +561,12 @@ def behind(results: dict) -> list[str]:
                     f"({row['recall_at_10']} against busque's {mine['recall_at_10']}; "
                     f"busque's gain {harness.show(row['busque_recall_gain'], 3)})."
                 )
-        hnsw = rows[HNSW]
-        if res["busque_kind"] == "hnsw" and mine["build_s"] > max(1.0, 1.1 * hnsw["build_s"]):
+        hnsw = rows.get(HNSW)
+        if (
+            hnsw
+            and res["busque_kind"] == "hnsw"
+            and mine["build_s"] > max(1.0, 1.1 * hnsw["build_s"])
+        ):
             out.append(
                 f"- {where}: building busque's HNSW took {mine['build_s']} s, faiss's "
                 f"documented HNSW {hnsw['build_s']} s (efConstruction 80 against 40; one "
@@ -596,10 +609,10 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
-def memory_needed(n: int, dim: int) -> float:
+def memory_needed(n: int, dim: int, chunk: int) -> float:
     """GiB the run holds at its peak: three copies of the vectors (busque's HNSW, faiss's HNSW,
     the IVF lists), two graphs, a chunk or two."""
-    return (3 * n * dim * 4 + 2 * n * 300 + 4 * 100_000 * dim * 4) / 2**30
+    return (3 * n * dim * 4 + 2 * n * 300 + 5 * chunk * dim * 4) / 2**30
 
 
 def available_gib() -> float | None:
@@ -618,7 +631,7 @@ def main() -> None:
         "--quick", action="store_true", help="24k and 6k vectors at 128-d, no real ones"
     )
     ap.add_argument("--n", type=int, default=1_000_000, help="the large set's size")
-    ap.add_argument("--n-small", type=int, default=50_000, help="the 300/5000-cluster sets' size")
+    ap.add_argument("--n-small", type=int, default=30_000, help="the 300/5000-cluster sets' size")
     ap.add_argument("--dim", type=int, default=1280, help="synthetic width (busque's: 1280)")
     ap.add_argument("--clusters", type=int, default=5000, help="the large set's clusters")
     ap.add_argument("--queries", type=int, default=200, help="queries per half (tune, report)")
@@ -629,12 +642,18 @@ def main() -> None:
         help="exact-scan queries a round where the vectors pass 64 MiB (default 20)",
     )
     ap.add_argument("--repeats", type=int, default=5, help="timed rounds (>= 5)")
-    ap.add_argument("--chunk", type=int, default=100_000, help="vectors per add() call")
+    ap.add_argument("--chunk", type=int, default=50_000, help="vectors per add() call")
     ap.add_argument("--no-real", action="store_true", help="skip the real embeddings")
+    ap.add_argument(
+        "--large-peers",
+        default="ivf,hnsw",
+        help="approximate peers built at --n (default ivf,hnsw; 'ivf' drops faiss's HNSW there, "
+        "about a third of the 1M run's time; the smaller sets always build both)",
+    )
     args = ap.parse_args()
     if args.quick:
         args.n, args.n_small, args.dim, args.queries = 24_000, 6_000, 128, 50
-    need, have = memory_needed(args.n, args.dim), available_gib()
+    need, have = memory_needed(args.n, args.dim, args.chunk), available_gib()
     if have is not None and need > have:
         sys.exit(f"--n {args.n:,} needs about {need:.1f} GiB, {have:.1f} GiB available")
     plan = [(Synthetic(args.dim, args.clusters), args.n)]
@@ -645,7 +664,8 @@ def main() -> None:
     datasets = []
     for data, n in plan:
         print(f"{n:,} vectors: {data.label}", flush=True)
-        datasets.append(dataset_results(data, n, args, args.queries))
+        peers = args.large_peers.split(",") if n == args.n else ("ivf", "hnsw")
+        datasets.append(dataset_results(data, n, args, args.queries, peers))
     if not args.no_real and not args.quick:  # (embedding 1,050 images takes a minute)
         real = Real(quick=False, queries=100)
         print(real.label, flush=True)
