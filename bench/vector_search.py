@@ -11,7 +11,8 @@ storage), filled chunk by chunk as a Matcher is. The peers, each built from the 
   trained as its docs show (`train` on the first 40*nlist vectors, faiss's default 25 k-means
   iterations), nprobe tuned;
 - faiss `IndexHNSWFlat(d, 32)` at faiss's documented defaults (efConstruction 40), efSearch
-  tuned.
+  tuned; at 1M only with `--large-peers ivf,hnsw` (its build is another ~6 minutes on 2 cores;
+  the 30k sets always have it).
 Tuning is fair and held out: queries are split in two; on the tuning half each peer takes the
 smallest nprobe / efSearch whose recall@10 reaches busque's (sweep curves in the plot), and every
 figure reported is from the other half. Recall@10 is against numpy's exact product (ties
@@ -32,10 +33,11 @@ Data (vectors L2-normalised, queries fresh draws from the same distribution):
 
 Writes bench/results/vector_search.json, .md and .png (recall against latency).
 
-    python bench/vector_search.py            # ~12-15 min on 2 quiet cores (estimated from
-                                             # CPU rates at 50k-100k), ~16 GiB of memory
-    python bench/vector_search.py --large-peers ivf   # without faiss's HNSW at 1M: ~4 min less
-    python bench/vector_search.py --n 200000 # the same at 200k (a few minutes)
+    python bench/vector_search.py    # ~15-20 min on 2 quiet cores (estimated: builds measured
+                                     # at 100k, x12 for 1M), ~11 GiB of memory
+    python bench/vector_search.py --large-peers ivf,hnsw   # faiss's HNSW at 1M too: ~6 min
+                                     # more, ~16 GiB
+    python bench/vector_search.py --n 200000 # all of it at 200k (a few minutes)
     python bench/vector_search.py --quick    # seconds: 24k vectors at 128-d, writes nothing
 """
 
@@ -102,9 +104,14 @@ class Synthetic:
         rng = np.random.default_rng((self.seed, self.clusters, stream, i))
         k = rng.choice(self.clusters, n, p=self.p)
         z = rng.standard_normal((n, LATENT), dtype=np.float32) * self.scales[k]
-        noise = rng.standard_normal((n, self.dim), dtype=np.float32) / np.sqrt(self.dim)
-        x = self.centres[k] + z @ self.basis + 0.3 * noise
-        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        x = np.empty((n, self.dim), dtype=np.float32)
+        for start in range(0, n, 4096):  # in blocks: small temporaries, written in place
+            block = x[start : start + 4096]
+            rng.standard_normal(dtype=np.float32, out=block)
+            block *= 0.3 / np.sqrt(self.dim)
+            block += self.centres[k[start : start + 4096]]
+            block += z[start : start + 4096] @ self.basis
+            block /= np.linalg.norm(block, axis=1, keepdims=True)
         return x
 
     def chunks(self, n: int, size: int):
@@ -609,10 +616,11 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
-def memory_needed(n: int, dim: int, chunk: int) -> float:
-    """GiB the run holds at its peak: three copies of the vectors (busque's HNSW, faiss's HNSW,
-    the IVF lists), two graphs, a chunk or two."""
-    return (3 * n * dim * 4 + 2 * n * 300 + 5 * chunk * dim * 4) / 2**30
+def memory_needed(n: int, dim: int, chunk: int, peers: list[str]) -> float:
+    """GiB the run holds at its peak: a copy of the vectors per index (busque's HNSW, the IVF
+    lists, faiss's HNSW where built), the graphs, a few chunks."""
+    copies = 1 + len(peers)
+    return (copies * n * dim * 4 + copies * n * 300 + 5 * chunk * dim * 4) / 2**30
 
 
 def available_gib() -> float | None:
@@ -646,14 +654,18 @@ def main() -> None:
     ap.add_argument("--no-real", action="store_true", help="skip the real embeddings")
     ap.add_argument(
         "--large-peers",
-        default="ivf,hnsw",
-        help="approximate peers built at --n (default ivf,hnsw; 'ivf' drops faiss's HNSW there, "
-        "about a third of the 1M run's time; the smaller sets always build both)",
+        default="ivf",
+        help="approximate peers built at --n: ivf (default), hnsw, or both (ivf,hnsw: faiss's "
+        "HNSW build adds about a third to the 1M run); the smaller sets always build both",
     )
     args = ap.parse_args()
     if args.quick:
         args.n, args.n_small, args.dim, args.queries = 24_000, 6_000, 128, 50
-    need, have = memory_needed(args.n, args.dim, args.chunk), available_gib()
+        args.large_peers = "ivf,hnsw"
+    need, have = (
+        memory_needed(args.n, args.dim, args.chunk, args.large_peers.split(",")),
+        available_gib(),
+    )
     if have is not None and need > have:
         sys.exit(f"--n {args.n:,} needs about {need:.1f} GiB, {have:.1f} GiB available")
     plan = [(Synthetic(args.dim, args.clusters), args.n)]
