@@ -12,10 +12,14 @@ at a time (txt2img):
   encoding and the artifact upload. The client's wall time per step is reported beside it.
 
 The floor compares busque's jobs with bare-pipeline images run in turn with them, one by one
-(a shared machine's load drifts; alternating gives both sides the same drift); the bare
-pipeline also runs alone before the app starts and after it stops, which shows how much the
-machine's noise alone moves the figures. Per-image figures are medians over the images after one
-warm-up image per case (the first job also loads the model).
+(a shared machine's load drifts; alternating gives both sides the same drift: A, B, B, A, ...);
+the bare pipeline also runs alone before the app starts and after it stops, which shows how much
+the machine's noise alone moves the figures. Per-image figures are medians over the images
+(>= 5) after one warm-up image per case (the first job also loads the model), with
+distribution-free intervals; busque's speed relative to the bare pipeline is the paired
+per-turn ratio of time per step, read as ahead / level / behind, and the floor (busque's time
+per step within 10% of the bare pipeline's) is met only when that ratio's whole interval clears
+it.
 
 Without --model-path the weights are a random "small" pipeline built here (no Stable Diffusion
 weights exist offline): UNet block_out_channels (64, 128), 5.7 M parameters, a 5-layer CLIP
@@ -24,6 +28,8 @@ Its images are noise, its per-step work is a real UNet's (fewer channels). Write
 bench/results/image.json and image.md.
 
     python bench/image.py [--model-path DIR] [--steps 10] [--size 64] [--images 6]
+                                    # ~2 minutes on 2 cores with the small random pipeline
+    python bench/image.py --quick   # the tiny test pipeline, 2 steps, 5 images; writes nothing
 """
 
 from __future__ import annotations
@@ -54,9 +60,12 @@ SMALL_WIDTH = 64
 # ---- the model ----
 
 
-def small_model(directory: Path) -> Path:
+def small_model(directory: Path, tiny: bool = False) -> Path:
+    """The small random pipeline (tiny: the tests' own, UNet (32, 64), width 32)."""
     from busque.testing.tiny_models import build_tiny_stable_diffusion
 
+    if tiny:
+        return build_tiny_stable_diffusion(directory)
     return build_tiny_stable_diffusion(directory, unet_channels=SMALL_UNET, width=SMALL_WIDTH)
 
 
@@ -285,6 +294,10 @@ def med(runs: list[dict], key: str) -> float:
     return round(statistics.median(r[key] for r in runs), 2)
 
 
+def interval(runs: list[dict], key: str) -> dict:
+    return harness.scaled(harness.median_interval([r[key] for r in runs]), 1, 2)
+
+
 def verdicts(results: dict) -> dict:
     cases, steps = results["cases"], results["steps"]
     bare_step = med(cases["bare_interleaved"], "per_step_ms")
@@ -294,10 +307,22 @@ def verdicts(results: dict) -> dict:
     quiet.append(med(cases["bare_quiet_after"], "per_step_ms"))
     bare_medians = [*quiet, bare_step]
     overhead = 100 * (job_step / bare_step - 1)
+    # Paired by turn (each busque job and the bare image run next to it): how many times
+    # faster busque's time per step is than the bare pipeline's (< 1: busque slower).
+    bare_ms = [r["per_step_ms"] for r in cases["bare_interleaved"]]
+    ratio = harness.ratio_interval(bare_ms, [r["per_step_ms"] for r in cases["busque"]])
+    client = harness.ratio_interval(bare_ms, [r["client_per_step_ms"] for r in cases["busque"]])
+    floor = 1 / (1 + FLOOR_PCT / 100)
     return {
         "bare_per_step_ms": bare_step,
         "busque_job_per_step_ms": job_step,
         "busque_client_per_step_ms": client_step,
+        "bare_per_step_ms_interval": interval(cases["bare_interleaved"], "per_step_ms"),
+        "busque_job_per_step_ms_interval": interval(cases["busque"], "per_step_ms"),
+        "busque_speed_vs_bare": harness.scaled(ratio, 1, 3),
+        "busque_client_speed_vs_bare": harness.scaled(client, 1, 3),
+        "verdict": harness.verdict(ratio),
+        "client_verdict": harness.verdict(client),
         "overhead_pct": round(overhead, 1),
         "client_overhead_pct": round(100 * (client_step / bare_step - 1), 1),
         "overhead_ms_per_image": round((job_step - bare_step) * steps, 1),
@@ -306,16 +331,18 @@ def verdicts(results: dict) -> dict:
         # spread: differences smaller than this are this machine's noise.
         "bare_spread_pct": round(100 * (max(bare_medians) / min(bare_medians) - 1), 1),
         "floor_pct": FLOOR_PCT,
-        "floor_met": overhead <= FLOOR_PCT,
+        # met only when the whole interval of busque's speed ratio clears 1 / (1 + floor)
+        "floor_met": harness.meets(ratio, floor),
     }
 
 
-def write_report(results: dict, write: bool = True) -> None:
+def markdown(results: dict) -> str:
     m, v, cases = results["machine"], results["verdicts"], results["cases"]
     model = results["model"]
     weights = (
         f"random-weight small pipeline built by the benchmark (UNet block_out_channels "
-        f"{tuple(SMALL_UNET)}, cross-attention/text width {SMALL_WIDTH}; parameters in millions: "
+        f"{model['unet_channels']}, cross-attention/text width {model['width']}; parameters in "
+        "millions: "
         f"{model['parameters_m']}; the images are noise, the work per step is a real UNet's)"
         if model["random"]
         else f"weights from {model['path']} (parameters in millions: {model['parameters_m']})"
@@ -326,12 +353,13 @@ def write_report(results: dict, write: bool = True) -> None:
 
     def bare_row(label: str, runs: list[dict]) -> str:
         return (
-            f"| {label} | {med(runs, 'image_s')} | {med(runs, 'per_step_ms')} "
-            f"| {med(runs, 'unet_step_ms')} |"
+            f"| {label} | {med(runs, 'image_s')} | "
+            f"{harness.show(interval(runs, 'per_step_ms'))} | {med(runs, 'unet_step_ms')} |"
         )
 
     lines = [
-        f"# Image generation benchmark ({results['device_name']}, {results['device']})",
+        f"# Image generation: a busque job against the bare diffusers pipeline "
+        f"({results['device_name']}, {results['device']})",
         "",
         f"txt2img {size}x{size}, {steps} steps, guidance {GUIDANCE}, {n} images per case "
         f"(seeds {results['seeds'][0]}..{results['seeds'][-1]}) after one warm-up image; "
@@ -340,14 +368,15 @@ def write_report(results: dict, write: bool = True) -> None:
         f"{results['torch']}, diffusers {results['diffusers']}; 1-minute load average at start "
         f"{m['load_avg_1m_at_start']} (a shared machine).",
         "",
-        "| case | per image s (median) | per step ms (median) | UNet step ms |",
+        "| case | per image s (median) | per step ms (median [interval]) | UNet step ms |",
         "|---|---|---|---|",
         bare_row("bare pipeline in-process, before busque starts", cases["bare_quiet_before"]),
         bare_row("bare pipeline in-process, in turn with busque's jobs", cases["bare_interleaved"]),
         f"| **busque job, started_at -> finished_at** | {med(svc, 'job_s')} "
-        f"| {med(svc, 'per_step_ms')} | {med(svc, 'replica_step_ms')} (between step events) |",
+        f"| {harness.show(interval(svc, 'per_step_ms'))} | {med(svc, 'replica_step_ms')} "
+        "(between step events) |",
         f"| busque, client wall (POST with Prefer: wait) | {med(svc, 'client_s')} "
-        f"| {med(svc, 'client_per_step_ms')} | - |",
+        f"| {harness.show(interval(svc, 'client_per_step_ms'))} | - |",
         bare_row("bare pipeline in-process, after busque stopped", cases["bare_quiet_after"]),
         "",
         f"Per step = an image's whole time / {steps} on every row: text encoding and VAE decoding "
@@ -357,11 +386,20 @@ def write_report(results: dict, write: bool = True) -> None:
         "recorded). busque's jobs and the in-turn bare images alternate one by one, so they see "
         "the same load; the floor compares those two.",
         "",
+        "| comparison | busque's speed / the bare pipeline's (paired by turn) | busque is |",
+        "|---|---:|---|",
+        f"| job (started -> finished) | {harness.show(v['busque_speed_vs_bare'], 3)} | "
+        f"**{v['verdict']}** |",
+        f"| client wall (POST -> result) | {harness.show(v['busque_client_speed_vs_bare'], 3)} | "
+        f"**{v['client_verdict']}** |",
+        "",
         "| floor | measured | met |",
         "|---|---|---|",
         f"| busque's time per step (job started -> finished) <= the bare pipeline's + "
-        f"{FLOOR_PCT:g}% | {v['overhead_pct']:+}% ({v['busque_job_per_step_ms']} vs "
-        f"{v['bare_per_step_ms']} ms) | {'yes' if v['floor_met'] else 'no'} |",
+        f"{FLOOR_PCT:g}% (the speed ratio's whole interval >= {1 / (1 + FLOOR_PCT / 100):.3f}) | "
+        f"{v['overhead_pct']:+}% ({v['busque_job_per_step_ms']} vs {v['bare_per_step_ms']} ms; "
+        f"ratio {harness.show(v['busque_speed_vs_bare'], 3)}) | "
+        f"{'yes' if v['floor_met'] else 'no'} |",
         "",
         "## Reading",
         "",
@@ -395,7 +433,16 @@ def write_report(results: dict, write: bool = True) -> None:
             "kernels can change float results)."
         ),
     ]
-    harness.write_results("image", results, "\n".join(lines), write=write)
+    behind = [
+        f"- {what}: busque's speed is {harness.show(v[key], 3)} of the bare pipeline's."
+        for what, key, word in (
+            ("job time per step", "busque_speed_vs_bare", "verdict"),
+            ("client wall per step", "busque_client_speed_vs_bare", "client_verdict"),
+        )
+        if v[word] == "behind"
+    ]
+    lines += ["", "## Where busque is behind", "", *(behind or ["Nowhere in this run."])]
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -404,8 +451,15 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
     parser.add_argument("--steps", type=int, default=10, help="denoising steps per image")
     parser.add_argument("--size", type=int, default=64, help="image side, a multiple of 8")
-    parser.add_argument("--images", type=int, default=6, help="measured images per case")
+    parser.add_argument("--images", type=int, default=6, help="measured images per case (>= 5)")
+    parser.add_argument(
+        "--quick", action="store_true", help="the tiny test pipeline, 2 steps, 5 images"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.steps, args.size, args.images = 2, 64, 5
+    if args.images < 5:
+        parser.error("--images: at least 5 (fewer give no interval worth the name)")
 
     import diffusers
     import ray
@@ -421,7 +475,7 @@ def main() -> None:
             model_path = args.model_path.resolve()
         else:
             print("building the small random pipeline ...", flush=True)
-            model_path = small_model(Path(tmp) / "sd-small")
+            model_path = small_model(Path(tmp) / "sd-small", args.quick)
         load = os.getloadavg()[0]
         harness.start_ray(num_gpus=gpus)
         threads = replica_torch_threads(0.5)
@@ -449,6 +503,8 @@ def main() -> None:
             "torch_threads": threads,
             "model": {
                 "random": args.model_path is None,
+                "unet_channels": (32, 64) if args.quick else SMALL_UNET,
+                "width": 32 if args.quick else SMALL_WIDTH,
                 "path": str(args.model_path) if args.model_path else None,
                 "parameters_m": parameter_counts(bare.pipe),
             },
@@ -467,7 +523,8 @@ def main() -> None:
             },
         }
     results["verdicts"] = verdicts(results)
-    write_report(results, write=not args.no_write)
+    results["quick"] = args.quick
+    harness.publish("image", results, markdown(results), args)
 
 
 if __name__ == "__main__":

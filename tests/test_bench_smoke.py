@@ -164,11 +164,12 @@ def test_bench_runner_lists_which_scripts_have_a_quick_mode():
     assert done.returncode == 0, done.stderr
     modes = dict(line.split(None, 1) for line in done.stdout.splitlines())
     quick = ("phash", "phash_lookup", "grouping", "jobs", "faces", "backfill", "quality")
-    quick += ("search", "serve_hop", "reindex", "ingest_io")
+    quick += ("search", "serve_hop", "reindex", "ingest_io", "vector_search", "embed", "image")
     assert {modes[name] for name in quick} == {"--quick"}, modes
     assert "harness" not in modes and "peers" not in modes  # helpers, not benchmarks
     # A script's `NEEDS = "cluster"` is shown, and `all` leaves it out.
     assert modes["cluster"] == "--quick, needs a cluster", modes
+    assert modes["gpu_index"] == "no quick mode yet, needs a GPU", modes
     wrong = subprocess.run(
         [sys.executable, "-m", "bench", "nonesuch"], cwd=ROOT, capture_output=True, text=True
     )
@@ -514,3 +515,68 @@ def test_ingest_io_counts_decodes_against_a_one_decode_script():
     assert_intervals(rows["busque"], (6, 7))
     assert rows["busque"][8] in VERDICTS
     assert "Reproduce: `python bench/ingest_io.py --quick --no-write`" in page
+
+
+def test_vector_search_tunes_each_faiss_peer_and_scores_it_on_held_out_queries():
+    page = run_quick("bench/vector_search.py")
+    peers = {"faiss IndexFlatIP (exact)", "faiss IndexIVFFlat", "faiss IndexHNSWFlat"}
+    for heading, busque_kind in (("## 24,000 vectors", "hnsw"), ("## 6,000 vectors", "flat")):
+        rows = {row[0].split(" (a)")[0]: row for row in table(page, heading)}
+        expected = (
+            peers | {"busque default"} | ({"busque hnsw"} if busque_kind == "flat" else set())
+        )
+        assert set(rows) == expected, (heading, rows)
+        assert f"-> {busque_kind}" in rows["busque default"][1], rows
+        for name in peers:  # every comparison read off its interval, in words
+            assert rows[name][4] in VERDICTS and rows[name][8] in VERDICTS, rows[name]
+        # The exact scan is exact (its truth is numpy's, computed apart); so is busque's flat.
+        assert float(rows["faiss IndexFlatIP (exact)"][2]) >= 0.998, rows
+        if busque_kind == "flat":
+            assert float(rows["busque default"][2]) >= 0.998, rows
+        assert rows["faiss IndexIVFFlat"][1].startswith("nprobe ")
+        assert rows["faiss IndexHNSWFlat"][1].startswith("efSearch ")
+    assert "## Where busque is behind" in page
+    assert "Reproduce: `python bench/vector_search.py --quick --no-write`" in page
+
+
+def test_embed_runs_busque_against_the_models_readme_side_by_side():
+    page = run_quick("bench/embed.py")
+    rows = table(page, "busque's speedup is the paired")
+    names = [row[1] for row in rows]
+    assert names == ["busque", "README", "README + PyTorch's CPU inference recipe"], page
+    assert all(row[0] == "2" for row in rows)
+    assert {row[5] for row in rows[1:]} <= VERDICTS and rows[0][5] == "", rows
+    for row in rows:  # median [low, high] of images/s, ordered
+        median, low, high = map(float, INTERVAL.match(row[2]).groups())
+        assert 0 < low <= median <= high, row
+    assert "Preprocessing alone, ms per image: busque " in page
+    assert "## Where busque is behind" in page
+    assert "Reproduce: `python bench/embed.py --quick --no-write`" in page
+
+
+def rows_under_header(page: str, header: str) -> list[list[str]]:
+    """The rows (cells stripped) of the table whose header line starts with `header`."""
+    lines = page.split("\n" + header, 1)[1].splitlines()[2:]  # past the header and its rule
+    rows = []
+    for line in lines:
+        if not line.startswith("| "):
+            break
+        rows.append([cell.strip() for cell in line.split("|")[1:-1]])
+    return rows
+
+
+def test_image_compares_busque_jobs_with_the_bare_pipeline_turn_by_turn():
+    page = run_quick("bench/image.py")
+    cases = [row[0] for row in rows_under_header(page, "| case | per image s")]
+    assert len(cases) == 5 and "**busque job, started_at -> finished_at**" in cases, page
+    rows = rows_under_header(page, "| comparison | busque's speed")
+    assert [row[0] for row in rows] == ["job (started -> finished)", "client wall (POST -> result)"]
+    for row in rows:
+        assert row[2] in VERDICTS, row
+        median, low, high = map(float, INTERVAL.match(row[1]).groups())
+        assert 0 < low <= median <= high, row
+    floor = rows_under_header(page, "| floor | measured | met |")
+    assert len(floor) == 1 and floor[0][2] in ("yes", "no"), page
+    # The same seed gives the same picture through busque as in-process (same threads, kernels).
+    assert "Same seed, same image: busque's PNG for seed 1 is byte-identical" in page, page
+    assert "Reproduce: `python bench/image.py --quick --no-write`" in page
