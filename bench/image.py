@@ -30,6 +30,9 @@ bench/results/image.json and image.md.
     python bench/image.py [--model-path DIR] [--steps 10] [--size 64] [--images 6]
                                     # ~2 minutes on 2 cores with the small random pipeline
     python bench/image.py --quick   # the tiny test pipeline, 2 steps, 5 images; writes nothing
+    python bench/image.py --url URL --api-key K --model-path DIR
+                                    # a running busque serving the weights in DIR: its jobs
+                                    # against DIR's bare pipeline in this process
 """
 
 from __future__ import annotations
@@ -254,35 +257,52 @@ def busque_run(client: httpx.Client, seed: int, steps: int, size: int) -> dict:
     }
 
 
-def bench_interleaved(settings, bare: Bare, seeds: list[int], steps: int, size: int) -> dict:
+def replica_threads_of(client: httpx.Client) -> tuple[int, float | None]:
+    """A running busque's image replica: torch threads by Ray's rule (OMP_NUM_THREADS is the
+    floor of its num_cpus, at least 1; 1 where /v1/models does not say), and its num_cpus."""
+    models = client.get("/v1/models")
+    models.raise_for_status()
+    entry = next((m for m in models.json()["data"] if m["id"] == "stable-diffusion"), None)
+    if entry is None:
+        raise SystemExit("that busque has no stable-diffusion model (GET /v1/models)")
+    cpus = (entry.get("resources") or {}).get("num_cpus")
+    return max(1, int(cpus or 1)), cpus
+
+
+def bench_interleaved(client: httpx.Client, bare: Bare, seeds: list[int], steps: int, size: int):
     """busque jobs and bare-pipeline images in turn (the order swapped every pair), so both
     sides see the same drift of a shared machine's load; the app is idle during bare images."""
+    warm, _ = submit(client, seeds[0] + 1000, steps, size)  # loads the model
+    bare.one(seeds[0] + 1000, steps, size)
+    busque, paired, first = [], [], b""
+    for i, seed in enumerate(seeds):
+        if i % 2:
+            paired.append(bare.one(seed, steps, size)[0])
+        busque.append(busque_run(client, seed, steps, size))
+        if not i % 2:
+            paired.append(bare.one(seed, steps, size)[0])
+        if not first:
+            job_id = busque[-1]["job_id"]
+            listing = client.get(f"/v1/jobs/{job_id}/artifacts").json()["data"]
+            url = next(a["url"] for a in listing if a["name"] == "image.png")
+            first = httpx.get(url, timeout=30).content
+    return {
+        "busque": busque,
+        "bare": paired,
+        "first_job_s": round(seconds(warm["finished_at"]) - seconds(warm["started_at"]), 2),
+        "first_image_png": first,
+    }
+
+
+def own_app_turns(settings, bare: Bare, seeds: list[int], steps: int, size: int) -> dict:
+    """bench_interleaved on an app of its own, started here and deleted after."""
     from ray import serve
 
     app = harness.start_app(settings)
     try:
         with app.client() as client:
             client.timeout = 180
-            warm, _ = submit(client, seeds[0] + 1000, steps, size)  # loads the model
-            bare.one(seeds[0] + 1000, steps, size)
-            busque, paired, first = [], [], b""
-            for i, seed in enumerate(seeds):
-                if i % 2:
-                    paired.append(bare.one(seed, steps, size)[0])
-                busque.append(busque_run(client, seed, steps, size))
-                if not i % 2:
-                    paired.append(bare.one(seed, steps, size)[0])
-                if not first:
-                    job_id = busque[-1]["job_id"]
-                    listing = client.get(f"/v1/jobs/{job_id}/artifacts").json()["data"]
-                    url = next(a["url"] for a in listing if a["name"] == "image.png")
-                    first = httpx.get(url, timeout=30).content
-        return {
-            "busque": busque,
-            "bare": paired,
-            "first_job_s": round(seconds(warm["finished_at"]) - seconds(warm["started_at"]), 2),
-            "first_image_png": first,
-        }
+            return bench_interleaved(client, bare, seeds, steps, size)
     finally:
         serve.delete(settings.serve.app_name)
 
@@ -363,8 +383,9 @@ def markdown(results: dict) -> str:
         "",
         f"txt2img {size}x{size}, {steps} steps, guidance {GUIDANCE}, {n} images per case "
         f"(seeds {results['seeds'][0]}..{results['seeds'][-1]}) after one warm-up image; "
-        f"{weights}. torch threads {results['torch_threads']} on both sides (the ModelHost "
-        f"replica's, num_cpus 0.5). {m['cores']} cores, Python {m['python']}, torch "
+        f"{weights}. busque: {results['served_by']}. torch threads {results['torch_threads']} "
+        f"on both sides (the ModelHost replica's, by Ray's rule from its num_cpus). "
+        f"{m['cores']} cores, Python {m['python']}, torch "
         f"{results['torch']}, diffusers {results['diffusers']}; 1-minute load average at start "
         f"{m['load_avg_1m_at_start']} (a shared machine).",
         "",
@@ -455,7 +476,11 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="the tiny test pipeline, 2 steps, 5 images"
     )
+    parser.add_argument("--url", help="a running busque (else this starts its own on local Ray)")
+    parser.add_argument("--api-key", help="with --url: a key that may run jobs (jobs:write)")
     args = parser.parse_args()
+    if args.url and not (args.api_key and args.model_path):
+        parser.error("--url needs --api-key and --model-path (the weights that busque serves)")
     if args.quick:
         args.steps, args.size, args.images = 2, 64, 5
     if args.images < 5:
@@ -477,20 +502,32 @@ def main() -> None:
             print("building the small random pipeline ...", flush=True)
             model_path = small_model(Path(tmp) / "sd-small", args.quick)
         load = os.getloadavg()[0]
-        harness.start_ray(num_gpus=gpus)
-        threads = replica_torch_threads(0.5)
+        remote = None
+        if args.url:
+            headers = {"X-API-Key": args.api_key}
+            remote = httpx.Client(base_url=args.url.rstrip("/"), headers=headers, timeout=180)
+            threads, _ = replica_threads_of(remote)
+        else:
+            harness.start_ray(num_gpus=gpus)
+            threads = replica_torch_threads(0.5)
         torch.set_num_threads(threads)
         bare = Bare(model_path, device)
         print(f"bare pipeline, before busque (torch threads {threads}) ...", flush=True)
         before, bare_png = bare.run(seeds, args.steps, args.size)
         print("busque jobs and bare images in turn ...", flush=True)
-        settings = settings_for(
-            Path(tmp) / "busque", model_path, args.device, args.steps, args.size, gpus
-        )
-        try:
-            turns = bench_interleaved(settings, bare, seeds, args.steps, args.size)
-        finally:
-            ray.shutdown()
+        if remote is not None:
+            try:
+                turns = bench_interleaved(remote, bare, seeds, args.steps, args.size)
+            finally:
+                remote.close()
+        else:
+            settings = settings_for(
+                Path(tmp) / "busque", model_path, args.device, args.steps, args.size, gpus
+            )
+            try:
+                turns = own_app_turns(settings, bare, seeds, args.steps, args.size)
+            finally:
+                ray.shutdown()
         print("bare pipeline, after busque ...", flush=True)
         after, _ = bare.run(seeds, args.steps, args.size)
         results = {
@@ -501,6 +538,7 @@ def main() -> None:
             "torch": torch.__version__,
             "diffusers": diffusers.__version__,
             "torch_threads": threads,
+            "served_by": "a running busque (--url)" if args.url else "its own app on local Ray",
             "model": {
                 "random": args.model_path is None,
                 "unet_channels": (32, 64) if args.quick else SMALL_UNET,

@@ -565,8 +565,21 @@ def rows_under_header(page: str, header: str) -> list[list[str]]:
     return rows
 
 
-def test_image_compares_busque_jobs_with_the_bare_pipeline_turn_by_turn():
-    page = run_quick("bench/image.py")
+def test_image_compares_busque_jobs_with_the_bare_pipeline_turn_by_turn(app):
+    """busque's part on the session's running app (its tiny Stable Diffusion, through a tenant
+    of its own), the bare pipeline in-process on the same weights."""
+    done = subprocess.run(
+        [sys.executable, "bench/image.py", "--quick", "--no-write", "--url", app.url]
+        + ["--api-key", fresh_tenant_key(app, "bench-image")]
+        + ["--model-path", app.settings.images.model_path],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    page = done.stdout
+    assert "busque: a running busque (--url)." in page
     cases = [row[0] for row in rows_under_header(page, "| case | per image s")]
     assert len(cases) == 5 and "**busque job, started_at -> finished_at**" in cases, page
     rows = rows_under_header(page, "| comparison | busque's speed")
@@ -579,4 +592,5 @@ def test_image_compares_busque_jobs_with_the_bare_pipeline_turn_by_turn():
     assert len(floor) == 1 and floor[0][2] in ("yes", "no"), page
     # The same seed gives the same picture through busque as in-process (same threads, kernels).
     assert "Same seed, same image: busque's PNG for seed 1 is byte-identical" in page, page
-    assert "Reproduce: `python bench/image.py --quick --no-write`" in page
+    assert "Reproduce: `python bench/image.py --quick --no-write --url" in page
+    assert "--api-key KEY" in page  # the key is not on the page

@@ -43,8 +43,8 @@ def test_healthz_and_readyz_need_no_key(app):
 
 def test_readiness_waits_for_a_deployment_still_starting(app):
     """/readyz's deployments check on a real Serve application whose one deployment takes 8 s
-    to start: NotRunning names it until Serve reports the application RUNNING (the Gateway
-    answers long before its sibling deployments are up)."""
+    to start: NotRunning names it until its replica runs (the Gateway answers long before its
+    sibling deployments are up)."""
     from ray import serve
 
     from busque.serve.app_status import NotRunning, check_application

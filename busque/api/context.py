@@ -60,7 +60,7 @@ class ApiContext:
         self.face_index = runtime.face_index
         self.auth = Authenticator(runtime.keys, runtime.settings.auth.cache_s)
         self.dispatcher = dispatcher  # a DeploymentHandle, or None outside Serve
-        # async () -> None, raising while Serve's application is not RUNNING; None outside Serve
+        # async () -> None, raising while a deployment is still coming up; None outside Serve
         self.application_running = application_running
         # Commits are noticed at once (LISTEN/NOTIFY on PostgreSQL, data_version on SQLite):
         # polling is only a fallback, and the dispatcher watches for new jobs itself.

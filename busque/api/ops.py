@@ -54,7 +54,7 @@ async def readyz(request: Request):
     await check("object_store", lambda: asyncio.to_thread(ctx.objects.ping))
     await check("dispatcher", ctx.dispatcher_status)
     await check("cluster", lambda: asyncio.to_thread(refuse_embedded_on_cluster, ctx.settings))
-    if ctx.application_running is not None:  # every deployment has its configured replicas
+    if ctx.application_running is not None:  # no deployment still coming up
         await check("deployments", ctx.application_running)
     ready = all(c["ok"] for c in checks.values())
     return JSONResponse(

@@ -1,10 +1,13 @@
-"""Whether the Serve application a replica belongs to is running, for /readyz.
+"""Whether every deployment of the Serve application a replica belongs to has come up, for
+/readyz.
 
-The Gateway answers HTTP before the other deployments have started (its own replica is up first),
-so a probe that only asks the Gateway sends traffic too soon. Serve's own view decides instead,
-as KubeRay does for a RayService: the application is ready when its status is RUNNING, i.e. no
-deployment is still reaching its configured replicas (DEPLOYING), failed to deploy or lost its
-replicas (UNHEALTHY). Scaling a deployment up from zero on demand keeps it RUNNING.
+The Gateway answers HTTP before its sibling deployments have started (its own replica is up
+first), so a probe that only asks the Gateway sends traffic too soon. Serve's own view decides:
+a deployment keeps the node not ready while it is still reaching its configured replicas
+(UPDATING) or failed to (DEPLOY_FAILED) with no replica RUNNING. Everything else is ready on
+purpose: a rolling update (old replicas still serve), a model starting on demand from zero
+(UPSCALING), or replicas lost with a node (UNHEALTHY: the jobs wait in the database and are
+retried; taking every node's Gateway out of a load balancer at once would be an outage).
 """
 
 from __future__ import annotations
@@ -13,15 +16,14 @@ import asyncio
 
 from ray import serve
 
-RUNNING = "RUNNING"
-SETTLED = {"HEALTHY", "UPSCALING", "DOWNSCALING"}
+NOT_UP = {"UPDATING", "DEPLOY_FAILED"}
 
 
 class NotRunning(RuntimeError):
-    """The application is not RUNNING; `waiting` names the deployments that keep it so."""
+    """Deployments still coming up; `waiting` names them."""
 
-    def __init__(self, status: str, waiting: list[str]):
-        super().__init__(f"application {status}: {', '.join(waiting) or 'no deployment yet'}")
+    def __init__(self, waiting: list[str]):
+        super().__init__(f"deployments not up yet: {', '.join(waiting) or 'the application'}")
         self.waiting = waiting
 
 
@@ -31,17 +33,19 @@ def own_application() -> str:
 
 
 def check_application(name: str) -> None:
-    """Raises NotRunning unless Serve reports application `name` RUNNING."""
+    """Raises NotRunning while application `name` is missing or a deployment of it is still
+    coming up with no replica running."""
     app = serve.status().applications.get(name)
     if app is None:
-        raise NotRunning("missing", [])
-    if app.status.value != RUNNING:
-        waiting = sorted(
-            deployment
-            for deployment, state in app.deployments.items()
-            if state.status.value not in SETTLED
-        )
-        raise NotRunning(app.status.value, waiting)
+        raise NotRunning([])
+    waiting = sorted(
+        deployment
+        for deployment, state in app.deployments.items()
+        if state.status.value in NOT_UP
+        and not sum(n for replica, n in state.replica_states.items() if replica == "RUNNING")
+    )
+    if waiting:
+        raise NotRunning(waiting)
 
 
 async def application_running(name: str) -> None:

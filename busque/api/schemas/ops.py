@@ -15,7 +15,7 @@ class Check(BaseModel):
     ok: bool
     ms: float | None = None
     error: str | None = None  # the exception's type only (its message is in the log)
-    waiting: list[str] | None = None  # deployments: those still starting or unhealthy
+    waiting: list[str] | None = None  # deployments: those still coming up, none running
 
 
 class Readiness(BaseModel):
