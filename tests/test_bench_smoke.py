@@ -35,14 +35,15 @@ def test_grouping_runs_every_method_on_a_small_library():
     assert phash["busque"][5:7] == ["100.0%", "100.0%"], done.stdout
 
 
-def run_quick(script: str) -> str:
+def run_quick(script: str, *options: str, env: dict | None = None) -> str:
     """A benchmark's quick mode as a subprocess; its stdout (the results page it would write)."""
     done = subprocess.run(
-        [sys.executable, script, "--quick", "--no-write"],
+        [sys.executable, script, "--quick", "--no-write", *options],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=600,
+        env=None if env is None else {**os.environ, **env},
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
@@ -264,16 +265,7 @@ def test_text_runs_busque_against_the_peers_on_the_session_app(app):
     """busque's part against the session's running app (its real SmolLM2), through a tenant of
     its own; the in-process peers on the same weights and token count."""
     key = fresh_tenant_key(app, "bench-text")
-    done = subprocess.run(
-        [sys.executable, "bench/text.py", "--quick", "--no-write", "--url", app.url],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "BUSQUE_API_KEY": key},
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    page = done.stdout
+    page = run_quick("bench/text.py", "--url", app.url, env={"BUSQUE_API_KEY": key})
     cases = {row[0]: row for row in table(page, "## Every case")}
     expected = {
         "generate() c=1",
@@ -318,23 +310,12 @@ def test_text_runs_busque_against_the_peers_on_the_session_app(app):
 
 def test_hardening_measures_each_attack_against_busque_idle(app):
     # Against the session's running app (starting one costs more than the whole quick mode).
-    done = subprocess.run(
-        [
-            sys.executable,
-            "bench/hardening.py",
-            "--quick",
-            "--no-write",
-            *("--url", app.url),
-            *("--api-key", fresh_tenant_key(app, "bench-quiet")),
-            *("--noisy-key", fresh_tenant_key(app, "bench-noisy")),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    page = run_quick(
+        "bench/hardening.py",
+        *("--url", app.url),
+        *("--api-key", fresh_tenant_key(app, "bench-quiet")),
+        *("--noisy-key", fresh_tenant_key(app, "bench-noisy")),
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    page = done.stdout
     slow = table(page, "slow sockets of tenant A")
     assert [row[0] for row in slow] == ["healthz", "search"], page
     for row in slow:
@@ -430,16 +411,7 @@ def test_search_benches_a_running_busque_against_fastapi(app):
     """Against the session's app (a fresh tenant of its own: its collection and traffic change
     nothing other tests see), as a user benches a deployment: --url and --api-key."""
     key = fresh_tenant_key(app, "bench-search")
-    done = subprocess.run(
-        [sys.executable, "bench/search.py", "--quick", "--no-write", "--url", app.url]
-        + ["--api-key", key],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    page = done.stdout
+    page = run_quick("bench/search.py", "--url", app.url, "--api-key", key)
     rows = table(page, "## Every case, interleaved")
     assert {(row[0], row[1]) for row in rows} == {
         (case, c) for case in ("busque", "FastAPI + FAISS (2 workers)") for c in ("1", "8")
@@ -568,17 +540,9 @@ def rows_under_header(page: str, header: str) -> list[list[str]]:
 def test_image_compares_busque_jobs_with_the_bare_pipeline_turn_by_turn(app):
     """busque's part on the session's running app (its tiny Stable Diffusion, through a tenant
     of its own), the bare pipeline in-process on the same weights."""
-    done = subprocess.run(
-        [sys.executable, "bench/image.py", "--quick", "--no-write", "--url", app.url]
-        + ["--api-key", fresh_tenant_key(app, "bench-image")]
-        + ["--model-path", app.settings.images.model_path],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    page = done.stdout
+    key = fresh_tenant_key(app, "bench-image")
+    model = app.settings.images.model_path
+    page = run_quick("bench/image.py", "--url", app.url, "--api-key", key, "--model-path", model)
     assert "busque: a running busque (--url)." in page
     cases = [row[0] for row in rows_under_header(page, "| case | per image s")]
     assert len(cases) == 5 and "**busque job, started_at -> finished_at**" in cases, page
