@@ -221,6 +221,11 @@ async def accept_media(
         timeout_s=spec.timeout_s or ctx.settings.jobs.default_timeout_s,
         input=job_input,
     )
+    # Looked up before anything is written: once the job exists the ingest is accepted, and
+    # a database error after that would answer 503 for a photo that is then indexed.
+    duplicate = await asyncio.to_thread(ctx.catalog.first_with_sha256, tenant, sha256, media_id)
+    # These bytes were resolved away as a duplicate before (still in the trash).
+    rejected = await asyncio.to_thread(ctx.resolutions.rejected_before, tenant, sha256)
     await asyncio.to_thread(
         ctx.catalog.create,
         tenant,
@@ -253,9 +258,6 @@ async def accept_media(
             logger.exception("undoing media %s failed: the janitor removes it later", media_id)
         raise
     ctx.wake_dispatcher()
-    duplicate = await asyncio.to_thread(ctx.catalog.first_with_sha256, tenant, sha256, media_id)
-    # These bytes were resolved away as a duplicate before (still in the trash).
-    rejected = await asyncio.to_thread(ctx.resolutions.rejected_before, tenant, sha256)
     return {
         "job_id": job["id"],
         "media_id": media_id,
