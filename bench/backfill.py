@@ -31,7 +31,7 @@ workers import the code the driver does (run it from the repository root).
     python bench/backfill.py [--images 200] [--repeats 5] [--big-share 0.1] [--library DIR]
                              [--actors 2] [--batch-size 16] [--num-cpus 0.5] [--no-faces]
         # about 8 minutes on 2 cores (estimated from the 2000-file run's per-file times)
-    python bench/backfill.py --quick    # 8 files, embeddings off, 3 rounds; writes nothing
+    python bench/backfill.py --quick    # 8 files, embeddings off, 2 rounds; writes nothing
 """
 
 from __future__ import annotations
@@ -852,12 +852,12 @@ def main() -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="8 files (1 of 12 MP), embeddings off only, 3 rounds: a smoke test whose "
+        help="8 files (1 of 12 MP), embeddings off only, 2 rounds: a smoke test whose "
         "figures mean nothing; writes nothing",
     )
     args = parser.parse_args()
     if args.quick:
-        args.images, args.no_faces, args.repeats, args.wait_quiet = 8, True, 3, 0
+        args.images, args.no_faces, args.repeats, args.wait_quiet = 8, True, 2, 0
     elif args.repeats < 5:
         parser.error("--repeats: at least 5 rounds")
 

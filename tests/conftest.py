@@ -113,6 +113,7 @@ def test_settings(home, **overrides):
                 "max_replicas": 1,
                 "max_ongoing_requests": 4,
                 "downscale_to_zero_delay_s": 2,
+                "look_back_period_s": 10.5,  # Serve's 30 s average keeps the last call
             },
         },
         # Above 4 MiB, gRPC's default message cap between replicas (test_ingest.py).
