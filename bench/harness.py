@@ -393,6 +393,32 @@ def free_port() -> int:
     return free_port()
 
 
+def start_uvicorn(app: str, env: dict, workers: int) -> tuple[subprocess.Popen, str]:
+    """A peer's FastAPI app (`module:app`) under uvicorn, as its docs run it in production;
+    (process, url). Ready once wait_uvicorn returns."""
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--workers", str(workers), "--log-level", "warning", "--no-access-log"]
+    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env})
+    return process, f"http://127.0.0.1:{port}"
+
+
+def wait_uvicorn(process: subprocess.Popen, url: str, workers: int, timeout: float = 120) -> None:
+    """Until every worker has started (each answers GET /healthz only after its startup)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    answered = 0
+    with httpx.Client(timeout=5) as client:
+        while answered < 4 * workers:
+            assert process.poll() is None, f"the peer at {url} exited"
+            assert time.monotonic() < deadline, f"the peer at {url} did not start"
+            try:
+                answered += client.get(url + "/healthz").status_code == 200
+            except httpx.TransportError:
+                time.sleep(0.3)
+
+
 def wait_for(client, job_id: str, timeout: float = 30) -> dict:
     """Long-poll a job until it is terminal."""
     from busque.testing.app import wait_for

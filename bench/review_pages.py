@@ -13,6 +13,12 @@ groups kept between calls: a version check of the pairs and of the catalog), and
 a few resolves (the catalog changed: the groups computed again from the kept pairs).
 Times are client-side on the same machine (HTTP and Serve's proxy included),
 so they bound the server time from above; calls interleaved, medians with a ~95% interval.
+
+The peer for the gallery: the API a user would write instead (bench/peers/gallery_fastapi.py:
+FastAPI under uvicorn with 2 workers, plain SQL on the same SQLite file, the same filters and
+fields), its calls interleaved with busque's, checked to answer the same items; busque's time
+over the peer's per round, read as ahead, level or behind. No peer serves the duplicates view:
+grouping a library is compared with imagededup in bench/grouping.py.
 Writes bench/results/review_pages.json and .md.
 
     python bench/review_pages.py [--items 100000] [--repeat 30] [--quick]
@@ -22,7 +28,6 @@ from __future__ import annotations
 
 import os
 import random
-import statistics
 import sys
 import tempfile
 import time
@@ -39,6 +44,9 @@ from bench.grouping import library, real_bit_rates
 COLLECTION = "big"
 CAMERAS = ("Canon EOS 5D", "NIKON D750", "Apple iPhone 12", "SONY ILCE-7M3", "Pixel 7")
 GOAL_MS = 300
+PEER = "FastAPI + SQL (bench/peers/gallery_fastapi.py)"
+PEER_APP = "bench.peers.gallery_fastapi:app"
+PEER_WORKERS = 2  # uvicorn workers, one per core (as bench/search.py's peer)
 DIM = 1280  # EfficientNet-Lite0's embeddings, the default embedder's
 
 
@@ -171,19 +179,27 @@ def main() -> None:
     harness.start_ray()
     app = harness.start_app(settings)
     results: dict = {}
+    peer = None
     try:
         with app.client() as client:
             client.timeout = 1800
             tenant = client.get("/v1/me").json()["tenant_id"]
             fill(settings, tenant, args.items, DIM)
             snapshot(settings, tenant)
-            results = measure(client, args)
+            env = {"BENCH_GALLERY_DB": settings.database.url, "BENCH_GALLERY_TENANT": tenant}
+            peer, peer_url = harness.start_uvicorn(PEER_APP, env, PEER_WORKERS)
+            harness.wait_uvicorn(peer, peer_url, PEER_WORKERS)
+            with httpx.Client(base_url=peer_url, timeout=60) as peer_client:
+                results = measure(client, peer_client, args)
     finally:
+        if peer is not None:
+            peer.terminate()
+            peer.wait(30)
         serve.delete(settings.serve.app_name)
     write(results, args)
 
 
-def measure(client: httpx.Client, args) -> dict:
+def measure(client: httpx.Client, peer: httpx.Client, args) -> dict:
     first_page = {"collection": COLLECTION, "limit": 60}
     cases = {
         "gallery, first page": first_page,
@@ -191,8 +207,13 @@ def measure(client: httpx.Client, args) -> dict:
         "gallery, one year": {**first_page, "since": "2015-01-01", "until": "2016-01-01"},
         "duplicates view": {"collection": COLLECTION, "limit": 20},
     }
+    galleries = [name for name in cases if name.startswith("gallery")]
     page = client.get("/v1/media", params=first_page).json()  # the Matcher and pools warm up
     assert len(page["data"]) == 60, page
+    for name in galleries:  # the peer answers the same page, or its times mean nothing
+        ours = [item["id"] for item in client.get("/v1/media", params=cases[name]).json()["data"]]
+        theirs = [item["id"] for item in peer.get("/media", params=cases[name]).json()["data"]]
+        assert ours == theirs and ours, f"{name}: the peer's page differs from busque's"
     # The first call starts the Matcher's pair search and answers after index.duplicates_wait_s
     # with what it has (complete: false); the view asks again until the search is done.
     started = time.perf_counter()
@@ -212,10 +233,13 @@ def measure(client: httpx.Client, args) -> dict:
     complete_s = time.perf_counter() - started
     print(f"duplicates: first answer {first:.0f} ms, all groups after {complete_s:.0f} s")
     runs: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(args.repeat):  # A, B, C, D, A, B...
+    peer_runs: dict[str, list[float]] = {name: [] for name in galleries}
+    for _ in range(args.repeat):  # A, A', B, B', C, C', D, A, A'...
         for name, params in cases.items():
             path = "/v1/duplicates" if name == "duplicates view" else "/v1/media"
             runs[name].append(timed(client, path, **params)[0])
+            if name in peer_runs:
+                peer_runs[name].append(timed(peer, "/media", **params)[0])
     after_resolve = []
     for _ in range(min(args.resolves, len(found["groups"]))):
         group = found["groups"][0]
@@ -233,12 +257,19 @@ def measure(client: httpx.Client, args) -> dict:
         "duplicates_complete_s": complete_s,
         "cases": {name: summary(values) for name, values in runs.items()},
         "duplicates after a resolve": summary(after_resolve),
+        "peer": {
+            "name": PEER,
+            "workers": PEER_WORKERS,
+            "cases": {name: summary(values) for name, values in peer_runs.items()},
+            # how many times faster busque answers than the peer, paired by round
+            "busque_speedup": {
+                name: harness.ratio_interval(peer_runs[name], runs[name]) for name in galleries
+            },
+        },
     }
 
 
 def write(results: dict, args) -> None:
-    command = "python bench/review_pages.py " + " ".join(sys.argv[1:])
-    load = os.getloadavg()
     rows = [
         *[(name, stats) for name, stats in results["cases"].items()],
         ("duplicates view, after a resolve", results["duplicates after a resolve"]),
@@ -246,15 +277,14 @@ def write(results: dict, args) -> None:
     lines = [
         f"# The review pages at {results['items']:,} items",
         "",
-        f"Machine: {harness.cpu_model()}, {os.cpu_count()} cores; commit {harness.commit()}; "
-        f"load average at the end {load[0]:.2f}. Reproduce: `{command}`.",
-        "",
         f"{results['groups']:,} duplicate groups. The duplicates view's first call answers in "
         f"{results['duplicates_first_answer_ms'] / 1000:,.1f} s with the groups found so far "
         f"(`complete: false`: the Matcher searches every pair in the background); all of them "
         f"are there after {results['duplicates_complete_s']:,.0f} s. Calls reuse the groups "
         f"computed from the pairs and the catalog until either changes (a resolve: the last "
         f"row).",
+        "",
+        "## Each page's time",
         "",
         "| page | calls | median ms | ~95% interval ms | under 300 ms |",
         "|---|---:|---:|---:|---|",
@@ -265,13 +295,34 @@ def write(results: dict, args) -> None:
             f"| {name} | {stats['runs']} | {stats['median_ms']:.1f} | "
             f"{stats['low_ms']:.1f}-{stats['high_ms']:.1f} | {met} |"
         )
-    harness.write_results(
-        "review_pages",
-        {"command": command, "machine": harness.machine(load_average=load), **results},
-        "\n".join(lines),
-        write=not args.no_write and not args.quick,
+    peer = results["peer"]
+    lines += [
+        "",
+        f"## The gallery against the one a user would write: {peer['name']}",
+        "",
+        f"uvicorn with {peer['workers']} workers, plain SQL on the same SQLite file, the same "
+        "filters and fields, checked to answer the same items; its calls interleaved with "
+        "busque's. It skips API keys and tenants, signed URLs and reading the embedding column "
+        "(busque's catalog reads whole rows).",
+        "",
+        "| page | busque median ms | peer median ms | busque's speedup | busque is |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for name, speedup in peer["busque_speedup"].items():
+        ours, theirs = results["cases"][name], peer["cases"][name]
+        lines.append(
+            f"| {name} | {ours['median_ms']:.1f} | {theirs['median_ms']:.1f} "
+            f"[{theirs['low_ms']:.1f}, {theirs['high_ms']:.1f}] | {harness.show(speedup)} | "
+            f"**{harness.verdict(speedup)}** |"
+        )
+    lines += [
+        "",
+        "No peer serves the duplicates view: finding the groups of a library is compared with "
+        "imagededup in grouping.md.",
+    ]
+    harness.publish(
+        "review_pages", {"machine": harness.machine(), **results}, "\n".join(lines), args
     )
-    print("median of medians:", statistics.median(s["median_ms"] for _, s in rows))
 
 
 if __name__ == "__main__":

@@ -39,7 +39,6 @@ import json
 import os
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -199,51 +198,17 @@ def ingest(url: str, key: str, collection: str, originals: dict[str, bytes]) -> 
 
 
 def start_peer(originals: dict[str, bytes], folder: Path, workers: int, device: str):
-    """uvicorn serving bench/peers/search_fastapi.py; (process, url). Ready later: wait_peer."""
+    """uvicorn serving bench/peers/search_fastapi.py; (process, url). Ready later:
+    harness.wait_uvicorn."""
     for name, data in originals.items():
         (folder / f"{name}.jpg").write_bytes(data)
-    port = harness.free_port()
     env = {
-        **os.environ,
         "BENCH_SEARCH_PHOTOS": str(folder),
         "BENCH_SEARCH_DEVICE": device,
         "BENCH_SEARCH_THREADS": "1",
         "OMP_NUM_THREADS": "1",
     }
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "bench.peers.search_fastapi:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        cwd=harness.ROOT,
-        env=env,
-    )
-    return process, f"http://127.0.0.1:{port}"
-
-
-def wait_peer(process, url: str, workers: int, timeout: float = 120) -> None:
-    """Until every worker has loaded (each answers /healthz only after its startup)."""
-    deadline = time.monotonic() + timeout
-    answered = 0
-    with httpx.Client(timeout=5) as client:
-        while answered < 4 * workers:
-            assert process.poll() is None, "the FastAPI peer exited"
-            assert time.monotonic() < deadline, "the FastAPI peer did not start"
-            try:
-                answered += client.get(url + "/healthz").status_code == 200
-            except httpx.TransportError:
-                time.sleep(0.3)
+    return harness.start_uvicorn("bench.peers.search_fastapi:app", env, workers)
 
 
 # ---- one request of each kind ----
@@ -671,7 +636,7 @@ def main() -> None:
                 if not unbatched:
                     skipped.append(f"busque with batching off: --ingress {args.ingress}.")
             media = ingest(urls[BUSQUE], key, collection, originals)
-            wait_peer(peer, peer_url, args.peer_workers)
+            harness.wait_uvicorn(peer, peer_url, args.peer_workers)
             targets = [Target(name, url, key, collection) for name, url in urls.items()]
             targets.append(Target(PEER, peer_url, None, collection))
             k = min(K, len(originals))

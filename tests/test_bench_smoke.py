@@ -166,6 +166,7 @@ def test_bench_runner_lists_which_scripts_have_a_quick_mode():
     modes = dict(line.split(None, 1) for line in done.stdout.splitlines())
     quick = ("phash", "phash_lookup", "grouping", "jobs", "faces", "backfill", "quality")
     quick += ("search", "serve_hop", "reindex", "ingest_io", "vector_search", "embed", "image")
+    quick += ("review_pages",)
     assert {modes[name] for name in quick} == {"--quick"}, modes
     assert "harness" not in modes and "peers" not in modes  # helpers, not benchmarks
     # A script's `NEEDS = "cluster"` is shown, and `all` leaves it out.
@@ -558,3 +559,21 @@ def test_image_compares_busque_jobs_with_the_bare_pipeline_turn_by_turn(app):
     assert "Same seed, same image: busque's PNG for seed 1 is byte-identical" in page, page
     assert "Reproduce: `python bench/image.py --quick --no-write --url" in page
     assert "--api-key KEY" in page  # the key is not on the page
+
+
+def test_review_pages_times_the_gallery_against_a_fastapi_one():
+    page = run_quick("bench/review_pages.py")
+    pages = table(page, "## Each page's time")
+    assert [row[0] for row in pages] == [
+        "gallery, first page",
+        "gallery, camera filter",
+        "gallery, one year",
+        "duplicates view",
+        "duplicates view, after a resolve",
+    ], page
+    # The peer answered the same items (the script checks) and each page is read off its
+    # paired interval.
+    against = table(page, "## The gallery against the one a user would write")
+    assert [row[0] for row in against] == [row[0] for row in pages[:3]], page
+    assert {row[4] for row in against} <= VERDICTS, page
+    assert "Reproduce: `python bench/review_pages.py --quick --no-write`" in page
