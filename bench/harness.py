@@ -290,9 +290,16 @@ def interleaved(cases: dict, repeats: int = 5, *, warmup: int = 1, desc: str = "
     return samples
 
 
-def _binomial_half_cdf(k: int, n: int) -> float:
-    """P(Binomial(n, 1/2) <= k)."""
-    return sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+def _binomial_half_cdfs(n: int) -> list[float]:
+    """P(Binomial(n, 1/2) <= j) for j = 0 .. n // 2, in one pass (in logs: 2**n overflows a
+    float past n = 1023, and exact integers make every call quadratic in n)."""
+    log_all = n * math.log(2)
+    log_n = math.lgamma(n + 1)
+    total, out = 0.0, []
+    for j in range(n // 2 + 1):
+        total += math.exp(log_n - math.lgamma(j + 1) - math.lgamma(n - j + 1) - log_all)
+        out.append(total)
+    return out
 
 
 def median_interval(samples, level: float = 0.95) -> dict:
@@ -304,9 +311,10 @@ def median_interval(samples, level: float = 0.95) -> dict:
     n = len(ordered)
     if not n:
         raise ValueError("no samples")
+    cdf = _binomial_half_cdfs(n)
     k = 1
     for candidate in range(1, n // 2 + 1):
-        if 1 - 2 * _binomial_half_cdf(candidate - 1, n) >= level:
+        if 1 - 2 * cdf[candidate - 1] >= level:
             k = candidate
         else:
             break
@@ -314,7 +322,7 @@ def median_interval(samples, level: float = 0.95) -> dict:
         "median": statistics.median(ordered),
         "low": ordered[k - 1],
         "high": ordered[n - k],
-        "level": round(1 - 2 * _binomial_half_cdf(k - 1, n), 4),
+        "level": round(1 - 2 * cdf[k - 1], 4),
         "n": n,
     }
 
