@@ -567,7 +567,7 @@ class Settings(BaseSettings):
 
 # The generators, the FaceAnalyzer and the hosts of rarely used job kinds start on first use and
 # scale to zero after 10 idle minutes (as DupMedia's face process stopped): an idle busque holds
-# no model it is not using (bench/results/issue16/idle_memory_*.md).
+# no model it is not using (bench/results/idle_memory.md).
 _ON_DEMAND = {"min_replicas": 0, "max_replicas": 1, "downscale_to_zero_delay_s": 600}
 DEFAULT_DEPLOYMENTS = {
     "textgen": DeploymentSettings(**_ON_DEMAND),
