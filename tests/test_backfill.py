@@ -354,7 +354,8 @@ def test_backfill_from_an_s3_prefix_into_s3_and_postgresql(
     from busque.config import Settings
 
     local = tmp_path / "library"
-    expect = make_library(local, variants=240)  # a few hundred files
+    variants = 120  # and the eight photos, a video, byte copies, broken files
+    expect = make_library(local, variants=variants)
     server = seaweedfs_server
     endpoint = server["endpoint"].split("://")[-1]
     client = Minio(endpoint, server["access_key"], server["secret_key"], secure=False)
@@ -383,7 +384,8 @@ def test_backfill_from_an_s3_prefix_into_s3_and_postgresql(
     # each photo's transformed copies group with it, by pHash and by embedding
     for groups in (report["near_duplicate_groups"], report["near_duplicate_embedding_groups"]):
         for i, name in enumerate(PHOTOS):
-            copies = {f"variants/{name}/{name}-{k:04d}.jpg" for k in range(i, 240, len(PHOTOS))}
+            names = range(i, variants, len(PHOTOS))
+            copies = {f"variants/{name}/{name}-{k:04d}.jpg" for k in names}
             best = max((set(g) & copies for g in groups), key=len, default=set())
             assert len(best) >= len(copies) // 2, (name, len(best), len(copies))
     runtime = Runtime(settings)
