@@ -15,7 +15,7 @@ overhead of spreading busque over nodes (a proxy, agents and replicas per node; 
 nodes), not scaling. It needs minutes per run (each starts a cluster and deploys busque), hence
 `NEEDS = "cluster"`: `python -m bench all` skips it. Writes bench/results/cluster.json and .md.
 
-    python bench/cluster.py [--repeats 5] [--seconds 15]   # about 35-40 min on 2 cores
+    python bench/cluster.py [--repeats 5] [--seconds 15]   # about 13 min on 2 cores
     python bench/cluster.py --quick     # 1 node against 2 nodes, 1 round, 3 s loads (~4 min)
 """
 
