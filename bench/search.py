@@ -124,7 +124,7 @@ def settings_for(
         embedder={"device": device, "batch_size": batch_size, "batch_wait_s": wait_s},
         serve={
             "port": port,
-            "grpc_port": port + 1,
+            "grpc_port": 0,  # no gRPC here (a fixed port + 1 may be taken)
             "gateway": front,
             "dispatcher": front,
             "app_name": app_name,
