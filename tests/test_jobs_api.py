@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import re
 import socket
 import time
 import uuid
@@ -311,6 +313,31 @@ def test_a_body_that_trickles_in_is_cut_off(app):
     answer, took = _raw_post(app, headers, b'{"model": ', wait_s=timeout_s + 10)
     assert answer.startswith(b"HTTP/1.1 408"), answer
     assert b'"request_timeout"' in answer and timeout_s - 0.5 < took < timeout_s + 5
+
+
+def test_a_body_over_the_limit_is_answered_413_whole_after_it_is_sent(app):
+    """A client that sends its whole over-limit upload reads a whole 413: the service used to
+    answer and close with the body unread, the kernel reset the connection, and a client (or
+    HAProxy relaying the answer) lost the 413 to "connection reset by peer"."""
+    max_bytes = app.settings.serve.max_body_bytes
+    body = b"\xff" * (max_bytes + 4 * 2**20)
+    parts = urlsplit(app.url)
+    head = (
+        f"POST /v1/ingest HTTP/1.1\r\nHost: {parts.netloc}\r\nX-API-Key: {app.admin_key}\r\n"
+        f"Content-Type: image/jpeg\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    for _ in range(3):
+        with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+            sock.sendall(head.encode() + body)
+            answer = b""
+            while b"\r\n\r\n" not in answer and (chunk := sock.recv(65536)):
+                answer += chunk
+            headers, _, content = answer.partition(b"\r\n\r\n")
+            length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", headers)
+            assert headers.startswith(b"HTTP/1.1 413") and length, answer[:300]
+            while len(content) < int(length.group(1)) and (chunk := sock.recv(65536)):
+                content += chunk
+        assert json.loads(content)["error"]["code"] == "payload_too_large", answer[:300]
 
 
 def test_json_busque_cannot_store_is_refused_and_nothing_is_created(client):

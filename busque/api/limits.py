@@ -1,6 +1,10 @@
 """Refuse request bodies over the configured size, declared or streamed, with 413, and bodies
 that do not arrive within the configured time (a client trickling a byte every few seconds
-holds a request slot for ever otherwise), with 408."""
+holds a request slot for ever otherwise), with 408.
+
+A refused body is read and dropped, within bounds, before the answer: a server that closes with
+unread bytes in its socket sends a TCP reset, and a proxy in between (Ray's HAProxy) may lose the
+413 it was relaying (nginx's "lingering close" for the same reason)."""
 
 from __future__ import annotations
 
@@ -10,6 +14,9 @@ import json
 from starlette.exceptions import HTTPException
 
 from busque.api.openai_errors import error_body, is_openai_path
+
+DRAIN_BYTES = 64 * 2**20  # beyond this much unread body, the reset is the cheaper evil
+DRAIN_S = 5.0
 
 
 class BodyTooLarge(HTTPException):
@@ -36,6 +43,8 @@ class BodyLimitMiddleware:
             return await self.app(scope, receive, send)
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            if int(declared) <= self.max_bytes + DRAIN_BYTES:
+                await discard_body(receive)
             return await self._refuse(send, scope["path"])
         seen = 0
         started = False
@@ -67,6 +76,7 @@ class BodyLimitMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except BodyTooLarge:
             if not started:
+                await discard_body(receive)
                 await self._refuse(send, scope["path"])
         except BodyTooSlow as exc:
             if not started:
@@ -76,6 +86,22 @@ class BodyLimitMiddleware:
         message = f"request bodies are limited to {self.max_bytes} bytes"
         details = {"max_bytes": self.max_bytes}
         await answer_error(send, 413, "payload_too_large", message, details, path=path)
+
+
+async def discard_body(receive, max_bytes: int = DRAIN_BYTES, timeout_s: float = DRAIN_S):
+    """Read what is left of a request's body into nothing: at most max_bytes, for at most
+    timeout_s."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    dropped = 0
+    while dropped <= max_bytes:
+        try:
+            message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0))
+        except TimeoutError:
+            return
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
+        dropped += len(message.get("body", b""))
 
 
 async def answer_error(
