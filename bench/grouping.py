@@ -265,6 +265,49 @@ def pilot(method: str, visual: bool, args, rates) -> tuple[list, float]:
     return points, statistics.median(t / n**2 for n, t in points)
 
 
+def verdicts(results: dict) -> str:
+    """Per size and half: busque's median against the fastest other method's (measured, or
+    its n^2 prediction where it was not run), and the peak memory of each."""
+    lines = [
+        "## busque against the fastest other method",
+        "",
+        "| items | search | busque s | fastest other | its s | busque's speedup | "
+        "peak RSS MiB, busque / other |",
+        "|---:|---|---:|---|---:|---:|---:|",
+    ]
+    for label, runs in results["sizes"].items():
+        n, half = label.split("/")
+        if not runs.get("busque"):
+            continue
+        ours = statistics.median(d["seconds"] for d in runs["busque"])
+        others = {}
+        for method, done in runs.items():
+            if method == "busque":
+                continue
+            if done:
+                rss = max(d["rss_mib"] for d in done)
+                others[method] = (statistics.median(d["seconds"] for d in done), "", rss)
+            elif guess := results["extrapolated"].get(f"{method}|{label}"):
+                others[method] = (guess["predicted_s"], "~", None)
+        if not others:
+            continue
+        method, (theirs, approx, rss) = min(others.items(), key=lambda kv: kv[1][0])
+        ours_rss = max(d["rss_mib"] for d in runs["busque"])
+        memory = f"{ours_rss:.0f} / {rss:.0f}" if rss else f"{ours_rss:.0f} / not run"
+        verdict = "ahead" if ours < theirs else "**behind**"
+        lines.append(
+            f"| {int(n):,} | {'pHash' if half == 'phash' else 'pHash + embeddings'} | "
+            f"{ours:.2f} | {method} | {approx}{theirs:,.2f} | {approx}{theirs / ours:,.1f}x "
+            f"({verdict}) | {memory} |"
+        )
+    lines += [
+        "",
+        "A `~` is a prediction: that method was timed at 2,000-8,000 items and its n^2 growth "
+        "put it past --limit-s at that size. Every run's pairs and recall are below.",
+    ]
+    return "\n".join(lines)
+
+
 def table(results: dict, args) -> str:
     lines = []
     for label, runs in results["sizes"].items():
@@ -316,7 +359,6 @@ def main() -> None:
     args.sizes = [int(n) for n in args.sizes.split(",")]
     if args.quick:
         args.sizes, args.repeat, args.limit_s = [2_000], 2, 120
-    started = time.time()
     rates = real_bit_rates()
     results = measure(args, rates)
     command = "python bench/grouping.py " + " ".join(sys.argv[1:])
@@ -325,15 +367,13 @@ def main() -> None:
         [
             "# Grouping a library into duplicate pairs",
             "",
-            f"Machine: {harness.cpu_model()}, {os.cpu_count()} cores; commit {harness.commit()}; "
-            f"load average at the end {load[0]:.2f}; {time.time() - started:.0f} s in all. "
-            f"Reproduce: `{command}`.",
-            "",
             f"pHash radius {RADIUS} (each code and its 7 turns against every code), embeddings "
             f"of {args.dim} dimensions at cosine >= {MIN_COSINE} (busque: among each item's "
             f"{K} nearest; brute force: every pair). Bits set at the rates of real photos' "
             "pHashes; a tenth near copies, a twentieth turned copies. imagededup: codes only "
             "(no turns: it has none), its documented call.",
+            "",
+            verdicts(results),
             "",
             table(results, args),
         ]
