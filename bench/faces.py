@@ -405,7 +405,7 @@ def class_order(cls: str) -> float:
 def smallest_found_all(table: dict, name: str) -> int | None:
     """The smallest bin from which on `name` found every face of every larger bin, or None."""
     best = None
-    for low in sorted(table, reverse=True):
+    for low in sorted(table, key=int, reverse=True):  # int: a JSON round trip makes keys str
         if table[low][name] < table[low]["faces"]:
             break
         best = low

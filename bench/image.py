@@ -361,7 +361,7 @@ def markdown(results: dict) -> str:
     model = results["model"]
     weights = (
         f"random-weight small pipeline built by the benchmark (UNet block_out_channels "
-        f"{model['unet_channels']}, cross-attention/text width {model['width']}; parameters in "
+        f"{tuple(model['unet_channels'])}, cross-attention/text width {model['width']}; parameters in "
         "millions: "
         f"{model['parameters_m']}; the images are noise, the work per step is a real UNet's)"
         if model["random"]
