@@ -44,7 +44,8 @@ ARGS = {
     "quotas": {"requests_per_s": 0},  # one tenant at full speed: no per-tenant rate limit
     "serve": {"gateway": {"num_cpus": 0.1}, "dispatcher": {"num_cpus": 0.1}},
     "model_deployments": {
-        name: {"num_cpus": 0.1} for name in ("embedder", "matcher", "ingest", "utility")
+        name: {"num_cpus": 0.1, "min_replicas": 1}  # utility (echo) warm from the start
+        for name in ("embedder", "matcher", "ingest", "utility")
     },
 }
 CASES = {"1 node x 6 CPUs": {"workers": [], "num_cpus": 6}, "3 nodes x 2 CPUs": {"num_cpus": 2}}

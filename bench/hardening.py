@@ -83,7 +83,10 @@ def settings_for(home: Path):
         },
         model_deployments={
             "fixtures": {**small, "max_ongoing_requests": 64},
-            **{name: small for name in ("crashy", "utility", "textgen", "imagegen", "pipelines")},
+            **{
+                name: {**small, "min_replicas": 1}  # every job kind's host up from the start
+                for name in ("crashy", "utility", "textgen", "imagegen", "pipelines")
+            },
         },
     )
 

@@ -190,7 +190,12 @@ def settings_for(home: Path, model_path: Path, device: str, steps: int, size: in
         },
         "model_deployments": {
             **{name: small for name in ("embedder", "matcher", "ingest", "utility", "textgen")},
-            "imagegen": {"num_cpus": 0.5, "num_gpus": gpus, "max_ongoing_requests": 8},
+            "imagegen": {
+                "num_cpus": 0.5,
+                "num_gpus": gpus,
+                "max_ongoing_requests": 8,
+                "min_replicas": 1,  # warm from the start (on demand by default)
+            },
         },
     }
     return Settings(**values)  # the image models are in the catalog (busque/runtime.py)

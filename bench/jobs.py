@@ -291,7 +291,7 @@ def ray_task_case() -> Callable:
 def settings_for(home: Path, database_url: str | None, port: int):
     from busque.config import Settings
 
-    small = {"num_cpus": 0.25, "max_ongoing_requests": 1000}
+    small = {"num_cpus": 0.25, "max_ongoing_requests": 1000, "min_replicas": 1}  # echo warm
     values = {
         "home": home,
         # No gRPC proxy: the cases speak HTTP (a fixed port + 1 was sometimes taken).

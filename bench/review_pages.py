@@ -53,7 +53,7 @@ DIM = 1280  # EfficientNet-Lite0's embeddings, the default embedder's
 def settings_for(home: Path):
     from busque.config import Settings
 
-    small = {"num_cpus": 0.1}
+    # The job kinds' hosts and generators stay on demand (busque's defaults): never called here.
     return Settings(
         home=home,
         faces={"enabled": False},
@@ -61,7 +61,6 @@ def settings_for(home: Path):
         # check's cost per photo and per pair: bench/duplicates.py).
         index={"min_pixel_agreement": None},
         serve={"port": harness.free_port(), "grpc_port": 0},
-        model_deployments={name: small for name in ("utility", "textgen", "imagegen")},
     )
 
 

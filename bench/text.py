@@ -587,7 +587,7 @@ def settings_for(home: Path, port: int, args):
             "dispatcher": {"num_cpus": 0.25, "max_ongoing_requests": 100},
         },
         model_deployments={
-            "textgen": small,
+            "textgen": {**small, "min_replicas": 1},  # warm from the start
             "embedder": small,
             "matcher": small,
             "ingest": small,

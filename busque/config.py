@@ -561,8 +561,17 @@ class Settings(BaseSettings):
         return self
 
     def deployment(self, name: str) -> DeploymentSettings:
+        """`model_deployments[name]` over busque's default for that deployment: an entry changes
+        the fields it names (`{"textgen": {"num_gpus": 1}}` keeps the generator on demand)."""
         default = DEFAULT_DEPLOYMENTS.get(name, DeploymentSettings())
-        return self.model_deployments.get(name, default)
+        mine = self.model_deployments.get(name)
+        if mine is None:
+            return default
+        fields = mine.model_dump(exclude_unset=True)
+        merged = default.model_dump(exclude_unset=True)
+        if "min_replicas" in fields and "max_replicas" not in fields:
+            merged.pop("max_replicas", None)  # `min_replicas: 4` alone: 4 replicas, as ever
+        return DeploymentSettings(**(merged | fields))
 
 
 # The generators, the FaceAnalyzer and the hosts of rarely used job kinds start on first use and

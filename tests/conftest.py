@@ -74,7 +74,8 @@ def ray_cluster():
 def test_settings(home, **overrides):
     from busque.config import Settings
 
-    fixtures = {"num_cpus": 0.1, "max_ongoing_requests": 200}
+    # min_replicas 1: warm from the start, textgen and utility too (on demand by default).
+    fixtures = {"num_cpus": 0.1, "max_ongoing_requests": 200, "min_replicas": 1}
     values = {
         "home": home,
         "jobs": FAST_JOBS,

@@ -70,6 +70,35 @@ def test_a_misspelt_or_impossible_deployment_option_is_an_error():
     assert DeploymentSettings(min_replicas=4).max_replicas == 4  # a fixed count, as before
 
 
+def test_a_deployment_entry_changes_only_the_fields_it_names(tmp_path):
+    """Setting a GPU for the text generator used to replace its defaults whole: it started
+    with the service and never scaled to zero."""
+    on_demand = Settings(home=tmp_path).deployment("textgen")
+    assert (on_demand.min_replicas, on_demand.downscale_to_zero_delay_s) == (0, 600)
+    settings = Settings(
+        home=tmp_path,
+        model_deployments={
+            "textgen": {"num_gpus": 1},
+            "imagegen": {"min_replicas": 2},
+            "faceanalyzer": {"min_replicas": 1, "max_replicas": 3},
+            "embedder": {"num_cpus": 2},
+        },
+    )
+    textgen = settings.deployment("textgen")
+    assert textgen.num_gpus == 1 and textgen.min_replicas == 0 and textgen.max_replicas == 1
+    assert textgen.downscale_to_zero_delay_s == 600
+    imagegen = settings.deployment("imagegen")  # `min_replicas` alone: that many, fixed
+    assert (imagegen.min_replicas, imagegen.max_replicas) == (2, 2)
+    faces = settings.deployment("faceanalyzer")  # its own num_cpus default kept
+    assert (faces.min_replicas, faces.max_replicas, faces.num_cpus) == (1, 3, 0.5)
+    embedder = settings.deployment("embedder")  # no busque default: Serve's fields' defaults
+    assert (embedder.num_cpus, embedder.min_replicas) == (2, 1)
+    with pytest.raises(ValidationError, match="min_replicas 2 > max_replicas 1"):
+        Settings(
+            home=tmp_path, model_deployments={"textgen": {"min_replicas": 2, "max_replicas": 1}}
+        )
+
+
 def test_embedded_parts_are_named(tmp_path):
     assert len(Settings(home=tmp_path).embedded_parts()) == 2
     shared = Settings(
