@@ -183,8 +183,8 @@ BUSQUE_ARGS = {
     "serve": {"gateway": {"num_cpus": 0.1}, "dispatcher": {"num_cpus": 0.1}},
     "model_deployments": {
         "embedder": {"num_cpus": 0.1, "resources": {"model_node": 1}},
-        "utility": {"num_cpus": 0.1, "resources": {"model_node": 1}},
-        **{name: {"num_cpus": 0.1} for name in ("ingest", "pipelines")},
+        "utility": {"num_cpus": 0.1, "resources": {"model_node": 1}, "min_replicas": 1},
+        **{name: {"num_cpus": 0.1, "min_replicas": 1} for name in ("ingest", "pipelines")},
         # Two Matchers, never on the same node: a search must not depend on which answers.
         "matcher": {
             "num_cpus": 0.1,
@@ -534,6 +534,24 @@ def test_an_s3_library_is_backfilled_reindexed_and_searched(cluster, busque, sea
 
 @pytest.mark.postgres
 @pytest.mark.timeout(480)
+def test_bench_cluster_measures_this_cluster(cluster, busque):
+    """bench/cluster.py starts clusters of its own (minutes, too long for this suite): its
+    measurements run here on this module's cluster, a closed loop of jobs and of searches over
+    every node's proxy and each node's memory, giving every figure its page reads."""
+    import asyncio
+
+    from bench import cluster as bench
+
+    bare = bench.node_memory(cluster)
+    served = asyncio.run(bench.load(cluster, busque.key, bench.photos(2), seconds=1.0))
+    serving = bench.node_memory(cluster)
+    assert set(bare) == set(serving) == {node.name for node in cluster.nodes}, serving
+    assert min(serving.values()) > 0.05, serving  # GiB: a Ray node's servers and agents
+    run = {"deploy_s": 1.0, **served}
+    figures = {name: bench.figure(run, path) for name, path, _ in bench.FIGURES}
+    assert min(figures.values()) > 0, figures
+
+
 def test_jobs_accepted_while_the_model_node_dies_end_once(cluster, busque):
     """SIGKILL the node that holds the model replicas with jobs in flight and more arriving:
     every accepted job ends, once, after the node returns and its replicas are rescheduled."""

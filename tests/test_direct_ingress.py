@@ -5,7 +5,9 @@ in a process and a Ray of its own each:
   as through the Serve proxy on `serve.port`;
 - `serve.haproxy`: Ray's bundled HAProxy serves `serve.port` and routes to the replica's port.
 
-Ingest, the job's server-sent events, search and a too-large upload go to that address."""
+Ingest, the job's server-sent events, search and a too-large upload go to that address. And
+bench/idle_memory.py's measurements, on this process (its own runs start `busque serve` twice a
+round: minutes, too long for this suite)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from typing import NamedTuple
 
 import httpx
 import pytest
@@ -32,10 +35,16 @@ def jpeg(name: str) -> bytes:
     return out.getvalue()
 
 
+class Served(NamedTuple):
+    url: str  # the URL to test
+    proxy: str | None  # the Serve proxy's URL, None where HAProxy holds the service's port
+    key: str  # the admin key
+    pid: int  # the `busque serve` process
+
+
 @pytest.fixture(scope="module", params=["direct_ingress", "haproxy"])
 def served(request, tmp_path_factory):
-    """(the URL to test, the Serve proxy's URL or None, admin key) of a running `busque
-    serve`."""
+    """A running `busque serve`."""
     mode = request.param
     port = free_port()
     env = {
@@ -70,10 +79,10 @@ def served(request, tmp_path_factory):
         direct = re.search(r"direct:\s+(http://\S+)", text)
         if mode == "haproxy":
             assert direct is None, text  # HAProxy fronts the replica on the service's port
-            yield f"http://127.0.0.1:{port}", None, key
+            yield Served(f"http://127.0.0.1:{port}", None, key, process.pid)
         else:
             assert direct, text
-            yield direct.group(1), f"http://127.0.0.1:{port}", key
+            yield Served(direct.group(1), f"http://127.0.0.1:{port}", key, process.pid)
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -83,7 +92,7 @@ def served(request, tmp_path_factory):
 
 
 def test_the_api_works_without_the_serve_proxy_in_the_way(served):
-    url, proxy, key = served
+    url, proxy, key, _ = served
     headers = {"X-API-Key": key}
     with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
         accepted = client.post(
@@ -121,3 +130,20 @@ def test_the_api_works_without_the_serve_proxy_in_the_way(served):
     with httpx.Client(base_url=proxy, headers=headers, timeout=60) as client:
         media_view = client.get(f"/v1/media/{media['media_id']}")
         assert media_view.status_code == 200 and media_view.json()["status"] == "indexed"
+
+
+def test_bench_idle_memory_measures_this_service(served):
+    """What bench/idle_memory.py samples of a `busque serve`: every process it started (Ray's
+    servers, Serve's controller, proxy and replicas) by role, and a job's time."""
+    from bench import idle_memory
+
+    taken = idle_memory.sample(served.pid)
+    roles = taken["by_role"]
+    assert {"busque serve (driver)", "gcs_server", "raylet"} <= set(roles), roles
+    assert any(role.startswith("replica ") for role in roles), roles
+    assert taken["processes"] >= 6 and taken["pss_bytes"] > 2**28, taken
+    assert 0 < taken["pss_bytes"] <= taken["rss_bytes"], taken
+    assert idle_memory.starting(taken) == []  # the service answered: no replica still starting
+    with httpx.Client(base_url=served.url, headers={"X-API-Key": served.key}) as client:
+        model, request = idle_memory.JOBS["echo"]
+        assert 0 < idle_memory.job_seconds(client, model, request) < 60
