@@ -42,7 +42,7 @@ def test_healthz_and_readyz_need_no_key(app):
 
 
 def test_readiness_waits_for_a_deployment_still_starting(app):
-    """/readyz's deployments check on a real Serve application whose one deployment takes 8 s
+    """/readyz's deployments check on a real Serve application whose one deployment takes 3 s
     to start: NotRunning names it until its replica runs (the Gateway answers long before its
     sibling deployments are up)."""
     from ray import serve
@@ -52,7 +52,7 @@ def test_readiness_waits_for_a_deployment_still_starting(app):
     @serve.deployment(ray_actor_options={"num_cpus": 0})
     class SlowToStart:
         def __init__(self):
-            time.sleep(8)
+            time.sleep(3)
 
         def __call__(self) -> str:
             return "up"

@@ -59,6 +59,12 @@ def outage(app, postgres_url, seaweedfs_server, tmp_path_factory):
         database={"url": url},
         storage=storage,
         faces={"enabled": False},
+        # Only ingest runs here: the text generator and the echo host stay on demand (idle).
+        model_deployments={
+            name: options
+            for name, options in app.settings.model_deployments.items()
+            if name not in ("textgen", "utility")
+        },
         media={"janitor_s": 1, "orphan_after_s": 5},
         # The session's ports (Serve's proxy keeps them), /metrics kept to the scraper.
         serve=app.settings.serve.model_dump(mode="json") | {"metrics_token": METRICS_TOKEN},
