@@ -118,6 +118,33 @@ def test_search_radius_many_equals_one_search_per_code(planted, mih):
         assert got == {i: index.search_radius(c, radius) for i, c in enumerate(asked)}, radius
 
 
+def test_a_search_of_every_code_builds_the_tables_the_index_does_not_keep(planted):
+    """Below mih_threshold, and in the tail, the index keeps no tables and scans: a batch of
+    every item's codes (a search for duplicate pairs) scanned them quadratically (20,000
+    items: 10 s). Such a batch builds tables for itself, with the same answer."""
+    from busque.index.phash_index import _tables_for_batch
+
+    ids, codes, _ = planted
+    ids = np.concatenate([ids[:11_450], ids[100_000:]])  # random codes and the planted ones
+    codes = np.concatenate([codes[:11_450], codes[100_000:]])
+    index = PhashIndex(tail_min=5000)  # mih_threshold 50,000: no tables kept
+    index.add(ids[:7000], codes[:7000])  # over tail_min: frozen
+    index.add(ids[7000:], codes[7000:])  # 5,000: the tail
+    index.remove(ids[:7000:50])  # tombstones in the frozen part
+    assert not index.uses_mih and len(index._tail_ids) == 5000
+    assert _tables_for_batch(codes[:5000], len(codes), 8) is not None  # both parts use them
+    assert _tables_for_batch(codes[:5000], 100, 8) is None  # a few queries: a scan is cheaper
+    assert _tables_for_batch(codes[:1000], len(codes), 8) is None  # few codes: likewise
+    assert _tables_for_batch(codes[:5000], len(codes), 40) is None  # too wide to probe
+    q, found, dist = index.search_radius_many(codes, 8)
+    got: dict[int, list] = {i: [] for i in range(len(codes))}
+    for i, media_id, d in zip(q.tolist(), found.tolist(), dist.tolist(), strict=True):
+        got[i].append((media_id, d))
+    for i, code in enumerate(codes):
+        assert sorted(got[i], key=lambda t: (t[1], t[0])) == index.search_radius(code, 8), i
+    assert sum(map(len, got.values())) > len(codes)  # planted neighbours found, not only selves
+
+
 def test_phash_removes_tail_and_upserts(planted):
     ids, codes, queries = planted
     index = PhashIndex(mih_threshold=1000, tail_min=100, tail_fraction=0.0)
